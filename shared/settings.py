@@ -1,0 +1,103 @@
+"""One settings object, read from the environment once.
+
+Every tunable has a named default with the reason for it. `get_settings()`
+caches; tests call `get_settings.cache_clear()` after changing the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+EmbedderChoice = Literal["auto", "local", "gemini", "fake"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Where the embedded defaults live: SQLite database and model store.
+    topicq_home: Path = Field(default=Path(".topicq"))
+    database_url: str | None = None  # default: sqlite file under topicq_home
+    model_dir: Path | None = None  # default: topicq_home/models
+    redis_url: str = "redis://localhost:6379/0"
+
+    # Which model the workers serve: the `production` alias of this name.
+    model_name: str = "topics"
+    model_alias: str = "production"
+    # How often a worker re-reads the alias, so a promotion takes effect without restart.
+    model_refresh_s: float = 5.0
+
+    embedder: EmbedderChoice = "auto"
+    local_model_max_tokens: int = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
+    local_batch_size: int = 64
+
+    gemini_api_key: SecretStr | None = None
+    gemini_api_key_file: Path | None = None
+    gemini_base_url: str | None = None  # e.g. the fake server; unset = Google's endpoint
+    gemini_api_version: str = "v1beta"
+    gemini_model: str = "gemini-embedding-001"
+    gemini_dim: int = 768  # the tutorial's size: 4x cheaper to store than 3,072, same accuracy
+    gemini_timeout_s: float = 30.0
+    gemini_max_in_flight: int = 4  # concurrent calls per worker
+    gemini_rpm: int = 3000  # quota: texts (requests) per minute across all workers
+    gemini_tpm: int = 1_000_000  # quota: tokens per minute across all workers
+
+    batch_size: int = 32  # posts per embed call when the queue is busy
+    batch_wait_s: float = 1.0  # longest a post waits in a worker's buffer
+    backfill_chunk: int = 64  # posts per backfill message
+    max_text_chars: int = 20_000  # larger posts are refused; preprocessing cuts at 5,000 anyway
+    max_retries: int = 5  # transient failures before a post is recorded `failed`
+    retry_base_s: float = 2.0  # first backoff; doubles each attempt, with jitter
+    retry_max_s: float = 300.0
+    # Must exceed buffering plus processing: an unacked message is redelivered after it.
+    visibility_timeout_s: int = 600
+
+    queue: str = "topicq"
+
+    @field_validator("batch_size", "backfill_chunk", "max_text_chars", "max_retries")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.topicq_home / 'topicq.db').resolve()}"
+
+    @property
+    def models_path(self) -> Path:
+        return (self.model_dir or self.topicq_home / "models").resolve()
+
+    def gemini_key(self) -> str | None:
+        """The API key from GEMINI_API_KEY or the file GEMINI_API_KEY_FILE names."""
+        if self.gemini_api_key is not None:
+            return self.gemini_api_key.get_secret_value()
+        if self.gemini_api_key_file is not None:
+            try:
+                return self.gemini_api_key_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read GEMINI_API_KEY_FILE {self.gemini_api_key_file}: {exc.strerror}"
+                ) from None
+        return None
+
+    def resolved_embedder(self) -> Literal["local", "gemini", "fake"]:
+        """`auto` means gemini when an API key is configured, else the local model."""
+        if self.embedder != "auto":
+            return self.embedder
+        has_key = self.gemini_api_key is not None or self.gemini_api_key_file is not None
+        return "gemini" if has_key else "local"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

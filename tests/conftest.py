@@ -1,0 +1,106 @@
+"""Shared fixtures: settings isolated per test, SQLite and PostgreSQL databases, Redis.
+
+A service that is down skips its tests locally with the reason, and fails
+them in CI (CI=true), where .ci/run has started every service.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.migrate import upgrade
+from shared.settings import get_settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_ADMIN_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+NEWSGROUPS_HOME = os.environ.get("SCIKIT_LEARN_DATA") or str(
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "20newsgroups"
+)
+
+
+def service_missing(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({error.__class__.__name__}: {error})"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must have it (.ci/run starts it)")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test gets its own TOPICQ_HOME and no Gemini key from the developer's shell."""
+    monkeypatch.setenv("TOPICQ_HOME", str(tmp_path / "home"))
+    for var in ("DATABASE_URL", "MODEL_DIR", "GEMINI_API_KEY", "GEMINI_API_KEY_FILE",
+                "EMBEDDER", "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'topicq.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"topicq_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "absent"
+        admin.dispose()
+        service_missing("PostgreSQL", exc)
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    from shared.db import get_engine
+
+    get_engine(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Runs a test on SQLite and on PostgreSQL."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of the tests' own, emptied before and after."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        service_missing("Redis", exc)
+    client.flushdb()
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def newsgroups_home() -> str:
+    if not (Path(NEWSGROUPS_HOME) / "20news-bydate_py3.pkz").is_file():
+        pytest.skip(f"20 Newsgroups cache not found at {NEWSGROUPS_HOME} (set SCIKIT_LEARN_DATA)")
+    return NEWSGROUPS_HOME

@@ -1,0 +1,30 @@
+from shared.preprocess import MAX_CHARS, preprocess, text_digest
+
+# The first training post of 20 Newsgroups, as the tutorial shows it.
+TUTORIAL_POST = (
+    "From: lerxst@wam.umd.edu (where's my thing)\n"
+    "Subject: WHAT car is this!?\n"
+    "Nntp-Posting-Host: rac3.wam.umd.edu\n"
+    "Organization: University of Maryland, College Park\n"
+    "Lines: 15\n\n"
+    " I was wondering if anyone out there could enlighten me on this car I saw\n"
+)
+
+
+def test_tutorial_post_loses_addresses_names_and_header_labels() -> None:
+    cleaned = preprocess(TUTORIAL_POST)
+    assert cleaned.startswith(" WHAT car is this!?\nNntp-Posting-Host: rac3.wam.umd.edu\n")
+    assert "@" not in cleaned
+    assert "where's my thing" not in cleaned
+    assert "From: " not in cleaned and "\nSubject: " not in cleaned
+    assert "enlighten me on this car" in cleaned
+
+
+def test_long_posts_are_cut_at_5000_characters() -> None:
+    assert len(preprocess("word " * 3000)) == MAX_CHARS == 5000
+
+
+def test_digest_is_stable_and_distinguishes_texts() -> None:
+    assert text_digest("a") == text_digest("a")
+    assert text_digest("a") != text_digest("b")
+    assert len(text_digest("a")) == 64
