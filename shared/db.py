@@ -88,6 +88,8 @@ class Result(Base):
     embedder_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+    # One id per embed call: posts per call = count(*) / count(distinct batch_id).
+    batch_id: Mapped[str | None] = mapped_column(String(32))
     post_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     text: Mapped[str | None] = mapped_column(Text)  # kept only for `failed`, for retry-failed
     received_at: Mapped[datetime | None] = mapped_column()

@@ -46,6 +46,7 @@ def upgrade() -> None:
     sa.Column('embedder_id', sa.String(length=200), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('batch_id', sa.String(length=32), nullable=True),
     sa.Column('metadata', sa.JSON(), nullable=True),
     sa.Column('text', sa.Text(), nullable=True),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=True),

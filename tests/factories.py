@@ -1,0 +1,53 @@
+"""Builders for test data: labelled posts and registered models on the fake embedder."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared import registry
+from shared.classifier import TopicClassifier
+from shared.embedders.fake import FakeEmbedder
+from shared.preprocess import PREPROCESS_VERSION, preprocess
+from shared.store import ModelMeta, save_model_dir
+
+# Each topic has its own vocabulary, so the fake (bag-of-words) embedder separates them.
+TOPICS = {
+    "space": "orbit rocket launch nasa shuttle moon planet satellite astronaut telescope",
+    "medicine": "doctor patient disease treatment symptoms drug clinical therapy diagnosis cancer",
+    "crypto": "encryption key cipher algorithm secure privacy clipper chip nsa escrow",
+}
+
+
+def make_post(topic: str, rng: random.Random, words: int = 12) -> str:
+    vocabulary = TOPICS[topic].split()
+    return "Subject: " + " ".join(rng.choice(vocabulary) for _ in range(words))
+
+
+def labelled_posts(per_topic: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(id, text, label) triples."""
+    rng = random.Random(seed)
+    return [(f"{topic}-{seed}-{i}", make_post(topic, rng), topic)
+            for topic in TOPICS for i in range(per_topic)]
+
+
+def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", promote: bool = True,
+                        seed: int = 0, embedder: FakeEmbedder | None = None) -> int:
+    """Train a small classifier on fake embeddings, store it, register it (and promote it)."""
+    embedder = embedder or FakeEmbedder()
+    posts = labelled_posts(30, seed=seed)
+    vectors = embedder.embed([preprocess(text) for _, text, _ in posts])
+    clf = TopicClassifier(hidden=32, epochs=40, patience=5, seed=seed).fit(vectors, [p[2] for p in posts])
+    version = registry.next_version(db_url, name=name)
+    directory = model_dir / name / str(version)
+    meta = ModelMeta(name=name, version=version, labels=[str(c) for c in clf.classes_],
+                     embedder_id=embedder.id, embedder_dim=embedder.dim,
+                     preprocess_version=PREPROCESS_VERSION, data_fingerprint=f"test-{seed}",
+                     created_at=datetime.now(UTC).isoformat())
+    sha = save_model_dir(directory, clf, meta)
+    registry.register(db_url, name=name, version=version, path=directory, sha256=sha,
+                      embedder_id=embedder.id, metrics={})
+    if promote:
+        registry.promote(db_url, name=name, version=version)
+    return version

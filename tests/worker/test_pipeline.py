@@ -1,0 +1,165 @@
+"""The classify pipeline without Celery: fake embedder, real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.embedders.base import EmbedOutcome, Embedder
+from shared.embedders.fake import FakeEmbedder
+from shared.errors import TransientError
+from shared.settings import Settings
+from tests.factories import labelled_posts, register_fake_model
+from worker.pipeline import process
+from worker.results import query_results, stats
+from worker.serving import ModelServer
+
+
+def make_settings(db_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    return Settings(database_url=db_url, model_dir=tmp_path / "models", embedder="fake",
+                    max_retries=3, retry_base_s=0.01, retry_max_s=0.05, **overrides)
+
+
+def server_for(settings: Settings, embedder: Embedder) -> ModelServer:
+    return ModelServer(settings.db_url, name=settings.model_name, alias="production",
+                       embedder_id=embedder.id, refresh_s=0)
+
+
+class FlakyEmbedder(FakeEmbedder):
+    """Fails its first `failures` calls with a transient error, like an API having a bad minute."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def embed_each(self, texts: list[str]) -> EmbedOutcome:
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransientError("503 UNAVAILABLE")
+        return super().embed_each(texts)
+
+
+class RefusingEmbedder(FakeEmbedder):
+    """Refuses texts containing 'forbidden', as Gemini refuses a text with a 400."""
+
+    def embed_each(self, texts: list[str]) -> EmbedOutcome:
+        outcome = super().embed_each(texts)
+        refused = {i: "400 INVALID_ARGUMENT" for i, t in enumerate(texts) if "forbidden" in t}
+        outcome.vectors[list(refused)] = 0
+        return EmbedOutcome(outcome.vectors, refused)
+
+
+def test_batch_is_classified_and_written_once_even_when_delivered_twice(db_url: str, tmp_path: Path) -> None:
+    # Given a promoted model and a batch of labelled posts
+    settings = make_settings(db_url, tmp_path)
+    embedder = FakeEmbedder()
+    version = register_fake_model(db_url, settings.models_path)
+    posts = labelled_posts(10, seed=7)
+    payloads = [{"id": pid, "text": text, "metadata": {"truth": label}} for pid, text, label in posts]
+
+    # When the same batch is processed twice (a redelivery)
+    for _ in range(2):
+        report = process(payloads, settings=settings, embedder=embedder, models=server_for(settings, embedder))
+        assert report.retry == [] and report.error is None
+
+    # Then there is exactly one done row per post, with the right version and a sound label
+    rows = query_results(db_url)
+    assert sorted(r["post_id"] for r in rows) == sorted(p[0] for p in posts)
+    assert {r["status"] for r in rows} == {"done"}
+    assert {r["model_version"] for r in rows} == {version}
+    accuracy = np.mean([r["label"] == r["metadata"]["truth"] for r in rows])
+    assert accuracy >= 0.9
+    for row in rows:
+        assert row["score"] == pytest.approx(max(row["scores"].values()))
+        assert sum(row["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert embedder.calls == [30, 30] or embedder.calls == [30]  # one embed call per batch at most
+
+
+def test_bad_posts_are_rejected_with_reasons_and_the_rest_is_done(db_url: str, tmp_path: Path) -> None:
+    settings = make_settings(db_url, tmp_path, max_text_chars=100)
+    embedder = FakeEmbedder()
+    register_fake_model(db_url, settings.models_path)
+    payloads = [
+        {"id": "ok-1", "text": "rocket launch orbit"},
+        {"id": "empty", "text": "   "},
+        {"id": "number", "text": 42},
+        {"id": "long", "text": "x" * 101},
+        {"text": "no id at all"},
+        "not an object",
+        {"id": "ok-2", "text": "doctor patient therapy"},
+    ]
+    report = process(payloads, settings=settings, embedder=embedder, models=server_for(settings, embedder))
+    assert report.retry == []
+    rows = {r["post_id"]: r for r in query_results(db_url)}
+    assert set(rows) == {"ok-1", "ok-2", "empty", "number", "long"}
+    assert rows["ok-1"]["status"] == rows["ok-2"]["status"] == "done"
+    assert rows["empty"]["status"] == "rejected" and "empty" in rows["empty"]["error"]
+    assert "must be a string" in rows["number"]["error"]
+    assert "MAX_TEXT_CHARS" in rows["long"]["error"]
+
+
+def test_text_refused_by_the_embedder_is_rejected_alone(sqlite_url: str, tmp_path: Path) -> None:
+    settings = make_settings(sqlite_url, tmp_path)
+    embedder = RefusingEmbedder()
+    register_fake_model(sqlite_url, settings.models_path, embedder=embedder)
+    payloads = [{"id": "a", "text": "rocket orbit"}, {"id": "b", "text": "forbidden words"}]
+    process(payloads, settings=settings, embedder=embedder, models=server_for(settings, embedder))
+    rows = {r["post_id"]: r for r in query_results(sqlite_url)}
+    assert rows["a"]["status"] == "done"
+    assert rows["b"]["status"] == "rejected" and "INVALID_ARGUMENT" in rows["b"]["error"]
+
+
+def test_transient_failures_are_retried_then_recorded_failed(sqlite_url: str, tmp_path: Path) -> None:
+    # Given an embedder that fails more often than MAX_RETRIES (3) allows
+    settings = make_settings(sqlite_url, tmp_path)
+    embedder = FlakyEmbedder(failures=10)
+    register_fake_model(sqlite_url, settings.models_path, embedder=embedder)
+    models = server_for(settings, embedder)
+    payloads: list[dict] = [{"id": "p1", "text": "rocket orbit"}]
+    attempts = 0
+    # When each retry is fed back as the worker would send it again
+    while payloads:
+        report = process(payloads, settings=settings, embedder=embedder, models=models)
+        attempts += 1
+        assert report.retry_delay_s <= settings.retry_max_s
+        payloads = [p.to_message() for p in report.retry]
+    # Then it was tried MAX_RETRIES times and kept as failed, with its text for retry-failed
+    assert attempts == settings.max_retries
+    [row] = query_results(sqlite_url)
+    assert row["status"] == "failed" and "503" in row["error"] and row["attempts"] == 3
+
+
+def test_transient_failure_then_success_gives_one_done_row(sqlite_url: str, tmp_path: Path) -> None:
+    settings = make_settings(sqlite_url, tmp_path)
+    embedder = FlakyEmbedder(failures=1)
+    register_fake_model(sqlite_url, settings.models_path, embedder=embedder)
+    models = server_for(settings, embedder)
+    first = process([{"id": "p1", "text": "rocket orbit"}], settings=settings, embedder=embedder, models=models)
+    assert [p.attempt for p in first.retry] == [1]
+    process([p.to_message() for p in first.retry], settings=settings, embedder=embedder, models=models)
+    [row] = query_results(sqlite_url)
+    assert row["status"] == "done" and row["attempts"] == 2
+    assert stats(sqlite_url)["by_status"] == {"done": 1}
+
+
+def test_worker_refuses_a_model_of_another_embedder(sqlite_url: str, tmp_path: Path) -> None:
+    from shared.errors import ModelError
+
+    settings = make_settings(sqlite_url, tmp_path)
+    register_fake_model(sqlite_url, settings.models_path, embedder=FakeEmbedder(dim=32))
+    with pytest.raises(ModelError, match="not comparable"):
+        server_for(settings, FakeEmbedder(dim=64)).current()
+
+
+def test_promotion_switches_the_served_version(sqlite_url: str, tmp_path: Path) -> None:
+    settings = make_settings(sqlite_url, tmp_path)
+    embedder = FakeEmbedder()
+    first = register_fake_model(sqlite_url, settings.models_path)
+    models = server_for(settings, embedder)
+    process([{"id": "a", "text": "rocket"}], settings=settings, embedder=embedder, models=models)
+    second = register_fake_model(sqlite_url, settings.models_path, seed=1)
+    process([{"id": "b", "text": "rocket"}], settings=settings, embedder=embedder, models=models)
+    versions = {r["post_id"]: r["model_version"] for r in query_results(sqlite_url)}
+    assert versions == {"a": first, "b": second} and first != second

@@ -1,0 +1,1 @@
+"""topicq workers: Celery app and tasks, the classify pipeline, enqueue client, backfill, results."""

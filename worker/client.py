@@ -1,0 +1,75 @@
+"""The producer side: validate posts, then send them to the queue.
+
+    from worker.client import enqueue, enqueue_many
+    enqueue("post-1", "NASA's new rocket ...", source="forum")
+
+Bad posts are refused here with InvalidPostError, before they reach a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from celery import Celery
+
+from shared.settings import Settings, get_settings
+from worker.app import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, celery_config
+from worker.payload import Post, parse_post
+
+
+class Producer:
+    """Sends posts by task name; needs only the broker, not the worker's code or models."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.app = Celery("topicq-producer", set_as_current=False)
+        self.app.conf.update(celery_config(self.settings))
+
+    def validate(self, post_id: Any, text: Any, metadata: dict[str, Any] | None = None) -> Post:
+        raw = {"id": post_id, "text": text, "metadata": metadata or {}}
+        return parse_post(raw, max_text_chars=self.settings.max_text_chars)
+
+    def send(self, post: Post) -> str:
+        result = self.app.send_task(CLASSIFY_TASK, kwargs=post.to_message(), queue=self.settings.queue)
+        return str(result.id)
+
+    def send_chunk(self, posts: list[Post]) -> str:
+        result = self.app.send_task(CLASSIFY_CHUNK_TASK, kwargs={"posts": [p.to_message() for p in posts]},
+                                    queue=self.settings.queue)
+        return str(result.id)
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def chunked(items: Iterable[Post], size: int) -> Iterator[list[Post]]:
+    chunk: list[Post] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def enqueue(post_id: str, text: str, *, settings: Settings | None = None, **metadata: Any) -> str:
+    """Send one post; returns the message id. Raises InvalidPostError for a bad post."""
+    producer = Producer(settings)
+    try:
+        return producer.send(producer.validate(post_id, text, metadata))
+    finally:
+        producer.close()
+
+
+def enqueue_many(posts: Iterable[dict[str, Any]], *, settings: Settings | None = None) -> int:
+    """Send many posts (`{"id", "text", "metadata"?}` dicts); all are validated before any is sent."""
+    producer = Producer(settings)
+    try:
+        valid = [producer.validate(p.get("id"), p.get("text"), p.get("metadata")) for p in posts]
+        for post in valid:
+            producer.send(post)
+        return len(valid)
+    finally:
+        producer.close()

@@ -1,0 +1,168 @@
+"""The classify pipeline as plain functions: payloads in, result rows and retries out.
+
+    validate -> preprocess -> embed (one call per batch, cached) -> classify -> rows
+
+Nothing here knows Celery. `process` never raises for a single bad post or a
+transient failure: it says which posts to record, which to send again
+(and after how long), so the task that calls it can always acknowledge.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared import cache
+from shared.embedders.base import Embedder
+from shared.errors import InvalidPostError, PermanentError, RateLimitedError, TransientError
+from shared.preprocess import preprocess, text_digest
+from shared.settings import Settings
+from shared.store import LoadedModel
+from worker.payload import Post, parse_post
+from worker.rows import DONE, FAILED, REJECTED, ResultRow, write_rows
+from worker.serving import ModelServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchReport:
+    written: list[ResultRow] = field(default_factory=list)
+    retry: list[Post] = field(default_factory=list)  # send again, attempt already increased
+    retry_delay_s: float = 0.0
+    error: str | None = None
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, floor: float | None = None) -> float:
+    """Exponential backoff with full jitter, never below the server's own `floor`."""
+    delay = random.uniform(0, min(cap, base * 2**attempt))
+    return max(delay, floor or 0.0)
+
+
+def embed_with_cache(
+    db_url: str | None, embedder: Embedder, texts: list[str]
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Vectors for preprocessed texts; cached ones are not embedded again."""
+    digests = [text_digest(t) for t in texts]
+    known = cache.lookup(db_url, embedder.id, digests) if db_url else {}
+    todo = [i for i, d in enumerate(digests) if d not in known]
+    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    rejected: dict[int, str] = {}
+    if todo:
+        outcome = embedder.embed_each([texts[i] for i in todo])
+        rejected = {todo[j]: reason for j, reason in outcome.rejected.items()}
+        fresh = {digests[i]: outcome.vectors[j] for j, i in enumerate(todo) if i not in rejected}
+        if db_url:
+            cache.store(db_url, embedder.id, fresh)
+        known.update(fresh)
+    for i, digest in enumerate(digests):
+        if i not in rejected:
+            vectors[i] = known[digest]
+    return vectors, rejected
+
+
+def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
+                   cache_url: str | None = None) -> list[ResultRow]:
+    """One embed call for the batch, then one row per post (done, or rejected by the embedder)."""
+    if not posts:
+        return []
+    batch_id = uuid.uuid4().hex
+    texts = [preprocess(p.text) for p in posts]
+    vectors, rejected = embed_with_cache(cache_url, embedder, texts)
+    probabilities = model.classifier.predict_proba(vectors)
+    labels = [str(label) for label in model.classifier.classes_]
+    rows = []
+    for i, post in enumerate(posts):
+        row = ResultRow(post_id=post.id, model_name=model.meta.name, model_version=model.meta.version,
+                        status=DONE, embedder_id=embedder.id, attempts=post.attempt + 1,
+                        metadata=post.metadata or None, batch_id=batch_id)
+        if i in rejected:
+            row.status, row.error = REJECTED, f"embedder refused the text: {rejected[i]}"
+        else:
+            best = int(probabilities[i].argmax())
+            row.label, row.score = labels[best], float(probabilities[i][best])
+            row.scores = dict(zip(labels, map(float, probabilities[i]), strict=True))
+        rows.append(row)
+    return rows
+
+
+def _with_attempt(post: Post) -> Post:
+    return post.model_copy(update={"attempt": post.attempt + 1})
+
+
+def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, models: ModelServer,
+            cache_embeddings: bool = True) -> BatchReport:
+    """Validate, classify and record a batch; returns what was written and what to retry."""
+    report = BatchReport()
+    valid: list[Post] = []
+    invalid: list[tuple[str, str, dict[str, Any] | None]] = []
+    for raw in payloads:
+        try:
+            valid.append(parse_post(raw, max_text_chars=settings.max_text_chars))
+        except InvalidPostError as exc:
+            if exc.post_id is None:
+                log.warning("rejected a post without a usable id: %s", exc)
+            else:
+                meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None
+                invalid.append((exc.post_id, str(exc), meta))
+
+    model: LoadedModel | None
+    try:
+        model = models.current()
+        name, version = model.meta.name, model.meta.version
+    except (TransientError, PermanentError) as exc:
+        # No usable model: posts go round again, and become `failed` (version 0) after
+        # MAX_RETRIES, so that nothing is lost and nothing loops forever.
+        model, name, version = None, settings.model_name, 0
+        model_error: TransientError = exc if isinstance(exc, TransientError) else TransientError(str(exc))
+
+    rows = [ResultRow(post_id=pid, model_name=name, model_version=version, status=REJECTED,
+                      error=reason, metadata=meta) for pid, reason, meta in invalid]
+    try:
+        if model is None:
+            raise model_error
+        rows += classify_batch(valid, embedder, model,
+                               cache_url=settings.db_url if cache_embeddings else None)
+    except TransientError as exc:
+        rows += _give_up_or_retry(report, valid, exc, settings, name, version)
+    try:
+        write_rows(settings.db_url, rows)
+        report.written = rows
+    except TransientError as exc:
+        # Nothing was written: every post (bar those without an id) goes round again.
+        retry_ids = {p.id for p in report.retry}
+        report.retry += [_with_attempt(p) for p in valid if p.id not in retry_ids]
+        report.retry_delay_s = max(report.retry_delay_s, _delay(exc, valid, settings))
+        report.error = str(exc)
+        log.warning("database write failed for %d posts, will retry: %s", len(rows), exc)
+    return report
+
+
+def _delay(exc: Exception, posts: list[Post], settings: Settings) -> float:
+    attempt = max((p.attempt for p in posts), default=0)
+    floor = exc.retry_after if isinstance(exc, RateLimitedError) else None
+    return backoff_delay(attempt, base=settings.retry_base_s, cap=settings.retry_max_s, floor=floor)
+
+
+def _give_up_or_retry(report: BatchReport, posts: list[Post], exc: TransientError,
+                      settings: Settings, name: str, version: int) -> list[ResultRow]:
+    """Posts under MAX_RETRIES go round again; the others become `failed` rows."""
+    failed = []
+    for post in posts:
+        if post.attempt + 1 < settings.max_retries:
+            report.retry.append(_with_attempt(post))
+        else:
+            failed.append(ResultRow(
+                post_id=post.id, model_name=name, model_version=version, status=FAILED,
+                error=f"gave up after {post.attempt + 1} attempts: {exc}",
+                attempts=post.attempt + 1, metadata=post.metadata or None, text=post.text))
+    report.retry_delay_s = _delay(exc, posts, settings)
+    report.error = str(exc)
+    log.warning("embedding failed for %d posts (%d to retry, %d failed): %s",
+                len(posts), len(report.retry), len(failed), exc)
+    return failed

@@ -1,0 +1,79 @@
+"""Which model a worker serves: the alias (default `production`) of MODEL_NAME.
+
+The alias is re-read at most every MODEL_REFRESH_S seconds; when it moves,
+the new version is loaded beside the old one and swapped in between batches,
+so no in-flight post is dropped and every row names the version that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from shared import registry
+from shared.errors import ModelError, TransientError
+from shared.store import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+def check_compatible(model: LoadedModel, embedder_id: str) -> None:
+    if model.meta.embedder_id != embedder_id:
+        raise ModelError(
+            f"model {model.key} was trained with embedder {model.meta.embedder_id!r} but this "
+            f"worker embeds with {embedder_id!r}; their vectors are not comparable. Set EMBEDDER "
+            "to match the model, or train a model with this embedder."
+        )
+
+
+class ModelServer:
+    def __init__(self, db_url: str, *, name: str, alias: str, embedder_id: str,
+                 refresh_s: float = 5.0) -> None:
+        self.db_url = db_url
+        self.name = name
+        self.alias = alias
+        self.embedder_id = embedder_id
+        self.refresh_s = refresh_s
+        self._model: LoadedModel | None = None
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def _load(self, version: int) -> LoadedModel:
+        model = registry.load(self.db_url, name=self.name, version=version)
+        check_compatible(model, self.embedder_id)
+        return model
+
+    def current(self) -> LoadedModel:
+        """The model to use for the next batch (loads or switches when the alias moved)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._model is not None and now - self._checked_at < self.refresh_s:
+                return self._model
+            try:
+                version = registry.resolve(self.db_url, name=self.name, alias=self.alias)
+            except Exception as exc:  # database unreachable: keep serving what we have
+                if self._model is not None:
+                    return self._model
+                raise TransientError(f"cannot read the model registry: {exc}") from None
+            self._checked_at = now
+            if version is None:
+                if self._model is not None:
+                    return self._model
+                raise ModelError(
+                    f"no {self.alias!r} version of model {self.name!r}: train one with "
+                    f"`topicq train ... --name {self.name} --promote`"
+                )
+            if self._model is None or self._model.meta.version != version:
+                try:
+                    loaded = self._load(version)
+                except ModelError:
+                    if self._model is None:
+                        raise
+                    log.exception("keeping %s: cannot switch to %s:%s", self._model.key,
+                                  self.name, version)
+                    return self._model
+                if self._model is not None:
+                    log.info("switching model %s -> %s", self._model.key, loaded.key)
+                self._model = loaded
+            return self._model

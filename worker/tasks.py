@@ -1,0 +1,65 @@
+"""Thin Celery tasks: decode the message, call the pipeline, send retries.
+
+Never let an exception escape a batch: celery-batches acknowledges late-ack
+messages even when the batch function raises. Posts to retry are sent again
+(same task id, `attempt` + 1, a countdown) *before* the batch returns and is
+acknowledged, so a crash in between can only duplicate, never lose.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from celery_batches import Batches, SimpleRequest
+
+from shared.settings import Settings
+from worker.app import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
+from worker.payload import payload_from_call
+from worker.pipeline import BatchReport, process
+from worker.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+
+
+def _run(payloads: list[Any], settings: Settings) -> BatchReport:
+    runtime = get_runtime(settings)
+    try:
+        return process(payloads, settings=settings, embedder=runtime.embedder, models=runtime.models)
+    except Exception:  # a bug must not cost posts: send them all again, later
+        log.exception("unexpected error in a batch of %d posts; sending them again", len(payloads))
+        from worker.payload import Post
+
+        report = BatchReport(retry_delay_s=settings.retry_max_s)
+        for raw in payloads:
+            try:
+                post = Post.model_validate(raw)
+                report.retry.append(post.model_copy(update={"attempt": post.attempt + 1}))
+            except Exception:  # noqa: BLE001 - invalid posts are dropped only after logging
+                log.error("dropping unparseable payload after an unexpected error")
+        return report
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    @app.task(name=CLASSIFY_TASK, base=Batches, bind=True, acks_late=True,
+              flush_every=settings.batch_size, flush_interval=settings.batch_wait_s)
+    def classify(self: Task, requests: list[SimpleRequest]) -> None:
+        payloads = [payload_from_call(r.args, r.kwargs) for r in requests]
+        report = _run(payloads, settings)
+        if report.retry:
+            ids = {str(payload.get("id")): r.id for r, payload in zip(requests, payloads, strict=True)
+                   if isinstance(payload, dict)}
+            for post in report.retry:
+                self.apply_async(kwargs=post.to_message(), task_id=ids.get(post.id),
+                                 countdown=report.retry_delay_s)
+
+    @app.task(name=CLASSIFY_CHUNK_TASK, bind=True, acks_late=True)
+    def classify_chunk(self: Task, posts: list[Any]) -> None:
+        if not isinstance(posts, list):
+            log.error("classify_chunk expects a list of posts, got %s", type(posts).__name__)
+            return
+        report = _run(posts, settings)
+        if report.retry:
+            self.apply_async(kwargs={"posts": [p.to_message() for p in report.retry]},
+                             countdown=report.retry_delay_s)
