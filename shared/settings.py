@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     gemini_max_in_flight: int = 4  # concurrent calls per worker
     gemini_rpm: int = 3000  # quota: texts (requests) per minute across all workers
     gemini_tpm: int = 1_000_000  # quota: tokens per minute across all workers
+    # SDK retries (with backoff) of 5xx, timeouts and dropped connections before we give up.
+    gemini_retries: int = 2
+    # A 429 asking to wait at most this long is waited out in the worker; longer goes back to the queue.
+    gemini_wait_429_s: float = 10.0
+    gemini_daily_quota_backoff_s: float = 3600.0  # per-day quota spent: come back in an hour
+    # Where the rpm/tpm limit is kept: redis = shared by all workers (REDIS_URL); memory = this process.
+    gemini_rate_limiter: Literal["redis", "memory", "off"] = "redis"
+    gemini_rate_wait_s: float = 120.0  # longest a call queues for the rate limit before a retry later
 
     batch_size: int = 32  # posts per embed call when the queue is busy
     batch_wait_s: float = 1.0  # longest a post waits in a worker's buffer
