@@ -8,6 +8,7 @@ sigmoid output with `from_logits=True`.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ class TopicClassifier:
         self.validation_split = validation_split
         self.patience = patience
         self.seed = seed
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters, as scikit-learn's estimators report them (stored with each model)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
 
     def _build(self, dim: int, n_classes: int) -> Any:
         import keras

@@ -1,0 +1,1 @@
+"""The trainer: datasets, training, evaluation and the model-registry commands."""

@@ -1,0 +1,229 @@
+"""Training and evaluation runs: posts -> embeddings -> Keras classifier -> registered version.
+
+`run_training` is what `topicq train` and the worker's `topicq demo` call;
+`run_evaluation` is `topicq evaluate`. Both migrate the database first
+(the explicit prestart step) and embed through the embedding cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared import registry
+from shared.cache import CacheStats, embed_cached
+from shared.embedders import Embedder, make_embedder
+from shared.errors import DatasetError, ModelError
+from shared.migrate import upgrade
+from shared.preprocess import PREPROCESS_VERSION, preprocess
+from shared.settings import Settings, get_settings
+from shared.store import ModelMeta, save_model_dir
+from trainer.datasets import NEWSGROUPS, Dataset
+from trainer.evaluation import compute_metrics, write_report
+from trainer.spec import DataSpec
+
+log = logging.getLogger(__name__)
+
+# What the registry row keeps of the metrics (the full set is in model.json).
+SUMMARY_METRICS = ("accuracy", "macro_f1", "n")
+
+
+@dataclass(kw_only=True)
+class EvalResult:
+    name: str
+    version: int
+    metrics: dict[str, Any]
+    cache_hits: int
+    cache_misses: int
+    wall_seconds: float
+
+
+@dataclass(kw_only=True)
+class TrainResult(EvalResult):
+    directory: Path
+    files: list[Path]  # plots and model card
+    n_train: int
+    epochs_run: int
+    promoted: str | None  # the alias now pointing at this version
+
+
+def data_fingerprint(data: Dataset) -> str:
+    """sha256 over the training posts' ids, texts and labels, in order."""
+    digest = hashlib.sha256()
+    for row in zip(data.ids, data.texts, data.labels, strict=True):
+        digest.update(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def embed_posts(settings: Settings, embedder: Embedder, texts: list[str],
+                progress: bool = True) -> tuple[np.ndarray, CacheStats]:
+    """Preprocess and embed through the cache, with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    cleaned = [preprocess(text) for text in texts]
+    with tqdm(total=len(cleaned), desc="embedding", unit="post", disable=not progress) as bar:
+
+        def advance(done: int) -> None:
+            bar.update(done)
+
+        vectors, stats = embed_cached(settings.db_url, embedder, cleaned, progress=advance)
+        bar.set_postfix_str(f"{stats.hits} from cache, {stats.misses} new")
+    return vectors, stats
+
+
+@contextmanager
+def _embedder(kind: str | Embedder | None, settings: Settings) -> Iterator[Embedder]:
+    """The given embedder, or one built from its kind and closed afterwards."""
+    if isinstance(kind, Embedder):
+        yield kind
+        return
+    built = make_embedder(kind, settings)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def _claim_directory(root: Path, version: int) -> tuple[int, Path]:
+    """Create root/<version>, moving up while a concurrent run (or a crashed one) holds it."""
+    while True:
+        try:
+            (root / str(version)).mkdir(parents=True)
+            return version, root / str(version)
+        except FileExistsError:
+            version += 1
+
+
+def _check_trainable(train: Dataset, test: Dataset) -> None:
+    if len(train.classes) < 2:
+        raise DatasetError(f"training needs at least two classes, got {train.classes}")
+    unknown = sorted(set(test.classes) - set(train.classes))
+    if unknown:
+        raise DatasetError(f"test posts have labels missing from the training posts: {unknown}")
+
+
+def run_training(
+    *,
+    dataset: str = NEWSGROUPS,
+    groups: tuple[str, ...] = (),
+    per_class: int | None = None,
+    test_per_class: int | None = None,
+    test_size: float | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    id_column: str | None = "id",
+    data_home: str | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    embedder: str | Embedder | None = None,
+    promote: bool = False,
+    alias: str = registry.DEFAULT_ALIAS,
+    hidden: int | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    settings: Settings | None = None,
+) -> TrainResult:
+    """Train, evaluate, save and register a new version of model `name`; optionally promote it."""
+    from shared.classifier import TopicClassifier
+
+    started = time.perf_counter()
+    settings = settings or get_settings()
+    name = name or settings.model_name
+    spec = DataSpec(dataset=dataset, groups=tuple(groups), per_class=per_class,
+                    test_per_class=test_per_class, test_size=test_size, text_column=text_column,
+                    label_column=label_column, id_column=id_column, data_home=data_home, seed=seed)
+    train, test = spec.training_sets()
+    _check_trainable(train, test)
+    upgrade(settings.db_url)
+    with _embedder(embedder, settings) as encoder:
+        vectors, stats = embed_posts(settings, encoder, train.texts + test.texts, progress)
+    x_train, x_test = vectors[: len(train)], vectors[len(train):]
+
+    overrides = {key: value for key, value in (("hidden", hidden), ("epochs", epochs)) if value}
+    classifier = TopicClassifier(seed=seed, **overrides)
+    try:
+        classifier.fit(x_train, train.labels)
+    except ValueError as exc:  # e.g. too few posts per class for the validation split
+        raise DatasetError(f"cannot train on {len(train)} posts {train.class_counts()}: {exc}") from None
+    metrics = compute_metrics(test.labels, classifier.predict(x_test), list(classifier.classes_))
+
+    version, directory = _claim_directory(settings.models_path / name,
+                                          registry.next_version(settings.db_url, name=name))
+    try:
+        meta = ModelMeta(
+            name=name, version=version, labels=list(classifier.classes_),
+            embedder_id=encoder.id, embedder_dim=encoder.dim, preprocess_version=PREPROCESS_VERSION,
+            data_fingerprint=data_fingerprint(train), created_at=datetime.now(UTC).isoformat(),
+            hyperparameters=classifier.get_params(), metrics=metrics,
+            dataset={"train": train.description, "test": test.description},
+        )
+        sha256 = save_model_dir(directory, classifier, meta)
+        files = write_report(directory, asdict(meta), classifier.history_)
+        registry.register(settings.db_url, name=name, version=version, path=directory, sha256=sha256,
+                          embedder_id=encoder.id,
+                          metrics={key: metrics[key] for key in SUMMARY_METRICS})
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)  # ours, never registered
+        raise
+    if promote:
+        registry.promote(settings.db_url, name=name, version=version, alias=alias)
+    return TrainResult(
+        name=name, version=version, metrics=metrics, cache_hits=stats.hits, cache_misses=stats.misses,
+        wall_seconds=time.perf_counter() - started, directory=directory, files=files,
+        n_train=len(train), epochs_run=len(classifier.history_.get("loss", [])),
+        promoted=alias if promote else None,
+    )
+
+
+def run_evaluation(
+    ref: str,
+    *,
+    dataset: str = NEWSGROUPS,
+    groups: tuple[str, ...] = (),
+    test_per_class: int | None = None,
+    test_size: float | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    id_column: str | None = "id",
+    data_home: str | None = None,
+    seed: int = 0,
+    embedder: str | Embedder | None = None,
+    progress: bool = True,
+    settings: Settings | None = None,
+) -> EvalResult:
+    """Metrics of the registered model `ref` (NAME, NAME:VERSION or NAME:ALIAS) on a dataset.
+
+    The embedder defaults to the kind the model was trained with; any other
+    embedder is refused, since its vectors mean nothing to the model.
+    """
+    started = time.perf_counter()
+    settings = settings or get_settings()
+    upgrade(settings.db_url)
+    info = registry.resolve_ref(settings.db_url, ref)
+    loaded = registry.load(settings.db_url, name=info.name, version=info.version)
+    spec = DataSpec(dataset=dataset, groups=tuple(groups), test_per_class=test_per_class,
+                    test_size=test_size, text_column=text_column, label_column=label_column,
+                    id_column=id_column, data_home=data_home, seed=seed)
+    data = spec.evaluation_set(loaded.meta.labels)
+    unknown = sorted(set(data.classes) - set(loaded.meta.labels))
+    if unknown:
+        raise DatasetError(f"{loaded.key} knows {loaded.meta.labels}; the dataset also has {unknown}")
+    with _embedder(embedder or loaded.meta.embedder_id.split(":", 1)[0], settings) as encoder:
+        if encoder.id != loaded.meta.embedder_id:
+            raise ModelError(f"{loaded.key} was trained with embedder {loaded.meta.embedder_id!r}, "
+                             f"not {encoder.id!r}: its vectors are not comparable")
+        vectors, stats = embed_posts(settings, encoder, data.texts, progress)
+    metrics = compute_metrics(data.labels, loaded.classifier.predict(vectors), loaded.meta.labels)
+    return EvalResult(name=info.name, version=info.version, metrics=metrics, cache_hits=stats.hits,
+                      cache_misses=stats.misses, wall_seconds=time.perf_counter() - started)
