@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     embedder: EmbedderChoice = "auto"
     local_model_max_tokens: int = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
     local_batch_size: int = 64
+    fake_embed_delay_s: float = 0.0  # the fake embedder's time per call, to simulate a slow API
 
     gemini_api_key: SecretStr | None = None
     gemini_api_key_file: Path | None = None

@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 
+from shared.errors import InvalidPostError
 from shared.settings import Settings, get_settings
 from worker.app import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, celery_config
 from worker.payload import Post, parse_post
@@ -67,7 +68,12 @@ def enqueue_many(posts: Iterable[dict[str, Any]], *, settings: Settings | None =
     """Send many posts (`{"id", "text", "metadata"?}` dicts); all are validated before any is sent."""
     producer = Producer(settings)
     try:
-        valid = [producer.validate(p.get("id"), p.get("text"), p.get("metadata")) for p in posts]
+        valid = []
+        for number, post in enumerate(posts, start=1):
+            try:
+                valid.append(producer.validate(post.get("id"), post.get("text"), post.get("metadata")))
+            except InvalidPostError as exc:
+                raise InvalidPostError(f"post {number}: {exc}", post_id=exc.post_id) from None
         for post in valid:
             producer.send(post)
         return len(valid)

@@ -17,7 +17,7 @@ def make_embedder(kind: str | None = None, settings: Settings | None = None) -> 
     if kind == "fake":
         from shared.embedders.fake import FakeEmbedder
 
-        return FakeEmbedder()
+        return FakeEmbedder(delay_s=settings.fake_embed_delay_s)
     if kind == "local":
         from shared.embedders.local import LocalEmbedder
 

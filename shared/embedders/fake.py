@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 
 import numpy as np
 
@@ -30,13 +31,16 @@ def hashed_bag_of_words(text: str, dim: int) -> np.ndarray:
 
 
 class FakeEmbedder(Embedder):
-    def __init__(self, dim: int = 64) -> None:
+    def __init__(self, dim: int = 64, delay_s: float = 0.0) -> None:
         self.dim = dim
+        self.delay_s = delay_s
         self.id = f"fake:bow:{dim}"
         self.calls: list[int] = []  # batch sizes seen, for tests and stats
 
     def embed(self, texts: list[str]) -> np.ndarray:
         self.calls.append(len(texts))
+        if self.delay_s:
+            time.sleep(self.delay_s)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([hashed_bag_of_words(text, self.dim) for text in texts])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.embedders.base import EmbedOutcome, Embedder
+from shared.embedders.base import Embedder, EmbedOutcome
 from shared.embedders.fake import FakeEmbedder
 from shared.errors import TransientError
 from shared.settings import Settings

@@ -1,0 +1,232 @@
+"""CLI verbs of the worker side: worker, enqueue, backfill, results, stats, retry-failed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shared.errors import InvalidPostError
+from shared.migrate import upgrade
+from shared.settings import get_settings
+
+
+@click.command()
+@click.option("-c", "--concurrency", default=1, show_default=True,
+              help="Batches processed at once (threads). 1 suits the local model on 2 cores.")
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.option("-n", "--hostname", default=None, help="Worker name (default topicq@HOST).")
+def worker(concurrency: int, loglevel: str, hostname: str | None) -> None:
+    """Run a worker: consume posts from the queue, classify them in batches, write rows.
+
+    \b
+    Serves the `production` alias of MODEL_NAME and follows promotions.
+    Examples:
+      topicq worker
+      BATCH_SIZE=64 REDIS_URL=redis://queue:6379/0 topicq worker -c 2
+    """
+    from worker.runtime import get_runtime
+
+    settings = get_settings()
+    upgrade(settings.db_url)
+    runtime = get_runtime(settings)
+    model = runtime.models.current()  # fail fast: no model, or a model of another embedder
+    click.echo(f"serving {model.key} with {runtime.embedder.id}; queue {settings.queue!r}, "
+               f"batches of {settings.batch_size} or every {settings.batch_wait_s}s", err=True)
+    from worker.app import app
+
+    argv = ["worker", "-Q", settings.queue, "-P", "threads", "-c", str(concurrency), "-l", loglevel,
+            "--without-gossip", "--without-mingle"]
+    if hostname:
+        argv += ["-n", hostname]
+    app.worker_main(argv)
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--text-column", default="text", show_default=True)
+def enqueue(file: Path, id_column: str, text_column: str) -> None:
+    """Send the posts of a JSONL or CSV file to the queue, one message each.
+
+    \b
+    Every post is validated first; nothing is sent when one is invalid.
+    Examples:
+      topicq enqueue posts.jsonl        # lines like {"id": "p1", "text": "..."}
+      topicq enqueue posts.csv --id-column post_id --text-column body
+    """
+    from worker.client import enqueue_many
+    from worker.files import read_posts
+
+    posts = list(read_posts(file, id_column=id_column, text_column=text_column))
+    try:
+        sent = enqueue_many(posts)
+    except InvalidPostError as exc:
+        raise InvalidPostError(f"{file}: {exc}; nothing was sent") from None
+    click.echo(f"enqueued {sent} posts to queue {get_settings().queue!r}")
+
+
+def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home: str | None,
+                   id_column: str, text_column: str) -> list[dict[str, Any]]:
+    if dataset == "20newsgroups":
+        from trainer.datasets import load_newsgroups
+
+        data = load_newsgroups(groups=groups, subset=subset, data_home=data_home, per_class=None, seed=0)
+        return [{"id": i, "text": t, "metadata": {"group": label}}
+                for i, t, label in zip(data.ids, data.texts, data.labels, strict=True)]
+    from worker.files import read_posts
+
+    return list(read_posts(Path(dataset), id_column=id_column, text_column=text_column))
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--dataset", default=None, help="20newsgroups, or a JSONL/CSV file (same as FILE).")
+@click.option("--groups", multiple=True, help="20 Newsgroups: groups whose name contains this word.")
+@click.option("--subset", type=click.Choice(["train", "test", "all"]), default="test", show_default=True)
+@click.option("--data-home", default=None, help="scikit-learn data folder (default SCIKIT_LEARN_DATA).")
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--chunk", type=int, default=None, help="Posts per message (default BACKFILL_CHUNK).")
+@click.option("--dry-run", is_flag=True, help="Count what would be sent; send nothing.")
+def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], subset: str,
+             data_home: str | None, id_column: str, text_column: str, chunk: int | None,
+             dry_run: bool) -> None:
+    """Classify a whole dataset through the workers, in chunks; resumable.
+
+    \b
+    Posts already `done` for the production model version are skipped.
+    Examples:
+      topicq backfill --dataset 20newsgroups --groups sci --subset test
+      topicq backfill archive.jsonl --dry-run
+    """
+    from tqdm import tqdm
+
+    from worker.backfill import backfill as run_backfill
+
+    source = file or dataset
+    if not source:
+        raise click.UsageError("give a FILE or --dataset")
+    settings = get_settings()
+    upgrade(settings.db_url)
+    posts = _dataset_posts(source, groups, subset, data_home, id_column, text_column)
+    with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
+        report = run_backfill(posts, settings=settings, dry_run=dry_run, chunk_size=chunk,
+                              progress=bar.update, on_invalid=lambda e: tqdm.write(f"refused: {e}"))
+    verb = "would send" if dry_run else "sent"
+    click.echo(f"{report.total} posts: {verb} {report.sent} in {report.chunks} chunks, "
+               f"{report.skipped_done} already done for {settings.model_name}:{report.model_version}, "
+               f"{report.invalid} refused as invalid")
+
+
+def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(row, default=str, ensure_ascii=False))
+        return
+    columns = ["post_id", "label", "score", "model_name", "model_version", "status", "error", "processed_at"]
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    table = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in table:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    text = "" if value is None else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@click.command()
+@click.option("--label", default=None)
+@click.option("--model", default=None, help="NAME or NAME:VERSION.")
+@click.option("--min-score", type=float, default=None)
+@click.option("--status", type=click.Choice(["done", "rejected", "failed"]), default=None)
+@click.option("--since", type=click.DateTime(), default=None, help="Processed at or after (UTC).")
+@click.option("--until", type=click.DateTime(), default=None, help="Processed before (UTC).")
+@click.option("--limit", type=int, default=50, show_default=True, help="0 = no limit.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
+              show_default=True)
+def results(label: str | None, model: str | None, min_score: float | None, status: str | None,
+            since: datetime | None, until: datetime | None, limit: int, fmt: str) -> None:
+    """Show classification results, newest first.
+
+    \b
+    Examples:
+      topicq results --label sci.space --min-score 0.9
+      topicq results --status rejected --format jsonl
+      topicq results --model topics:2 --since 2026-01-01 --limit 0 --format csv > out.csv
+    """
+    from datetime import UTC
+
+    from worker.results import query_results
+
+    def utc(value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
+
+    rows = query_results(get_settings().db_url, label=label, model=model, min_score=min_score,
+                         status=status, since=utc(since), until=utc(until), limit=limit or None,
+                         with_scores=fmt == "jsonl")
+    _print_rows(rows, fmt)
+
+
+@click.command()
+@click.option("--model", default=None, help="NAME or NAME:VERSION.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def stats(model: str | None, fmt: str) -> None:
+    """Counts of results by status, label and model version.
+
+    \b
+    Example:
+      topicq stats --model topics
+    """
+    from worker.results import stats as compute
+
+    summary = compute(get_settings().db_url, model=model)
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"total rows: {summary['total']}   posts per embed call: {summary['posts_per_embed_call']}")
+    for title in ("by_status", "by_model", "by_label"):
+        click.echo(f"{title.removeprefix('by_')}:")
+        for key, count in summary[title].items():
+            click.echo(f"  {key:<40} {count}")
+
+
+@click.command("retry-failed")
+@click.option("--model", default=None, help="Only failed rows of this model NAME.")
+@click.option("--limit", type=int, default=None)
+def retry_failed(model: str | None, limit: int | None) -> None:
+    """Send posts recorded `failed` to the queue again (their failed rows are then removed).
+
+    \b
+    Example:
+      topicq retry-failed --model topics
+    """
+    from worker.client import Producer
+    from worker.rows import delete_rows, failed_rows
+
+    settings = get_settings()
+    rows = failed_rows(settings.db_url, model_name=model, limit=limit)
+    producer = Producer(settings)
+    try:
+        for row in rows:
+            producer.send(producer.validate(row.post_id, row.text, row.post_metadata))
+    finally:
+        producer.close()
+    delete_rows(settings.db_url, [row.id for row in rows])
+    click.echo(f"sent {len(rows)} failed posts again")
