@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 600
 
     queue: str = "topicq"
+    cache_embeddings: bool = True  # workers reuse embeddings of texts seen before
 
     @field_validator("batch_size", "backfill_chunk", "max_text_chars", "max_retries")
     @classmethod

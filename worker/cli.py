@@ -88,7 +88,7 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--dataset", default=None, help="20newsgroups, or a JSONL/CSV file (same as FILE).")
 @click.option("--groups", multiple=True, help="20 Newsgroups: groups whose name contains this word.")
-@click.option("--subset", type=click.Choice(["train", "test", "all"]), default="test", show_default=True)
+@click.option("--subset", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--data-home", default=None, help="scikit-learn data folder (default SCIKIT_LEARN_DATA).")
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--text-column", default="text", show_default=True)

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 def _run(payloads: list[Any], settings: Settings) -> BatchReport:
     runtime = get_runtime(settings)
     try:
-        return process(payloads, settings=settings, embedder=runtime.embedder, models=runtime.models)
+        return process(payloads, settings=settings, embedder=runtime.embedder, models=runtime.models,
+                       cache_embeddings=settings.cache_embeddings)
     except Exception:  # a bug must not cost posts: send them all again, later
         log.exception("unexpected error in a batch of %d posts; sending them again", len(payloads))
         from worker.payload import Post

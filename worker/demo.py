@@ -1,0 +1,110 @@
+"""The main job on embedded defaults: train if needed, run a worker, backfill, report.
+
+Steps: make sure Redis answers (or start a local redis-server), migrate the
+database, train and promote the sci model when there is no production
+version, start a worker process, backfill the sci test set, wait for every
+row, then report accuracy from the results table, throughput and batching.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from shared.db import Result, session_scope
+from shared.errors import ConfigError
+from shared.settings import Settings
+
+DEMO_GROUPS = ("sci",)
+
+
+@dataclass
+class DemoReport:
+    model: str
+    posts: int
+    rows: int
+    accuracy: float
+    seconds: float
+    posts_per_second: float
+    posts_per_embed_call: float | None
+    sample: list[dict[str, Any]]
+
+
+def ensure_redis(url: str, log_dir: Path) -> str | None:
+    """Ping Redis; start a local redis-server when it is down and installed. Returns what was done."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+        return None
+    except redis.exceptions.ConnectionError:
+        pass
+    server = shutil.which("redis-server")
+    kwargs = client.connection_pool.connection_kwargs
+    if server is None or kwargs.get("host") not in {"localhost", "127.0.0.1"}:
+        raise ConfigError(
+            f"Redis is not reachable at {kwargs.get('host')}:{kwargs.get('port')}. Start one, e.g. "
+            "`redis-server --daemonize yes` or `docker compose up -d redis`, or set REDIS_URL."
+        )
+    log_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([server, "--daemonize", "yes", "--port", str(kwargs.get("port", 6379)),
+                    "--bind", "127.0.0.1", "--dir", str(log_dir), "--logfile", str(log_dir / "redis.log")],
+                   check=True)
+    for _ in range(50):
+        try:
+            client.ping()
+            return f"started redis-server on port {kwargs.get('port', 6379)}"
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.1)
+    raise ConfigError("started redis-server but it does not answer; see " + str(log_dir / "redis.log"))
+
+
+def start_worker(settings: Settings, log_path: Path, timeout: float = 180) -> subprocess.Popen[bytes]:
+    # The demo's worker embeds for real (no embedding cache), so posts/s measures the pipeline.
+    env = {**os.environ, "CACHE_EMBEDDINGS": "false"}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigError(f"the worker exited ({process.returncode}); see {log_path}")
+        if "ready." in log_path.read_text(errors="replace"):
+            return process
+        time.sleep(0.3)
+    process.terminate()
+    raise ConfigError(f"the worker did not start within {timeout:.0f}s; see {log_path}")
+
+
+def count_rows(db_url: str, name: str, version: int, post_ids: list[str]) -> int:
+    """Rows (any status) of this model version for these posts."""
+    with session_scope(db_url) as session:
+        return int(session.scalar(select(func.count()).select_from(Result).where(
+            Result.model_name == name, Result.model_version == version,
+            Result.post_id.in_(post_ids))) or 0)
+
+
+def report(db_url: str, name: str, version: int, truth: dict[str, str], seconds: float,
+           processed: int) -> DemoReport:
+    from worker.results import query_results, stats
+
+    rows = query_results(db_url, model=f"{name}:{version}", post_ids=list(truth), with_scores=False)
+    done = [r for r in rows if r["status"] == "done"]
+    correct = sum(r["label"] == truth[r["post_id"]] for r in done)
+    return DemoReport(
+        model=f"{name}:{version}", posts=len(truth), rows=len(rows),
+        accuracy=correct / len(truth) if truth else 0.0, seconds=seconds,
+        posts_per_second=processed / seconds if seconds else 0.0,
+        posts_per_embed_call=stats(db_url, model=f"{name}:{version}")["posts_per_embed_call"],
+        sample=rows[:8],
+    )
