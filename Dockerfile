@@ -1,0 +1,14 @@
+# One image for the worker, the trainer and the migrate step.
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOPICQ_HOME=/data
+# CPU build of torch first: an unpinned torch pulls gigabytes of CUDA packages.
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY trainer ./trainer
+COPY worker ./worker
+RUN pip install --no-cache-dir . && useradd --create-home topicq && mkdir -p /data && chown topicq /data
+USER topicq
+ENTRYPOINT ["topicq"]
+CMD ["worker"]
