@@ -74,6 +74,9 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # library chatter that says nothing to a user
+        for noisy in ("alembic", "sentence_transformers", "httpx", "google_genai"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":
