@@ -182,7 +182,7 @@ class RedisRateLimiter(_WindowLimiter):
         super().__init__(rpm=rpm, tpm=tpm, window_s=window_s, max_wait_s=max_wait_s, sleep=sleep)
         import redis
 
-        self._redis = client or redis.Redis.from_url(redis_url, socket_timeout=5)
+        self._redis = client or redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         # The {name} hash tag keeps the three keys in one slot on Redis Cluster.
         base = f"topicq:ratelimit:{{{name}}}"
         self._keys = [f"{base}:log", f"{base}:totals", f"{base}:pause"]
