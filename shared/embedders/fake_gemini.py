@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from shared.embedders.fake import hashed_bag_of_words
@@ -54,7 +54,7 @@ class Call:
     outcome: str = ""  # ok | 429 | 429-day | 5xx | malformed | drop | 4xx codes
     retry_delay_s: float | None = None
     task_types: list[str | None] = field(default_factory=list)
-    dims: list[int | None] = field(default_factory=list)
+    dims: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -102,7 +102,7 @@ class FakeGemini:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{cast(str, host)}:{port}"
 
     def start(self) -> FakeGemini:
         # A short poll interval: stop() returns quickly, which keeps test suites fast.
@@ -214,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             split = urlsplit(self.path)
-            key = self.headers.get("x-goog-api-key") or (parse_qs(split.query).get("key") or [None])[0]
+            key = self.headers.get("x-goog-api-key") or next(iter(parse_qs(split.query).get("key", [])), None)
             call.n_texts = _count_requests(raw)
             reply = fake.handle(call, split.path, key, raw)
             self._send(reply)

@@ -56,7 +56,7 @@ def quota_reply(per_day: bool, retry_delay_s: float) -> Reply:
     """429 RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo details, as Gemini sends it."""
     period = "Day" if per_day else "Minute"
     delay = f"{retry_delay_s:g}s"
-    details = [
+    details: list[dict[str, Any]] = [
         {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
             "quotaMetric": "generativelanguage.googleapis.com/embed_content_requests",
             "quotaId": f"EmbedContentRequestsPer{period}PerProjectPerModel",
