@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,10 @@ class TopicClassifier:
         return self.classes_[self.predict_proba(x).argmax(axis=1)]
 
     def save(self, path: Path) -> None:
-        self.model_.save(path)
+        with warnings.catch_warnings():
+            # Keras 3.15 under numpy 2.4 warns inside save() about its own np.array(copy=False) call.
+            warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+            self.model_.save(path)
 
     @classmethod
     def load(cls, path: Path, classes: list[str]) -> TopicClassifier:

@@ -1,0 +1,113 @@
+"""Training and evaluation runs on the fake embedder, with the real database and model store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared import registry
+from shared.embedders.fake import FakeEmbedder
+from shared.errors import DatasetError, ModelError
+from shared.settings import get_settings
+from shared.store import META_FILE, MODEL_FILE, checksum
+from tests.trainer.tables import post_rows, write_table
+from trainer.datasets import Dataset
+from trainer.evaluation import CARD_FILE, CONFUSION_PNG, CURVES_PNG
+from trainer.train import data_fingerprint, run_evaluation, run_training
+
+FAST = {"hidden": 64, "epochs": 10, "progress": False}
+
+
+@pytest.fixture
+def posts_csv(tmp_path: Path) -> Path:
+    return write_table(tmp_path / "posts.csv", post_rows(30))
+
+
+def test_training_saves_registers_and_promotes_a_version(posts_csv: Path) -> None:
+    embedder = FakeEmbedder()
+
+    result = run_training(dataset=str(posts_csv), embedder=embedder, promote=True, **FAST)
+
+    settings = get_settings()
+    assert (result.name, result.version) == ("topics", 1)
+    assert result.directory == settings.models_path / "topics" / "1"
+    for name in (MODEL_FILE, META_FILE, CONFUSION_PNG, CURVES_PNG, CARD_FILE):
+        assert (result.directory / name).is_file()
+    assert result.metrics["accuracy"] >= 0.9 and result.metrics["n"] == 18
+    assert (result.cache_hits, result.cache_misses, result.n_train) == (0, 90, 72)
+    meta = json.loads((result.directory / META_FILE).read_text())
+    assert meta["labels"] == ["crypto", "medicine", "space"]
+    assert meta["embedder_id"] == embedder.id and meta["embedder_dim"] == 64
+    assert meta["hyperparameters"]["hidden"] == 64
+    assert meta["dataset"]["train"]["size"] == 72 and meta["dataset"]["test"]["split"] == "test"
+    assert len(meta["data_fingerprint"]) == 64
+    info = registry.resolve_ref(settings.db_url, "topics")
+    assert info.version == 1 and info.aliases == () and info.sha256 == checksum(result.directory)
+    assert info.metrics == {"accuracy": result.metrics["accuracy"],
+                            "macro_f1": result.metrics["macro_f1"], "n": 18}
+    assert registry.resolve(settings.db_url, name="topics") == 1
+
+
+def test_training_again_embeds_nothing_new(posts_csv: Path) -> None:
+    embedder = FakeEmbedder()
+    first = run_training(dataset=str(posts_csv), embedder=embedder, **FAST)
+    calls = len(embedder.calls)
+
+    second = run_training(dataset=str(posts_csv), embedder=embedder, **FAST)
+
+    assert (second.version, second.cache_hits, second.cache_misses) == (2, 90, 0)
+    assert len(embedder.calls) == calls
+    assert second.metrics == first.metrics  # same data, same seed, same vectors
+    assert registry.resolve(get_settings().db_url, name="topics") is None  # nothing promoted
+
+
+def test_evaluation_reproduces_the_held_out_metrics(posts_csv: Path) -> None:
+    trained = run_training(dataset=str(posts_csv), embedder="fake", name="news", **FAST)
+
+    evaluated = run_evaluation("news:1", dataset=str(posts_csv), test_size=0.2, progress=False)
+
+    assert (evaluated.name, evaluated.version) == ("news", 1)
+    assert evaluated.metrics == trained.metrics
+    assert (evaluated.cache_hits, evaluated.cache_misses) == (18, 0)
+
+
+def test_evaluation_refuses_another_embedder(posts_csv: Path) -> None:
+    run_training(dataset=str(posts_csv), embedder="fake", **FAST)
+    with pytest.raises(ModelError, match="trained with embedder 'fake:bow:64', not 'fake:bow:32'"):
+        run_evaluation("topics", dataset=str(posts_csv), embedder=FakeEmbedder(dim=32), progress=False)
+
+
+def test_evaluation_refuses_labels_the_model_does_not_know(posts_csv: Path, tmp_path: Path) -> None:
+    run_training(dataset=str(posts_csv), embedder="fake", **FAST)
+    other = write_table(tmp_path / "other.jsonl", [{"text": "orbit moon", "label": "space"},
+                                                   {"text": "hockey puck", "label": "sport"}])
+    with pytest.raises(DatasetError, match=r"also has \['sport'\]"):
+        run_evaluation("topics", dataset=str(other), progress=False)
+
+
+def test_too_few_posts_to_train_is_a_dataset_error(tmp_path: Path) -> None:
+    tiny = write_table(tmp_path / "tiny.csv", post_rows(5))
+    with pytest.raises(DatasetError, match="cannot train on"):
+        run_training(dataset=str(tiny), embedder="fake", test_size=0.4, **FAST)
+    assert registry.list_versions(get_settings().db_url) == []
+
+
+def test_a_leftover_version_directory_is_not_overwritten(posts_csv: Path) -> None:
+    leftover = get_settings().models_path / "topics" / "1"
+    leftover.mkdir(parents=True)
+    (leftover / "note").write_text("from a crashed run")
+
+    result = run_training(dataset=str(posts_csv), embedder="fake", **FAST)
+
+    assert result.version == 2 and (leftover / "note").read_text() == "from a crashed run"
+
+
+def test_fingerprint_covers_ids_texts_and_labels() -> None:
+    base = Dataset(["1", "2"], ["a b", "c"], ["x", "y"])
+    assert data_fingerprint(base) == data_fingerprint(Dataset(["1", "2"], ["a b", "c"], ["x", "y"]))
+    for changed in (Dataset(["1", "3"], ["a b", "c"], ["x", "y"]),
+                    Dataset(["1", "2"], ["a", "b c"], ["x", "y"]),
+                    Dataset(["1", "2"], ["a b", "c"], ["x", "x"])):
+        assert data_fingerprint(changed) != data_fingerprint(base)
