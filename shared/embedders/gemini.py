@@ -109,11 +109,16 @@ class GeminiEmbedder(Embedder):
 
     def embed_each(self, texts: list[str]) -> EmbedOutcome:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        spans = [list(range(i, min(i + self.batch_size, len(texts))))
-                 for i in range(0, len(texts), self.batch_size)]
+        rejected: dict[int, str] = {}
+        todo = list(range(len(texts)))
+        if not takes_task_type(self.model):
+            # The prompt prefix would hide an empty text from the service's own check.
+            rejected = {i: "Gemini refused the text: text must not be empty" for i in todo
+                        if not texts[i].strip()}
+            todo = [i for i in todo if i not in rejected]
+        spans = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         pool = self._executor()
         futures = [pool.submit(self._embed_span, texts, span) for span in spans]
-        rejected: dict[int, str] = {}
         failures: list[TopicqError] = []
         for future in futures:
             try:

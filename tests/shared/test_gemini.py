@@ -203,6 +203,13 @@ def test_gemini_embedding_2_gets_one_prompted_content_per_text(make: Make) -> No
     assert [call.task_types for call in fake.calls] == [[None, None]]
 
 
+def test_gemini_embedding_2_refuses_empty_texts_itself(make: Make) -> None:
+    with running_fake_gemini() as fake:
+        outcome = make(fake, model="gemini-embedding-2").embed_each(["", "rockets", " "])
+    assert sorted(outcome.rejected) == [0, 2] and outcome.vectors[1].any()
+    assert [call.n_texts for call in fake.calls] == [1]  # the prefix alone is never embedded
+
+
 def test_the_api_key_never_leaks(caplog: pytest.LogCaptureFixture, make: Make) -> None:
     secret = "AIzaSy-very-secret-key-0123456789"
     caplog.set_level("DEBUG")
