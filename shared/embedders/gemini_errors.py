@@ -60,9 +60,6 @@ _TIMEOUTS, _HTTP_ERRORS = _http_exception_types()
 class DailyQuotaError(RateLimitedError):
     """The project's per-day quota is spent: waiting seconds will not help."""
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (self.__class__, (str(self), self.retry_after))
-
 
 def mask(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
