@@ -9,6 +9,7 @@ is SIGKILLed mid-batch, and when a new version is promoted mid-stream.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def env(postgres_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
     return {
         "DATABASE_URL": postgres_url, "REDIS_URL": redis_url, "EMBEDDER": "fake",
         "MODEL_DIR": str(tmp_path / "models"), "TOPICQ_HOME": str(tmp_path / "home"),
-        "QUEUE": "topicq-test", "BATCH_SIZE": "16", "BATCH_WAIT_S": "0.3",
+        "QUEUE": f"topicq-test-{uuid.uuid4().hex[:8]}",  # concurrent runs never share a queue
+        "BATCH_SIZE": "16", "BATCH_WAIT_S": "0.3",
         "VISIBILITY_TIMEOUT_S": "8", "MODEL_REFRESH_S": "0.5",
         "RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1",
     }
@@ -163,3 +165,46 @@ def session_counts(db_url: str) -> list[tuple[int, int]]:
     with session_scope(db_url) as session:
         return [tuple(r) for r in session.execute(
             select(Result.model_version, func.count()).group_by(Result.model_version))]
+
+
+def raw_message(task: str, kwargs: dict, queue: str, content_type: str = "application/json",
+                body: bytes | None = None) -> str:
+    """A Celery protocol-2 message as a service in any language would LPUSH it (README)."""
+    import base64
+    import json
+
+    task_id = str(uuid.uuid4())
+    if body is None:
+        body = json.dumps([[], kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]).encode()
+    return json.dumps({
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "utf-8" if content_type == "application/json" else "binary",
+        "content-type": content_type,
+        "headers": {"lang": "js", "task": task, "id": task_id, "root_id": task_id, "parent_id": None,
+                    "group": None, "retries": 0, "eta": None, "expires": None},
+        "properties": {"correlation_id": task_id, "delivery_mode": 2, "delivery_tag": str(uuid.uuid4()),
+                       "body_encoding": "base64", "priority": 0,
+                       "delivery_info": {"exchange": "", "routing_key": queue}},
+    })
+
+
+def test_a_hand_built_json_message_is_classified_and_a_pickled_one_refused(
+    settings: Settings, model_version: int, env: dict[str, str], workers: list, tmp_path: Path
+) -> None:
+    import pickle
+
+    import redis
+
+    worker = start_worker(env, workers, tmp_path)
+    client = redis.Redis.from_url(settings.redis_url)
+    client.lpush(settings.queue, raw_message(CLASSIFY_TASK, {"id": "from-node", "text": "rocket orbit"},
+                                             settings.queue))
+    evil = pickle.dumps(([], {"id": "pickled", "text": "rocket"}, {}))
+    client.lpush(settings.queue, raw_message(CLASSIFY_TASK, {}, settings.queue,
+                                             content_type="application/x-python-serialize", body=evil))
+    assert wait_for_rows(settings.db_url, 1, timeout=60) == 1
+    time.sleep(2)
+    with session_scope(settings.db_url) as session:
+        assert list(session.scalars(select(Result.post_id))) == ["from-node"]
+    assert "ContentDisallowed" in worker.log() or "disallowed" in worker.log().lower()
+    assert worker.process.poll() is None
