@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     batch_size: int = 32  # posts per embed call when the queue is busy
     batch_wait_s: float = 1.0  # longest a post waits in a worker's buffer
     backfill_chunk: int = 64  # posts per backfill message
-    max_text_chars: int = 20_000  # larger posts are refused; preprocessing cuts at 5,000 anyway
+    max_text_chars: int = 200_000  # larger payloads are refused; preprocessing keeps the first 5,000
     max_retries: int = 5  # transient failures before a post is recorded `failed`
     retry_base_s: float = 2.0  # first backoff; doubles each attempt, with jitter
     retry_max_s: float = 300.0

@@ -60,7 +60,9 @@ def demo(data_home: str | None, timeout: int) -> None:
         began = time.monotonic()
         posts = [{"id": i, "text": t, "metadata": {"group": g}} for i, t, g in
                  zip(test.ids, test.texts, test.labels, strict=True)]
-        backfill(posts, settings=settings)
+        sent = backfill(posts, settings=settings, on_invalid=lambda e: click.echo(f"    refused: {e}"))
+        if sent.invalid:
+            click.echo(f"    {sent.invalid} posts refused as invalid will have no row")
         with tqdm(total=len(truth), initial=before, unit="post", desc="classified", file=sys.stderr) as bar:
             done = before
             while done < len(truth) and time.monotonic() - began < timeout:
