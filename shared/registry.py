@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from shared.db import ModelAlias, ModelVersion, session_scope, utcnow
 from shared.errors import ModelError
@@ -46,12 +47,15 @@ def next_version(db_url: str, *, name: str) -> int:
 
 def register(db_url: str, *, name: str, version: int, path: Path, sha256: str,
              embedder_id: str, metrics: dict[str, Any]) -> VersionInfo:
-    with session_scope(db_url) as session:
-        row = ModelVersion(name=name, version=version, path=str(path.resolve()), sha256=sha256,
-                           embedder_id=embedder_id, metrics=metrics, status="registered")
-        session.add(row)
-        session.flush()
-        return _info(row)
+    try:
+        with session_scope(db_url) as session:
+            row = ModelVersion(name=name, version=version, path=str(path.resolve()), sha256=sha256,
+                               embedder_id=embedder_id, metrics=metrics, status="registered")
+            session.add(row)
+            session.flush()
+            return _info(row)
+    except IntegrityError:
+        raise ModelError(f"model {name}:{version} is already registered") from None
 
 
 def list_versions(db_url: str, *, name: str | None = None) -> list[VersionInfo]:

@@ -8,7 +8,6 @@ group prints as one line (exit status 2).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +18,6 @@ from shared.settings import get_settings
 from trainer.datasets import NEWSGROUPS
 
 EMBEDDERS = ("local", "gemini", "fake")
-
-# Every verb here migrates first; Alembic's INFO lines about it would bury the output.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _split_groups(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -108,7 +104,7 @@ def train(per_class: int | None, name: str | None, promote: bool, alias: str, hi
     for path in result.files:
         click.echo(f"  {path.name}")
     if result.promoted:
-        click.echo(f"{result.promoted} -> {result.name}:{result.version}")
+        click.echo(f"promoted: {result.promoted} -> {result.name}:{result.version}")
 
 
 @click.command()

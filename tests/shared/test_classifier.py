@@ -1,0 +1,60 @@
+"""TopicClassifier: learns, outputs probabilities, keeps its hyperparameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.classifier import TopicClassifier
+
+
+def clusters(per_class: int = 20, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Three well-separated blobs labelled in non-alphabetical order."""
+    rng = np.random.default_rng(seed)
+    centers = np.eye(3, dim, dtype=np.float32) * 3
+    x = np.concatenate([c + rng.normal(0, 0.3, (per_class, dim)) for c in centers]).astype(np.float32)
+    return x, ["space"] * per_class + ["crypt"] * per_class + ["med"] * per_class
+
+
+@pytest.fixture(scope="module")
+def fitted() -> TopicClassifier:
+    x, labels = clusters()
+    return TopicClassifier(hidden=16, epochs=30, learning_rate=0.01, seed=0).fit(x, labels)
+
+
+def test_it_learns_separable_classes_and_keeps_their_names(fitted: TopicClassifier) -> None:
+    x, labels = clusters(seed=1)  # fresh points from the same blobs
+    assert list(fitted.classes_) == ["crypt", "med", "space"]
+    assert list(fitted.predict(x)) == labels
+
+
+def test_probabilities_are_a_softmax(fitted: TopicClassifier) -> None:
+    x, _ = clusters(seed=2)
+    proba = fitted.predict_proba(x)
+    assert proba.shape == (60, 3) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert fitted.model_.layers[-1].activation.__name__ == "softmax"
+
+
+def test_no_posts_give_no_rows(fitted: TopicClassifier) -> None:
+    assert fitted.predict_proba(np.zeros((0, 8))).shape == (0, 3)
+    assert fitted.predict(np.zeros((0, 8))).shape == (0,)
+
+
+def test_history_records_training_and_validation(fitted: TopicClassifier) -> None:
+    assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(fitted.history_)
+    assert 1 <= len(fitted.history_["loss"]) <= 30
+    assert fitted.history_["loss"][-1] < fitted.history_["loss"][0]
+
+
+def test_params_round_trip() -> None:
+    clf = TopicClassifier(hidden=7, dropout=0.1, patience=3)
+    params = clf.get_params()
+    assert params["hidden"] == 7 and params["dropout"] == 0.1 and params["patience"] == 3
+    assert TopicClassifier(**params).get_params() == params
+
+
+def test_too_few_posts_for_a_stratified_validation_split() -> None:
+    x, labels = clusters(per_class=2)
+    with pytest.raises(ValueError):
+        TopicClassifier(epochs=1).fit(x, labels)

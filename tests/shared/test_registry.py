@@ -1,0 +1,96 @@
+"""The model registry on SQLite and PostgreSQL: versions, aliases, promotion, rollback, loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared import registry
+from shared.errors import ModelError
+from shared.store import META_FILE
+from tests.factories import register_fake_model
+
+
+def add(db_url: str, version: int, name: str = "topics") -> registry.VersionInfo:
+    return registry.register(db_url, name=name, version=version, path=Path(f"/models/{name}/{version}"),
+                             sha256=f"{version:064d}", embedder_id="fake:bow:64",
+                             metrics={"accuracy": version / 10})
+
+
+def test_versions_count_up_per_name(db_url: str) -> None:
+    assert registry.next_version(db_url, name="topics") == 1
+    add(db_url, 1)
+    add(db_url, 2)
+    add(db_url, 1, name="other")
+    assert registry.next_version(db_url, name="topics") == 3
+    assert registry.next_version(db_url, name="other") == 2
+    info = registry.get_version(db_url, name="topics", version=2)
+    assert (info.path, info.metrics, info.status) == ("/models/topics/2", {"accuracy": 0.2}, "registered")
+    assert [(v.name, v.version) for v in registry.list_versions(db_url)] == [
+        ("other", 1), ("topics", 1), ("topics", 2)]
+
+
+def test_a_version_registers_once(db_url: str) -> None:
+    add(db_url, 1)
+    with pytest.raises(ModelError, match="topics:1 is already registered"):
+        add(db_url, 1)
+
+
+def test_promote_and_rollback_walk_the_alias_history(db_url: str) -> None:
+    for version in (1, 2, 3):
+        add(db_url, version)
+
+    assert registry.promote(db_url, name="topics", version=1) is None
+    assert registry.promote(db_url, name="topics", version=2) == 1
+    assert registry.promote(db_url, name="topics", version=2) == 2  # no-op keeps history
+    assert registry.promote(db_url, name="topics", version=3) == 2
+    assert registry.promote(db_url, name="topics", version=1, alias="staging") is None
+
+    assert registry.resolve(db_url, name="topics") == 3
+    aliases = {v.version: v.aliases for v in registry.list_versions(db_url, name="topics")}
+    assert aliases == {1: ("staging",), 2: (), 3: ("production",)}
+
+    assert registry.rollback(db_url, name="topics") == (3, 2)
+    assert registry.rollback(db_url, name="topics") == (2, 1)
+    assert registry.resolve(db_url, name="topics") == 1
+    with pytest.raises(ModelError, match="nothing to roll back"):
+        registry.rollback(db_url, name="topics")
+    assert registry.resolve(db_url, name="topics", alias="staging") == 1
+
+
+def test_unknown_versions_and_aliases_are_model_errors(db_url: str) -> None:
+    add(db_url, 1)
+    with pytest.raises(ModelError, match="not registered"):
+        registry.promote(db_url, name="topics", version=9)
+    with pytest.raises(ModelError, match="nothing to roll back"):
+        registry.rollback(db_url, name="topics", alias="staging")
+    with pytest.raises(ModelError, match="topics:9 is not registered"):
+        registry.get_version(db_url, name="topics", version=9)
+    with pytest.raises(ModelError, match="no model matches 'absent'"):
+        registry.resolve_ref(db_url, "absent")
+    with pytest.raises(ModelError, match="no model matches 'topics:staging'"):
+        registry.resolve_ref(db_url, "topics:staging")
+
+
+def test_references_resolve_to_versions(db_url: str) -> None:
+    for version in (1, 2, 3):
+        add(db_url, version)
+    assert registry.resolve_ref(db_url, "topics").version == 3  # no alias yet: the newest
+    registry.promote(db_url, name="topics", version=2)
+    registry.promote(db_url, name="topics", version=1, alias="staging")
+    assert registry.resolve_ref(db_url, "topics").version == 2
+    assert registry.resolve_ref(db_url, "topics:3").version == 3
+    assert registry.resolve_ref(db_url, "topics:staging").version == 1
+    assert registry.resolve_ref(db_url, "topics", alias="staging").version == 1
+
+
+def test_load_checks_the_registered_checksum(db_url: str, tmp_path: Path) -> None:
+    version = register_fake_model(db_url, tmp_path / "models")
+    loaded = registry.load(db_url, name="topics", version=version)
+    assert loaded.key == "topics:1" and list(loaded.classifier.classes_) == ["crypto", "medicine", "space"]
+
+    meta = tmp_path / "models" / "topics" / "1" / META_FILE
+    meta.write_text(meta.read_text().replace('"version": 1', '"version": 2'))
+    with pytest.raises(ModelError, match="changed since registration"):
+        registry.load(db_url, name="topics", version=version)

@@ -1,0 +1,65 @@
+"""The model store: save and load are mirror images; altered files are refused."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.classifier import TopicClassifier
+from shared.errors import ModelError
+from shared.store import META_FILE, MODEL_FILE, ModelMeta, load_model_dir, read_meta, save_model_dir
+from tests.shared.test_classifier import clusters
+
+
+@pytest.fixture(scope="module")
+def fitted() -> TopicClassifier:
+    x, labels = clusters()
+    return TopicClassifier(hidden=16, epochs=5, seed=0).fit(x, labels)
+
+
+def meta_for(clf: TopicClassifier) -> ModelMeta:
+    return ModelMeta(name="topics", version=3, labels=[str(c) for c in clf.classes_],
+                     embedder_id="fake:bow:8", embedder_dim=8, preprocess_version=1,
+                     data_fingerprint="f" * 64, created_at="2026-01-01T00:00:00+00:00",
+                     hyperparameters=clf.get_params(), metrics={"accuracy": 1.0},
+                     dataset={"train": {"size": 60}})
+
+
+def test_round_trip_gives_identical_predictions(fitted: TopicClassifier, tmp_path: Path) -> None:
+    meta = meta_for(fitted)
+    sha = save_model_dir(tmp_path / "3", fitted, meta)
+
+    loaded = load_model_dir(tmp_path / "3", sha)
+
+    x, _ = clusters(seed=5)
+    np.testing.assert_array_equal(loaded.classifier.predict_proba(x), fitted.predict_proba(x))
+    assert list(loaded.classifier.predict(x)) == list(fitted.predict(x))
+    assert loaded.meta == meta and loaded.sha256 == sha and loaded.key == "topics:3"
+
+
+@pytest.mark.parametrize("name", [META_FILE, MODEL_FILE])
+def test_a_changed_file_is_refused(fitted: TopicClassifier, tmp_path: Path, name: str) -> None:
+    sha = save_model_dir(tmp_path, fitted, meta_for(fitted))
+    with (tmp_path / name).open("ab") as handle:
+        handle.write(b" ")
+    with pytest.raises(ModelError, match="changed since registration"):
+        load_model_dir(tmp_path, sha)
+
+
+def test_a_missing_file_is_refused(fitted: TopicClassifier, tmp_path: Path) -> None:
+    sha = save_model_dir(tmp_path, fitted, meta_for(fitted))
+    (tmp_path / MODEL_FILE).unlink()
+    with pytest.raises(ModelError, match="model.keras is missing"):
+        load_model_dir(tmp_path, sha)
+
+
+def test_metadata_is_plain_json(fitted: TopicClassifier, tmp_path: Path) -> None:
+    meta = replace(meta_for(fitted), labels=["crypt", "med", "space"])
+    save_model_dir(tmp_path, fitted, meta)
+    assert read_meta(tmp_path) == meta
+    (tmp_path / META_FILE).write_text("{not json")
+    with pytest.raises(ModelError, match="cannot read"):
+        read_meta(tmp_path)
