@@ -111,3 +111,8 @@ def test_fingerprint_covers_ids_texts_and_labels() -> None:
                     Dataset(["1", "2"], ["a", "b c"], ["x", "y"]),
                     Dataset(["1", "2"], ["a b", "c"], ["x", "x"])):
         assert data_fingerprint(changed) != data_fingerprint(base)
+
+
+def test_one_newsgroup_is_not_enough_to_train(newsgroups_home: str) -> None:
+    with pytest.raises(DatasetError, match=r"at least two classes, got \['sci.space'\]"):
+        run_training(groups=("sci.space",), data_home=newsgroups_home, embedder="fake", **FAST)
