@@ -4,6 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# 20 Newsgroups offline cache: the team folder beside the repo, unless set.
+ifeq ($(SCIKIT_LEARN_DATA),)
+  ifneq ($(wildcard ../shared/data/20newsgroups/20news-bydate_py3.pkz),)
+    export SCIKIT_LEARN_DATA := $(abspath ../shared/data/20newsgroups)
+  endif
+endif
+
 .PHONY: install demo test lint bench clean
 
 $(STAMP): pyproject.toml
