@@ -8,6 +8,7 @@ from pathlib import Path
 
 from shared import registry
 from shared.classifier import TopicClassifier
+from shared.embedders.base import Embedder
 from shared.embedders.fake import FakeEmbedder
 from shared.preprocess import PREPROCESS_VERSION, preprocess
 from shared.store import ModelMeta, save_model_dir
@@ -33,8 +34,8 @@ def labelled_posts(per_topic: int, seed: int = 0) -> list[tuple[str, str, str]]:
 
 
 def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", promote: bool = True,
-                        seed: int = 0, embedder: FakeEmbedder | None = None) -> int:
-    """Train a small classifier on fake embeddings, store it, register it (and promote it)."""
+                        seed: int = 0, embedder: Embedder | None = None) -> int:
+    """Train a small classifier on `embedder`'s vectors (default the fake embedder), store it, register it (and promote it)."""
     embedder = embedder or FakeEmbedder()
     posts = labelled_posts(30, seed=seed)
     vectors = embedder.embed([preprocess(text) for _, text, _ in posts])

@@ -36,6 +36,9 @@ def worker(concurrency: int, loglevel: str, hostname: str | None) -> None:
     upgrade(settings.db_url)
     runtime = get_runtime(settings)
     model = runtime.models.current()  # fail fast: no model, or a model of another embedder
+    check_access = getattr(runtime.embedder, "check_access", None)
+    if check_access is not None:
+        check_access()  # Gemini: a refused key is a ConfigError here, not a failure per post
     click.echo(f"serving {model.key} with {runtime.embedder.id}; queue {settings.queue!r}, "
                f"batches of {settings.batch_size} or every {settings.batch_wait_s}s", err=True)
     from worker.app import app

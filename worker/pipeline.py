@@ -19,7 +19,14 @@ import numpy as np
 
 from shared import cache
 from shared.embedders.base import Embedder
-from shared.errors import InvalidPostError, PermanentError, RateLimitedError, TransientError
+from shared.errors import (
+    ConfigError,
+    InvalidPostError,
+    PermanentError,
+    RateLimitedError,
+    TopicqError,
+    TransientError,
+)
 from shared.preprocess import preprocess, text_digest
 from shared.settings import Settings
 from shared.store import LoadedModel
@@ -130,6 +137,13 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
                                cache_url=settings.db_url if cache_embeddings else None)
     except TransientError as exc:
         rows += _give_up_or_retry(report, valid, exc, settings, name, version)
+    except ConfigError as exc:
+        # The service refuses our settings mid-run (API key revoked, model withdrawn). A quick
+        # retry cannot help, and a post must not be lost: the batch comes back after
+        # RETRY_MAX_S and, after MAX_RETRIES, is recorded `failed` for `topicq retry-failed`.
+        log.error("the embedder refuses this worker's configuration: %s", exc)
+        rows += _give_up_or_retry(report, valid, exc, settings, name, version,
+                                  floor_s=settings.retry_max_s)
     try:
         write_rows(settings.db_url, rows)
         report.written = rows
@@ -143,14 +157,15 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     return report
 
 
-def _delay(exc: Exception, posts: list[Post], settings: Settings) -> float:
+def _delay(exc: Exception, posts: list[Post], settings: Settings, floor_s: float | None = None) -> float:
     attempt = max((p.attempt for p in posts), default=0)
-    floor = exc.retry_after if isinstance(exc, RateLimitedError) else None
+    floor = exc.retry_after if isinstance(exc, RateLimitedError) else floor_s
     return backoff_delay(attempt, base=settings.retry_base_s, cap=settings.retry_max_s, floor=floor)
 
 
-def _give_up_or_retry(report: BatchReport, posts: list[Post], exc: TransientError,
-                      settings: Settings, name: str, version: int) -> list[ResultRow]:
+def _give_up_or_retry(report: BatchReport, posts: list[Post], exc: TopicqError,
+                      settings: Settings, name: str, version: int,
+                      floor_s: float | None = None) -> list[ResultRow]:
     """Posts under MAX_RETRIES go round again; the others become `failed` rows."""
     failed = []
     for post in posts:
@@ -161,7 +176,7 @@ def _give_up_or_retry(report: BatchReport, posts: list[Post], exc: TransientErro
                 post_id=post.id, model_name=name, model_version=version, status=FAILED,
                 error=f"gave up after {post.attempt + 1} attempts: {exc}",
                 attempts=post.attempt + 1, metadata=post.metadata or None, text=post.text))
-    report.retry_delay_s = _delay(exc, posts, settings)
+    report.retry_delay_s = _delay(exc, posts, settings, floor_s)
     report.error = str(exc)
     log.warning("embedding failed for %d posts (%d to retry, %d failed): %s",
                 len(posts), len(report.retry), len(failed), exc)

@@ -179,6 +179,7 @@ class FakeGemini:
         time.sleep(s.latency_ms / 1000)
         injected = self._injected()
         if injected in ("429", "429-day"):
+            call.retry_delay_s = s.retry_delay_s
             return quota_reply(injected == "429-day", s.retry_delay_s)
         if injected == "drop" or injected == "malformed":
             return Reply(200 if injected == "malformed" else 0, b'{"embeddings": [{"values": [0.1,',
@@ -193,6 +194,7 @@ class FakeGemini:
             if not over_daily:
                 self._texts_served += len(texts)
         if over_daily:
+            call.retry_delay_s = s.retry_delay_s
             return quota_reply(True, s.retry_delay_s)
         vectors = [fake_vector(text, dim) for text, dim in zip(texts, call.dims, strict=True)]
         return Reply(200, json.dumps({"embeddings": [{"values": v} for v in vectors]}).encode())

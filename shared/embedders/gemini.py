@@ -40,6 +40,7 @@ TASK = "CLASSIFICATION"
 # gemini-embedding-2 takes no task_type: the task is written into the text instead.
 PROMPT_PREFIX = "task: classification | query: "
 _RETRIED_STATUSES = [408, 500, 502, 503, 504]  # not 429: we honour its retryDelay ourselves
+PROBE_TEXT = "topicq start-up check"  # one short text: a wrong key costs nothing, a right one ~5 tokens
 
 
 def takes_task_type(model: str) -> bool:
@@ -135,6 +136,17 @@ class GeminiEmbedder(Embedder):
         if rejected:
             log.warning("Gemini refused %d of %d texts", len(rejected), len(texts))
         return EmbedOutcome(vectors, rejected)
+
+    def check_access(self) -> None:
+        """Embed one short probe, so a wrong key or model stops a worker at start, not post by post.
+
+        ConfigError (key refused, model unknown) is raised. A transient failure (429, 5xx,
+        timeout) only logs a warning: a busy service at start is no reason not to start.
+        """
+        try:
+            self.embed([PROBE_TEXT])
+        except TransientError as exc:
+            log.warning("could not check the Gemini key at start (%s); starting anyway", exc)
 
     def close(self) -> None:
         with self._lock:
