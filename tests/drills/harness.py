@@ -1,0 +1,221 @@
+"""What every drill shares: its environment, its workers, and the ledger that counts.
+
+A drill is a plain function `run(size, workdir) -> DrillResult`, so the same
+code runs short inside pytest and long from `bench/drills.py`.
+
+The ledger: a BEFORE INSERT trigger on `results` copies every committed
+write attempt into `drill_writes` (the upsert's conflicting rows included),
+so a post written by two deliveries shows up twice there even though the
+unique constraint keeps one row in `results`:
+
+    lost         posts sent that have no row at all
+    duplicates   post ids with more than one row (0 by the unique constraint)
+    reprocessed  posts whose result was committed more than once (redelivery)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from shared.db import Result, get_engine, session_scope
+from shared.settings import Settings
+from tests.worker_process import WorkerProcess
+
+LEDGER_SQL = """
+CREATE TABLE IF NOT EXISTS drill_writes (
+    post_id text, status text, batch_id text, attempts int, at timestamptz DEFAULT clock_timestamp());
+CREATE OR REPLACE FUNCTION drill_log_write() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO drill_writes (post_id, status, batch_id, attempts)
+    VALUES (NEW.post_id, NEW.status, NEW.batch_id, NEW.attempts);
+    RETURN NEW;
+END $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS drill_log ON results;
+CREATE TRIGGER drill_log BEFORE INSERT ON results FOR EACH ROW EXECUTE FUNCTION drill_log_write();
+"""
+
+
+@dataclass
+class DrillResult:
+    drill: str
+    posts: int
+    faults: str
+    lost: int
+    duplicates: int
+    reprocessed: int
+    wall_s: float
+    statuses: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicates == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+    def describe(self) -> str:
+        return (f"{self.drill}: {self.posts} posts, {self.faults}; lost {self.lost}, duplicates "
+                f"{self.duplicates}, reprocessed {self.reprocessed}, {self.wall_s:.0f}s, {self.statuses}"
+                + "".join(f"\n  - {note}" for note in self.notes))
+
+
+def base_env(*, db_url: str, redis_url: str, workdir: Path, **overrides: str) -> dict[str, str]:
+    """Worker settings for drills: small timeouts so that redelivery and retries happen within seconds."""
+    env = {
+        "DATABASE_URL": db_url, "REDIS_URL": redis_url, "EMBEDDER": "fake",
+        "MODEL_DIR": str(workdir / "models"), "TOPICQ_HOME": str(workdir / "home"),
+        "QUEUE": f"drill-{uuid.uuid4().hex[:8]}",
+        "BATCH_SIZE": "16", "BATCH_WAIT_S": "0.3", "BACKFILL_CHUNK": "32",
+        # Redelivery of a killed worker's messages after 8 s; longer than any buffer + batch here.
+        "VISIBILITY_TIMEOUT_S": "8", "MODEL_REFRESH_S": "1",
+        "RETRY_BASE_S": "0.2", "RETRY_MAX_S": "2",
+    }
+    env.update(overrides)
+    return env
+
+
+def settings_for(env: dict[str, str]) -> Settings:
+    """The producer's settings: the same environment as the workers, without touching os.environ."""
+    return Settings(**{key.lower(): value for key, value in env.items()})  # type: ignore[arg-type]
+
+
+def prepare_database(db_url: str, model_dir: Path, **model: Any) -> int:
+    """Migrate, install the write ledger, register and promote a model; returns its version."""
+    from shared.migrate import upgrade
+    from tests.factories import register_fake_model
+
+    upgrade(db_url)
+    install_ledger(db_url)
+    return register_fake_model(db_url, model_dir, **model)
+
+
+def install_ledger(db_url: str) -> None:
+    with get_engine(db_url).begin() as conn:
+        conn.exec_driver_sql(LEDGER_SQL)
+
+
+@dataclass
+class Ledger:
+    rows: int
+    lost: list[str]
+    duplicates: int
+    reprocessed: int
+    statuses: dict[str, int]
+    by_id: dict[str, str]  # post id -> status
+
+
+def ledger(db_url: str, expected_ids: Iterable[str]) -> Ledger:
+    expected = list(dict.fromkeys(expected_ids))
+    with session_scope(db_url) as session:
+        rows = session.execute(select(Result.post_id, Result.status)).all()
+        dupes = session.scalar(select(func.count()).select_from(
+            select(Result.post_id).group_by(Result.post_id, Result.model_name)
+            .having(func.count() > 1).subquery())) or 0
+        reprocessed = session.execute(text(
+            "SELECT count(*) FROM (SELECT post_id FROM drill_writes GROUP BY post_id HAVING count(*) > 1) s"
+        )).scalar() or 0
+    by_id = {post_id: status for post_id, status in rows}
+    statuses: dict[str, int] = {}
+    for status in by_id.values():
+        statuses[status] = statuses.get(status, 0) + 1
+    lost = [post_id for post_id in expected if post_id not in by_id]
+    return Ledger(len(rows), lost, int(dupes), int(reprocessed), statuses, by_id)
+
+
+def count_rows(db_url: str) -> int:
+    with session_scope(db_url) as session:
+        return int(session.scalar(select(func.count()).select_from(Result)) or 0)
+
+
+def wait_for(db_url: str, expected: int, *, timeout: float, stall_s: float | None = None) -> int:
+    """Rows until `expected` or `timeout`; with `stall_s`, give up earlier when nothing moves for that long."""
+    deadline = time.monotonic() + timeout
+    last, moved = -1, time.monotonic()
+    while True:
+        try:
+            count = count_rows(db_url)
+        except Exception:  # noqa: BLE001 - the database may be down during a drill
+            count = last
+        if count != last:
+            last, moved = count, time.monotonic()
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        if stall_s is not None and time.monotonic() - moved > stall_s:
+            return count
+        time.sleep(0.5)
+
+
+class DrillWorker(WorkerProcess):
+    """A `topicq worker` whose log is a new file per start (restarts must wait for their own `ready.`)."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker",
+                 extra_args: tuple[str, ...] = (), cli_args: tuple[str, ...] = ()) -> None:
+        super().__init__(env, log_dir / f"{name}.log")
+        self.env = {**clean_environment(), **env}
+        self.log_dir = log_dir
+        self.name = name
+        self.extra_args = extra_args
+        self.cli_args = cli_args
+        self.starts = 0
+        self.logs: list[Path] = []
+
+    def start(self, timeout: float = 120) -> DrillWorker:
+        self.starts += 1
+        self.log_path = self.log_dir / f"{self.name}-{self.starts}.log"
+        self.logs.append(self.log_path)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", *self.cli_args, "worker", "-c", str(self.concurrency),
+             "-n", f"{self.name}{time.monotonic_ns()}@%h", *self.extra_args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.log()[-4000:]}")
+            if "ready." in self.log():
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def all_logs(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in self.logs if path.exists())
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def problems_in_log(log: str) -> list[str]:
+    """Lines that mean a bug rather than a handled fault."""
+    markers = ("unexpected error in a batch", "dropping unparseable payload", "Unrecoverable error",
+               "RecursionError", "UnicodeEncodeError")
+    return [line for line in log.splitlines() if any(marker in line for marker in markers)]
+
+
+def clean_environment() -> dict[str, str]:
+    """os.environ without the settings a developer's shell may carry into a drill."""
+    drop = {"DATABASE_URL", "REDIS_URL", "GEMINI_API_KEY", "GEMINI_API_KEY_FILE", "EMBEDDER",
+            "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY", "QUEUE", "MODEL_DIR"}
+    return {k: v for k, v in os.environ.items() if k not in drop}

@@ -1,0 +1,16 @@
+"""Given a worker, when malformed payloads are sent by task name among valid posts, then it survives,
+records each malformed one with an id as `rejected`, logs the others, and classifies the valid ones."""
+
+from __future__ import annotations
+
+from tests.drills import fuzz
+
+
+def test_fuzzed_payloads_are_rejected_and_their_neighbours_done(drill) -> None:
+    result = drill(fuzz.run, fuzz.FuzzSize(malformed=500, valid=250))
+    extra = result.extra
+    assert extra["alive"], result.describe()
+    assert result.lost == 0 and result.duplicates == 0, result.describe()
+    assert extra["wrong"] == 0, result.describe()
+    assert extra["warnings"] >= extra["expected_warnings"], result.describe()
+    assert not [n for n in result.notes if n.startswith("log:")], result.describe()
