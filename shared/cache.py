@@ -13,9 +13,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared.db import CachedEmbedding, session_scope
 from shared.embedders.base import Embedder
+from shared.errors import TransientError
 from shared.preprocess import text_digest
 
 _LOOKUP_CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
@@ -28,6 +30,14 @@ class CacheStats:
 
 
 def lookup(db_url: str, embedder_id: str, digests: list[str]) -> dict[str, np.ndarray]:
+    """Cached vectors by digest; an unreachable database is a TransientError."""
+    try:
+        return _lookup(db_url, embedder_id, digests)
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+
+
+def _lookup(db_url: str, embedder_id: str, digests: list[str]) -> dict[str, np.ndarray]:
     found: dict[str, np.ndarray] = {}
     unique = list(dict.fromkeys(digests))
     with session_scope(db_url) as session:
@@ -52,8 +62,16 @@ def store(db_url: str, embedder_id: str, vectors: dict[str, np.ndarray]) -> None
         for d, v in vectors.items()
     ]
     insert = pg_insert if db_url.startswith("postgresql") else sqlite_insert
-    with session_scope(db_url) as session:
-        session.execute(insert(CachedEmbedding).on_conflict_do_nothing(), rows)
+    try:
+        with session_scope(db_url) as session:
+            session.execute(insert(CachedEmbedding).on_conflict_do_nothing(), rows)
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+
+
+def _unavailable(exc: SQLAlchemyError) -> TransientError:
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return TransientError(f"embedding cache unavailable: {exc.__class__.__name__}: {reason}")
 
 
 def embed_cached(

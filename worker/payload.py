@@ -3,10 +3,16 @@
 Message body (JSON, Celery task `topicq.classify`, queue `topicq`), kwargs:
     {"id": "p-1", "text": "...", "metadata": {...}}      metadata optional
 `attempt` is added by workers when they send a post again after a transient failure.
+
+Everything accepted here must be storable as it is: PostgreSQL refuses NUL
+characters in text columns and NaN/Infinity in JSON, and no database driver
+encodes a lone UTF-16 surrogate (JSON's "\ud800"). A post carrying them would
+fail its whole batch's write again on every redelivery, so it is refused here.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -14,6 +20,49 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.errors import InvalidPostError
 
 MAX_ID_CHARS = 200
+# Deeper metadata is refused: nobody queries it, and JSON encoders recurse once per level.
+MAX_METADATA_DEPTH = 32
+
+
+def unstorable(value: str) -> str | None:
+    """Why a string cannot be stored as it is (NUL, lone surrogate), or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (lone surrogate)"
+    return None
+
+
+def storable_metadata(value: Any) -> dict[str, Any] | None:
+    """`value` when it is metadata a result row can hold, else None (kept off rejected rows)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        _check_json(value)
+    except ValueError:
+        return None
+    return value
+
+
+def _check_json(value: Any) -> None:
+    """Raise ValueError for metadata no database can store: NaN/Infinity, lone surrogates, deep nesting."""
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_METADATA_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and Infinity are not JSON")
+        if isinstance(item, str) and "\x00" not in item and unstorable(item):
+            raise ValueError(f"a string {unstorable(item)}")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((str(key), level + 1))
+                stack.append((child, level + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, level + 1) for child in item)
 
 
 class Post(BaseModel):
@@ -32,6 +81,8 @@ class Post(BaseModel):
             return str(value)
         if not isinstance(value, str):
             raise ValueError(f"must be a string, got {type(value).__name__}")
+        if reason := unstorable(value):
+            raise ValueError(reason)
         return value
 
     @field_validator("text", mode="before")
@@ -41,6 +92,15 @@ class Post(BaseModel):
             raise ValueError(f"must be a string, got {type(value).__name__}")
         if not value.strip():
             raise ValueError("is empty")
+        if reason := unstorable(value):
+            raise ValueError(reason)
+        return value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_is_storable(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            _check_json(value)
         return value
 
     def to_message(self) -> dict[str, Any]:
@@ -67,7 +127,7 @@ def guess_id(raw: Any) -> str | None:
         value = raw.get("id")
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS:
+        if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and not unstorable(value):
             return value
     return None
 

@@ -30,7 +30,7 @@ from shared.errors import (
 from shared.preprocess import preprocess, text_digest
 from shared.settings import Settings
 from shared.store import LoadedModel
-from worker.payload import Post, parse_post
+from worker.payload import Post, parse_post, storable_metadata
 from worker.rows import DONE, FAILED, REJECTED, ResultRow, write_rows
 from worker.serving import ModelServer
 
@@ -115,7 +115,7 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
             if exc.post_id is None:
                 log.warning("rejected a post without a usable id: %s", exc)
             else:
-                meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None
+                meta = storable_metadata(raw.get("metadata"))
                 invalid.append((exc.post_id, str(exc), meta))
 
     model: LoadedModel | None

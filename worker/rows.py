@@ -6,6 +6,7 @@ A redelivered message overwrites its own row instead of adding one, and a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,10 +14,12 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
 
 from shared.db import Result, session_scope, utcnow
 from shared.errors import TransientError
+
+log = logging.getLogger(__name__)
 
 DONE, REJECTED, FAILED = "done", "rejected", "failed"
 _UPDATABLE = ("status", "label", "score", "scores", "embedder_id", "error", "attempts",
@@ -43,12 +46,54 @@ class ResultRow:
 
 
 def write_rows(db_url: str, rows: list[ResultRow]) -> None:
-    """Upsert rows in one transaction; database trouble becomes TransientError."""
+    """Upsert rows in one transaction; database trouble becomes TransientError.
+
+    A value the database refuses (a NUL character, NaN in JSON, ...) is not
+    trouble that passes: the rows are then written one by one, and a row that
+    still cannot be stored is recorded `rejected` without its payload, so one
+    bad post cannot fail its whole batch on every redelivery.
+    """
     if not rows:
         return
     # One row per key: PostgreSQL refuses to update the same row twice in one statement.
-    unique = {(r.post_id, r.model_name, r.model_version): r for r in rows}
-    values = [asdict(r) for r in unique.values()]
+    unique = list({(r.post_id, r.model_name, r.model_version): r for r in rows}.values())
+    try:
+        _upsert(db_url, unique)
+    except _DATA_ERRORS as exc:
+        if len(unique) == 1:
+            _record_unstorable(db_url, unique[0], exc)
+            return
+        log.warning("the database refused a batch of %d rows (%s); writing them one by one",
+                    len(unique), _reason(exc))
+        for row in unique:
+            try:
+                _upsert(db_url, [row])
+            except _DATA_ERRORS as row_exc:
+                _record_unstorable(db_url, row, row_exc)
+
+
+_DATA_ERRORS = (DataError, ValueError, RecursionError)  # ValueError includes UnicodeEncodeError
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "orig", None) or exc
+    return ascii(f"{reason.__class__.__name__}: {reason}".splitlines()[0])[1:-1][:300]
+
+
+def _record_unstorable(db_url: str, row: ResultRow, exc: BaseException) -> None:
+    bare = ResultRow(post_id=row.post_id, model_name=row.model_name, model_version=row.model_version,
+                     status=REJECTED, error=f"the result could not be stored: {_reason(exc)}",
+                     attempts=row.attempts, batch_id=row.batch_id)
+    try:
+        _upsert(db_url, [bare])
+        log.warning("post %s recorded rejected: %s", ascii(row.post_id), bare.error)
+    except _DATA_ERRORS as bare_exc:  # the id itself cannot be stored: nothing can be written for it
+        log.error("dropping the result of post %s: its id cannot be stored (%s)", ascii(row.post_id),
+                  _reason(bare_exc))
+
+
+def _upsert(db_url: str, rows: list[ResultRow]) -> None:
+    values = [asdict(r) for r in rows]
     insert = pg_insert if db_url.startswith("postgresql") else sqlite_insert
     statement = insert(Result.__table__).values(values)
     statement = statement.on_conflict_do_update(
@@ -59,9 +104,14 @@ def write_rows(db_url: str, rows: list[ResultRow]) -> None:
     try:
         with session_scope(db_url) as session:
             session.execute(statement)
+    except DataError:
+        raise
+    except StatementError as exc:
+        if not isinstance(exc, DBAPIError) and isinstance(exc.orig, _DATA_ERRORS):
+            raise exc.orig from None  # a value that could not even be sent
+        raise TransientError(f"database write failed: {exc.__class__.__name__}: {_reason(exc)}") from None
     except SQLAlchemyError as exc:
-        reason = getattr(exc, "orig", None) or exc
-        raise TransientError(f"database write failed: {exc.__class__.__name__}: {reason}") from None
+        raise TransientError(f"database write failed: {exc.__class__.__name__}: {_reason(exc)}") from None
 
 
 def done_ids(db_url: str, *, model_name: str, model_version: int, post_ids: list[str]) -> set[str]:

@@ -20,6 +20,7 @@ from tests.drills.harness import (
     ledger,
     prepare_database,
     problems_in_log,
+    queue_left,
     settings_for,
     wait_for,
 )
@@ -73,6 +74,7 @@ def run(size: FuzzSize, workdir: Path) -> DrillResult:
             wall = time.monotonic() - started
             time.sleep(1)
             alive = worker.alive()
+            left = queue_left(settings.redis_url, settings.queue)
         finally:
             worker.stop()
         book = ledger(db_url, [str(c.post_id) for c in with_rows])
@@ -82,16 +84,19 @@ def run(size: FuzzSize, workdir: Path) -> DrillResult:
     lost_kinds = Counter(c.kind for c in with_rows if str(c.post_id) not in book.by_id)
     expected_warnings = sum(c.expect == "logged" for c in cases)
     warnings = log.count(NO_ID_WARNING)
+    undecodable = log.count("Can't decode message body")
     kinds = Counter(c.expect for c in cases)
     notes = [f"cases: {dict(kinds)} over {len({c.kind for c in cases})} kinds",
              f"worker alive at the end: {alive}",
-             f"posts without a usable id logged: {warnings} (expected at least {expected_warnings})"]
+             f"posts without a usable id logged: {warnings} (expected at least {expected_warnings})",
+             f"undecodable messages refused by Celery: {undecodable} (sent {kinds['dropped']})",
+             f"left in Redis afterwards: {left}"]
     notes += [f"wrong status: {line} x{count}" for line, count in sorted(wrong.items())]
     notes += [f"lost kind: {kind} x{count}" for kind, count in sorted(lost_kinds.items())]
     notes += [f"log: {line[:300]}" for line in problems_in_log(log)[:5]]
     result = DrillResult("fuzz", len(cases), f"{size.malformed} malformed payloads + {kinds['dropped']} "
                          f"undecodable messages", len(book.lost), book.duplicates, book.reprocessed, wall,
                          book.statuses, notes)
-    result.extra = {"alive": alive, "wrong": sum(wrong.values()), "warnings": warnings,  # type: ignore[attr-defined]
-                    "expected_warnings": expected_warnings}
+    result.extra = {"alive": alive, "wrong": sum(wrong.values()), "warnings": warnings,
+                    "expected_warnings": expected_warnings, "undecodable": undecodable, "left": left}
     return result

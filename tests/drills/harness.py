@@ -57,6 +57,7 @@ class DrillResult:
     wall_s: float
     statuses: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # drill-specific figures the tests check
 
     @property
     def ok(self) -> bool:
@@ -210,8 +211,16 @@ class DrillWorker(WorkerProcess):
 def problems_in_log(log: str) -> list[str]:
     """Lines that mean a bug rather than a handled fault."""
     markers = ("unexpected error in a batch", "dropping unparseable payload", "Unrecoverable error",
-               "RecursionError", "UnicodeEncodeError")
+               "dropping the result of post", "UnicodeEncodeError")
     return [line for line in log.splitlines() if any(marker in line for marker in markers)]
+
+
+def queue_left(redis_url: str, queue: str) -> dict[str, int]:
+    """Messages still waiting in the queue or unacknowledged: both 0 when a drill is over."""
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        return {"queued": int(client.llen(queue)), "unacked": int(client.hlen("unacked"))}
 
 
 def clean_environment() -> dict[str, str]:
