@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.db import CachedEmbedding, session_scope
 from shared.embedders.base import Embedder
-from shared.errors import TransientError
+from shared.errors import DatabaseUnavailableError
 from shared.preprocess import text_digest
 
 _LOOKUP_CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
@@ -30,7 +30,7 @@ class CacheStats:
 
 
 def lookup(db_url: str, embedder_id: str, digests: list[str]) -> dict[str, np.ndarray]:
-    """Cached vectors by digest; an unreachable database is a TransientError."""
+    """Cached vectors by digest; an unreachable database is a DatabaseUnavailableError."""
     try:
         return _lookup(db_url, embedder_id, digests)
     except SQLAlchemyError as exc:
@@ -69,9 +69,9 @@ def store(db_url: str, embedder_id: str, vectors: dict[str, np.ndarray]) -> None
         raise _unavailable(exc) from None
 
 
-def _unavailable(exc: SQLAlchemyError) -> TransientError:
+def _unavailable(exc: SQLAlchemyError) -> DatabaseUnavailableError:
     reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-    return TransientError(f"embedding cache unavailable: {exc.__class__.__name__}: {reason}")
+    return DatabaseUnavailableError(f"embedding cache unavailable: {exc.__class__.__name__}: {reason}")
 
 
 def embed_cached(

@@ -2,7 +2,8 @@
 
     TopicqError
     ├── TransientError        retry later with backoff (API 429/5xx, timeouts, DB/Redis down)
-    │   └── RateLimitedError  the service asked us to wait `retry_after` seconds
+    │   ├── RateLimitedError  the service asked us to wait `retry_after` seconds
+    │   └── DatabaseUnavailableError  our database is down: wait, without spending a post's retries
     └── PermanentError        record and move on, never retry
         ├── InvalidPostError  the post itself is bad (missing id, empty text, ...)
         ├── DatasetError      a training file or dataset cannot be used
@@ -30,6 +31,10 @@ class RateLimitedError(TransientError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DatabaseUnavailableError(TransientError):
+    """Our own database cannot be reached; the posts are not at fault, so no retry is spent on them."""
 
 
 class PermanentError(TopicqError):

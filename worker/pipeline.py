@@ -21,6 +21,7 @@ from shared import cache
 from shared.embedders.base import Embedder
 from shared.errors import (
     ConfigError,
+    DatabaseUnavailableError,
     InvalidPostError,
     PermanentError,
     RateLimitedError,
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 class BatchReport:
     written: list[ResultRow] = field(default_factory=list)
     retry: list[Post] = field(default_factory=list)  # send again, attempt already increased
+    # Invalid payloads whose `rejected` row could not be written: send again as they came.
+    resend: list[dict[str, Any]] = field(default_factory=list)
     retry_delay_s: float = 0.0
     error: str | None = None
 
@@ -108,6 +111,7 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     report = BatchReport()
     valid: list[Post] = []
     invalid: list[tuple[str, str, dict[str, Any] | None]] = []
+    invalid_raw: list[dict[str, Any]] = []
     for raw in payloads:
         try:
             valid.append(parse_post(raw, max_text_chars=settings.max_text_chars))
@@ -117,6 +121,7 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
             else:
                 meta = storable_metadata(raw.get("metadata"))
                 invalid.append((exc.post_id, str(exc), meta))
+                invalid_raw.append(raw)
 
     model: LoadedModel | None
     try:
@@ -135,6 +140,12 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
             raise model_error
         rows += classify_batch(valid, embedder, model,
                                cache_url=settings.db_url if cache_embeddings else None)
+    except DatabaseUnavailableError as exc:
+        # Our database is down, not the posts at fault: all go round again, no retry spent.
+        report.retry += valid
+        report.retry_delay_s = _database_delay(settings)
+        report.error = str(exc)
+        log.warning("database unavailable, %d posts will be sent again: %s", len(valid), exc)
     except TransientError as exc:
         rows += _give_up_or_retry(report, valid, exc, settings, name, version)
     except ConfigError as exc:
@@ -148,13 +159,20 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
         write_rows(settings.db_url, rows)
         report.written = rows
     except TransientError as exc:
-        # Nothing was written: every post (bar those without an id) goes round again.
+        # Nothing was written: every post with an id goes round again, the rejected ones
+        # too. The database is at fault, not the posts: no retry is spent on them here.
         retry_ids = {p.id for p in report.retry}
-        report.retry += [_with_attempt(p) for p in valid if p.id not in retry_ids]
-        report.retry_delay_s = max(report.retry_delay_s, _delay(exc, valid, settings))
+        report.retry += [p for p in valid if p.id not in retry_ids]
+        report.resend = invalid_raw
+        report.retry_delay_s = max(report.retry_delay_s, _database_delay(settings))
         report.error = str(exc)
         log.warning("database write failed for %d posts, will retry: %s", len(rows), exc)
     return report
+
+
+def _database_delay(settings: Settings) -> float:
+    """Between RETRY_BASE_S and 8x that (capped): the database needs time, the posts are fine."""
+    return backoff_delay(3, base=settings.retry_base_s, cap=settings.retry_max_s, floor=settings.retry_base_s)
 
 
 def _delay(exc: Exception, posts: list[Post], settings: Settings, floor_s: float | None = None) -> float:

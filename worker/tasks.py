@@ -48,11 +48,14 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def classify(self: Task, requests: list[SimpleRequest]) -> None:
         payloads = [payload_from_call(r.args, r.kwargs) for r in requests]
         report = _run(payloads, settings)
-        if report.retry:
+        if report.retry or report.resend:
             ids = {str(payload.get("id")): r.id for r, payload in zip(requests, payloads, strict=True)
                    if isinstance(payload, dict)}
             for post in report.retry:
                 self.apply_async(kwargs=post.to_message(), task_id=ids.get(post.id),
+                                 countdown=report.retry_delay_s)
+            for raw in report.resend:
+                self.apply_async(kwargs=raw, task_id=ids.get(str(raw.get("id"))),
                                  countdown=report.retry_delay_s)
 
     @app.task(name=CLASSIFY_CHUNK_TASK, bind=True, acks_late=True)
@@ -61,6 +64,6 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             log.error("classify_chunk expects a list of posts, got %s", type(posts).__name__)
             return
         report = _run(posts, settings)
-        if report.retry:
-            self.apply_async(kwargs={"posts": [p.to_message() for p in report.retry]},
+        if report.retry or report.resend:
+            self.apply_async(kwargs={"posts": [p.to_message() for p in report.retry] + report.resend},
                              countdown=report.retry_delay_s)

@@ -66,12 +66,11 @@ def run(size: FuzzSize, workdir: Path) -> DrillResult:
         prepare_database(db_url, settings.models_path)
         worker = DrillWorker(env, workdir, "fuzzed")
         worker.start()
-        started = time.monotonic()
+        started = time.time()
         try:
             send(cases, settings)
             with_rows = [c for c in cases if c.expect in ("done", "rejected")]
             wait_for(db_url, len(with_rows), timeout=120 + len(cases) / 20, stall_s=30)
-            wall = time.monotonic() - started
             time.sleep(1)
             alive = worker.alive()
             left = queue_left(settings.redis_url, settings.queue)
@@ -94,9 +93,9 @@ def run(size: FuzzSize, workdir: Path) -> DrillResult:
     notes += [f"wrong status: {line} x{count}" for line, count in sorted(wrong.items())]
     notes += [f"lost kind: {kind} x{count}" for kind, count in sorted(lost_kinds.items())]
     notes += [f"log: {line[:300]}" for line in problems_in_log(log)[:5]]
-    result = DrillResult("fuzz", len(cases), f"{size.malformed} malformed payloads + {kinds['dropped']} "
-                         f"undecodable messages", len(book.lost), book.duplicates, book.reprocessed, wall,
-                         book.statuses, notes)
+    faults = f"{size.malformed} malformed payloads + {kinds['dropped']} undecodable messages"
+    result = DrillResult("fuzz", len(cases), faults, len(book.lost), book.duplicates, book.reprocessed,
+                         book.wall_since(started), book.statuses, notes)
     result.extra = {"alive": alive, "wrong": sum(wrong.values()), "warnings": warnings,
                     "expected_warnings": expected_warnings, "undecodable": undecodable, "left": left}
     return result

@@ -115,6 +115,11 @@ class Ledger:
     reprocessed: int
     statuses: dict[str, int]
     by_id: dict[str, str]  # post id -> status
+    last_write: float | None  # epoch seconds of the last committed write
+
+    def wall_since(self, started_epoch: float) -> float:
+        """Seconds from `started_epoch` (time.time()) to the last write."""
+        return max(0.0, (self.last_write or started_epoch) - started_epoch)
 
 
 def ledger(db_url: str, expected_ids: Iterable[str]) -> Ledger:
@@ -127,12 +132,14 @@ def ledger(db_url: str, expected_ids: Iterable[str]) -> Ledger:
         reprocessed = session.execute(text(
             "SELECT count(*) FROM (SELECT post_id FROM drill_writes GROUP BY post_id HAVING count(*) > 1) s"
         )).scalar() or 0
+        last_write = session.execute(text("SELECT extract(epoch FROM max(at)) FROM drill_writes")).scalar()
     by_id = {post_id: status for post_id, status in rows}
     statuses: dict[str, int] = {}
     for status in by_id.values():
         statuses[status] = statuses.get(status, 0) + 1
     lost = [post_id for post_id in expected if post_id not in by_id]
-    return Ledger(len(rows), lost, int(dupes), int(reprocessed), statuses, by_id)
+    return Ledger(len(rows), lost, int(dupes), int(reprocessed), statuses, by_id,
+                  float(last_write) if last_write is not None else None)
 
 
 def count_rows(db_url: str) -> int:

@@ -1,0 +1,110 @@
+"""Drill 3: the database goes away for a while in the middle of a run.
+
+Posts keep arriving while PostgreSQL is stopped; the worker cannot read its
+cache or write rows, turns that into TransientError and sends the posts
+again with backoff. When the database is back every post gets its row —
+and a database outage should not spend the posts' MAX_RETRIES (a post
+that ends `failed` is not lost, but it is reported).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from shared.db import Result, session_scope
+from tests.drills.harness import (
+    DrillResult,
+    DrillWorker,
+    base_env,
+    ledger,
+    prepare_database,
+    problems_in_log,
+    queue_left,
+    settings_for,
+    wait_for,
+)
+from tests.drills.kill import make_posts
+from tests.drills.services import PrivatePostgres, PrivateRedis
+
+
+@dataclass
+class OutageSize:
+    posts: int = 400
+    send_s: float = 14.0  # posts are sent evenly over this long
+    outage_at_s: float = 3.0
+    outage_s: float = 10.0
+    malformed_every: int = 50  # one post in N is sent by name without text: must end `rejected`
+    embed_delay_s: float = 0.05
+    seed: int = 0
+
+
+def stream(settings, posts: list[dict], size: OutageSize, errors: list[str]) -> None:  # type: ignore[no-untyped-def]
+    from worker.app import CLASSIFY_TASK
+    from worker.client import Producer
+
+    producer = Producer(settings)
+    started = time.monotonic()
+    try:
+        for i, post in enumerate(posts):
+            pause = started + i * size.send_s / len(posts) - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            if size.malformed_every and i % size.malformed_every == 0:
+                producer.app.send_task(CLASSIFY_TASK, kwargs={"id": post["id"]}, queue=settings.queue)
+            else:
+                producer.send(producer.validate(post["id"], post["text"], post["metadata"]))
+    except Exception as exc:  # noqa: BLE001 - reported by the drill
+        errors.append(f"producer: {exc.__class__.__name__}: {exc}")
+    finally:
+        producer.close()
+
+
+def run(size: OutageSize, workdir: Path) -> DrillResult:
+    with PrivateRedis(aof=False) as broker, PrivatePostgres() as database:
+        db_url = database.url
+        env = base_env(db_url=db_url, redis_url=broker.url(), workdir=workdir,
+                       FAKE_EMBED_DELAY_S=str(size.embed_delay_s))
+        settings = settings_for(env)
+        prepare_database(db_url, settings.models_path)
+        posts = make_posts(size.posts, "outage", size.seed)
+        worker = DrillWorker(env, workdir, "outage")
+        worker.start()
+        errors: list[str] = []
+        sender = threading.Thread(target=stream, args=(settings, posts, size, errors))
+        started = time.time()
+        try:
+            sender.start()
+            time.sleep(size.outage_at_s)
+            rows_before = wait_for(db_url, 0, timeout=0)
+            database.outage(size.outage_s)
+            sender.join()
+            wait_for(db_url, size.posts, timeout=120 + size.outage_s * 3, stall_s=30)
+            time.sleep(1)
+            alive = worker.alive()
+            left = queue_left(settings.redis_url, settings.queue)
+        finally:
+            worker.stop()
+        book = ledger(db_url, [str(p["id"]) for p in posts])
+        with session_scope(db_url) as session:
+            attempts = dict(session.execute(select(Result.attempts, func.count()).group_by(Result.attempts)).all())
+    from shared.db import get_engine
+
+    get_engine(db_url).dispose()
+    malformed = sum(1 for i in range(size.posts) if size.malformed_every and i % size.malformed_every == 0)
+    lost_malformed = sum(1 for i, p in enumerate(posts) if size.malformed_every and
+                         i % size.malformed_every == 0 and p["id"] in book.lost)
+    notes = [f"{rows_before} rows written before the outage",
+             f"worker alive at the end: {alive}; left in Redis: {left}",
+             f"{malformed} posts sent without text (must be `rejected`), {lost_malformed} of them lost",
+             f"rows by attempts: {dict(sorted(attempts.items()))}"]
+    notes += errors
+    notes += [f"log: {line[:300]}" for line in problems_in_log(worker.all_logs())[:5]]
+    return DrillResult("db-outage", size.posts, f"PostgreSQL down {size.outage_s:.0f}s", len(book.lost),
+                       book.duplicates, book.reprocessed, book.wall_since(started), book.statuses, notes,
+                       extra={"alive": alive, "left": left, "lost_malformed": lost_malformed,
+                              "malformed": malformed, "errors": errors})
