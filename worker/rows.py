@@ -7,7 +7,7 @@ A redelivered message overwrites its own row instead of adding one, and a
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -92,18 +92,28 @@ def _record_unstorable(db_url: str, row: ResultRow, exc: BaseException) -> None:
                   _reason(bare_exc))
 
 
-def _upsert(db_url: str, rows: list[ResultRow]) -> None:
-    values = [asdict(r) for r in rows]
-    insert = pg_insert if db_url.startswith("postgresql") else sqlite_insert
-    statement = insert(Result.__table__).values(values)
-    statement = statement.on_conflict_do_update(
+def _upsert_statement(postgres: bool) -> Any:
+    insert = pg_insert if postgres else sqlite_insert
+    statement = insert(Result.__table__)
+    return statement.on_conflict_do_update(
         index_elements=["post_id", "model_name", "model_version"],
         set_={name: statement.excluded[name] for name in _UPDATABLE},
         where=Result.__table__.c.status != DONE,
     )
+
+
+_STATEMENTS = {True: _upsert_statement(True), False: _upsert_statement(False)}
+_FIELDS = [f.name for f in fields(ResultRow)]
+
+
+def _upsert(db_url: str, rows: list[ResultRow]) -> None:
+    # One statement with the rows as parameters (executemany): compiled once and cached,
+    # where `.values(rows)` compiled a new statement of rows x columns parameters every batch.
+    values = [{name: getattr(r, name) for name in _FIELDS} for r in rows]
+    statement = _STATEMENTS[db_url.startswith("postgresql")]
     try:
         with session_scope(db_url) as session:
-            session.execute(statement)
+            session.execute(statement, values)
     except DataError:
         raise
     except StatementError as exc:

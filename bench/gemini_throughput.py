@@ -1,0 +1,369 @@
+"""End-to-end throughput with the Gemini embedder, against the fake Gemini API.
+
+Real `topicq worker` processes embed through google-genai against the fake
+Gemini server (150 ms per call by default), classify and write rows to a
+fresh PostgreSQL database; posts go through Redis, sent one message per post
+(`Producer.send`) and in backfill chunks (`worker.backfill`). Figures:
+
+- posts/s from the first send to the last row committed, per path;
+- the raw embedder rate against the same fake (same batch size and calls in
+  flight, no queue, no database) and the ratio pipeline / raw;
+- with --rate-429 > 0, a 429 storm: every post completed, and the shortest gap
+  between a 429 and the next call the fake saw, against the retryDelay.
+
+    .venv/bin/python -m bench.gemini_throughput                 # 20,000 posts, both paths
+    .venv/bin/python -m bench.gemini_throughput --posts 5000 --paths single --rate-429 0.5
+
+Writes bench/results/gemini_throughput.json and .md. Bounded: each phase
+has a deadline; workers, the fake, the database and the Redis keys are
+cleaned up on exit (also on Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python bench/gemini_throughput.py` as well as `-m bench...`
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import PG_ADMIN_URL, CpuMeter, FakeGeminiProcess, fresh_database, pids_named  # noqa: E402
+
+KEY = "bench-key-not-a-secret"
+RESULTS = ROOT / "bench" / "results"
+WORDS = {  # a vocabulary per topic, as in tests/factories.py, plus filler
+    "space": "orbit rocket launch nasa shuttle moon planet satellite astronaut telescope",
+    "medicine": "doctor patient disease treatment symptoms drug clinical therapy diagnosis cancer",
+    "crypto": "encryption key cipher algorithm secure privacy clipper chip nsa escrow",
+}
+FILLER = "the a of and to in is that it for on with as was at by this be have from or".split()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--posts", type=int, default=20_000, help="posts per path")
+    p.add_argument("--paths", default="single,chunk", help="single (one message a post), chunk (backfill)")
+    p.add_argument("--words", type=int, default=60, help="words per post (~6 characters each)")
+    p.add_argument("--latency-ms", type=float, default=150.0, help="the fake's time per call")
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument("--concurrency", type=int, default=4, help="threads (batches at once) per worker")
+    p.add_argument("--batch-size", type=int, default=100, help="BATCH_SIZE (posts per embed call)")
+    p.add_argument("--batch-wait", type=float, default=0.5, help="BATCH_WAIT_S")
+    p.add_argument("--chunk", type=int, default=100, help="posts per backfill message")
+    p.add_argument("--max-in-flight", type=int, default=4, help="GEMINI_MAX_IN_FLIGHT per worker")
+    p.add_argument("--no-cache", action="store_true", help="CACHE_EMBEDDINGS=false")
+    p.add_argument("--rate-429", type=float, default=0.0, help="share of calls refused 429 (storm mode)")
+    p.add_argument("--retry-delay", type=float, default=1.0, help="retryDelay (s) of the 429s")
+    p.add_argument("--storm-posts", type=int, default=3000, help="posts sent during the 429 storm")
+    p.add_argument("--timeout", type=float, default=300.0, help="deadline (s) of each phase")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    p.add_argument("--pg-admin-url", default=os.environ.get("TEST_DATABASE_URL", PG_ADMIN_URL))
+    p.add_argument("--out", type=Path, default=RESULTS)
+    return p.parse_args(argv)
+
+
+def make_posts(n: int, words: int, tag: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Unique posts (no embedding-cache hits), each mostly about one topic."""
+    rng = random.Random(seed)
+    topics = list(WORDS)
+    posts = []
+    for i in range(n):
+        topic = topics[i % len(topics)]
+        vocabulary = WORDS[topic].split()
+        body = " ".join(rng.choice(vocabulary) if rng.random() < 0.4 else rng.choice(FILLER)
+                        for _ in range(words))
+        posts.append({"id": f"{tag}-{i}", "text": f"Subject: {topic} {i}\n{body}",
+                      "metadata": {"truth": topic}})
+    return posts
+
+
+def measure_raw(base_url: str, texts: list[str], *, batch_size: int, in_flight: int) -> dict[str, Any]:
+    """The embedder alone: the same calls as the workers make, from one process."""
+    from shared.embedders.gemini import GeminiEmbedder
+
+    gemini = GeminiEmbedder(KEY, base_url=base_url, batch_size=min(batch_size, 100),
+                            max_in_flight=in_flight, timeout_s=30)
+    try:
+        gemini.embed(texts[:10])  # connect first
+        started = time.perf_counter()
+        gemini.embed(texts)
+        seconds = time.perf_counter() - started
+    finally:
+        gemini.close()
+    return {"texts": len(texts), "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 1),
+            "batch_size": min(batch_size, 100), "calls_in_flight": in_flight}
+
+
+class Workers:
+    """N `topicq worker` processes, started together, killed on exit."""
+
+    def __init__(self, env: dict[str, str], n: int, concurrency: int, log_dir: Path) -> None:
+        from tests.worker_process import WorkerProcess
+
+        self.procs = [WorkerProcess(env, log_dir / f"worker{i}.log", concurrency) for i in range(n)]
+
+    def __enter__(self) -> Workers:
+        errors: list[BaseException] = []
+
+        def start(worker: Any) -> None:
+            try:
+                worker.start(timeout=180)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(w,)) for w in self.procs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            self.__exit__()
+            raise errors[0]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for worker in self.procs:
+            worker.stop()
+
+
+def reset_tables(db_url: str) -> None:
+    from sqlalchemy import text
+
+    from shared.db import session_scope
+
+    with session_scope(db_url) as session:
+        session.execute(text("TRUNCATE results, embedding_cache"))
+
+
+def wait_for(db_url: str, n: int, deadline: float) -> int:
+    from tests.worker_process import count_rows
+
+    count = count_rows(db_url)
+    while count < n and time.monotonic() < deadline:
+        time.sleep(0.25)
+        count = count_rows(db_url)
+    return count
+
+
+def row_summary(db_url: str, started_wall: float) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from shared.db import Result, session_scope
+
+    with session_scope(db_url) as session:
+        by_status = dict(session.execute(select(Result.status, func.count()).group_by(Result.status)).all())
+        last, batches = session.execute(
+            select(func.max(Result.processed_at), func.count(func.distinct(Result.batch_id)))).one()
+        correct = session.scalar(select(func.count()).where(
+            Result.label == Result.post_metadata["truth"].as_string()))
+    total = sum(by_status.values())
+    seconds = (last.timestamp() - started_wall) if last else float("nan")
+    return {"rows": total, "by_status": by_status, "seconds": round(seconds, 2),
+            "posts_per_s": round(total / seconds, 1) if last else 0.0,
+            "posts_per_embed_call": round(total / batches, 1) if batches else None,
+            "accuracy": round((correct or 0) / total, 3) if total else None}
+
+
+def run_path(path: str, posts: list[dict[str, Any]], settings: Any, fake: FakeGeminiProcess,
+             timeout: float, chunk: int, meter: CpuMeter) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Send `posts` by `path`, wait for every row; the figures, and the calls the fake saw."""
+    from worker.backfill import backfill
+    from worker.client import Producer
+
+    reset_tables(settings.db_url)
+    fake.take_calls()
+    meter.start()
+    started_wall, started = time.time(), time.monotonic()
+    if path == "single":
+        producer = Producer(settings)
+        try:
+            for post in posts:
+                producer.send(producer.validate(post["id"], post["text"], post["metadata"]))
+        finally:
+            producer.close()
+    else:
+        backfill(posts, settings=settings, chunk_size=chunk)
+    sent_s = time.monotonic() - started
+    count = wait_for(settings.db_url, len(posts), started + timeout)
+    cpu = meter.stop()
+    result = {"path": path, "posts": len(posts), "send_seconds": round(sent_s, 2),
+              "send_posts_per_s": round(len(posts) / sent_s, 1), "complete": count >= len(posts),
+              **row_summary(settings.db_url, started_wall)}
+    calls = fake.take_calls()
+    result["gemini_calls"] = len(calls)
+    result["gemini_outcomes"] = _outcomes(calls)
+    result["cpu_ms_per_post"] = {name: round(1000 * v / len(posts), 3) for name, v in cpu.items()}
+    result["complete"] = result["complete"] and result["by_status"].get("done", 0) == len(posts)
+    return result, calls
+
+
+def _outcomes(calls: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for call in calls:
+        counts[call["outcome"]] = counts.get(call["outcome"], 0) + 1
+    return counts
+
+
+def storm_gaps(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """For each 429: the time from its reply to the next call the fake received."""
+    ordered = sorted(calls, key=lambda c: c["start"])
+    starts = [c["start"] for c in ordered]
+    gaps = []
+    for call in ordered:
+        if call["outcome"] == "429":
+            i = bisect.bisect_right(starts, call["end"])
+            if i < len(starts):
+                gaps.append(starts[i] - call["end"])
+    return {"refused_429": sum(c["outcome"] == "429" for c in calls),
+            "min_gap_after_429_s": round(min(gaps), 3) if gaps else None}
+
+
+def table(results: dict[str, Any]) -> str:
+    s = results["settings"]
+    lines = [
+        "# Gemini throughput (fake Gemini API, real workers, PostgreSQL, Redis)", "",
+        f"{results['when']} on {s['cores']} cores (shared); fake latency {s['latency_ms']:g} ms per call; "
+        f"{s['workers']} workers x {s['concurrency']} threads, BATCH_SIZE {s['batch_size']}, "
+        f"GEMINI_MAX_IN_FLIGHT {s['max_in_flight']}, backfill chunk {s['chunk']}, "
+        f"embedding cache {'on' if s['cache_embeddings'] else 'off'}.", "",
+        "| run | posts | complete | posts/s | send posts/s | posts per call | ratio to raw |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    raw = results["raw"]["texts_per_s"]
+    for run in results["runs"]:
+        lines.append(f"| {run['path']} | {run['posts']} | {run['complete']} | {run['posts_per_s']} | "
+                     f"{run['send_posts_per_s']} | {run['posts_per_embed_call']} | "
+                     f"{run['posts_per_s'] / raw:.2f} |")
+    lines.append(f"| raw embedder (no queue, no DB) | {results['raw']['texts']} | True | {raw} | | "
+                 f"{results['raw']['batch_size']} | 1.00 |")
+    if results.get("storm"):
+        st = results["storm"]
+        state = "all complete" if st["complete"] else "INCOMPLETE"
+        lines += ["", f"429 storm: {st['rate_429']:.0%} of calls refused with retryDelay "
+                  f"{st['retry_delay_s']:g}s; {st['by_status']} of {st['posts']} posts ({state}), "
+                  f"{st['posts_per_s']} posts/s; {st['refused_429']} refusals; shortest gap from a 429 "
+                  f"to the next call {st['min_gap_after_429_s']} s (retryDelay {st['retry_delay_s']:g} s)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups below
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from shared.settings import Settings
+
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    queue = f"topicq-bench-{uuid.uuid4().hex[:8]}"
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "settings": {"posts": args.posts, "latency_ms": args.latency_ms, "workers": args.workers,
+                     "concurrency": args.concurrency, "batch_size": args.batch_size,
+                     "batch_wait_s": args.batch_wait, "chunk": args.chunk,
+                     "max_in_flight": args.max_in_flight, "cache_embeddings": not args.no_cache,
+                     "words": args.words, "cores": os.cpu_count(),
+                     "load_avg_at_start": os.getloadavg()[0]},
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="topicq-bench-") as tmp, \
+            FakeGeminiProcess(api_key=KEY, latency_ms=args.latency_ms) as fake, \
+            fresh_database(args.pg_admin_url) as db_url:
+        env = {
+            "DATABASE_URL": db_url, "REDIS_URL": args.redis_url, "QUEUE": queue,
+            "EMBEDDER": "gemini", "GEMINI_API_KEY": KEY, "GEMINI_BASE_URL": fake.base_url,
+            "GEMINI_MAX_IN_FLIGHT": str(args.max_in_flight), "GEMINI_RPM": "100000000",
+            "GEMINI_TPM": "1000000000", "GEMINI_TIMEOUT_S": "30",
+            "BATCH_SIZE": str(args.batch_size), "BATCH_WAIT_S": str(args.batch_wait),
+            "BACKFILL_CHUNK": str(args.chunk), "CACHE_EMBEDDINGS": str(not args.no_cache).lower(),
+            "MODEL_DIR": f"{tmp}/models", "TOPICQ_HOME": f"{tmp}/home",
+            "RETRY_BASE_S": "0.5", "RETRY_MAX_S": "10",
+        }
+        os.environ.update(env)
+        settings = Settings()
+        _register_model(settings, fake.base_url)
+        posts = make_posts(args.posts, args.words, "raw")
+        from shared.preprocess import preprocess
+
+        print(f"raw embedder: {len(posts)} texts ...", flush=True)
+        in_flight = args.workers * args.concurrency
+        results["raw"] = measure_raw(fake.base_url, [preprocess(p["text"]) for p in posts],
+                                     batch_size=args.batch_size, in_flight=in_flight)
+        print(f"  {results['raw']}", flush=True)
+        fake.take_calls()
+        try:
+            with Workers(env, args.workers, args.concurrency, Path(tmp)) as workers:
+                meter = CpuMeter({
+                    "workers": [w.process.pid for w in workers.procs if w.process],
+                    "producer (this process)": [os.getpid()], "fake gemini": [fake.pid],
+                    "redis": pids_named("redis-server"), "postgres": pids_named("postgres"),
+                })
+                for path in paths:
+                    print(f"pipeline, {path}: {args.posts} posts ...", flush=True)
+                    run, _ = run_path(path, make_posts(args.posts, args.words, path, seed=1), settings, fake,
+                                   args.timeout, args.chunk, meter)
+                    run["ratio_to_raw"] = round(run["posts_per_s"] / results["raw"]["texts_per_s"], 3)
+                    results["runs"].append(run)
+                    print(f"  {run}", flush=True)
+                if args.rate_429 > 0:
+                    print(f"429 storm ({args.rate_429:.0%}, retryDelay {args.retry_delay}s): "
+                          f"{args.storm_posts} posts ...", flush=True)
+                    fake.set(rate_429=args.rate_429, retry_delay_s=args.retry_delay)
+                    try:
+                        storm, calls = run_path("single", make_posts(args.storm_posts, args.words, "storm",
+                                                                     seed=2), settings, fake, args.timeout,
+                                                args.chunk, meter)
+                    finally:
+                        fake.set(rate_429=0.0)
+                    storm.update(storm_gaps(calls), rate_429=args.rate_429, retry_delay_s=args.retry_delay)
+                    results["storm"] = storm
+                    print(f"  {storm}", flush=True)
+        finally:
+            _drop_redis_keys(args.redis_url, queue)
+            results["settings"]["load_avg_at_end"] = os.getloadavg()[0]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gemini_throughput.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (args.out / "gemini_throughput.md").write_text(table(results))
+    print(table(results))
+    ok = all(r["complete"] for r in results["runs"]) and results.get("storm", {}).get("complete", True)
+    return 0 if ok else 1
+
+
+def _register_model(settings: Any, base_url: str) -> None:
+    from shared.embedders.gemini import GeminiEmbedder
+    from tests.factories import register_fake_model
+
+    gemini = GeminiEmbedder(KEY, base_url=base_url, timeout_s=30)
+    try:
+        register_fake_model(settings.db_url, settings.models_path, embedder=gemini)
+    finally:
+        gemini.close()
+
+
+def _drop_redis_keys(url: str, queue: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = [k for pattern in (f"{queue}*", "unacked*", "_kombu.binding.*", "topicq:ratelimit:*")
+                for k in client.scan_iter(match=pattern, count=1000)]
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
