@@ -28,11 +28,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-from shared.embedders.fake import hashed_bag_of_words
+import numpy as np
+
+from shared.embedders.base import l2_normalise
 from shared.embedders.fake_gemini_replies import Reply, check_request, error_reply, quota_reply
 
 log = logging.getLogger(__name__)
@@ -77,11 +80,42 @@ class Switches:
 
 def fake_vector(text: str, dim: int) -> list[float]:
     """Deterministic, similar for texts sharing words, with a norm that varies by text."""
-    unit = hashed_bag_of_words(text, dim)
+    return fake_vectors([text], dim)[0]
+
+
+def fake_vectors(texts: list[str], dim: int) -> list[list[float]]:
+    """`fake_vector` of each text, in one pass: the fake must not be what a benchmark measures.
+
+    The same numbers as `hashed_bag_of_words` (a +-1 per word at a hashed position, then
+    unit length), scaled by a per-text factor unless the size is the full 3,072.
+    """
+    matrix = np.zeros((len(texts), dim), dtype=np.float32)
+    rows: list[int] = []
+    columns: list[int] = []
+    signs: list[float] = []
+    for row, text in enumerate(texts):
+        for word in _WORD.findall(text.lower()) or [text]:
+            column, sign = _slot(word, dim)
+            rows.append(row)
+            columns.append(column)
+            signs.append(sign)
+    np.add.at(matrix, (rows, columns), np.asarray(signs, dtype=np.float32))
+    matrix[~matrix.any(axis=1), 0] = 1.0
+    unit = l2_normalise(matrix).astype(np.float64)
     if dim >= FULL_DIM:
-        return [float(v) for v in unit]
-    scale = 0.5 + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=1).digest()[0] / 255
-    return [float(v) * scale for v in unit]
+        return cast(list[list[float]], unit.tolist())
+    scales = [0.5 + hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=1).digest()[0] / 255
+              for t in texts]
+    return cast(list[list[float]], (unit * np.asarray(scales)[:, None]).tolist())
+
+
+_WORD = re.compile(r"\w+")  # as shared.embedders.fake splits words
+
+
+@lru_cache(maxsize=200_000)
+def _slot(word: str, dim: int) -> tuple[int, float]:
+    digest = hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest[:4], "little") % dim, 1.0 if digest[4] & 1 else -1.0
 
 
 class FakeGemini:
@@ -196,7 +230,11 @@ class FakeGemini:
         if over_daily:
             call.retry_delay_s = s.retry_delay_s
             return quota_reply(True, s.retry_delay_s)
-        vectors = [fake_vector(text, dim) for text, dim in zip(texts, call.dims, strict=True)]
+        vectors: list[list[float]] = [[] for _ in texts]
+        for dim in set(call.dims):  # one size per request in practice
+            rows = [i for i, d in enumerate(call.dims) if d == dim]
+            for i, vector in zip(rows, fake_vectors([texts[i] for i in rows], dim), strict=True):
+                vectors[i] = vector
         return Reply(200, json.dumps({"embeddings": [{"values": v} for v in vectors]}).encode())
 
 
@@ -262,4 +300,5 @@ def running_fake_gemini(**switches: Any) -> Iterator[FakeGemini]:
 
 from shared.embedders.fake_gemini_cli import fake_gemini_command  # noqa: E402 - `topicq fake-gemini`
 
-__all__ = ["Call", "FakeGemini", "Switches", "fake_gemini_command", "fake_vector", "running_fake_gemini"]
+__all__ = ["Call", "FakeGemini", "Switches", "fake_gemini_command", "fake_vector", "fake_vectors",
+           "running_fake_gemini"]
