@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     retry_max_s: float = 300.0
     # Must exceed buffering plus processing: an unacked message is redelivered after it.
     visibility_timeout_s: int = 600
+    # How long a send (producer, or a worker sending a retry) waits out an unreachable Redis,
+    # e.g. a broker restart, before it raises.
+    broker_retry_s: float = 30.0
 
     queue: str = "topicq"
     cache_embeddings: bool = True  # workers reuse embeddings of texts seen before

@@ -5,12 +5,20 @@
 
 from __future__ import annotations
 
+import math
+
 from celery import Celery
 
 from shared.settings import Settings, get_settings
 
 CLASSIFY_TASK = "topicq.classify"
 CLASSIFY_CHUNK_TASK = "topicq.classify_chunk"
+
+
+def publish_retry_policy(total_s: float) -> dict[str, float | int]:
+    """Retry a send for about `total_s`: waits of 0, 0.5, 1 and 1.5 s (3 s in all), then 2 s each."""
+    retries = 4 + math.ceil(max(0.0, total_s - 3.0) / 2.0)
+    return {"max_retries": retries, "interval_start": 0, "interval_step": 0.5, "interval_max": 2.0}
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -29,6 +37,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_default_queue": settings.queue,
         "task_routes": {"topicq.*": {"queue": settings.queue}},
         "broker_connection_retry_on_startup": True,
+        # Celery's default gives up a send after ~0.6 s: a Redis restart would fail producers.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": publish_retry_policy(settings.broker_retry_s),
         "broker_transport_options": {
             # Longer than any buffering plus processing, else a slow batch is delivered twice.
             "visibility_timeout": settings.visibility_timeout_s,

@@ -215,6 +215,33 @@ class DrillWorker(WorkerProcess):
                 self.kill()
 
 
+def stream(settings: Settings, posts: list[dict[str, Any]], send_s: float, malformed_every: int,
+           errors: list[str]) -> None:
+    """Send `posts` one message each, evenly over `send_s`; every Nth by name without its text.
+
+    A send that fails is recorded in `errors` and the stream goes on (that post is then lost).
+    """
+    from worker.app import CLASSIFY_TASK
+    from worker.client import Producer
+
+    producer = Producer(settings)
+    started = time.monotonic()
+    try:
+        for i, post in enumerate(posts):
+            pause = started + i * send_s / len(posts) - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            try:
+                if malformed_every and i % malformed_every == 0:
+                    producer.app.send_task(CLASSIFY_TASK, kwargs={"id": post["id"]}, queue=settings.queue)
+                else:
+                    producer.send(producer.validate(post["id"], post["text"], post.get("metadata")))
+            except Exception as exc:  # noqa: BLE001 - reported by the drill
+                errors.append(f"producer: post {post['id']}: {exc.__class__.__name__}: {exc}")
+    finally:
+        producer.close()
+
+
 def problems_in_log(log: str) -> list[str]:
     """Lines that mean a bug rather than a handled fault."""
     markers = ("unexpected error in a batch", "dropping unparseable payload", "Unrecoverable error",

@@ -26,6 +26,7 @@ from tests.drills.harness import (
     problems_in_log,
     queue_left,
     settings_for,
+    stream,
     wait_for,
 )
 from tests.drills.kill import make_posts
@@ -43,27 +44,6 @@ class OutageSize:
     seed: int = 0
 
 
-def stream(settings, posts: list[dict], size: OutageSize, errors: list[str]) -> None:  # type: ignore[no-untyped-def]
-    from worker.app import CLASSIFY_TASK
-    from worker.client import Producer
-
-    producer = Producer(settings)
-    started = time.monotonic()
-    try:
-        for i, post in enumerate(posts):
-            pause = started + i * size.send_s / len(posts) - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            if size.malformed_every and i % size.malformed_every == 0:
-                producer.app.send_task(CLASSIFY_TASK, kwargs={"id": post["id"]}, queue=settings.queue)
-            else:
-                producer.send(producer.validate(post["id"], post["text"], post["metadata"]))
-    except Exception as exc:  # noqa: BLE001 - reported by the drill
-        errors.append(f"producer: {exc.__class__.__name__}: {exc}")
-    finally:
-        producer.close()
-
-
 def run(size: OutageSize, workdir: Path) -> DrillResult:
     with PrivateRedis(aof=False) as broker, PrivatePostgres() as database:
         db_url = database.url
@@ -75,7 +55,8 @@ def run(size: OutageSize, workdir: Path) -> DrillResult:
         worker = DrillWorker(env, workdir, "outage")
         worker.start()
         errors: list[str] = []
-        sender = threading.Thread(target=stream, args=(settings, posts, size, errors))
+        sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, size.malformed_every,
+                                                       errors))
         started = time.time()
         try:
             sender.start()

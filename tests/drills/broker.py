@@ -1,0 +1,85 @@
+"""Drill 2: the Redis broker restarts (or crashes) in the middle of a run.
+
+Redis runs with AOF and fsync on every write, so queued and unacknowledged
+messages survive a restart, even a SIGKILL. The worker must reconnect by
+itself, the producer must ride out the gap, and every post gets its row.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.drills.harness import (
+    DrillResult,
+    DrillWorker,
+    base_env,
+    ledger,
+    prepare_database,
+    problems_in_log,
+    queue_left,
+    settings_for,
+    stream,
+    wait_for,
+)
+from tests.drills.kill import make_posts
+from tests.drills.services import PrivateRedis, fresh_database
+
+
+@dataclass
+class BrokerSize:
+    posts: int = 400
+    send_s: float = 12.0
+    restarts: int = 1
+    first_at_s: float = 3.0
+    every_s: float = 8.0  # between restarts
+    down_s: float = 2.0  # how long Redis stays down each time
+    embed_delay_s: float = 0.05
+    malformed_every: int = 0
+    seed: int = 0
+
+
+def run(size: BrokerSize, workdir: Path) -> DrillResult:
+    with PrivateRedis(aof=True) as broker, fresh_database() as db_url:
+        env = base_env(db_url=db_url, redis_url=broker.url(), workdir=workdir,
+                       FAKE_EMBED_DELAY_S=str(size.embed_delay_s))
+        settings = settings_for(env)
+        prepare_database(db_url, settings.models_path)
+        posts = make_posts(size.posts, "broker", size.seed)
+        worker = DrillWorker(env, workdir, "broker")
+        worker.start()
+        errors: list[str] = []
+        sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, size.malformed_every,
+                                                       errors))
+        started = time.time()
+        kinds = []
+        try:
+            sender.start()
+            time.sleep(size.first_at_s)
+            for n in range(size.restarts):
+                hard = n % 2 == 0  # SIGKILL first (a crash: only the AOF survives), then SIGTERM
+                broker.restart(down_s=size.down_s, hard=hard)
+                kinds.append("SIGKILL" if hard else "SIGTERM")
+                if n + 1 < size.restarts:
+                    time.sleep(size.every_s)
+            sender.join()
+            wait_for(db_url, size.posts, timeout=120 + size.posts / 20, stall_s=40)
+            time.sleep(1)
+            alive = worker.alive()
+            left = queue_left(settings.redis_url, settings.queue)
+        finally:
+            worker.stop()
+        book = ledger(db_url, [str(p["id"]) for p in posts])
+    log = worker.all_logs()
+    reconnects = log.count("Connected to redis://")
+    notes = [f"restarts: {', '.join(kinds)}, each down {size.down_s:.0f}s",
+             f"worker alive at the end: {alive}; connected {reconnects} times; left in Redis: {left}",
+             f"producer errors: {len(errors)}"]
+    notes += errors[:5]
+    notes += [f"log: {line[:300]}" for line in problems_in_log(log)[:5]]
+    return DrillResult("broker-restart", size.posts, f"{size.restarts} Redis restarts ({size.down_s:.0f}s down)",
+                       len(book.lost), book.duplicates, book.reprocessed, book.wall_since(started),
+                       book.statuses, notes,
+                       extra={"alive": alive, "left": left, "errors": errors, "reconnects": reconnects})

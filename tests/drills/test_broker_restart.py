@@ -1,0 +1,17 @@
+"""Given posts flowing through a Redis with AOF, when Redis is killed and started again, then the
+worker and the producer reconnect by themselves and every post gets its row."""
+
+from __future__ import annotations
+
+from tests.drills import broker
+
+
+def test_broker_crash_and_restart_loses_nothing(drill) -> None:
+    result = drill(broker.run, broker.BrokerSize(posts=400, restarts=1, down_s=2))
+    extra = result.extra
+    assert extra["alive"] and extra["reconnects"] >= 2, result.describe()
+    assert not extra["errors"], result.describe()
+    assert result.lost == 0 and result.duplicates == 0, result.describe()
+    assert result.statuses == {"done": 400}, result.describe()
+    assert extra["left"] == {"queued": 0, "unacked": 0}, result.describe()
+    assert not [n for n in result.notes if n.startswith("log:")], result.describe()
