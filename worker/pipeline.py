@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from shared import cache
+from shared.db import utcnow
 from shared.embedders.base import Embedder
 from shared.errors import (
     ConfigError,
@@ -108,6 +109,7 @@ def _with_attempt(post: Post) -> Post:
 def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, models: ModelServer,
             cache_embeddings: bool = True) -> BatchReport:
     """Validate, classify and record a batch; returns what was written and what to retry."""
+    received = utcnow()  # when this worker took the batch up; processed_at is set at write
     report = BatchReport()
     valid: list[Post] = []
     invalid: list[tuple[str, str, dict[str, Any] | None]] = []
@@ -155,6 +157,8 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
         log.error("the embedder refuses this worker's configuration: %s", exc)
         rows += _give_up_or_retry(report, valid, exc, settings, name, version,
                                   floor_s=settings.retry_max_s)
+    for row in rows:
+        row.received_at = row.received_at or received
     try:
         write_rows(settings.db_url, rows)
         report.written = rows

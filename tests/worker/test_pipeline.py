@@ -72,6 +72,7 @@ def test_batch_is_classified_and_written_once_even_when_delivered_twice(db_url: 
     accuracy = np.mean([r["label"] == r["metadata"]["truth"] for r in rows])
     assert accuracy >= 0.9
     for row in rows:
+        assert row["received_at"] is not None and row["received_at"] <= row["processed_at"]
         assert row["score"] == pytest.approx(max(row["scores"].values()))
         assert sum(row["scores"].values()) == pytest.approx(1.0, abs=1e-4)
     assert embedder.calls == [30, 30] or embedder.calls == [30]  # one embed call per batch at most
