@@ -154,9 +154,18 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _model_ref(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """NAME or NAME:VERSION with a whole-number VERSION; anything else is a usage error."""
+    if value is not None:
+        _, colon, version = value.partition(":")
+        if colon and not version.isdigit():
+            raise click.BadParameter(f"expected NAME or NAME:VERSION (a whole number), got {value!r}")
+    return value
+
+
 @click.command()
 @click.option("--label", default=None)
-@click.option("--model", default=None, help="NAME or NAME:VERSION.")
+@click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
 @click.option("--min-score", type=float, default=None)
 @click.option("--status", type=click.Choice(["done", "rejected", "failed"]), default=None)
 @click.option("--since", type=click.DateTime(), default=None, help="Processed at or after (UTC).")
@@ -188,7 +197,7 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
 
 
 @click.command()
-@click.option("--model", default=None, help="NAME or NAME:VERSION.")
+@click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def stats(model: str | None, fmt: str) -> None:
     """Counts of results by status, label and model version.
