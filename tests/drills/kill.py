@@ -32,6 +32,8 @@ class KillSize:
     kills: int = 3
     embed_delay_s: float = 0.3  # per embed call: slow enough that kills land mid-chunk
     chunk: int = 20
+    # Prefetch is 2 x BATCH_SIZE messages: keep what a worker holds under VISIBILITY_TIMEOUT_S of work.
+    batch_size: int = 16
     up_s: tuple[float, float] = (1.0, 4.0)  # how long a worker runs before it is killed
     seed: int = 0
 
@@ -49,7 +51,8 @@ def run(size: KillSize, workdir: Path) -> DrillResult:
     rng = random.Random(size.seed)
     with PrivateRedis(aof=False) as broker, fresh_database() as db_url:
         env = base_env(db_url=db_url, redis_url=broker.url(), workdir=workdir,
-                       FAKE_EMBED_DELAY_S=str(size.embed_delay_s), BACKFILL_CHUNK=str(size.chunk))
+                       FAKE_EMBED_DELAY_S=str(size.embed_delay_s), BACKFILL_CHUNK=str(size.chunk),
+                       BATCH_SIZE=str(size.batch_size))
         settings = settings_for(env)
         prepare_database(db_url, settings.models_path)
         posts = make_posts(size.posts, "kill", size.seed)
