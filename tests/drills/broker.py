@@ -16,9 +16,9 @@ from tests.drills.harness import (
     DrillResult,
     DrillWorker,
     base_env,
+    common_failures,
     ledger,
     prepare_database,
-    problems_in_log,
     queue_left,
     settings_for,
     stream,
@@ -78,8 +78,12 @@ def run(size: BrokerSize, workdir: Path) -> DrillResult:
              f"worker alive at the end: {alive}; connected {reconnects} times; left in Redis: {left}",
              f"producer errors: {len(errors)}"]
     notes += errors[:5]
-    notes += [f"log: {line[:300]}" for line in problems_in_log(log)[:5]]
+    failures = common_failures(alive=alive, left=left, errors=errors, log=log)
+    if reconnects < size.restarts + 1:
+        failures.append(f"the worker connected {reconnects} times for {size.restarts} restarts")
+    if set(book.statuses) - {"done"}:
+        failures.append(f"posts not done: {book.statuses}")
     return DrillResult("broker-restart", size.posts, f"{size.restarts} Redis restarts ({size.down_s:.0f}s down)",
                        len(book.lost), book.duplicates, book.reprocessed, book.wall_since(started),
-                       book.statuses, notes,
+                       book.statuses, notes, failures=failures,
                        extra={"alive": alive, "left": left, "errors": errors, "reconnects": reconnects})

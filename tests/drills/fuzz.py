@@ -17,9 +17,9 @@ from tests.drills.harness import (
     DrillResult,
     DrillWorker,
     base_env,
+    common_failures,
     ledger,
     prepare_database,
-    problems_in_log,
     queue_left,
     settings_for,
     wait_for,
@@ -90,12 +90,16 @@ def run(size: FuzzSize, workdir: Path) -> DrillResult:
              f"posts without a usable id logged: {warnings} (expected at least {expected_warnings})",
              f"undecodable messages refused by Celery: {undecodable} (sent {kinds['dropped']})",
              f"left in Redis afterwards: {left}"]
-    notes += [f"wrong status: {line} x{count}" for line, count in sorted(wrong.items())]
-    notes += [f"lost kind: {kind} x{count}" for kind, count in sorted(lost_kinds.items())]
-    notes += [f"log: {line[:300]}" for line in problems_in_log(log)[:5]]
-    faults = f"{size.malformed} malformed payloads + {kinds['dropped']} undecodable messages"
-    result = DrillResult("fuzz", len(cases), faults, len(book.lost), book.duplicates, book.reprocessed,
-                         book.wall_since(started), book.statuses, notes)
-    result.extra = {"alive": alive, "wrong": sum(wrong.values()), "warnings": warnings,
-                    "expected_warnings": expected_warnings, "undecodable": undecodable, "left": left}
-    return result
+    failures = common_failures(alive=alive, left=left, errors=[], log=log)
+    failures += [f"wrong status: {line} x{count}" for line, count in sorted(wrong.items())]
+    failures += [f"lost: {kind} x{count}" for kind, count in sorted(lost_kinds.items())]
+    if warnings < expected_warnings:
+        failures.append(f"{expected_warnings - warnings} posts without a usable id were not logged")
+    if undecodable < kinds["dropped"]:
+        failures.append(f"{kinds['dropped'] - undecodable} undecodable messages not reported by Celery")
+    faults = f"{size.malformed:,} malformed payloads + {kinds['dropped']} undecodable messages"
+    return DrillResult("fuzz", len(cases), faults, len(book.lost), book.duplicates, book.reprocessed,
+                       book.wall_since(started), book.statuses, notes, failures=failures,
+                       extra={"alive": alive, "wrong": sum(wrong.values()), "warnings": warnings,
+                              "expected_warnings": expected_warnings, "undecodable": undecodable,
+                              "left": left})

@@ -58,10 +58,11 @@ class DrillResult:
     statuses: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # drill-specific figures the tests check
+    failures: list[str] = field(default_factory=list)  # the drill's own checks that did not hold
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicates == 0
+        return self.lost == 0 and self.duplicates == 0 and not self.failures
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -69,7 +70,8 @@ class DrillResult:
     def describe(self) -> str:
         return (f"{self.drill}: {self.posts} posts, {self.faults}; lost {self.lost}, duplicates "
                 f"{self.duplicates}, reprocessed {self.reprocessed}, {self.wall_s:.0f}s, {self.statuses}"
-                + "".join(f"\n  - {note}" for note in self.notes))
+                + "".join(f"\n  - {note}" for note in self.notes)
+                + "".join(f"\n  ! {failure}" for failure in self.failures))
 
 
 def base_env(*, db_url: str, redis_url: str, workdir: Path, **overrides: str) -> dict[str, str]:
@@ -240,6 +242,17 @@ def stream(settings: Settings, posts: list[dict[str, Any]], send_s: float, malfo
                 errors.append(f"producer: post {post['id']}: {exc.__class__.__name__}: {exc}")
     finally:
         producer.close()
+
+
+def common_failures(*, alive: bool, left: dict[str, int] | None, errors: list[str], log: str) -> list[str]:
+    """Checks every drill makes: the worker lived, Redis is empty, the producer sent all, no bug in the log."""
+    failures = [] if alive else ["the worker died"]
+    if left and any(left.values()):
+        failures.append(f"messages left in Redis: {left}")
+    if errors:
+        failures.append(f"{len(errors)} sends failed at the producer")
+    failures += [f"log: {line[:300]}" for line in problems_in_log(log)[:5]]
+    return failures
 
 
 def problems_in_log(log: str) -> list[str]:

@@ -16,9 +16,10 @@ from tests.drills.harness import (
     DrillResult,
     DrillWorker,
     base_env,
+    common_failures,
     ledger,
     prepare_database,
-    problems_in_log,
+    queue_left,
     settings_for,
     wait_for,
 )
@@ -60,24 +61,36 @@ def run(size: KillSize, workdir: Path) -> DrillResult:
         worker.start()
         started = time.time()
         report = backfill(posts, settings=settings)
-        kills = 0
+        kills, in_flight = 0, []
         try:
             for _ in range(size.kills):
                 time.sleep(rng.uniform(*size.up_s))
                 if wait_for(db_url, size.posts, timeout=0) >= size.posts:
                     break  # all done: nothing left to interrupt
+                in_flight.append(queue_left(settings.redis_url, settings.queue)["unacked"])
                 worker.kill()
                 kills += 1
                 worker.start()
             # Redelivery needs VISIBILITY_TIMEOUT_S plus a restore sweep after the last kill.
             wait_for(db_url, size.posts, timeout=300 + size.posts / 20, stall_s=60)
             time.sleep(2)  # a late redelivery, if any, would write now
+            alive = worker.alive()
+            left = queue_left(settings.redis_url, settings.queue)
             again = backfill(posts, settings=settings)
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])
     notes = [f"backfill sent {report.sent} posts in {report.chunks} chunks of {size.chunk}",
-             f"backfill run again afterwards sent {again.sent} (skipped {again.skipped_done} done)"]
-    notes += [f"log: {line}" for line in problems_in_log(worker.all_logs())[:5]]
+             f"backfill run again afterwards sent {again.sent} (skipped {again.skipped_done} done)",
+             f"unacknowledged messages the worker held when killed: {in_flight}",
+             f"worker started {worker.starts} times; left in Redis: {left}"]
+    failures = common_failures(alive=alive, left=left, errors=[], log=worker.all_logs())
+    if again.sent:
+        failures.append(f"a second backfill still sent {again.sent} posts")
+    if kills < size.kills:
+        failures.append(f"only {kills} of {size.kills} kills landed before the backfill finished")
+    if set(book.statuses) - {"done"}:
+        failures.append(f"posts not done: {book.statuses}")
     return DrillResult("kill", size.posts, f"{kills} SIGKILLs", len(book.lost), book.duplicates,
-                       book.reprocessed, book.wall_since(started), book.statuses, notes)
+                       book.reprocessed, book.wall_since(started), book.statuses, notes,
+                       extra={"in_flight": in_flight}, failures=failures)

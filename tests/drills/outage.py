@@ -21,9 +21,9 @@ from tests.drills.harness import (
     DrillResult,
     DrillWorker,
     base_env,
+    common_failures,
     ledger,
     prepare_database,
-    problems_in_log,
     queue_left,
     settings_for,
     stream,
@@ -63,6 +63,7 @@ def run(size: OutageSize, workdir: Path) -> DrillResult:
             time.sleep(size.outage_at_s)
             rows_before = wait_for(db_url, 0, timeout=0)
             database.outage(size.outage_s)
+            rows_after = wait_for(db_url, 0, timeout=0)
             sender.join()
             wait_for(db_url, size.posts, timeout=120 + size.outage_s * 3, stall_s=30)
             time.sleep(1)
@@ -79,13 +80,16 @@ def run(size: OutageSize, workdir: Path) -> DrillResult:
     malformed = sum(1 for i in range(size.posts) if size.malformed_every and i % size.malformed_every == 0)
     lost_malformed = sum(1 for i, p in enumerate(posts) if size.malformed_every and
                          i % size.malformed_every == 0 and p["id"] in book.lost)
-    notes = [f"{rows_before} rows written before the outage",
+    notes = [f"rows: {rows_before} before the outage, {rows_after} right after it",
              f"worker alive at the end: {alive}; left in Redis: {left}",
              f"{malformed} posts sent without text (must be `rejected`), {lost_malformed} of them lost",
              f"rows by attempts: {dict(sorted(attempts.items()))}"]
-    notes += errors
-    notes += [f"log: {line[:300]}" for line in problems_in_log(worker.all_logs())[:5]]
+    failures = common_failures(alive=alive, left=left, errors=errors, log=worker.all_logs())
+    expected = {"done": size.posts - malformed, "rejected": malformed} if malformed else {"done": size.posts}
+    if book.statuses != expected:
+        failures.append(f"statuses {book.statuses}, expected {expected} (failed = retries spent on the outage)")
     return DrillResult("db-outage", size.posts, f"PostgreSQL down {size.outage_s:.0f}s", len(book.lost),
                        book.duplicates, book.reprocessed, book.wall_since(started), book.statuses, notes,
                        extra={"alive": alive, "left": left, "lost_malformed": lost_malformed,
-                              "malformed": malformed, "errors": errors})
+                              "malformed": malformed, "errors": errors, "attempts": attempts},
+                       failures=failures)

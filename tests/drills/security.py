@@ -26,6 +26,7 @@ from tests.drills.harness import (
     DrillResult,
     DrillWorker,
     base_env,
+    common_failures,
     ledger,
     prepare_database,
     problems_in_log,
@@ -216,10 +217,23 @@ def run(size: SecuritySize, workdir: Path) -> DrillResult:
         f"injection attempts: {sql_found['attempts']}, rows leaked {sql_found['leaked']}, "
         f"database changed {sql_found['changed']}, crashes {sql_found['crashed']}",
     ]
-    notes += [f"log: {line[:300]}" for line in redis_found["problems"][:5]]
+    failures = common_failures(alive=redis_found["alive"], left=redis_found["left"],
+                               errors=redis_found["errors"], log="")
+    failures += [f"log: {line[:300]}" for line in redis_found["problems"][:5]]
+    if redis_found["password_in_log"]:
+        failures.append("the Redis password is in the worker log")
+    if redis_found["open_door"]:
+        failures.append("Redis answered without the password")
+    if redis_found["pickled_row"] or not redis_found["pickle_refused_in_log"]:
+        failures.append("the pickled message was not refused")
+    failures += [f"tampered model: {check} did not hold" for check, held in model_found.items() if not held]
+    if sql_found["leaked"] or sql_found["changed"] or sql_found["crashed"]:
+        failures.append(f"injection: {sql_found}")
+    if set(book.statuses) - {"done"}:
+        failures.append(f"posts not done: {book.statuses}")
     faults = (f"1 pickled message, 2 tampered model files, {sql_found['attempts']} injection attempts, "
               "password-protected Redis")
     return DrillResult("security", size.posts, faults, len(book.lost), book.duplicates, book.reprocessed,
-                       redis_found["wall"], book.statuses, notes,
+                       redis_found["wall"], book.statuses, notes, failures=failures,
                        extra={"redis": {k: v for k, v in redis_found.items() if k != "book"},
                               "model": model_found, "sql": sql_found})

@@ -18,9 +18,9 @@ from tests.drills.harness import (
     DrillResult,
     DrillWorker,
     base_env,
+    common_failures,
     install_ledger,
     ledger,
-    problems_in_log,
     queue_left,
     settings_for,
     stream,
@@ -102,9 +102,13 @@ def run(size: StormSize, workdir: Path) -> DrillResult:
              f"worker alive at the end: {alive}; left in Redis: {left}",
              f"API key found {leaks} times in {len(log.splitlines())} DEBUG log lines and the result rows"]
     notes += errors[:5]
-    notes += [f"log: {line[:300]}" for line in problems_in_log(log)[:5]]
+    failures = common_failures(alive=alive, left=left, errors=errors, log=log)
+    if leaks:
+        failures.append(f"the API key leaked {leaks} times")
+    if set(book.statuses) - {"done"}:
+        failures.append(f"posts not done: {book.statuses}")
     return DrillResult("429-storm", size.posts, f"{faults} injected errors ({outcomes.get('429', 0)} x 429)",
                        len(book.lost), book.duplicates, book.reprocessed, book.wall_since(started),
-                       book.statuses, notes,
+                       book.statuses, notes, failures=failures,
                        extra={"alive": alive, "left": left, "errors": errors, "leaks": leaks,
                               "outcomes": outcomes})

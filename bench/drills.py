@@ -1,0 +1,144 @@
+"""Fault drills at full size: kill, broker restart, database outage, 429 storm, fuzz, security.
+
+    python bench/drills.py                      # every drill, long versions (~20-30 minutes)
+    python bench/drills.py --only kill fuzz     # some of them
+    python bench/drills.py --quick              # the short sizes the test suite uses
+
+Each drill runs against real Redis, PostgreSQL and `topicq worker` processes
+(tests/drills/), on private servers it may kill. Prints a table and writes
+bench/results/drills.md and bench/results/drills.json: per drill the posts,
+the faults injected, lost posts (no row), duplicates (post ids with more than
+one row), reprocessed posts (results committed more than once) and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.drills import broker, fuzz, kill, outage, security, storm  # noqa: E402
+from tests.drills.harness import DrillResult  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+# name -> (run function, long size, short size as in the test suite)
+DRILLS: dict[str, tuple[Callable[[Any, Path], DrillResult], Any, Any]] = {
+    "kill": (kill.run,
+             kill.KillSize(posts=10_000, kills=20, embed_delay_s=0.25, chunk=25, batch_size=4,
+                           up_s=(3.0, 8.0)),
+             kill.KillSize(posts=600, kills=3)),
+    "broker-restart": (broker.run,
+                       broker.BrokerSize(posts=5_000, send_s=60, restarts=3, first_at_s=10, every_s=15,
+                                         down_s=5),
+                       broker.BrokerSize(posts=400, restarts=1, down_s=2)),
+    "db-outage": (outage.run,
+                  outage.OutageSize(posts=3_000, send_s=60, outage_at_s=10, outage_s=30),
+                  outage.OutageSize(posts=400, outage_s=10)),
+    "429-storm": (storm.run,
+                  storm.StormSize(posts=3_000, send_s=30),
+                  storm.StormSize(posts=300)),
+    "fuzz": (fuzz.run,
+             fuzz.FuzzSize(malformed=10_000, valid=5_000),
+             fuzz.FuzzSize(malformed=500, valid=250)),
+    "security": (security.run,
+                 security.SecuritySize(posts=1_000, send_s=10),
+                 security.SecuritySize(posts=200)),
+}
+
+HEADER = ["drill", "posts", "faults injected", "lost", "duplicates", "reprocessed", "wall s", "statuses",
+          "ok"]
+
+
+def run_one(name: str, quick: bool) -> DrillResult:
+    function, long_size, short_size = DRILLS[name]
+    size = short_size if quick else long_size
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix=f"drill-{name}-"))
+    try:
+        result = function(size, workdir)
+    except Exception as exc:  # noqa: BLE001 - one broken drill must not hide the others
+        traceback.print_exc()
+        result = DrillResult(name, 0, "drill did not complete", -1, -1, -1, time.monotonic() - started,
+                             failures=[f"error: {exc.__class__.__name__}: {exc}"])
+    result.extra["size"] = dict(vars(size))
+    result.extra["drill_s"] = round(time.monotonic() - started, 1)
+    if result.ok:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        result.notes.append(f"worker logs kept in {workdir}")
+    return result
+
+
+def row(result: DrillResult) -> list[str]:
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "-"
+    return [result.drill, f"{result.posts:,}", result.faults, str(result.lost), str(result.duplicates),
+            str(result.reprocessed), f"{result.wall_s:.0f}", statuses, "yes" if result.ok else "NO"]
+
+
+def markdown(results: list[DrillResult], quick: bool, total_s: float) -> str:
+    lines = [f"# Fault drills ({'short' if quick else 'long'} versions)", "",
+             f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
+             f"({platform.machine()}, Python {platform.python_version()}), "
+             f"{total_s / 60:.1f} minutes in all. `python bench/drills.py` reproduces it.", "",
+             "lost = posts sent with no result row; duplicates = post ids with more than one row; "
+             "reprocessed = posts whose result was committed more than once (a redelivered message); "
+             "wall = from the first post sent to the last row written.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row(r)) + " |" for r in results]
+    lines.append("")
+    for result in results:
+        lines.append(f"**{result.drill}**")
+        lines += [f"- {note}" for note in result.notes]
+        lines += [f"- **FAILED:** {failure}" for failure in result.failures]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def table(results: list[DrillResult]) -> str:
+    rows = [HEADER] + [row(r) for r in results]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(DRILLS), help="run only these drills")
+    parser.add_argument("--quick", action="store_true", help="the short sizes of the test suite")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where drills.md and drills.json go")
+    args = parser.parse_args(argv)
+    names = args.only or list(DRILLS)
+    started = time.monotonic()
+    results = []
+    for name in names:
+        print(f"== {name} ...", flush=True)
+        result = run_one(name, args.quick)
+        print(result.describe(), flush=True)
+        results.append(result)
+    total = time.monotonic() - started
+    print()
+    print(table(results))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "drills" if not args.quick else "drills-quick"
+    (args.out / f"{stem}.md").write_text(markdown(results, args.quick, total))
+    (args.out / f"{stem}.json").write_text(json.dumps(
+        {"quick": args.quick, "total_s": round(total, 1), "finished_at": datetime.now(UTC).isoformat(),
+         "drills": [r.as_dict() for r in results]}, indent=2, default=str) + "\n")
+    print(f"\nwrote {args.out / f'{stem}.md'} and {stem}.json ({total / 60:.1f} minutes)")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
