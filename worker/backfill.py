@@ -28,7 +28,7 @@ class BackfillReport:
 
 
 def backfill(posts: Iterable[dict], *, settings: Settings, dry_run: bool = False,
-             chunk_size: int | None = None, progress: Callable[[int], None] | None = None,
+             chunk_size: int | None = None, progress: Callable[[int], object] | None = None,
              on_invalid: Callable[[InvalidPostError], None] | None = None) -> BackfillReport:
     """Validate and send `{"id", "text", "metadata"}` dicts in chunks; returns counts."""
     version = registry.resolve(settings.db_url, name=settings.model_name, alias=settings.model_alias)

@@ -79,7 +79,8 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
     if dataset == "20newsgroups":
         from trainer.datasets import load_newsgroups
 
-        data = load_newsgroups(groups=groups, subset=subset, data_home=data_home, per_class=None, seed=0)
+        data = load_newsgroups(groups=groups, subset="test" if subset == "test" else "train",
+                               data_home=data_home)
         return [{"id": i, "text": t, "metadata": {"group": label}}
                 for i, t, label in zip(data.ids, data.texts, data.labels, strict=True)]
     from worker.files import read_posts

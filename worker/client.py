@@ -68,10 +68,10 @@ def enqueue_many(posts: Iterable[dict[str, Any]], *, settings: Settings | None =
     """Send many posts (`{"id", "text", "metadata"?}` dicts); all are validated before any is sent."""
     producer = Producer(settings)
     try:
-        valid = []
-        for number, post in enumerate(posts, start=1):
+        valid: list[Post] = []
+        for number, raw in enumerate(posts, start=1):
             try:
-                valid.append(producer.validate(post.get("id"), post.get("text"), post.get("metadata")))
+                valid.append(producer.validate(raw.get("id"), raw.get("text"), raw.get("metadata")))
             except InvalidPostError as exc:
                 raise InvalidPostError(f"post {number}: {exc}", post_id=exc.post_id) from None
         for post in valid:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
@@ -94,7 +94,8 @@ def _record_unstorable(db_url: str, row: ResultRow, exc: BaseException) -> None:
 
 def _upsert_statement(postgres: bool) -> Any:
     insert = pg_insert if postgres else sqlite_insert
-    statement = insert(Result.__table__)
+    # The table, not the ORM class: rows are keyed by column name (`metadata`).
+    statement = insert(cast(Table, Result.__table__))
     return statement.on_conflict_do_update(
         index_elements=["post_id", "model_name", "model_version"],
         set_={name: statement.excluded[name] for name in _UPDATABLE},

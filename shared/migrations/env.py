@@ -6,7 +6,7 @@ from sqlalchemy import pool
 from shared.db import Base, get_engine
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
+url = config.get_main_option("sqlalchemy.url") or ""
 
 
 def run_offline() -> None:
