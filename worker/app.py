@@ -47,6 +47,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
             "unacked_restore_limit": 10_000,
+            # A worker killed during a sweep leaves the sweep lock behind; kombu's 300 s
+            # default would then hold back every redelivery for five minutes.
+            "unacked_mutex_expire": 30,
         },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

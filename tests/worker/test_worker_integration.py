@@ -72,6 +72,15 @@ def send_posts(settings: Settings, posts: list[tuple[str, str, str]]) -> Produce
     return producer
 
 
+def broker_state(settings: Settings) -> dict[str, object]:
+    """What Redis still holds, for failure messages."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    return {"queued": client.llen(settings.queue), "unacked": client.hlen("unacked"),
+            "unacked_mutex_ttl": client.ttl("unacked_mutex")}
+
+
 def duplicates(db_url: str) -> int:
     with session_scope(db_url) as session:
         return int(session.scalar(select(func.count()).select_from(
@@ -132,7 +141,7 @@ def test_sigkill_mid_batch_loses_nothing(
     assert written_before_restart < 300
     start_worker(env, workers, tmp_path, **slow)
     # Then after redelivery every post has exactly one row
-    assert wait_for_rows(settings.db_url, 300, timeout=120) == 300
+    assert wait_for_rows(settings.db_url, 300, timeout=120) == 300, broker_state(settings)
     time.sleep(1)
     assert count_rows(settings.db_url) == 300
     assert duplicates(settings.db_url) == 0
