@@ -179,6 +179,7 @@ class GeminiEmbedder(Embedder):
             self._wait_for_cooldown()
             if self._limiter is not None:
                 self._limiter.acquire(len(batch), sum(estimate_tokens(text) for text in batch))
+                self._wait_for_cooldown()  # a 429 may have come in while this call queued
             try:
                 if takes_task_type(self.model):
                     contents: list[Any] = list(batch)
