@@ -78,7 +78,8 @@ def demo(data_home: str | None, timeout: int) -> None:
     click.echo(f"4/4 results for {result.model}: {result.rows}/{result.posts} rows")
     click.echo(f"    accuracy from the results table: {result.accuracy:.4f}")
     if done > before:
-        click.echo(f"    throughput: {result.posts_per_second:.1f} posts/s over {result.seconds:.0f}s; "
+        click.echo(f"    throughput: {done - before} posts in {result.seconds:.0f}s = "
+                   f"{result.posts_per_second:.1f} posts/s; "
                    f"posts per embed call: {result.posts_per_embed_call}")
     else:
         click.echo("    every post was already classified by this version (nothing sent)")
