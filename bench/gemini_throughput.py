@@ -140,6 +140,12 @@ class Workers:
         for worker in self.procs:
             worker.stop()
 
+    def print_logs(self, lines: int = 40) -> None:
+        """The end of each worker's log: why a run did not complete."""
+        for worker in self.procs:
+            tail = worker.log().splitlines()[-lines:]
+            print(f"--- {worker.log_path.name} (last {len(tail)} lines)", *tail, sep="\n", file=sys.stderr)
+
 
 def reset_tables(db_url: str) -> None:
     from sqlalchemy import text
@@ -360,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                     run["ratio_to_raw"] = round(run["posts_per_s"] / results["raw"]["texts_per_s"], 3)
                     results["runs"].append(run)
                     print(f"  {run}", flush=True)
+                    if not run["complete"]:
+                        workers.print_logs()
                 if args.rate_429 > 0:
                     print(f"429 storm ({args.rate_429:.0%}, retryDelay {args.retry_delay}s): "
                           f"{args.storm_posts} posts ...", flush=True)
@@ -371,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
                     finally:
                         fake.set(rate_429=0.0)
                     storm.update(storm_gaps(calls), rate_429=args.rate_429, retry_delay_s=args.retry_delay)
+                    if not storm["complete"]:
+                        workers.print_logs()
                     results["storm"] = storm
                     print(f"  {storm}", flush=True)
         finally:
