@@ -98,9 +98,13 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--chunk", type=int, default=None, help="Posts per message (default BACKFILL_CHUNK).")
 @click.option("--dry-run", is_flag=True, help="Count what would be sent; send nothing.")
+@click.option("--gemini-batch-api", is_flag=True,
+              help="Embed with Gemini batch jobs (half price, up to 24 h) here, not through the workers.")
+@click.option("--poll-s", type=float, default=30.0, show_default=True,
+              help="With --gemini-batch-api: seconds between polls of a batch job.")
 def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], subset: str,
              data_home: str | None, id_column: str, text_column: str, chunk: int | None,
-             dry_run: bool) -> None:
+             dry_run: bool, gemini_batch_api: bool, poll_s: float) -> None:
     """Classify a whole dataset through the workers, in chunks; resumable.
 
     \b
@@ -108,6 +112,7 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
     Examples:
       topicq backfill --dataset 20newsgroups --groups sci --subset test
       topicq backfill archive.jsonl --dry-run
+      topicq backfill archive.jsonl --gemini-batch-api   # EMBEDDER=gemini models only
     """
     from tqdm import tqdm
 
@@ -119,11 +124,43 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
     settings = get_settings()
     upgrade(settings.db_url)
     posts = _dataset_posts(source, groups, subset, data_home, id_column, text_column)
+    if gemini_batch_api:
+        _backfill_with_batch_api(posts, settings, chunk=chunk, dry_run=dry_run, poll_s=poll_s)
+        return
     with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
         report = run_backfill(posts, settings=settings, dry_run=dry_run, chunk_size=chunk,
                               progress=bar.update, on_invalid=lambda e: tqdm.write(f"refused: {e}"))
     verb = "would send" if dry_run else "sent"
     click.echo(f"{report.total} posts: {verb} {report.sent} in {report.chunks} chunks, "
+               f"{report.skipped_done} already done for {settings.model_name}:{report.model_version}, "
+               f"{report.invalid} refused as invalid")
+
+
+def _backfill_with_batch_api(posts: list[dict[str, Any]], settings: Any, *, chunk: int | None,
+                             dry_run: bool, poll_s: float) -> None:
+    from tqdm import tqdm
+
+    from shared.embedders.gemini_batch import GeminiBatchEmbedder
+    from worker.gemini_backfill import CHUNK, backfill_with_batch_api
+
+    states: dict[str, str] = {}
+
+    def on_job(name: str, state: str) -> None:
+        if states.get(name) != state:
+            states[name] = state
+            tqdm.write(f"{name}: {state}")
+
+    embedder = GeminiBatchEmbedder.from_settings(settings, poll_s=poll_s, on_job=on_job)
+    try:
+        with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
+            report = backfill_with_batch_api(posts, settings=settings, embedder=embedder,
+                                             chunk_size=chunk or CHUNK, dry_run=dry_run,
+                                             progress=bar.update,
+                                             on_invalid=lambda e: tqdm.write(f"refused: {e}"))
+    finally:
+        embedder.close()
+    verb = "would embed" if dry_run else "classified"
+    click.echo(f"{report.total} posts: {verb} {report.sent} with Gemini batch jobs in {len(states)} jobs, "
                f"{report.skipped_done} already done for {settings.model_name}:{report.model_version}, "
                f"{report.invalid} refused as invalid")
 

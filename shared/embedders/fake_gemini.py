@@ -7,7 +7,9 @@ without a key or network. It validates requests as strictly as the service
 service's 400), answers with deterministic vectors (similar texts get
 similar vectors; not normalised below 3,072 dimensions, like the real API)
 and can inject latency, 429 with RetryInfo, per-day quota 429, 5xx,
-malformed JSON and dropped connections. Every call is recorded.
+malformed JSON and dropped connections. Every call is recorded. The Batch
+API's embedding jobs (asyncBatchEmbedContent, GET batches/ID) are served
+too (fake_gemini_batches.py).
 
     with running_fake_gemini(rate_429=0.2, retry_delay_s=0.5) as fake:
         embedder = GeminiEmbedder("test-key", base_url=fake.base_url)
@@ -36,6 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from shared.embedders.base import l2_normalise
+from shared.embedders.fake_gemini_batches import FakeBatches
 from shared.embedders.fake_gemini_replies import Reply, check_request, error_reply, quota_reply
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,9 @@ class Switches:
     daily_limit: int | None = None  # texts served before every call gets a per-day 429
     models: tuple[str, ...] = MODELS
     seed: int = 0
+    # Batch API jobs: pending, then running, each half of this; then they end in the final state.
+    batch_seconds: float = 1.0
+    batch_final_state: str = "BATCH_STATE_SUCCEEDED"
 
 
 def fake_vector(text: str, dim: int) -> list[float]:
@@ -128,6 +134,7 @@ class FakeGemini:
         self._script = list(self.switches.script)
         self._rng = random.Random(self.switches.seed)
         self._lock = threading.Lock()
+        self.batches = FakeBatches(self.switches, fake_vectors)  # the Batch API's jobs
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
@@ -205,6 +212,9 @@ class FakeGemini:
             return error_reply(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
                                [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
                                  "reason": "API_KEY_INVALID", "domain": "googleapis.com"}])
+        batch = self.batches.route(path, raw, call)
+        if batch is not None:
+            return batch
         route = ROUTE.match(path)
         if route is None or route.group(2) not in s.models:
             version = route.group(1) if route else "v1beta"

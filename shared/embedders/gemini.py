@@ -172,8 +172,6 @@ class GeminiEmbedder(Embedder):
 
     def _call(self, batch: list[str]) -> np.ndarray:
         """One batchEmbedContents call, waiting out short 429s; our errors only."""
-        from google.genai import types
-
         waits = 0
         while True:
             self._wait_for_cooldown()
@@ -181,14 +179,7 @@ class GeminiEmbedder(Embedder):
                 self._limiter.acquire(len(batch), sum(estimate_tokens(text) for text in batch))
                 self._wait_for_cooldown()  # a 429 may have come in while this call queued
             try:
-                if takes_task_type(self.model):
-                    contents: list[Any] = list(batch)
-                    config = types.EmbedContentConfig(task_type=TASK, output_dimensionality=self.dim)
-                else:
-                    # One Content per text: the SDK would merge plain strings into one vector.
-                    contents = [types.Content(role="user", parts=[types.Part(text=PROMPT_PREFIX + text)])
-                                for text in batch]
-                    config = types.EmbedContentConfig(output_dimensionality=self.dim)
+                contents, config = self._request(batch)
                 response = self._get_client().models.embed_content(
                     model=self.model, contents=contents, config=config)
                 return self._rows(response, len(batch))
@@ -203,6 +194,18 @@ class GeminiEmbedder(Embedder):
                     log.info("Gemini 429: waiting %.1fs as asked", error.retry_after)
                     continue
             raise error from None
+
+    def _request(self, batch: list[str]) -> tuple[list[Any], Any]:
+        """The SDK's contents and config for these texts (also what a Batch API job sends)."""
+        from google.genai import types
+
+        if takes_task_type(self.model):
+            config = types.EmbedContentConfig(task_type=TASK, output_dimensionality=self.dim)
+            return list(batch), config
+        # One Content per text: the SDK would merge plain strings into one vector.
+        contents = [types.Content(role="user", parts=[types.Part(text=PROMPT_PREFIX + text)])
+                    for text in batch]
+        return contents, types.EmbedContentConfig(output_dimensionality=self.dim)
 
     def _rows(self, response: Any, n: int) -> np.ndarray:
         embeddings = response.embeddings or []

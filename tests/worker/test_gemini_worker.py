@@ -242,3 +242,43 @@ def test_a_key_revoked_mid_run_loses_no_post(
     assert wait_for_rows(settings.db_url, total, timeout=30, status="done") == total
     assert KEY not in worker.log() and not [e for e in errors_of(settings.db_url) if KEY in e]
 
+
+
+def test_backfill_through_the_gemini_batch_api_writes_rows_like_a_worker(
+    settings: Settings, model_version: int, fake: FakeGemini, tmp_path: Path,
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from shared.settings import get_settings
+    from worker.cli import backfill
+
+    get_settings.cache_clear()
+    # Given posts in a file, one of them nothing but an e-mail address once preprocessed
+    posts = labelled_posts(10, seed=25)
+    lines = [{"id": pid, "text": text, "metadata": {"truth": label}} for pid, text, label in posts]
+    lines.append({"id": "only-an-address", "text": "From: someone@example.com"})
+    source = tmp_path / "posts.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines))
+    fake.switches.batch_seconds = 0.6
+    # When they are backfilled with Gemini batch jobs, 20 posts a chunk
+    args = [str(source), "--gemini-batch-api", "--poll-s", "0.1", "--chunk", "20"]
+    result = CliRunner().invoke(backfill, args)
+    # Then every post has its row, written like a worker's, and no synchronous call was made
+    assert result.exit_code == 0, result.output
+    assert "31 posts: classified 31 with Gemini batch jobs in 2 jobs" in result.output
+    assert count_rows(settings.db_url, status="done", embedder_id=EMBEDDER_ID) == len(posts)
+    with session_scope(settings.db_url) as session:
+        labels = dict(session.execute(select(Result.post_id, Result.label)).all())
+        [refused] = session.scalars(select(Result.error).where(Result.status == "rejected"))
+    assert sum(labels[pid] == label for pid, _, label in posts) >= 0.9 * len(posts)
+    assert "embedder refused the text: Gemini refused the text" in refused and "empty" in refused
+    assert fake.outcomes().get("batch-create") == 2 and "ok" not in fake.outcomes()
+    assert all(job.polls >= 2 for job in fake.batches.jobs.values())  # pending, running, succeeded
+    # And a second run skips the done posts; a job that expires is an error, and writes nothing
+    fake.switches.batch_final_state = "BATCH_STATE_EXPIRED"
+    again = CliRunner().invoke(backfill, args)
+    assert again.exit_code != 0 and "ended JOB_STATE_EXPIRED" in str(again.exception)
+    assert count_rows(settings.db_url) == len(posts) + 1
+    assert KEY not in result.output + again.output + str(again.exception)
