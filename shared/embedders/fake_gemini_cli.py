@@ -18,10 +18,12 @@ import click
 @click.option("--daily-limit", type=int, default=None, help="Texts served before a per-day quota 429.")
 @click.option("--script", default="", help="Outcomes for the first calls, e.g. 429,503,malformed,drop,ok.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the fault draws.")
+@click.option("--batch-seconds", default=5.0, show_default=True,
+              help="Batch API jobs: pending, then running, this long in all before they succeed.")
 def fake_gemini_command(host: str, port: int, api_key: str, latency_ms: float, rate_429: float,
                         retry_delay: float, rate_5xx: float, rate_malformed: float, rate_drop: float,
-                        daily_limit: int | None, script: str, seed: int) -> None:
-    """Serve a fake Gemini embedding API (batchEmbedContents) until Ctrl-C.
+                        daily_limit: int | None, script: str, seed: int, batch_seconds: float) -> None:
+    """Serve a fake Gemini embedding API (batchEmbedContents, batch jobs) until Ctrl-C.
 
     Vectors are deterministic (similar texts, similar vectors); faults are
     injected at the rates given. Point topicq at it with GEMINI_BASE_URL.
@@ -38,7 +40,7 @@ def fake_gemini_command(host: str, port: int, api_key: str, latency_ms: float, r
         host, port, api_key=api_key, latency_ms=latency_ms, rate_429=rate_429,
         retry_delay_s=retry_delay, rate_5xx=rate_5xx, rate_malformed=rate_malformed,
         rate_drop=rate_drop, daily_limit=daily_limit,
-        script=[s.strip() for s in script.split(",") if s.strip()], seed=seed,
+        script=[s.strip() for s in script.split(",") if s.strip()], seed=seed, batch_seconds=batch_seconds,
     )
     click.echo(f"fake Gemini API on {fake.base_url}; Ctrl-C stops it")
     try:
