@@ -4,6 +4,12 @@ Input(dim) -> Dense(hidden, relu) -> Dropout -> Dense(classes, softmax),
 Adam + sparse categorical cross-entropy, EarlyStopping on validation loss
 with the best weights restored. Softmax probabilities, not the tutorial's
 sigmoid output with `from_logits=True`.
+
+With `lexical` > 0 the model also reads the post's words (wide and deep):
+a TF-IDF vector of at most `lexical` words (shared.lexical, fitted on the
+training texts) feeds a linear layer whose class scores are added to the
+embedding branch's before the softmax. Such a model needs the preprocessed
+texts beside the embeddings, at training and at serving time (`uses_text`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ class TopicClassifier:
         validation_split: float = 0.15,
         patience: int = 8,
         seed: int = 0,
+        lexical: int = 0,
+        lexical_l2: float = 0.0,
+        lexical_scale: float = 1.0,
+        lexical_deep: bool = False,
+        class_weight: bool = False,
     ) -> None:
         self.hidden = hidden
         self.dropout = dropout
@@ -42,24 +53,49 @@ class TopicClassifier:
         self.validation_split = validation_split
         self.patience = patience
         self.seed = seed
+        self.lexical = lexical
+        self.lexical_l2 = lexical_l2
+        self.lexical_scale = lexical_scale
+        self.lexical_deep = lexical_deep
+        self.class_weight = class_weight
+        self.lexicon_: Any = None
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters, as scikit-learn's estimators report them (stored with each model)."""
         names = inspect.signature(type(self).__init__).parameters
         return {name: getattr(self, name) for name in names if name != "self"}
 
-    def _build(self, dim: int, n_classes: int) -> Any:
+    @property
+    def uses_text(self) -> bool:
+        """Whether predict_proba needs the preprocessed texts beside the embeddings."""
+        return self.lexicon_ is not None
+
+    def _build(self, dim: int, n_classes: int, n_words: int = 0) -> Any:
         import keras
 
         keras.utils.set_random_seed(self.seed)
-        model = keras.Sequential(
-            [
-                keras.Input(shape=(dim,), name="embedding"),
-                keras.layers.Dense(self.hidden, activation="relu", name="hidden"),
-                keras.layers.Dropout(self.dropout, name="dropout"),
-                keras.layers.Dense(n_classes, activation="softmax", name="probabilities"),
-            ]
-        )
+        embedding = keras.Input(shape=(dim,), name="embedding")
+        if not n_words:
+            hidden = keras.layers.Dense(self.hidden, activation="relu", name="hidden")(embedding)
+            hidden = keras.layers.Dropout(self.dropout, name="dropout")(hidden)
+            outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
+            model = keras.Model(embedding, outputs)
+        else:
+            words = keras.Input(shape=(n_words,), sparse=True, name="words")
+            regularizer = keras.regularizers.L2(self.lexical_l2) if self.lexical_l2 else None
+            hidden = keras.layers.Dense(self.hidden, name="hidden")(embedding)
+            if self.lexical_deep:  # the words also feed the hidden layer
+                hidden = keras.layers.Add(name="hidden_sum")([hidden, keras.layers.Dense(
+                    self.hidden, use_bias=False, kernel_regularizer=regularizer, name="word_hidden")(words)])
+            hidden = keras.layers.Activation("relu", name="relu")(hidden)
+            hidden = keras.layers.Dropout(self.dropout, name="dropout")(hidden)
+            scores = keras.layers.Add(name="scores")([
+                keras.layers.Dense(n_classes, name="embedding_scores")(hidden),
+                keras.layers.Dense(n_classes, use_bias=False, kernel_regularizer=regularizer,
+                                   name="word_scores")(words),
+            ])
+            outputs = keras.layers.Activation("softmax", name="probabilities")(scores)
+            model = keras.Model([embedding, words], outputs)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -67,7 +103,16 @@ class TopicClassifier:
         )
         return model
 
-    def fit(self, x: np.ndarray, labels: list[str] | np.ndarray, verbose: int = 0) -> TopicClassifier:
+    def _inputs(self, x: np.ndarray, texts: list[str] | None, dense: bool = False) -> Any:
+        if self.lexicon_ is None:
+            return x
+        if texts is None or len(texts) != len(x):
+            raise ValueError("this classifier reads the posts' words: pass their preprocessed texts")
+        words = self.lexicon_.transform(texts)
+        return [x, words.toarray() if dense else words]
+
+    def fit(self, x: np.ndarray, labels: list[str] | np.ndarray, texts: list[str] | None = None,
+            verbose: int = 0) -> TopicClassifier:
         import keras
         from sklearn.model_selection import train_test_split
 
@@ -75,29 +120,48 @@ class TopicClassifier:
         self.classes_ = np.array(sorted(set(map(str, labels))))
         y = np.searchsorted(self.classes_, np.asarray(labels, dtype=str))
         # A stratified validation split (Keras' own split takes the last rows, unshuffled).
-        x_train, x_val, y_train, y_val = train_test_split(
-            x, y, test_size=self.validation_split, random_state=self.seed, stratify=y
+        rows_train, rows_val = train_test_split(
+            np.arange(len(x)), test_size=self.validation_split, random_state=self.seed, stratify=y
         )
-        self.model_ = self._build(x.shape[1], len(self.classes_))
+        self.lexicon_ = None
+        if self.lexical:
+            from shared.lexical import Lexicon
+
+            if texts is None:
+                raise ValueError("lexical > 0 needs the training texts")
+            self.lexicon_ = Lexicon(max_features=self.lexical, scale=self.lexical_scale).fit(
+                [texts[i] for i in rows_train])
+        inputs = self._inputs(x, texts)
+        if self.lexicon_ is None:
+            x_train, x_val = inputs[rows_train], inputs[rows_val]
+        else:
+            x_train = [inputs[0][rows_train], inputs[1][rows_train]]
+            x_val = [inputs[0][rows_val], inputs[1][rows_val]]
+        self.model_ = self._build(x.shape[1], len(self.classes_),
+                                  self.lexicon_.size if self.lexicon_ is not None else 0)
+        weights = None
+        if self.class_weight:
+            counts = np.bincount(y[rows_train], minlength=len(self.classes_))
+            weights = {i: float(len(rows_train) / (len(counts) * max(c, 1))) for i, c in enumerate(counts)}
         stop = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=self.patience, restore_best_weights=True
         )
         history = self.model_.fit(
-            x_train, y_train, validation_data=(x_val, y_val), epochs=self.epochs,
-            batch_size=self.batch_size, callbacks=[stop], verbose=verbose,
+            x_train, y[rows_train], validation_data=(x_val, y[rows_val]), epochs=self.epochs,
+            batch_size=self.batch_size, callbacks=[stop], verbose=verbose, class_weight=weights,
         )
         self.history_ = {key: [float(v) for v in values] for key, values in history.history.items()}
         return self
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+    def predict_proba(self, x: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if len(x) == 0:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
         # Calling the model directly avoids predict()'s per-call overhead on small batches.
-        return np.asarray(self.model_(x, training=False), dtype=np.float32)
+        return np.asarray(self.model_(self._inputs(x, texts, dense=True), training=False), dtype=np.float32)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.classes_[self.predict_proba(x).argmax(axis=1)]
+    def predict(self, x: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
+        return self.classes_[self.predict_proba(x, texts).argmax(axis=1)]
 
     def save(self, path: Path) -> None:
         with warnings.catch_warnings():
@@ -105,11 +169,23 @@ class TopicClassifier:
             warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
             self.model_.save(path)
 
+    def save_lexicon(self, path: Path) -> bool:
+        """Write the lexicon beside the model, when this classifier reads words; True if written."""
+        if self.lexicon_ is None:
+            return False
+        self.lexicon_.save(path)
+        return True
+
     @classmethod
-    def load(cls, path: Path, classes: list[str]) -> TopicClassifier:
+    def load(cls, path: Path, classes: list[str], lexicon: Path | None = None) -> TopicClassifier:
         import keras
 
         clf = cls()
         clf.model_ = keras.saving.load_model(path, safe_mode=True, compile=False)
         clf.classes_ = np.array(classes)
+        if lexicon is not None:
+            from shared.lexical import Lexicon
+
+            clf.lexicon_ = Lexicon.load(lexicon)
+            clf.lexical = clf.lexicon_.max_features
         return clf

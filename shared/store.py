@@ -1,11 +1,13 @@
 """The model store: one directory per version, saved and loaded as mirror images.
 
     MODEL_DIR/<name>/<version>/model.keras   the Keras model
-    MODEL_DIR/<name>/<version>/model.json    labels, embedder, preprocessing, data, metrics
+    MODEL_DIR/<name>/<version>/model.json    labels, embedder, preprocessing, inputs, data, metrics
+    MODEL_DIR/<name>/<version>/lexicon.json  only when the model reads words (inputs has "text")
     MODEL_DIR/<name>/<version>/*.png, MODEL_CARD.md
 
-The checksum covers model.keras and model.json; the registry records it and
-`load_model_dir` refuses a directory whose files changed since.
+The checksum covers model.keras, model.json and lexicon.json (when present);
+the registry records it and `load_model_dir` refuses a directory whose files
+changed since. Versions saved before lexicon.json existed keep their checksum.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from typing import Any
 
 from shared.classifier import TopicClassifier
 from shared.errors import ModelError
+from shared.lexical import LEXICON_FILE
 
 MODEL_FILE = "model.keras"
 META_FILE = "model.json"
+EMBEDDING_INPUT = "embedding"  # the post's vector from the model's embedder
+TEXT_INPUT = "text"  # the preprocessed text itself (the lexical view)
 
 
 @dataclass
@@ -36,6 +41,8 @@ class ModelMeta:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
+    # What the classifier reads at serving time; model.json files without it predate the text input.
+    inputs: list[str] = field(default_factory=lambda: [EMBEDDING_INPUT])
 
 
 @dataclass
@@ -50,9 +57,10 @@ class LoadedModel:
 
 
 def checksum(directory: Path) -> str:
-    """sha256 over model.keras then model.json."""
+    """sha256 over model.keras, model.json, then lexicon.json when there is one."""
     digest = hashlib.sha256()
-    for name in (MODEL_FILE, META_FILE):
+    optional = (LEXICON_FILE,) if (directory / LEXICON_FILE).exists() else ()
+    for name in (MODEL_FILE, META_FILE, *optional):
         path = directory / name
         if not path.is_file():
             raise ModelError(f"{path} is missing")
@@ -65,6 +73,8 @@ def save_model_dir(directory: Path, classifier: TopicClassifier, meta: ModelMeta
     """Write the model and its metadata; returns the checksum to register."""
     directory.mkdir(parents=True, exist_ok=True)
     classifier.save(directory / MODEL_FILE)
+    reads_text = classifier.save_lexicon(directory / LEXICON_FILE)
+    meta.inputs = [EMBEDDING_INPUT, TEXT_INPUT] if reads_text else [EMBEDDING_INPUT]
     (directory / META_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
     return checksum(directory)
 
@@ -85,8 +95,14 @@ def load_model_dir(directory: Path, expected_sha256: str) -> LoadedModel:
             f"(sha256 {actual[:12]}… != registered {expected_sha256[:12]}…); refusing to load"
         )
     meta = read_meta(directory)
+    unknown = sorted(set(meta.inputs) - {EMBEDDING_INPUT, TEXT_INPUT})
+    if unknown:
+        raise ModelError(f"{directory} needs inputs {unknown} this version of topicq cannot give")
+    lexicon = directory / LEXICON_FILE if TEXT_INPUT in meta.inputs else None
+    if lexicon is not None and not lexicon.is_file():
+        raise ModelError(f"{lexicon} is missing: {directory} reads the posts' words")
     try:
-        classifier = TopicClassifier.load(directory / MODEL_FILE, meta.labels)
+        classifier = TopicClassifier.load(directory / MODEL_FILE, meta.labels, lexicon=lexicon)
     except Exception as exc:  # Keras raises many types for a bad file
         raise ModelError(f"cannot load {directory / MODEL_FILE}: {exc}") from None
     return LoadedModel(meta=meta, classifier=classifier, sha256=actual)

@@ -34,12 +34,15 @@ def labelled_posts(per_topic: int, seed: int = 0) -> list[tuple[str, str, str]]:
 
 
 def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", promote: bool = True,
-                        seed: int = 0, embedder: Embedder | None = None) -> int:
-    """Train a small classifier on `embedder`'s vectors (default the fake embedder), store it, register it (and promote it)."""
+                        seed: int = 0, embedder: Embedder | None = None, lexical: int = 0) -> int:
+    """Train a small classifier on `embedder`'s vectors (default the fake embedder; with `lexical`, also on
+    the words), store it, register it (and promote it)."""
     embedder = embedder or FakeEmbedder()
     posts = labelled_posts(30, seed=seed)
-    vectors = embedder.embed([preprocess(text) for _, text, _ in posts])
-    clf = TopicClassifier(hidden=32, epochs=40, patience=5, seed=seed).fit(vectors, [p[2] for p in posts])
+    texts = [preprocess(text) for _, text, _ in posts]
+    vectors = embedder.embed(texts)
+    clf = TopicClassifier(hidden=32, epochs=40, patience=5, seed=seed, lexical=lexical).fit(
+        vectors, [p[2] for p in posts], texts=texts)
     version = registry.next_version(db_url, name=name)
     directory = model_dir / name / str(version)
     meta = ModelMeta(name=name, version=version, labels=[str(c) for c in clf.classes_],

@@ -14,10 +14,10 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,10 +33,46 @@ from trainer.datasets import NEWSGROUPS, Dataset
 from trainer.evaluation import compute_metrics, write_report
 from trainer.spec import DataSpec
 
+if TYPE_CHECKING:
+    from shared.classifier import TopicClassifier
+
 log = logging.getLogger(__name__)
 
 # What the registry row keeps of the metrics (the full set is in model.json).
 SUMMARY_METRICS = ("accuracy", "macro_f1", "n")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What a training run fits: the defaults are what `topicq train` uses.
+
+    The benchmark (bench/accuracy.py) measures variants of this config, so a
+    lever proven there becomes the default by changing one field here.
+    """
+
+    embedder: str | None = None  # embedder kind; None = the configured one (EMBEDDER)
+    hidden: int = 256
+    dropout: float = 0.2
+    epochs: int = 100
+    lexical: int = 0  # TF-IDF words read beside the embedding (0: embedding only)
+    lexical_l2: float = 0.0
+    lexical_scale: float = 1.0
+    lexical_deep: bool = False
+    class_weight: bool = False
+    # Self-training: unlabeled training posts the first model labels with at least this
+    # probability join the labelled ones for a second fit (1.0: off).
+    self_training: float = 1.0
+
+
+@dataclass
+class ModelInputs:
+    """What the classifier sees of a list of posts: their embeddings (and preprocessed texts)."""
+
+    vectors: np.ndarray
+    texts: list[str] = field(default_factory=list)
+
+    def take(self, rows: slice) -> ModelInputs:
+        return ModelInputs(self.vectors[rows], self.texts[rows])
 
 
 @dataclass(kw_only=True)
@@ -80,6 +116,40 @@ def embed_posts(settings: Settings, embedder: Embedder, texts: list[str],
         vectors, stats = embed_cached(settings.db_url, embedder, cleaned, progress=advance)
         bar.set_postfix_str(f"{stats.hits} from cache, {stats.misses} new")
     return vectors, stats
+
+
+def prepare_inputs(settings: Settings, config: TrainConfig, texts: list[str],
+                   progress: bool = True, embedder: str | Embedder | None = None,
+                   ) -> tuple[ModelInputs, CacheStats, str, int]:
+    """Preprocess and embed `texts` for `config`; returns the inputs, cache stats, embedder id and dim."""
+    with _embedder(embedder or config.embedder, settings) as encoder:
+        vectors, stats = embed_posts(settings, encoder, texts, progress)
+        return ModelInputs(vectors, [preprocess(t) for t in texts]), stats, encoder.id, encoder.dim
+
+
+def fit_classifier(config: TrainConfig, inputs: ModelInputs, labels: list[str], *, seed: int = 0,
+                   unlabeled: ModelInputs | None = None) -> TopicClassifier:
+    """The classifier `config` describes, fitted on labelled inputs."""
+    from shared.classifier import TopicClassifier
+
+    def fit(x: ModelInputs, y: list[str]) -> TopicClassifier:
+        classifier = TopicClassifier(hidden=config.hidden, dropout=config.dropout, epochs=config.epochs,
+                                     lexical=config.lexical, lexical_l2=config.lexical_l2,
+                                     lexical_scale=config.lexical_scale, lexical_deep=config.lexical_deep,
+                                     class_weight=config.class_weight, seed=seed)
+        return classifier.fit(x.vectors, y, texts=x.texts)
+
+    classifier = fit(inputs, labels)
+    if unlabeled is None or config.self_training >= 1.0 or not len(unlabeled.vectors):
+        return classifier
+    proba = classifier.predict_proba(unlabeled.vectors, unlabeled.texts)
+    sure = np.flatnonzero(proba.max(axis=1) >= config.self_training)
+    pseudo = [str(label) for label in classifier.classes_[proba[sure].argmax(axis=1)]]
+    log.info("self-training: %d of %d unlabeled posts labelled with p >= %.2f",
+             len(sure), len(unlabeled.vectors), config.self_training)
+    both = ModelInputs(np.concatenate([inputs.vectors, unlabeled.vectors[sure]]),
+                       inputs.texts + [unlabeled.texts[i] for i in sure])
+    return fit(both, list(labels) + pseudo)
 
 
 @contextmanager
@@ -135,8 +205,6 @@ def run_training(
     settings: Settings | None = None,
 ) -> TrainResult:
     """Train, evaluate, save and register a new version of model `name`; optionally promote it."""
-    from shared.classifier import TopicClassifier
-
     started = time.perf_counter()
     settings = settings or get_settings()
     name = name or settings.model_name
@@ -146,24 +214,23 @@ def run_training(
     train, test = spec.training_sets()
     _check_trainable(train, test)
     upgrade(settings.db_url)
-    with _embedder(embedder, settings) as encoder:
-        vectors, stats = embed_posts(settings, encoder, train.texts + test.texts, progress)
-    x_train, x_test = vectors[: len(train)], vectors[len(train):]
-
-    overrides = {key: value for key, value in (("hidden", hidden), ("epochs", epochs)) if value}
-    classifier = TopicClassifier(seed=seed, **overrides)
+    config = TrainConfig(**{key: value for key, value in (("hidden", hidden), ("epochs", epochs)) if value})
+    inputs, stats, embedder_id, embedder_dim = prepare_inputs(settings, config, train.texts + test.texts,
+                                                              progress, embedder=embedder)
+    x_train, x_test = inputs.take(slice(0, len(train))), inputs.take(slice(len(train), None))
     try:
-        classifier.fit(x_train, train.labels)
+        classifier = fit_classifier(config, x_train, train.labels, seed=seed)
     except ValueError as exc:  # e.g. too few posts per class for the validation split
         raise DatasetError(f"cannot train on {len(train)} posts {train.class_counts()}: {exc}") from None
-    metrics = compute_metrics(test.labels, classifier.predict(x_test), list(classifier.classes_))
+    predicted = classifier.predict(x_test.vectors, x_test.texts)
+    metrics = compute_metrics(test.labels, predicted, list(classifier.classes_))
 
     version, directory = _claim_directory(settings.models_path / name,
                                           registry.next_version(settings.db_url, name=name))
     try:
         meta = ModelMeta(
             name=name, version=version, labels=list(classifier.classes_),
-            embedder_id=encoder.id, embedder_dim=encoder.dim, preprocess_version=PREPROCESS_VERSION,
+            embedder_id=embedder_id, embedder_dim=embedder_dim, preprocess_version=PREPROCESS_VERSION,
             data_fingerprint=data_fingerprint(train), created_at=datetime.now(UTC).isoformat(),
             hyperparameters=classifier.get_params(), metrics=metrics,
             dataset={"train": train.description, "test": test.description},
@@ -171,7 +238,7 @@ def run_training(
         sha256 = save_model_dir(directory, classifier, meta)
         files = write_report(directory, asdict(meta), classifier.history_)
         registry.register(settings.db_url, name=name, version=version, path=directory, sha256=sha256,
-                          embedder_id=encoder.id,
+                          embedder_id=embedder_id,
                           metrics={key: metrics[key] for key in SUMMARY_METRICS})
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)  # ours, never registered

@@ -164,3 +164,21 @@ def test_promotion_switches_the_served_version(sqlite_url: str, tmp_path: Path) 
     process([{"id": "b", "text": "rocket"}], settings=settings, embedder=embedder, models=models)
     versions = {r["post_id"]: r["model_version"] for r in query_results(sqlite_url)}
     assert versions == {"a": first, "b": second} and first != second
+
+
+def test_a_model_that_reads_words_gets_the_preprocessed_texts(sqlite_url: str, tmp_path: Path) -> None:
+    # Given a promoted model with a lexical view (lexicon.json beside model.keras)
+    settings = make_settings(sqlite_url, tmp_path)
+    embedder = FakeEmbedder()
+    register_fake_model(sqlite_url, settings.models_path, lexical=500)
+    posts = labelled_posts(10, seed=8)
+    payloads = [{"id": pid, "text": text, "metadata": {"truth": label}} for pid, text, label in posts]
+
+    # When a batch is processed
+    report = process(payloads, settings=settings, embedder=embedder, models=server_for(settings, embedder))
+
+    # Then every post is done and labelled from its vector and its words
+    assert report.retry == [] and report.error is None
+    rows = query_results(sqlite_url)
+    assert {r["status"] for r in rows} == {"done"} and len(rows) == 30
+    assert np.mean([r["label"] == r["metadata"]["truth"] for r in rows]) >= 0.9

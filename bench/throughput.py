@@ -1,0 +1,324 @@
+"""Local-embedder throughput and latency: the raw model against the whole pipeline.
+
+In one run, on the same 20 Newsgroups test posts (real lengths):
+
+- raw: LocalEmbedder.embed (the worker's embedder, as configured: plain or
+  chunked) on batches of BATCH_SIZE texts, in this process: no queue, no database;
+- pipeline: one real `topicq worker` process (EMBEDDER=local) serving the
+  default model (trainer.train.TrainConfig, fitted from the embedding cache in
+  --home), posts sent one message each through Redis (private queue) until
+  every row is in a fresh PostgreSQL database (created here, dropped after);
+  posts/s from the first send to the last row, and its ratio to raw;
+- latency from send to row (the post's metadata carries the send time; rows
+  have processed_at) at a few offered loads below capacity: p50/p95/p99;
+- the worker's peak RSS (VmHWM in /proc) and CPU per post.
+
+    .venv/bin/python -m bench.throughput                     # 1,500 posts, loads 25/50/75 % of capacity
+    .venv/bin/python -m bench.throughput --posts 600 --loads 0.5 --level-seconds 20
+
+Gemini at 150 ms per call: bench/gemini_throughput.py. Writes
+bench/results/throughput.json, .md and .png. Bounded: each phase has a
+deadline; the worker, database and Redis keys are cleaned up on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import PG_ADMIN_URL, cpu_seconds, fresh_database  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--posts", type=int, default=1500, help="posts for the raw and the pipeline rate")
+    p.add_argument("--batch-size", type=int, default=32, help="BATCH_SIZE: posts per embed call")
+    p.add_argument("--batch-wait", type=float, default=1.0, help="BATCH_WAIT_S")
+    p.add_argument("--loads", default="0.25,0.5,0.75", help="offered loads, fractions of pipeline capacity")
+    p.add_argument("--level-seconds", type=float, default=30.0, help="sending time per load level")
+    p.add_argument("--timeout", type=float, default=600.0, help="deadline (s) of each phase")
+    p.add_argument("--home", default="/tmp/bench-home", help="TOPICQ_HOME with the embedding cache "
+                   "(the model is fitted from it; see bench/accuracy.py)")
+    p.add_argument("--groups", default="", help="20 Newsgroups groups the served model is trained on "
+                   "(default all 20; e.g. sci when only those are in the embedding cache)")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    p.add_argument("--pg-admin-url", default=os.environ.get("TEST_DATABASE_URL", PG_ADMIN_URL))
+    p.add_argument("--out", type=Path, default=RESULTS)
+    return p.parse_args(argv)
+
+
+def bench_posts(n: int) -> list[dict[str, Any]]:
+    """`n` test posts of all 20 groups, spread over the groups, never seen in training."""
+    from trainer.datasets import load_newsgroups
+
+    data = load_newsgroups(subset="test")
+    step = max(1, len(data) // n)
+    picked = list(range(0, len(data), step))[:n]
+    return [{"id": data.ids[i], "text": data.texts[i], "truth": data.labels[i]} for i in picked]
+
+
+def register_default_model(db_url: str, models: Path, home: str, groups: tuple[str, ...]) -> dict[str, Any]:
+    """The default model (all 20 groups), fitted from cached embeddings, registered and promoted."""
+    from shared import registry
+    from shared.preprocess import PREPROCESS_VERSION
+    from shared.settings import Settings
+    from shared.store import ModelMeta, save_model_dir
+    from trainer.datasets import load_newsgroups
+    from trainer.train import TrainConfig, data_fingerprint, fit_classifier, prepare_inputs
+
+    cache_settings = Settings(topicq_home=Path(home), database_url=None, embedder="local")
+    config = TrainConfig()
+    train = load_newsgroups(subset="train", groups=groups)
+    inputs, _, embedder_id, dim = prepare_inputs(cache_settings, config, train.texts, progress=False)
+    classifier = fit_classifier(config, inputs, train.labels)
+    meta = ModelMeta(name="topics", version=1, labels=list(map(str, classifier.classes_)),
+                     embedder_id=embedder_id, embedder_dim=dim, preprocess_version=PREPROCESS_VERSION,
+                     data_fingerprint=data_fingerprint(train),
+                     created_at=datetime.now(UTC).isoformat(), hyperparameters=classifier.get_params())
+    directory = models / "topics" / "1"
+    sha = save_model_dir(directory, classifier, meta)
+    registry.register(db_url, name="topics", version=1, path=directory, sha256=sha,
+                      embedder_id=embedder_id, metrics={})
+    registry.promote(db_url, name="topics", version=1)
+    return {"embedder_id": embedder_id, "inputs": meta.inputs, "config": str(config),
+            "trained_on": len(train), "classes": len(classifier.classes_)}
+
+
+def measure_raw(texts: list[str], batch_size: int, kind: str) -> dict[str, Any]:
+    from shared.embedders import make_embedder
+    from shared.settings import Settings
+
+    embedder = make_embedder(kind, Settings(embedder=kind))
+    embedder.embed(texts[:batch_size])  # load the model first
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch_size):
+        embedder.embed(texts[start: start + batch_size])
+    seconds = time.perf_counter() - started
+    return {"texts": len(texts), "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 2),
+            "batch_size": batch_size, "embedder_id": embedder.id}
+
+
+def rows_since(db_url: str, prefix: str) -> list[tuple[str, str, datetime, dict[str, Any] | None]]:
+    from sqlalchemy import select
+
+    from shared.db import Result, session_scope
+
+    with session_scope(db_url) as session:
+        return [tuple(r) for r in session.execute(  # type: ignore[misc]
+            select(Result.post_id, Result.status, Result.processed_at, Result.post_metadata)
+            .where(Result.post_id.startswith(prefix)))]
+
+
+def wait_rows(db_url: str, prefix: str, n: int, deadline: float) -> list[Any]:
+    rows = rows_since(db_url, prefix)
+    while len(rows) < n and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = rows_since(db_url, prefix)
+    return rows
+
+
+def send(producer: Any, posts: list[dict[str, Any]], prefix: str, interval: float = 0.0) -> float:
+    """Send each post (id prefixed), `interval` s apart; the metadata carries the send time."""
+    started = time.monotonic()
+    for i, post in enumerate(posts):
+        if interval:
+            delay = started + i * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.send(producer.validate(f"{prefix}{post['id']}", post["text"],
+                                        {"truth": post["truth"], "sent_at": time.time()}))
+    return time.monotonic() - started
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    if not values:
+        return {}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "p99_s": round(float(p99), 3),
+            "max_s": round(float(max(values)), 3), "mean_s": round(float(np.mean(values)), 3)}
+
+
+def latencies(rows: list[Any]) -> list[float]:
+    return [row[2].replace(tzinfo=UTC).timestamp() - float(row[3]["sent_at"]) for row in rows
+            if row[3] and "sent_at" in row[3]]
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = results["latency"]
+    if not levels:
+        return
+    x = [lv["offered_posts_per_s"] for lv in levels]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, style in (("p50_s", "o-"), ("p95_s", "s--"), ("p99_s", "^:")):
+        ax.plot(x, [lv[key] for lv in levels], style, label=key[:3])
+    ax.axvline(results["pipeline"]["posts_per_s"], color="grey", lw=0.8, ls="--", label="capacity")
+    ax.set_xlabel("offered load (posts/s)")
+    ax.set_ylabel("latency, send to row (s)")
+    ax.set_title(f"Local embedder, 1 worker, BATCH_SIZE {results['settings']['batch_size']}, "
+                 f"BATCH_WAIT_S {results['settings']['batch_wait_s']:g}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def table(results: dict[str, Any]) -> str:
+    s, raw, pipe = results["settings"], results["raw"], results["pipeline"]
+    lines = [
+        "# Local-embedder throughput and latency (real worker, Redis, PostgreSQL)", "",
+        f"{results['when']} on {s['cores']} cores shared with other jobs (load average "
+        f"{s['load_avg_at_start']:.1f} at start, {s.get('load_avg_at_end', 0):.1f} at end); "
+        f"embedder `{raw['embedder_id']}`; model inputs {results['model']['inputs']}; one worker, "
+        f"1 thread, BATCH_SIZE {s['batch_size']}, BATCH_WAIT_S {s['batch_wait_s']:g}; "
+        f"{s['posts']} 20 Newsgroups test posts.", "",
+        "| measure | value |", "|---|---:|",
+        f"| raw embedder (no queue, no DB) | {raw['texts_per_s']} posts/s |",
+        f"| full pipeline (send -> row) | {pipe['posts_per_s']} posts/s |",
+        f"| ratio pipeline / raw | {results['ratio']:.2f} |",
+        f"| worker CPU per post | {pipe.get('worker_cpu_ms_per_post', '–')} ms |",
+        f"| worker peak RSS | {results.get('worker_peak_rss_mb', '–')} MB |",
+        "", "| offered load (posts/s) | share of capacity | posts | p50 (s) | p95 (s) | p99 (s) | max (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lv in results["latency"]:
+        lines.append(f"| {lv['offered_posts_per_s']} | {lv['load']:.0%} | {lv['posts']} | {lv['p50_s']} | "
+                     f"{lv['p95_s']} | {lv['p99_s']} | {lv['max_s']} |")
+    lines += ["", "Gemini (fake API at 150 ms per call): see gemini_throughput.md "
+              "(`python -m bench.gemini_throughput`)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups below
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from shared.preprocess import preprocess
+    from shared.settings import Settings
+    from tests.worker_process import WorkerProcess
+    from worker.client import Producer
+
+    loads = [float(v) for v in args.loads.split(",") if v.strip()]
+    queue = f"topicq-bench-{uuid.uuid4().hex[:8]}"
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "settings": {"posts": args.posts, "batch_size": args.batch_size, "batch_wait_s": args.batch_wait,
+                     "loads": loads, "level_seconds": args.level_seconds, "cores": os.cpu_count(),
+                     "load_avg_at_start": os.getloadavg()[0]},
+        "latency": [],
+    }
+    posts = bench_posts(args.posts + args.batch_size)
+    warmup, posts = posts[: args.batch_size], posts[args.batch_size:]
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="topicq-bench-") as tmp, fresh_database(args.pg_admin_url) as db:
+        env = {"DATABASE_URL": db, "REDIS_URL": args.redis_url, "QUEUE": queue, "EMBEDDER": "local",
+               "BATCH_SIZE": str(args.batch_size), "BATCH_WAIT_S": str(args.batch_wait),
+               "MODEL_DIR": f"{tmp}/models", "TOPICQ_HOME": f"{tmp}/home", "MODEL_REFRESH_S": "60"}
+        print("fitting the default model from the embedding cache ...", flush=True)
+        results["model"] = register_default_model(
+            db, Path(f"{tmp}/models"), args.home, tuple(g for g in args.groups.split(",") if g))
+        kind = "local-chunked" if results["model"]["embedder_id"].endswith(":chunked") else "local"
+        env["EMBEDDER"] = kind
+        print(f"raw embedder ({kind}): {len(posts)} posts ...", flush=True)
+        results["raw"] = measure_raw([preprocess(p["text"]) for p in posts], args.batch_size, kind)
+        print(f"  {results['raw']}", flush=True)
+        os.environ.update({k: v for k, v in env.items() if k in ("REDIS_URL", "QUEUE")})
+        producer = Producer(Settings(redis_url=args.redis_url, queue=queue))
+        worker = WorkerProcess(env, Path(tmp) / "worker.log")
+        try:
+            worker.start(timeout=180)
+            pid = worker.process.pid if worker.process else 0
+            send(producer, warmup, "warm/")
+            wait_rows(db, "warm/", len(warmup), time.monotonic() + args.timeout)
+            print(f"pipeline: {len(posts)} posts ...", flush=True)
+            cpu_before, started_wall = cpu_seconds(pid), time.time()
+            sent_s = send(producer, posts, "rate/")
+            rows = wait_rows(db, "rate/", len(posts), time.monotonic() + args.timeout)
+            cpu = cpu_seconds(pid) - cpu_before
+            last = max(r[2] for r in rows).replace(tzinfo=UTC).timestamp()
+            seconds = last - started_wall
+            done = sum(r[1] == "done" for r in rows)
+            pipe = {"posts": len(posts), "rows": len(rows), "done": done, "seconds": round(seconds, 2),
+                    "posts_per_s": round(len(rows) / seconds, 2), "send_seconds": round(sent_s, 2),
+                    "worker_cpu_ms_per_post": round(1000 * cpu / max(1, len(rows)), 1),
+                    "complete": done == len(posts)}
+            results["pipeline"] = pipe
+            results["ratio"] = round(pipe["posts_per_s"] / results["raw"]["texts_per_s"], 3)
+            ok = pipe["complete"]
+            print(f"  {pipe}; ratio {results['ratio']}", flush=True)
+            for n, load in enumerate(loads):
+                rate = load * pipe["posts_per_s"]
+                count = max(10, int(rate * args.level_seconds))
+                level_posts = [posts[i % len(posts)] for i in range(count)]
+                prefix = f"lat{n}/"
+                print(f"latency at {rate:.1f} posts/s ({load:.0%}): {count} posts ...", flush=True)
+                send(producer, level_posts, prefix, interval=1.0 / rate)
+                level_rows = wait_rows(db, prefix, count, time.monotonic() + args.timeout)
+                level = {"load": load, "offered_posts_per_s": round(rate, 2), "posts": count,
+                         "rows": len(level_rows), **percentiles(latencies(level_rows))}
+                results["latency"].append(level)
+                ok = ok and len(level_rows) == count
+                print(f"  {level}", flush=True)
+            results["worker_peak_rss_mb"] = peak_rss_mb(pid)
+        finally:
+            worker.stop()
+            producer.close()
+            _drop_redis_keys(args.redis_url, queue)
+            results["settings"]["load_avg_at_end"] = os.getloadavg()[0]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "throughput.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if "pipeline" in results:
+        (args.out / "throughput.md").write_text(table(results))
+        chart(results, args.out / "throughput.png")
+        print(table(results))
+    return 0 if ok else 1
+
+
+def _drop_redis_keys(url: str, queue: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = [k for pattern in (f"{queue}*", "unacked*", "_kombu.binding.*")
+                for k in client.scan_iter(match=pattern, count=1000)]
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Models that read words: the lexicon is saved with the version, checked and needed at load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.classifier import TopicClassifier
+from shared.embedders.fake import FakeEmbedder
+from shared.errors import ModelError
+from shared.lexical import LEXICON_FILE, Lexicon
+from shared.store import META_FILE, load_model_dir, save_model_dir
+from tests.factories import labelled_posts
+from tests.shared.test_store import meta_for
+
+
+def posts(seed: int) -> tuple[np.ndarray, list[str], list[str]]:
+    rows = labelled_posts(20, seed=seed)
+    texts = [text for _, text, _ in rows]
+    return FakeEmbedder(dim=8).embed(texts), texts, [label for *_, label in rows]
+
+
+@pytest.fixture(scope="module")
+def reader() -> TopicClassifier:
+    x, texts, labels = posts(0)
+    return TopicClassifier(hidden=16, epochs=60, learning_rate=0.01, lexical=1000, seed=0).fit(x, labels, texts=texts)
+
+
+def test_lexicon_round_trip_gives_the_same_matrix(tmp_path: Path) -> None:
+    _, texts, _ = posts(1)
+    lexicon = Lexicon(max_features=50).fit(texts)
+    lexicon.save(tmp_path / LEXICON_FILE)
+
+    loaded = Lexicon.load(tmp_path / LEXICON_FILE)
+
+    assert (loaded.transform(texts) != lexicon.transform(texts)).nnz == 0
+    assert loaded.size == lexicon.size <= 50
+
+
+def test_a_word_reader_needs_the_texts(reader: TopicClassifier) -> None:
+    x, texts, labels = posts(2)
+    assert reader.uses_text
+    assert np.mean(reader.predict(x, texts) == np.array(labels)) >= 0.9
+    with pytest.raises(ValueError, match="preprocessed texts"):
+        reader.predict_proba(x)
+
+
+def test_word_reader_round_trip_records_its_inputs(reader: TopicClassifier, tmp_path: Path) -> None:
+    sha = save_model_dir(tmp_path, reader, meta_for(reader))
+
+    loaded = load_model_dir(tmp_path, sha)
+
+    x, texts, _ = posts(3)
+    assert loaded.meta.inputs == ["embedding", "text"]
+    assert json.loads((tmp_path / META_FILE).read_text())["inputs"] == ["embedding", "text"]
+    np.testing.assert_allclose(loaded.classifier.predict_proba(x, texts), reader.predict_proba(x, texts),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_changed_or_missing_lexicon_is_refused(reader: TopicClassifier, tmp_path: Path) -> None:
+    sha = save_model_dir(tmp_path, reader, meta_for(reader))
+    with (tmp_path / LEXICON_FILE).open("a") as handle:
+        handle.write(" ")
+    with pytest.raises(ModelError, match="changed since registration"):
+        load_model_dir(tmp_path, sha)
+    (tmp_path / LEXICON_FILE).unlink()
+    with pytest.raises(ModelError, match="changed since registration"):
+        load_model_dir(tmp_path, sha)
+
+
+def test_a_version_saved_before_inputs_existed_still_loads(tmp_path: Path) -> None:
+    x, texts, labels = posts(4)
+    plain = TopicClassifier(hidden=16, epochs=5, seed=0).fit(x, labels)
+    save_model_dir(tmp_path, plain, replace(meta_for(plain)))
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    del meta["inputs"]  # model.json as older versions wrote it
+    (tmp_path / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    from shared.store import checksum
+
+    loaded = load_model_dir(tmp_path, checksum(tmp_path))
+
+    assert loaded.meta.inputs == ["embedding"] and not loaded.classifier.uses_text
+    assert list(loaded.classifier.predict(x)) == list(plain.predict(x))
