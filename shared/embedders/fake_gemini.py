@@ -54,6 +54,9 @@ class Call:
 
     start: float
     end: float = 0.0
+    # When the reply began to go out: no client can have read it sooner. Measure "how soon after
+    # a 429" from here; `end` comes after the write and can lag when this process is starved.
+    replied: float = 0.0
     path: str = ""
     n_texts: int = 0
     status: int = 0  # HTTP status; 0 = connection dropped without a reply
@@ -267,6 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
             key = self.headers.get("x-goog-api-key") or next(iter(parse_qs(split.query).get("key", [])), None)
             call.n_texts = _count_requests(raw)
             reply = fake.handle(call, split.path, key, raw)
+            call.replied = time.monotonic()
             self._send(reply)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout): nothing to answer
