@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.drills import aof
 from tests.drills.harness import (
     DrillResult,
     DrillWorker,
@@ -54,13 +55,16 @@ def run(size: BrokerSize, workdir: Path) -> DrillResult:
         sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, size.malformed_every,
                                                        errors))
         started = time.time()
-        kinds = []
+        kinds, marks = [], []
         try:
             sender.start()
             time.sleep(size.first_at_s)
             for n in range(size.restarts):
                 hard = n % 2 == 0  # SIGKILL first (a crash: only the AOF survives), then SIGTERM
-                broker.restart(down_s=size.down_s, hard=hard)
+                broker.stop(hard=hard)
+                marks.append(aof.size(broker.aof_files()))
+                time.sleep(size.down_s)
+                broker.start()
                 kinds.append("SIGKILL" if hard else "SIGTERM")
                 if n + 1 < size.restarts:
                     time.sleep(size.every_s)
@@ -72,12 +76,14 @@ def run(size: BrokerSize, workdir: Path) -> DrillResult:
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])
+        trails = aof.history(broker.aof_files(), settings.queue, set(book.lost[:10]), marks) if book.lost else {}
     log = worker.all_logs()
     reconnects = log.count("Connected to redis://")
     notes = [f"restarts: {', '.join(kinds)}, each down {size.down_s:.0f}s",
              f"worker alive at the end: {alive}; connected {reconnects} times; left in Redis: {left}",
              f"producer errors: {len(errors)}"]
     notes += errors[:5]
+    notes += [f"lost {post_id}, in the AOF: {', '.join(trail) or 'never pushed'}" for post_id, trail in trails.items()]
     failures = common_failures(alive=alive, left=left, errors=errors, log=log)
     if reconnects < size.restarts + 1:
         failures.append(f"the worker connected {reconnects} times for {size.restarts} restarts")

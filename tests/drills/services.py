@@ -68,7 +68,9 @@ class PrivateRedis:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--save", "", "--logfile", str(self.dir / "redis.log"), "--daemonize", "no"]
         if self.aof:
-            args += ["--appendonly", "yes", "--appendfsync", "always"]
+            # Plain commands, never rewritten: a drill can read the whole history back (aof.py).
+            args += ["--appendonly", "yes", "--appendfsync", "always", "--aof-use-rdb-preamble", "no",
+                     "--auto-aof-rewrite-percentage", "0"]
         else:
             args += ["--appendonly", "no"]
         if self.password:
@@ -104,6 +106,15 @@ class PrivateRedis:
     def close(self) -> None:
         self.stop(hard=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def aof_files(self) -> list[Path]:
+        """The append-only files in the order Redis replays them (base, then increments)."""
+        folder = self.dir / "appendonlydir"
+        manifest = next(folder.glob("*.manifest"), None) if folder.exists() else None
+        if manifest is None:
+            return []
+        names = [line.split()[1] for line in manifest.read_text().splitlines() if line.startswith("file ")]
+        return [folder / name for name in names]
 
     def __enter__(self) -> PrivateRedis:
         return self.start()
