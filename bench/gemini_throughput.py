@@ -295,7 +295,10 @@ def table(results: dict[str, Any]) -> str:
                      f"{run['cpu_ceiling_posts_per_s']} |")
     lines.append(f"| raw embedder (no queue, no DB) | {results['raw']['texts']} | True | {raw} | | "
                  f"{results['raw']['batch_size']} | 1.00 | {results['raw']['client_cpu_ms_per_text']} | |")
-    lines.append("")
+    lines += ["", "posts/s: first send to last row committed. topicq CPU ms/post: workers, producer, Redis "
+              "and PostgreSQL (the fake stands in for Google's servers; the Redis and PostgreSQL figures "
+              "count every process of those servers, other users' too). CPU ceiling: the rate that CPU "
+              "allows on this many dedicated cores.", ""]
     for run in results["runs"]:
         lines.append(f"- {run['path']}: the machine was {run['machine_busy_share']:.0%} busy (other users "
                      f"included); CPU ms per post by process: {run['cpu_ms_per_post']}")
