@@ -420,10 +420,11 @@ def _drop_redis_keys(url: str, queue: str) -> None:
 
     client = redis.Redis.from_url(url)
     try:
-        keys = [k for pattern in (f"{queue}*", "unacked*", "_kombu.binding.*", "topicq:ratelimit:*")
+        keys = [k for pattern in (f"{queue}*", "unacked*", f"_kombu.binding*{queue}", "topicq:ratelimit:*")
                 for k in client.scan_iter(match=pattern, count=1000)]
         if keys:
             client.delete(*keys)
+        client.zrem("_kombu.binding_deadlines", queue)
     finally:
         client.close()
 
