@@ -110,3 +110,13 @@ def history(paths: list[Path], queue: str, ids: set[str], marks: list[int] | Non
             if found in events:
                 events[found].append(f"still in {key.decode()}")
     return events
+
+
+def lost_between_pop_and_record(trail: list[str]) -> bool:
+    """The id's last pop was never followed by its unacked record, and Redis went down after it."""
+    pops = [i for i, event in enumerate(trail) if event.startswith("popped")]
+    if not pops:
+        return False
+    after = trail[pops[-1] + 1:]
+    return (not any(event.startswith(("recorded unacked", "pushed", "still in")) for event in after)
+            and any(event.startswith("Redis went down") for event in after))
