@@ -42,7 +42,7 @@ class TopicClassifier:
         lexical: int = 0,
         lexical_l2: float = 0.0,
         lexical_scale: float = 1.0,
-        lexical_deep: bool = False,
+        lexical_join: str = "sum",
         class_weight: bool = False,
     ) -> None:
         self.hidden = hidden
@@ -56,7 +56,7 @@ class TopicClassifier:
         self.lexical = lexical
         self.lexical_l2 = lexical_l2
         self.lexical_scale = lexical_scale
-        self.lexical_deep = lexical_deep
+        self.lexical_join = lexical_join
         self.class_weight = class_weight
         self.lexicon_: Any = None
 
@@ -83,19 +83,28 @@ class TopicClassifier:
         else:
             words = keras.Input(shape=(n_words,), sparse=True, name="words")
             regularizer = keras.regularizers.L2(self.lexical_l2) if self.lexical_l2 else None
-            hidden = keras.layers.Dense(self.hidden, name="hidden")(embedding)
-            if self.lexical_deep:  # the words also feed the hidden layer
-                hidden = keras.layers.Add(name="hidden_sum")([hidden, keras.layers.Dense(
-                    self.hidden, use_bias=False, kernel_regularizer=regularizer, name="word_hidden")(words)])
-            hidden = keras.layers.Activation("relu", name="relu")(hidden)
+            hidden = keras.layers.Dense(self.hidden, activation="relu", name="hidden")(embedding)
             hidden = keras.layers.Dropout(self.dropout, name="dropout")(hidden)
-            scores = keras.layers.Add(name="scores")([
-                keras.layers.Dense(n_classes, name="embedding_scores")(hidden),
-                keras.layers.Dense(n_classes, use_bias=False, kernel_regularizer=regularizer,
-                                   name="word_scores")(words),
-            ])
-            outputs = keras.layers.Activation("softmax", name="probabilities")(scores)
-            model = keras.Model([embedding, words], outputs)
+            embedding_scores = keras.layers.Dense(n_classes, name="embedding_scores")(hidden)
+            # From zero, as a linear model starts: random weights over a small vocabulary would
+            # give confident random scores that the few epochs of a small run cannot undo.
+            word_scores = keras.layers.Dense(n_classes, use_bias=self.lexical_join == "mean",
+                                             kernel_initializer="zeros", kernel_regularizer=regularizer,
+                                             name="word_scores")(words)
+            if self.lexical_join == "sum":  # one softmax over both branches' scores, trained jointly
+                scores = keras.layers.Add(name="scores")([embedding_scores, word_scores])
+                outputs = keras.layers.Activation("softmax", name="probabilities")(scores)
+                model = keras.Model([embedding, words], outputs)
+            else:  # "mean": each branch trained on its own loss; the model serves their mean
+                by_embedding = keras.layers.Activation("softmax", name="embedding_probabilities")(
+                    embedding_scores)
+                by_words = keras.layers.Activation("softmax", name="word_probabilities")(word_scores)
+                self.serving_ = keras.Model([embedding, words], keras.layers.Average(name="probabilities")(
+                    [by_embedding, by_words]))
+                model = keras.Model([embedding, words], [by_embedding, by_words])
+                model.compile(optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
+                              loss=[keras.losses.SparseCategoricalCrossentropy()] * 2)
+                return model
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -146,10 +155,17 @@ class TopicClassifier:
         stop = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=self.patience, restore_best_weights=True
         )
+        y_train, y_val = y[rows_train], y[rows_val]
+        two_heads = isinstance(self.model_.output, list)
+        if two_heads:
+            y_train, y_val = (y_train, y_train), (y_val, y_val)
         history = self.model_.fit(
-            x_train, y[rows_train], validation_data=(x_val, y[rows_val]), epochs=self.epochs,
-            batch_size=self.batch_size, callbacks=[stop], verbose=verbose, class_weight=weights,
+            x_train, y_train, validation_data=(x_val, y_val), epochs=self.epochs,
+            batch_size=self.batch_size, callbacks=[stop], verbose=verbose,
+            class_weight=None if two_heads else weights,
         )
+        if two_heads:
+            self.model_ = self.serving_  # the same layers, answering with the mean probability
         self.history_ = {key: [float(v) for v in values] for key, values in history.history.items()}
         return self
 

@@ -51,6 +51,21 @@ class DataSpec:
         train, test = split(self._table(), self.test_size or DEFAULT_TEST_SIZE, self.seed)
         return self._sample(train, self.per_class), self._sample(test, self.test_per_class)
 
+    def unlabeled_pool(self, train: Dataset) -> list[str]:
+        """Texts of the training side that `per_class` left out: unlabeled posts for self-training.
+
+        Never a test post: 20 Newsgroups' train subset, or a file's training split.
+        """
+        if self.per_class is None:
+            return []
+        if self.is_newsgroups:
+            everything = self._newsgroups("train", None, self.groups)
+        else:
+            everything = split(self._table(), self.test_size or DEFAULT_TEST_SIZE, self.seed)[0]
+        chosen = set(train.ids)
+        return [text for post_id, text in zip(everything.ids, everything.texts, strict=True)
+                if post_id not in chosen]
+
     def evaluation_set(self, known_labels: list[str]) -> Dataset:
         """Posts to evaluate a trained model on.
 
