@@ -35,7 +35,8 @@ class KillSize:
     chunk: int = 20
     # Prefetch is 2 x BATCH_SIZE messages: keep what a worker holds under VISIBILITY_TIMEOUT_S of work.
     batch_size: int = 16
-    up_s: tuple[float, float] = (1.0, 4.0)  # how long a worker runs before it is killed
+    # Kills land when the rows reach random points between these shares of the posts.
+    between: tuple[float, float] = (0.05, 0.9)
     seed: int = 0
 
 
@@ -62,15 +63,18 @@ def run(size: KillSize, workdir: Path) -> DrillResult:
         started = time.time()
         report = backfill(posts, settings=settings)
         kills, in_flight = 0, []
+        marks = sorted(int(rng.uniform(*size.between) * size.posts) for _ in range(size.kills))
         try:
-            for _ in range(size.kills):
-                time.sleep(rng.uniform(*size.up_s))
-                if wait_for(db_url, size.posts, timeout=0) >= size.posts:
+            for mark in marks:
+                written = wait_for(db_url, mark, timeout=120, stall_s=60)
+                if written >= size.posts:
                     break  # all done: nothing left to interrupt
+                time.sleep(rng.uniform(0, 0.5))
                 in_flight.append(queue_left(settings.redis_url, settings.queue)["unacked"])
                 worker.kill()
                 kills += 1
                 worker.start()
+                wait_for(db_url, written + 1, timeout=60)  # the restarted worker moves before the next kill
             # Redelivery needs VISIBILITY_TIMEOUT_S plus a restore sweep after the last kill.
             wait_for(db_url, size.posts, timeout=300 + size.posts / 20, stall_s=60)
             time.sleep(2)  # a late redelivery, if any, would write now
