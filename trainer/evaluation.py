@@ -71,13 +71,19 @@ def plot_confusion(metrics: dict[str, Any], path: Path) -> Path:
 
 
 def plot_learning_curves(history: dict[str, list[float]], path: Path) -> Path:
-    """Loss and accuracy per epoch, training vs validation."""
+    """Loss (and accuracy, when recorded) per epoch, training solid vs validation dashed.
+
+    A model with two branches records a loss per branch: each gets its own line.
+    """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            if key in history:
-                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
+    panels = [m for m in ("loss", "accuracy") if any(k.endswith(m) for k in history)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, metric in zip(axes[0], panels, strict=True):
+        for key in sorted(k for k in history if k.endswith(metric) and not k.startswith("val_")):
+            line = ax.plot(range(1, len(history[key]) + 1), history[key], "-", label=key)[0]
+            if f"val_{key}" in history:
+                values = history[f"val_{key}"]
+                ax.plot(range(1, len(values) + 1), values, "--", color=line.get_color(), label=f"val_{key}")
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.legend()
