@@ -43,7 +43,7 @@ DRILLS: dict[str, tuple[Callable[[Any, Path], DrillResult], Any, Any]] = {
     "broker-restart": (broker.run,
                        broker.BrokerSize(posts=5_000, send_s=60, restarts=3, first_at_s=10, every_s=15,
                                          down_s=5),
-                       broker.BrokerSize(posts=400, restarts=1, down_s=2)),
+                       broker.BrokerSize(posts=300, send_s=8, first_at_s=2, restarts=1, down_s=2)),
     "db-outage": (outage.run,
                   outage.OutageSize(posts=3_000, send_s=60, outage_at_s=10, outage_s=30),
                   outage.OutageSize(posts=400, outage_s=10)),

@@ -20,9 +20,9 @@ from tests.drills.harness import (
     common_failures,
     ledger,
     prepare_database,
-    queue_left,
     settings_for,
     stream,
+    wait_drained,
     wait_for,
 )
 from tests.drills.kill import make_posts
@@ -72,7 +72,7 @@ def run(size: BrokerSize, workdir: Path) -> DrillResult:
             wait_for(db_url, size.posts, timeout=120 + size.posts / 20, stall_s=40)
             time.sleep(1)
             alive = worker.alive()
-            left = queue_left(settings.redis_url, settings.queue)
+            left = wait_drained(settings.redis_url, settings.queue)
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])

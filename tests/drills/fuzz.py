@@ -20,8 +20,8 @@ from tests.drills.harness import (
     common_failures,
     ledger,
     prepare_database,
-    queue_left,
     settings_for,
+    wait_drained,
     wait_for,
 )
 from tests.drills.services import PrivateRedis, fresh_database
@@ -73,7 +73,7 @@ def run(size: FuzzSize, workdir: Path) -> DrillResult:
             wait_for(db_url, len(with_rows), timeout=120 + len(cases) / 20, stall_s=30)
             time.sleep(1)
             alive = worker.alive()
-            left = queue_left(settings.redis_url, settings.queue)
+            left = wait_drained(settings.redis_url, settings.queue)
         finally:
             worker.stop()
         book = ledger(db_url, [str(c.post_id) for c in with_rows])

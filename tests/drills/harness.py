@@ -270,6 +270,17 @@ def queue_left(redis_url: str, queue: str) -> dict[str, int]:
         return {"queued": int(client.llen(queue)), "unacked": int(client.hlen("unacked"))}
 
 
+def wait_drained(redis_url: str, queue: str, timeout: float = 25.0) -> dict[str, int]:
+    """`queue_left` once both are 0, or after `timeout`: a restored duplicate may still be in flight
+    after the last row (redelivery comes VISIBILITY_TIMEOUT_S plus a sweep after the fault)."""
+    deadline = time.monotonic() + timeout
+    left = queue_left(redis_url, queue)
+    while any(left.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = queue_left(redis_url, queue)
+    return left
+
+
 def clean_environment() -> dict[str, str]:
     """os.environ without the settings a developer's shell may carry into a drill."""
     drop = {"DATABASE_URL", "REDIS_URL", "GEMINI_API_KEY", "GEMINI_API_KEY_FILE", "EMBEDDER",

@@ -21,6 +21,7 @@ from tests.drills.harness import (
     prepare_database,
     queue_left,
     settings_for,
+    wait_drained,
     wait_for,
 )
 from tests.drills.services import PrivateRedis, fresh_database
@@ -79,7 +80,7 @@ def run(size: KillSize, workdir: Path) -> DrillResult:
             wait_for(db_url, size.posts, timeout=300 + size.posts / 20, stall_s=60)
             time.sleep(2)  # a late redelivery, if any, would write now
             alive = worker.alive()
-            left = queue_left(settings.redis_url, settings.queue)
+            left = wait_drained(settings.redis_url, settings.queue)
             again = backfill(posts, settings=settings)
         finally:
             worker.stop()

@@ -24,9 +24,9 @@ from tests.drills.harness import (
     common_failures,
     ledger,
     prepare_database,
-    queue_left,
     settings_for,
     stream,
+    wait_drained,
     wait_for,
 )
 from tests.drills.kill import make_posts
@@ -68,7 +68,7 @@ def run(size: OutageSize, workdir: Path) -> DrillResult:
             wait_for(db_url, size.posts, timeout=120 + size.outage_s * 3, stall_s=30)
             time.sleep(1)
             alive = worker.alive()
-            left = queue_left(settings.redis_url, settings.queue)
+            left = wait_drained(settings.redis_url, settings.queue)
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])

@@ -30,9 +30,9 @@ from tests.drills.harness import (
     ledger,
     prepare_database,
     problems_in_log,
-    queue_left,
     settings_for,
     stream,
+    wait_drained,
     wait_for,
 )
 from tests.drills.kill import make_posts
@@ -82,7 +82,7 @@ def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
             wait_for(db_url, size.posts, timeout=90, stall_s=30)
             time.sleep(1)
             alive = worker.alive()
-            left = queue_left(settings.redis_url, settings.queue)
+            left = wait_drained(settings.redis_url, settings.queue)
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])

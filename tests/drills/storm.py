@@ -21,9 +21,9 @@ from tests.drills.harness import (
     common_failures,
     install_ledger,
     ledger,
-    queue_left,
     settings_for,
     stream,
+    wait_drained,
     wait_for,
 )
 from tests.drills.kill import make_posts
@@ -84,7 +84,7 @@ def run(size: StormSize, workdir: Path) -> DrillResult:
             wait_for(db_url, size.posts, timeout=120 + size.posts / 10, stall_s=45)
             time.sleep(1)
             alive = worker.alive()
-            left = queue_left(settings.redis_url, settings.queue)
+            left = wait_drained(settings.redis_url, settings.queue)
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])
