@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from urllib.parse import urlparse
 
 from celery import Celery
 
@@ -36,6 +37,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "worker_prefetch_multiplier": max(4, 2 * settings.batch_size),
         "task_default_queue": settings.queue,
         "task_routes": {"topicq.*": {"queue": settings.queue}},
+        # A pop that survives a broker crash (see worker/transport.py); plain redis:// only.
+        "broker_transport": "worker.transport:Transport" if urlparse(settings.redis_url).scheme == "redis"
+        else None,
         "broker_connection_retry_on_startup": True,
         # Celery's default gives up a send after ~0.6 s: a Redis restart would fail producers.
         "task_publish_retry": True,
@@ -50,6 +54,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
             # A worker killed during a sweep leaves the sweep lock behind; kombu's 300 s
             # default would then hold back every redelivery for five minutes.
             "unacked_mutex_expire": 30,
+            # One key per queue (no priority sub-queues), so the worker waits on it with BLMOVE.
+            "priority_steps": [0],
         },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

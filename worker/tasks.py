@@ -42,8 +42,22 @@ def _run(payloads: list[Any], settings: Settings) -> BatchReport:
         return report
 
 
+class ReconnectSafeBatches(Batches):
+    """Batches whose flush timer survives a broker reconnect.
+
+    Celery clears the event loop's timers when the broker connection is lost, but
+    celery-batches keeps its reference to the cleared flush timer and never starts a
+    new one: a tail shorter than a batch would then wait forever. Celery builds the
+    strategy again on every (re)connect, so forget the old timer there.
+    """
+
+    def Strategy(self, task: Task, app: Celery, consumer: Any) -> Any:  # noqa: N802 - Celery's name
+        self._tref = None
+        return super().Strategy(task, app, consumer)
+
+
 def register_tasks(app: Celery, settings: Settings) -> None:
-    @app.task(name=CLASSIFY_TASK, base=Batches, bind=True, acks_late=True,
+    @app.task(name=CLASSIFY_TASK, base=ReconnectSafeBatches, bind=True, acks_late=True,
               flush_every=settings.batch_size, flush_interval=settings.batch_wait_s)
     def classify(self: Task, requests: list[SimpleRequest]) -> None:
         payloads = [payload_from_call(r.args, r.kwargs) for r in requests]

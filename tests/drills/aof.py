@@ -1,11 +1,11 @@
 """Read a Redis append-only file back, to tell where a lost message went.
 
 With AOF on, every write reaches the file before its reply: the producer's
-LPUSH, the worker's pop (BRPOP is written as RPOP), the HSET that records the
-message as unacknowledged, its HDEL at the ack, and the push back of a
-restore. Replaying the list operations shows, for a post id, which of these
-happened — e.g. "pushed, popped, never recorded unacknowledged": the message
-was in flight between BRPOP and kombu's HSET when Redis went away.
+LPUSH, the worker's move to the in-flight list (BLMOVE is written as LMOVE),
+the HSET that records the message as unacknowledged with the LREM that takes
+it out of flight, its HDEL at the ack, and the push back of a restore.
+Replaying them shows, for a post id, which of these happened — e.g. "pushed,
+moved to in-flight, Redis went down": where a message was when Redis went away.
 """
 
 from __future__ import annotations
@@ -93,6 +93,21 @@ def history(paths: list[Path], queue: str, ids: set[str], marks: list[int] | Non
                 found = post_id(value)
                 if found in events:
                     events[found].append(f"popped #{n}")
+        elif name == b"LMOVE":
+            source, target = lists.setdefault(parts[1], deque()), lists.setdefault(parts[2], deque())
+            if source:
+                value = source.pop() if parts[3].upper() == b"RIGHT" else source.popleft()
+                (target.appendleft if parts[4].upper() == b"LEFT" else target.append)(value)
+                found = post_id(value)
+                if found in events:
+                    events[found].append(f"moved to {parts[2].decode(errors='replace')} #{n}")
+        elif name == b"LREM":
+            target = lists.setdefault(parts[1], deque())
+            if parts[3] in target:
+                target.remove(parts[3])
+                found = post_id(parts[3])
+                if found in events:
+                    events[found].append(f"out of {parts[1].decode(errors='replace')} #{n}")
         elif name == b"HSET" and parts[1] == b"unacked":
             for tag, value in zip(parts[2::2], parts[3::2], strict=True):
                 found = post_id(value)
@@ -111,12 +126,3 @@ def history(paths: list[Path], queue: str, ids: set[str], marks: list[int] | Non
                 events[found].append(f"still in {key.decode()}")
     return events
 
-
-def lost_between_pop_and_record(trail: list[str]) -> bool:
-    """The id's last pop was never followed by its unacked record, and Redis went down after it."""
-    pops = [i for i, event in enumerate(trail) if event.startswith("popped")]
-    if not pops:
-        return False
-    after = trail[pops[-1] + 1:]
-    return (not any(event.startswith(("recorded unacked", "pushed", "still in")) for event in after)
-            and any(event.startswith("Redis went down") for event in after))

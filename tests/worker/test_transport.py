@@ -1,0 +1,127 @@
+"""The broker transport keeps every message in the queue, the in-flight list or the unacked hash,
+so a crash between the pop and the unacked record cannot lose it (real Redis, real kombu)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+from worker.transport import Transport, inflight_key
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"transport-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def connection(redis_url: str) -> Iterator[Connection]:
+    with Connection(redis_url, transport=Transport,
+                    transport_options={"priority_steps": [0], "visibility_timeout": 1}) as conn:
+        yield conn
+
+
+def publish(conn: Connection, queue: Queue, bodies: list[dict[str, int]]) -> None:
+    with conn.channel() as channel:
+        producer = Producer(channel)
+        for body in bodies:
+            producer.publish(body, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue],
+                             serializer="json")
+
+
+def drain(conn: Connection, queue: Queue, expected: int, *, ack: bool = True,
+          on_message: list | None = None, timeout: float = 10.0) -> list[dict]:
+    got: list[dict] = []
+
+    def receive(body: dict, message) -> None:
+        got.append(body)
+        if on_message is not None:
+            on_message.append(message)
+        if ack:
+            message.ack()
+
+    with Consumer(conn, queues=[queue], callbacks=[receive], accept=["json"]):
+        deadline = time.monotonic() + timeout
+        while len(got) < expected and time.monotonic() < deadline:
+            try:
+                conn.drain_events(timeout=1)
+            except TimeoutError:
+                pass
+    return got
+
+
+def test_every_delivered_message_is_recorded_unacked_and_out_of_flight(connection, redis_url, queue_name):
+    queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
+    publish(connection, queue, [{"n": n} for n in range(20)])
+    client = redis.Redis.from_url(redis_url)
+    held: list = []
+
+    got = drain(connection, queue, 20, ack=False, on_message=held)
+
+    assert sorted(b["n"] for b in got) == list(range(20))
+    assert client.llen(inflight_key(queue_name)) == 0
+    assert {m.delivery_tag.encode() for m in held} <= set(client.hkeys("unacked"))
+    for message in held:
+        message.ack()
+    assert not {m.delivery_tag.encode() for m in held} & set(client.hkeys("unacked"))
+
+
+def test_a_message_stranded_between_pop_and_record_comes_back(connection, redis_url, queue_name):
+    queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
+    publish(connection, queue, [{"n": 7}])
+    client = redis.Redis.from_url(redis_url)
+    # A consumer popped it and died (or the broker did) before recording it unacked.
+    stranded = client.blmove(queue_name, inflight_key(queue_name), 1, "RIGHT", "LEFT")
+    assert stranded is not None and client.llen(queue_name) == 0
+
+    with connection.channel() as channel:
+        consumer = Consumer(channel, queues=[queue], accept=["json"])
+        consumer.consume()
+        assert channel.restore_inflight() == 0  # first sighting: it may still be on its way
+        time.sleep(1.2)  # past the visibility timeout
+        assert channel.restore_inflight() == 1
+        consumer.cancel()
+
+    assert client.llen(inflight_key(queue_name)) == 0
+    assert drain(connection, queue, 1) == [{"n": 7}]
+
+
+def test_messages_in_flight_a_short_time_are_left_alone(connection, redis_url, queue_name):
+    queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
+    publish(connection, queue, [{"n": 1}])
+    client = redis.Redis.from_url(redis_url)
+    client.blmove(queue_name, inflight_key(queue_name), 1, "RIGHT", "LEFT")
+
+    with connection.channel() as channel:
+        consumer = Consumer(channel, queues=[queue], accept=["json"])
+        consumer.consume()
+        assert channel.restore_inflight() == 0
+        assert channel.restore_inflight() == 0  # seen twice, but not for longer than the timeout
+        consumer.cancel()
+
+    assert client.llen(inflight_key(queue_name)) == 1 and client.llen(queue_name) == 0
+
+
+def test_two_queues_fall_back_to_brpop_and_still_deliver(connection, redis_url, queue_name):
+    queues = [Queue(f"{queue_name}-{i}", Exchange(f"{queue_name}-{i}", "direct"), routing_key=f"{queue_name}-{i}")
+              for i in range(2)]
+    for i, queue in enumerate(queues):
+        publish(connection, queue, [{"n": i}])
+    got: list[dict] = []
+    with Consumer(connection, queues=queues, callbacks=[lambda body, m: (got.append(body), m.ack())],
+                  accept=["json"]):
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            try:
+                connection.drain_events(timeout=1)
+            except TimeoutError:
+                pass
+    assert sorted(b["n"] for b in got) == [0, 1]
+    assert redis.Redis.from_url(redis_url).hlen("unacked") == 0

@@ -1,0 +1,158 @@
+"""kombu's Redis transport without its crash window between pop and unacked record.
+
+kombu takes a message with BRPOP and then, in a second command, records it as
+unacknowledged. A broker that dies between the two (with the BRPOP already in
+its append-only file) loses the message: it is neither queued nor unacked.
+
+Here the pop is `BLMOVE queue -> queue<sep>inflight`, atomic and persisted
+like any write, and the unacked record removes the message from the in-flight
+list in the same MULTI. A message is therefore always in the queue, in the
+in-flight list or in the unacked hash. A message left in the in-flight list
+(its consumer or the broker died in between) goes back to the queue once it
+has sat there longer than the visibility timeout, like an unacked one.
+
+BLMOVE waits on one key only, so this path serves a channel consuming one
+queue with one priority step (`priority_steps=[0]`, topicq's setting); any
+other channel falls back to kombu's BRPOP.
+
+    app.conf.broker_transport = "worker.transport:Transport"
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+
+INFLIGHT_SUFFIX = "inflight"
+
+# KEYS: in-flight list, its sightings hash, the queue. ARGV: now, visibility timeout.
+# A message is put back once first seen in the list more than the timeout ago.
+_SWEEP = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local now, timeout = tonumber(ARGV[1]), tonumber(ARGV[2])
+local present, restored = {}, 0
+for _, item in ipairs(items) do
+  local digest = redis.sha1hex(item)
+  local seen = tonumber(redis.call('HGET', KEYS[2], digest))
+  if not seen then
+    redis.call('HSET', KEYS[2], digest, now)
+    present[digest] = true
+  elseif now - seen > timeout then
+    redis.call('LREM', KEYS[1], 1, item)
+    redis.call('RPUSH', KEYS[3], item)
+    redis.call('HDEL', KEYS[2], digest)
+    restored = restored + 1
+  else
+    present[digest] = true
+  end
+end
+for _, digest in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if not present[digest] then redis.call('HDEL', KEYS[2], digest) end
+end
+return restored
+"""
+
+
+def inflight_key(queue: str, sep: str = kombu_redis.Channel.sep) -> str:
+    return f"{queue}{sep}{INFLIGHT_SUFFIX}"
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        moved = self.channel.inflight.pop(delivery_tag, None)
+        if moved is None:
+            super().append(message, delivery_tag)
+            return
+        key, raw = moved
+        delivery = message.delivery_info
+        record = kombu_redis.dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with self.pipe_or_acquire() as pipe:  # MULTI: recorded and out of the in-flight list at once
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}) \
+                .hset(self.unacked_key, delivery_tag, record) \
+                .lrem(key, 1, raw) \
+                .execute()
+        kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        super().restore_visible(start=start, num=num, interval=interval)
+        self.channel.restore_inflight()
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # delivery tag -> (in-flight list, raw message) between BLMOVE and the unacked record
+        self.inflight: dict[str, tuple[str, bytes]] = {}
+        self._moving_from: str | None = None
+
+    def _single_key(self) -> str | None:
+        """The one key to wait on, or None when kombu's multi-key BRPOP is needed."""
+        queues = self.active_queues
+        if len(queues) != 1 or list(self.priority_steps) != [0] or self.global_keyprefix:
+            return None
+        return str(queues[0])
+
+    def _brpop_start(self, timeout: int | None = None) -> None:
+        queue = self._single_key()
+        self._moving_from = queue
+        if queue is None:
+            super()._brpop_start(timeout)
+            return
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = kombu_redis.monotonic()
+        wait = self.brpop_timeout if timeout is None else timeout
+        self.client.connection.send_command("BLMOVE", queue, inflight_key(queue, self.sep),
+                                            "RIGHT", "LEFT", wait or 0)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        queue = self._moving_from
+        if queue is None:
+            return bool(super()._brpop_read(**options))
+        try:
+            try:
+                raw = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next poll reconnects
+                raise
+            if not raw:
+                raise kombu_redis.Empty()
+            self._deliver_moved(queue, raw)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def _deliver_moved(self, queue: str, raw: bytes) -> None:
+        payload = loads(bytes_to_str(raw))
+        tag = payload["properties"]["delivery_tag"]
+        key = inflight_key(queue, self.sep)
+        self.inflight[tag] = (key, raw)
+        self._queue_cycle.rotate(queue)
+        try:
+            self.connection._deliver(payload, queue)
+        except BaseException:
+            self.inflight.pop(tag, None)  # stays in the in-flight list: the sweep puts it back
+            raise
+        if self.inflight.pop(tag, None) is not None:  # consumed without acks: nothing to keep
+            with self.conn_or_acquire() as client:
+                client.lrem(key, 1, raw)
+
+    def restore_inflight(self) -> int:
+        """Put back messages stranded in the in-flight list longer than the visibility timeout."""
+        queue = self._single_key()
+        if queue is None:
+            return 0
+        key = inflight_key(queue, self.sep)
+        with self.conn_or_acquire() as client:
+            return int(client.eval(_SWEEP, 3, key, f"{key}{self.sep}seen", queue,
+                                   time.time(), self.visibility_timeout))
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
