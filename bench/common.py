@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -23,26 +22,10 @@ PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 @contextmanager
 def fresh_database(admin_url: str = PG_ADMIN_URL, prefix: str = "topicq_bench") -> Iterator[str]:
     """A new PostgreSQL database with the schema, dropped (FORCE) on exit."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from tests.databases import throwaway_database
 
-    from shared.migrate import upgrade
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    with throwaway_database(admin_url, prefix) as url:
         yield url
-    finally:
-        from shared.db import get_engine
-
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _serve(conn: Connection, switches: dict[str, Any]) -> None:

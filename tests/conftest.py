@@ -7,14 +7,15 @@ them in CI (CI=true), where .ci/run has started every service.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from shared.migrate import upgrade
 from shared.settings import get_settings
+from tests.databases import DatabaseUnreachable, throwaway_database
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_URL = os.environ.get(
@@ -55,26 +56,12 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"topicq_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "absent"
-        admin.dispose()
-        service_missing("PostgreSQL", exc)
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    from shared.db import get_engine
-
-    get_engine(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_database(PG_ADMIN_URL, "topicq_test"))
+        except DatabaseUnreachable as exc:
+            service_missing("PostgreSQL", exc)
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -7,11 +7,27 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from shared.db import Result, session_scope
+
+
+def worker_env(db_url: str, redis_url: str, home: Path, **overrides: str) -> dict[str, str]:
+    """Settings of a test worker: a queue of its own (concurrent runs never share one), small
+    batches, and timeouts short enough for redelivery and retries to happen within seconds."""
+    env = {
+        "DATABASE_URL": db_url, "REDIS_URL": redis_url, "EMBEDDER": "fake",
+        "MODEL_DIR": str(home / "models"), "TOPICQ_HOME": str(home / "home"),
+        "QUEUE": f"topicq-test-{uuid.uuid4().hex[:8]}",
+        "BATCH_SIZE": "16", "BATCH_WAIT_S": "0.3",
+        "VISIBILITY_TIMEOUT_S": "8", "MODEL_REFRESH_S": "0.5",
+        "RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1",
+    }
+    env.update(overrides)
+    return env
 
 
 class WorkerProcess:

@@ -219,7 +219,7 @@ def run_training(
     _check_trainable(train, test)
     upgrade(settings.db_url)
     overrides = (("hidden", hidden), ("epochs", epochs), ("self_training", self_training))
-    config = TrainConfig(**{key: value for key, value in overrides if value is not None})
+    config = TrainConfig(**{key: value for key, value in overrides if value is not None})  # type: ignore[arg-type]
     inputs, stats, embedder_id, embedder_dim = prepare_inputs(settings, config, train.texts + test.texts,
                                                               progress, embedder=embedder)
     x_train, x_test = inputs.take(slice(0, len(train))), inputs.take(slice(len(train), None))

@@ -119,7 +119,7 @@ class Channel(kombu_redis.Channel):
             super()._brpop_start(timeout)
             return
         self._in_poll = self.client.connection
-        self._brpop_sent_at = kombu_redis.monotonic()
+        self._brpop_sent_at = kombu_redis.monotonic()  # type: ignore[assignment]
         wait = self.brpop_timeout if timeout is None else timeout
         self.client.connection.send_command("BLMOVE", queue, inflight_key(queue, self.sep),
                                             "RIGHT", "LEFT", wait or 0)
@@ -139,7 +139,7 @@ class Channel(kombu_redis.Channel):
             self._deliver_moved(queue, raw)
             return True
         finally:
-            self._in_poll = None
+            self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
 
     def _deliver_moved(self, queue: str, raw: bytes) -> None:

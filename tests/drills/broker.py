@@ -21,9 +21,8 @@ from tests.drills.harness import (
     ledger,
     prepare_database,
     settings_for,
+    settle,
     stream,
-    wait_drained,
-    wait_for,
 )
 from tests.drills.kill import make_posts
 from tests.drills.services import PrivateRedis, fresh_database
@@ -69,10 +68,7 @@ def run(size: BrokerSize, workdir: Path) -> DrillResult:
                 if n + 1 < size.restarts:
                     time.sleep(size.every_s)
             sender.join()
-            wait_for(db_url, size.posts, timeout=120 + size.posts / 20, stall_s=40)
-            time.sleep(1)
-            alive = worker.alive()
-            left = wait_drained(settings.redis_url, settings.queue)
+            alive, left = settle(worker, settings, size.posts, timeout=120 + size.posts / 20, stall_s=40)
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])

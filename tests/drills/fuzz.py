@@ -21,8 +21,7 @@ from tests.drills.harness import (
     ledger,
     prepare_database,
     settings_for,
-    wait_drained,
-    wait_for,
+    settle,
 )
 from tests.drills.services import PrivateRedis, fresh_database
 
@@ -70,10 +69,7 @@ def run(size: FuzzSize, workdir: Path) -> DrillResult:
         try:
             send(cases, settings)
             with_rows = [c for c in cases if c.expect in ("done", "rejected")]
-            wait_for(db_url, len(with_rows), timeout=120 + len(cases) / 20, stall_s=30)
-            time.sleep(1)
-            alive = worker.alive()
-            left = wait_drained(settings.redis_url, settings.queue)
+            alive, left = settle(worker, settings, len(with_rows), timeout=120 + len(cases) / 20, stall_s=30)
         finally:
             worker.stop()
         book = ledger(db_url, [str(c.post_id) for c in with_rows])

@@ -263,15 +263,18 @@ def problems_in_log(log: str) -> list[str]:
 
 
 def queue_left(redis_url: str, queue: str) -> dict[str, int]:
-    """Messages still waiting in the queue or unacknowledged: both 0 when a drill is over."""
+    """Messages still queued, in flight or unacknowledged: all 0 when a drill is over."""
     import redis
 
+    from worker.transport import inflight_key
+
     with redis.Redis.from_url(redis_url) as client:
-        return {"queued": int(client.llen(queue)), "unacked": int(client.hlen("unacked"))}
+        return {"queued": int(client.llen(queue)), "in_flight": int(client.llen(inflight_key(queue))),
+                "unacked": int(client.hlen("unacked"))}
 
 
 def wait_drained(redis_url: str, queue: str, timeout: float = 25.0) -> dict[str, int]:
-    """`queue_left` once both are 0, or after `timeout`: a restored duplicate may still be in flight
+    """`queue_left` once all are 0, or after `timeout`: a restored duplicate may still be in flight
     after the last row (redelivery comes VISIBILITY_TIMEOUT_S plus a sweep after the fault)."""
     deadline = time.monotonic() + timeout
     left = queue_left(redis_url, queue)
@@ -279,6 +282,14 @@ def wait_drained(redis_url: str, queue: str, timeout: float = 25.0) -> dict[str,
         time.sleep(0.5)
         left = queue_left(redis_url, queue)
     return left
+
+
+def settle(worker: DrillWorker, settings: Settings, expected: int, *, timeout: float, stall_s: float,
+           pause_s: float = 1.0) -> tuple[bool, dict[str, int]]:
+    """Wait for `expected` rows, then for Redis to drain: (worker alive, messages left in Redis)."""
+    wait_for(settings.db_url, expected, timeout=timeout, stall_s=stall_s)
+    time.sleep(pause_s)  # a late redelivery, if any, writes now
+    return worker.alive(), wait_drained(settings.redis_url, settings.queue)
 
 
 def clean_environment() -> dict[str, str]:

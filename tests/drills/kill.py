@@ -21,7 +21,7 @@ from tests.drills.harness import (
     prepare_database,
     queue_left,
     settings_for,
-    wait_drained,
+    settle,
     wait_for,
 )
 from tests.drills.services import PrivateRedis, fresh_database
@@ -77,10 +77,8 @@ def run(size: KillSize, workdir: Path) -> DrillResult:
                 worker.start()
                 wait_for(db_url, written + 1, timeout=60)  # the restarted worker moves before the next kill
             # Redelivery needs VISIBILITY_TIMEOUT_S plus a restore sweep after the last kill.
-            wait_for(db_url, size.posts, timeout=300 + size.posts / 20, stall_s=60)
-            time.sleep(2)  # a late redelivery, if any, would write now
-            alive = worker.alive()
-            left = wait_drained(settings.redis_url, settings.queue)
+            alive, left = settle(worker, settings, size.posts, timeout=300 + size.posts / 20, stall_s=60,
+                                 pause_s=2)
             again = backfill(posts, settings=settings)
         finally:
             worker.stop()

@@ -25,8 +25,8 @@ from tests.drills.harness import (
     ledger,
     prepare_database,
     settings_for,
+    settle,
     stream,
-    wait_drained,
     wait_for,
 )
 from tests.drills.kill import make_posts
@@ -65,10 +65,7 @@ def run(size: OutageSize, workdir: Path) -> DrillResult:
             database.outage(size.outage_s)
             rows_after = wait_for(db_url, 0, timeout=0)
             sender.join()
-            wait_for(db_url, size.posts, timeout=120 + size.outage_s * 3, stall_s=30)
-            time.sleep(1)
-            alive = worker.alive()
-            left = wait_drained(settings.redis_url, settings.queue)
+            alive, left = settle(worker, settings, size.posts, timeout=120 + size.outage_s * 3, stall_s=30)
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])

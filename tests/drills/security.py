@@ -31,9 +31,8 @@ from tests.drills.harness import (
     prepare_database,
     problems_in_log,
     settings_for,
+    settle,
     stream,
-    wait_drained,
-    wait_for,
 )
 from tests.drills.kill import make_posts
 from tests.drills.services import PrivateRedis, fresh_database
@@ -79,10 +78,7 @@ def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
                                                          content_type="application/x-python-serialize",
                                                          body=evil))
             stream(settings, posts, size.send_s, 0, errors)
-            wait_for(db_url, size.posts, timeout=90, stall_s=30)
-            time.sleep(1)
-            alive = worker.alive()
-            left = wait_drained(settings.redis_url, settings.queue)
+            alive, left = settle(worker, settings, size.posts, timeout=90, stall_s=30)
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])

@@ -19,10 +19,11 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.databases import DatabaseUnreachable, throwaway_database
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 SHARED_PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -198,25 +199,8 @@ class PrivatePostgres:
 @contextmanager
 def fresh_database(admin_url: str = SHARED_PG_URL) -> Iterator[str]:
     """A new database on the shared PostgreSQL, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"topicq_drill_{uuid.uuid4().hex[:10]}"
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        admin.dispose()
-        raise ServiceUnavailable(f"PostgreSQL at {make_url(admin_url).render_as_string()} "
-                                 f"is not reachable: {exc}") from None
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        from shared.db import get_engine
-
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        with throwaway_database(admin_url, "topicq_drill") as url:
+            yield url
+    except DatabaseUnreachable as exc:
+        raise ServiceUnavailable(str(exc)) from None

@@ -22,9 +22,8 @@ from tests.drills.harness import (
     install_ledger,
     ledger,
     settings_for,
+    settle,
     stream,
-    wait_drained,
-    wait_for,
 )
 from tests.drills.kill import make_posts
 from tests.drills.services import PrivateRedis, fresh_database
@@ -81,10 +80,7 @@ def run(size: StormSize, workdir: Path) -> DrillResult:
         try:
             sender.start()
             sender.join()
-            wait_for(db_url, size.posts, timeout=120 + size.posts / 10, stall_s=45)
-            time.sleep(1)
-            alive = worker.alive()
-            left = wait_drained(settings.redis_url, settings.queue)
+            alive, left = settle(worker, settings, size.posts, timeout=120 + size.posts / 10, stall_s=45)
         finally:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])

@@ -31,7 +31,7 @@ def test_redis_with_a_password_works_end_to_end_and_the_password_stays_out_of_lo
     book = found["book"]
     assert found["alive"] and not found["errors"] and not found["problems"], found
     assert book.lost == [] and book.statuses == {"done": 200}, found
-    assert found["left"] == {"queued": 0, "unacked": 0}
+    assert found["left"] == {"queued": 0, "in_flight": 0, "unacked": 0}
     assert found["password_in_log"] == 0 and found["log_lines"] > 50
     assert not found["open_door"]
     assert found["pickle_refused_in_log"] and not found["pickled_row"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from shared.embedders.fake_gemini import FakeGemini, running_fake_gemini
 from shared.embedders.gemini import GeminiEmbedder
 from shared.settings import Settings
 from tests.factories import labelled_posts, register_fake_model
-from tests.worker_process import WorkerProcess, count_rows, wait_for_rows
+from tests.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
 from worker.client import Producer
 
 pytestmark = pytest.mark.integration
@@ -44,23 +43,9 @@ def fake() -> Iterator[FakeGemini]:
 
 @pytest.fixture
 def env(postgres_url: str, redis_url: str, fake: FakeGemini, tmp_path: Path) -> dict[str, str]:
-    return {
-        "DATABASE_URL": postgres_url, "REDIS_URL": redis_url,
-        "EMBEDDER": "gemini", "GEMINI_API_KEY": KEY, "GEMINI_BASE_URL": fake.base_url,
-        "GEMINI_TIMEOUT_S": "5", "GEMINI_RPM": "100000", "GEMINI_RETRIES": "1",
-        "MODEL_DIR": str(tmp_path / "models"), "TOPICQ_HOME": str(tmp_path / "home"),
-        "QUEUE": f"topicq-gemini-{uuid.uuid4().hex[:8]}",
-        "BATCH_SIZE": "16", "BATCH_WAIT_S": "0.3",
-        "VISIBILITY_TIMEOUT_S": "20", "MODEL_REFRESH_S": "0.5",
-        "RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1",
-    }
-
-
-@pytest.fixture
-def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return Settings()
+    return worker_env(postgres_url, redis_url, tmp_path, EMBEDDER="gemini", GEMINI_API_KEY=KEY,
+                      GEMINI_BASE_URL=fake.base_url, GEMINI_TIMEOUT_S="5", GEMINI_RPM="100000",
+                      GEMINI_RETRIES="1", VISIBILITY_TIMEOUT_S="20")
 
 
 @pytest.fixture

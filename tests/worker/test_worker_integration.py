@@ -20,7 +20,7 @@ from shared import registry
 from shared.db import Result, session_scope
 from shared.settings import Settings
 from tests.factories import labelled_posts, register_fake_model
-from tests.worker_process import WorkerProcess, count_rows, wait_for_rows
+from tests.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
 from worker.app import CLASSIFY_TASK
 from worker.client import Producer
 
@@ -29,21 +29,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def env(postgres_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "DATABASE_URL": postgres_url, "REDIS_URL": redis_url, "EMBEDDER": "fake",
-        "MODEL_DIR": str(tmp_path / "models"), "TOPICQ_HOME": str(tmp_path / "home"),
-        "QUEUE": f"topicq-test-{uuid.uuid4().hex[:8]}",  # concurrent runs never share a queue
-        "BATCH_SIZE": "16", "BATCH_WAIT_S": "0.3",
-        "VISIBILITY_TIMEOUT_S": "8", "MODEL_REFRESH_S": "0.5",
-        "RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1",
-    }
-
-
-@pytest.fixture
-def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return Settings()
+    return worker_env(postgres_url, redis_url, tmp_path)
 
 
 @pytest.fixture
