@@ -3,7 +3,15 @@ worker and the producer reconnect by themselves and every post gets exactly one 
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+from tests.conftest import service_missing
 from tests.drills import broker
+from tests.drills.harness import DrillWorker, base_env, count_rows, prepare_database, settings_for, wait_for
+from tests.drills.kill import make_posts
+from tests.drills.services import PrivateRedis, ServiceUnavailable, fresh_database
+from worker.client import Producer
 
 
 def test_broker_crash_and_restart_loses_nothing(drill) -> None:
@@ -14,3 +22,36 @@ def test_broker_crash_and_restart_loses_nothing(drill) -> None:
     assert result.lost == 0 and result.duplicates == 0, result.describe()
     assert result.statuses.get("done") == 300, result.describe()
     assert result.failures == [], result.describe()
+
+
+def test_a_short_tail_is_flushed_after_the_broker_comes_back(tmp_path: Path) -> None:
+    """Celery drops the event loop's timers on a reconnect; the batch flush timer must start again,
+    or posts fewer than a batch would wait in the buffer forever."""
+    try:
+        with PrivateRedis(aof=True) as redis_server, fresh_database() as db_url:
+            env = base_env(db_url=db_url, redis_url=redis_server.url(), workdir=tmp_path,
+                           BATCH_SIZE="16", BATCH_WAIT_S="2")
+            settings = settings_for(env)
+            prepare_database(db_url, settings.models_path)
+            worker = DrillWorker(env, tmp_path, "tail")
+            worker.start()
+            try:
+                before, after = make_posts(2, "before"), make_posts(2, "after")
+                producer = Producer(settings)
+                for post in before:  # buffered, the flush timer armed
+                    producer.send(producer.validate(post["id"], post["text"]))
+                producer.close()
+                time.sleep(1.0)  # the worker takes them into its buffer; the flush is 2 s away
+                redis_server.stop(hard=True)
+                redis_server.start()
+                producer = Producer(settings)
+                for post in after:
+                    producer.send(producer.validate(post["id"], post["text"]))
+                producer.close()
+                rows = wait_for(db_url, 4, timeout=60, stall_s=30)
+            finally:
+                worker.stop()
+            assert rows == 4 and count_rows(db_url) == 4, worker.all_logs()[-3000:]
+    except ServiceUnavailable as exc:
+        service_missing("a drill service", exc)
+        raise
