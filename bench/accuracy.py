@@ -93,13 +93,13 @@ def tfidf_svc(split: Split, seed: int, settings: Any) -> list[str]:
 
 
 def topicq_variant(default: bool = False, **changes: Any) -> Runner:
-    """The trainer's own path: its default TrainConfig, or the embedding-only model with `changes`."""
+    """The trainer's own path: its default TrainConfig or the embedding-only model, with `changes`."""
 
     def run(split: Split, seed: int, settings: Any) -> list[str]:
         from trainer.train import TrainConfig, fit_classifier, prepare_inputs
 
         embedding_only = TrainConfig(lexical=0, self_training=1.0)  # the default before the levers
-        config = TrainConfig() if default else replace(embedding_only, **changes)
+        config = replace(TrainConfig() if default else embedding_only, **changes)
         inputs = prepare_inputs(settings, config, split.train.texts + split.test.texts, progress=False)[0]
         n = len(split.train)
         unlabeled = None
@@ -127,6 +127,10 @@ def variants() -> dict[str, Runner]:
         "chunked + words (mean) + self-training": topicq_variant(
             embedder="local-chunked", lexical=50_000, lexical_scale=10.0, lexical_join="mean",
             self_training=0.9),
+        "default with hidden 128": topicq_variant(default=True, hidden=128),
+        "default with hidden 512": topicq_variant(default=True, hidden=512),
+        "default with dropout 0.5": topicq_variant(default=True, dropout=0.5),
+        "default with self-training p >= 0.8": topicq_variant(default=True, self_training=0.8),
     }
 
 
@@ -235,6 +239,11 @@ NOTES = {
                                     "with the word layer's weights drawn at random, before they started "
                                     "from zero as they do now; the `topicq default` row is the final code)",
     "chunked + words (mean) + self-training": "all three",
+    "default with hidden 128": "the default with Dense(128) instead of 256 in the embedding branch",
+    "default with hidden 512": "the default with Dense(512)",
+    "default with dropout 0.5": "the default with Dropout(0.5) instead of 0.2",
+    "default with self-training p >= 0.8": "the default, self-training on posts labelled with p >= 0.8 "
+                                       "instead of 0.9",
 }
 
 
