@@ -113,22 +113,30 @@ def pids_named(*names: str) -> list[int]:
 
 
 class CpuMeter:
-    """CPU seconds spent by named groups of processes between `start()` and `stop()`."""
+    """CPU seconds spent by named groups of processes between `start()` and `stop()`.
+
+    A process that ends in between is left out (its last CPU time is unknown), so a group's
+    figure is a lower bound, never negative.
+    """
 
     def __init__(self, groups: dict[str, list[int]]) -> None:
         self.groups = groups
-        self._before: dict[str, float] = {}
+        self._before: dict[int, float] = {}
         self._machine = 0.0
 
-    def _sample(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
-
     def start(self) -> None:
-        self._before, self._machine = self._sample(), _machine_busy()
+        self._before = {pid: cpu_seconds(pid) for pids in self.groups.values() for pid in pids}
+        self._machine = _machine_busy()
 
     def stop(self) -> dict[str, float]:
-        after = self._sample()
-        used = {name: round(after[name] - self._before.get(name, 0.0), 2) for name in after}
+        used = {}
+        for name, pids in self.groups.items():
+            spent = 0.0
+            for pid in pids:
+                now = cpu_seconds(pid)
+                if now > 0.0:  # 0: the process is gone
+                    spent += now - self._before.get(pid, 0.0)
+            used[name] = round(spent, 2)
         used["whole machine"] = round(_machine_busy() - self._machine, 2)
         return used
 

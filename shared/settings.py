@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     gemini_model: str = "gemini-embedding-001"
     gemini_dim: int = 768  # the tutorial's size: 4x cheaper to store than 3,072, same accuracy
     gemini_timeout_s: float = 30.0
-    gemini_max_in_flight: int = 4  # concurrent calls per worker
+    gemini_max_in_flight: int = 8  # concurrent calls per worker (one per thread at `topicq worker -c 8`)
     gemini_rpm: int = 3000  # quota: texts (requests) per minute across all workers
     gemini_tpm: int = 1_000_000  # quota: tokens per minute across all workers
     # SDK retries (with backoff) of 5xx, timeouts and dropped connections before we give up.
