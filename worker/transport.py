@@ -86,13 +86,13 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    _shared_client: Any = None  # class defaults: kombu's __init__ may talk to Redis before ours runs
+    _moving_from: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # delivery tag -> (in-flight list, raw message) between BLMOVE and the unacked record
         self.inflight: dict[str, tuple[str, bytes]] = {}
-        self._moving_from: str | None = None
-        self._shared_client: Any = None
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
