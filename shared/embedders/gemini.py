@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +32,8 @@ from shared.errors import (
 )
 from shared.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, estimate_tokens
 from shared.settings import Settings
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -172,17 +175,29 @@ class GeminiEmbedder(Embedder):
 
     def _call(self, batch: list[str]) -> np.ndarray:
         """One batchEmbedContents call, waiting out short 429s; our errors only."""
-        waits = 0
-        while True:
-            self._wait_for_cooldown()
+
+        def take_quota() -> None:
             if self._limiter is not None:
                 self._limiter.acquire(len(batch), sum(estimate_tokens(text) for text in batch))
                 self._wait_for_cooldown()  # a 429 may have come in while this call queued
+
+        def embed() -> np.ndarray:
+            contents, config = self._request(batch)
+            response = self._get_client().models.embed_content(
+                model=self.model, contents=contents, config=config)
+            return self._rows(response, len(batch))
+
+        return self._attempt(embed, before=take_quota)
+
+    def _attempt(self, call: Callable[[], T], before: Callable[[], None] | None = None) -> T:
+        """`call()` after any cool-down (and `before`), short 429s waited out; our errors only."""
+        waits = 0
+        while True:
+            self._wait_for_cooldown()
+            if before is not None:
+                before()
             try:
-                contents, config = self._request(batch)
-                response = self._get_client().models.embed_content(
-                    model=self.model, contents=contents, config=config)
-                return self._rows(response, len(batch))
+                return call()
             except Exception as exc:  # noqa: BLE001 - this is the boundary: translate everything
                 error = translate(exc, secret=self._api_key, model=self.model,
                                   timeout_s=self.timeout_s, daily_backoff_s=self.daily_backoff_s)

@@ -25,8 +25,8 @@ import numpy as np
 
 from shared.embedders.base import EmbedOutcome, l2_normalise
 from shared.embedders.gemini import GeminiEmbedder, takes_task_type
-from shared.embedders.gemini_errors import mask, translate
-from shared.errors import RateLimitedError, TransientError
+from shared.embedders.gemini_errors import mask
+from shared.errors import TransientError
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,23 +82,14 @@ class GeminiBatchEmbedder(GeminiEmbedder):
         return EmbedOutcome(vectors, rejected)
 
     def _sdk(self, call: Callable[[], Any]) -> Any:
-        """One SDK call, short 429s waited out, errors translated."""
-        waits = 0
-        while True:
-            self._wait_for_cooldown()
-            try:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=r".*is experimental")
-                    return call()
-            except Exception as exc:  # noqa: BLE001 - the boundary: translate everything
-                error = translate(exc, secret=self._api_key, model=self.model, timeout_s=self.timeout_s,
-                                  daily_backoff_s=self.daily_backoff_s)
-            if isinstance(error, RateLimitedError) and error.retry_after and waits < self.max_429_waits \
-                    and error.retry_after <= self.wait_429_s:
-                self._cool_down(error.retry_after)
-                waits += 1
-                continue
-            raise error from None
+        """One SDK call, short 429s waited out, errors translated; the SDK's experimental notice muted."""
+
+        def quietly() -> Any:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*is experimental")
+                return call()
+
+        return self._attempt(quietly)
 
     def _submit(self, batch: list[str]) -> str:
         from google.genai import types
