@@ -13,7 +13,7 @@ from shared import registry
 from shared.errors import InvalidPostError, ModelError
 from shared.settings import Settings
 from worker.client import Producer, chunked
-from worker.payload import Post
+from worker.payload import Post, parse_post
 from worker.rows import done_ids
 
 
@@ -27,37 +27,56 @@ class BackfillReport:
     model_version: int | None = None
 
 
-def backfill(posts: Iterable[dict], *, settings: Settings, dry_run: bool = False,
-             chunk_size: int | None = None, progress: Callable[[int], object] | None = None,
-             on_invalid: Callable[[InvalidPostError], None] | None = None) -> BackfillReport:
-    """Validate and send `{"id", "text", "metadata"}` dicts in chunks; returns counts."""
+def production_version(settings: Settings) -> int:
+    """The version a backfill classifies with: MODEL_NAME's MODEL_ALIAS."""
     version = registry.resolve(settings.db_url, name=settings.model_name, alias=settings.model_alias)
     if version is None:
         raise ModelError(f"no {settings.model_alias!r} version of model {settings.model_name!r} "
                          "to backfill with: train one with `topicq train ... --promote`")
+    return version
+
+
+def backfill_in_chunks(posts: Iterable[dict], *, settings: Settings, version: int, chunk_size: int,
+                       handle: Callable[[list[Post]], object], dry_run: bool = False,
+                       progress: Callable[[int], object] | None = None,
+                       on_invalid: Callable[[InvalidPostError], None] | None = None) -> BackfillReport:
+    """Validate every post first, then hand each chunk's posts without a `done` row to `handle`."""
     report = BackfillReport(model_version=version)
+    valid: list[Post] = []
+    for raw in posts:
+        report.total += 1
+        try:
+            valid.append(parse_post({"id": raw.get("id"), "text": raw.get("text"),
+                                     "metadata": raw.get("metadata") or {}},
+                                    max_text_chars=settings.max_text_chars))
+        except InvalidPostError as exc:
+            report.invalid += 1
+            if on_invalid:
+                on_invalid(exc)
+    for chunk in chunked(valid, chunk_size):
+        done = done_ids(settings.db_url, model_name=settings.model_name, model_version=version,
+                        post_ids=[p.id for p in chunk])
+        todo = [p for p in chunk if p.id not in done]
+        report.skipped_done += len(chunk) - len(todo)
+        if todo and not dry_run:
+            handle(todo)
+            report.chunks += 1
+        report.sent += len(todo)
+        if progress:
+            progress(len(chunk))
+    return report
+
+
+def backfill(posts: Iterable[dict], *, settings: Settings, dry_run: bool = False,
+             chunk_size: int | None = None, progress: Callable[[int], object] | None = None,
+             on_invalid: Callable[[InvalidPostError], None] | None = None) -> BackfillReport:
+    """Validate and send `{"id", "text", "metadata"}` dicts in chunks; returns counts."""
+    version = production_version(settings)
     producer = Producer(settings)
     try:
-        valid: list[Post] = []
-        for raw in posts:
-            report.total += 1
-            try:
-                valid.append(producer.validate(raw.get("id"), raw.get("text"), raw.get("metadata")))
-            except InvalidPostError as exc:
-                report.invalid += 1
-                if on_invalid:
-                    on_invalid(exc)
-        for chunk in chunked(valid, chunk_size or settings.backfill_chunk):
-            done = done_ids(settings.db_url, model_name=settings.model_name, model_version=version,
-                            post_ids=[p.id for p in chunk])
-            todo = [p for p in chunk if p.id not in done]
-            report.skipped_done += len(chunk) - len(todo)
-            if todo and not dry_run:
-                producer.send_chunk(todo)
-                report.chunks += 1
-            report.sent += len(todo)
-            if progress:
-                progress(len(chunk))
+        return backfill_in_chunks(posts, settings=settings, version=version,
+                                  chunk_size=chunk_size or settings.backfill_chunk,
+                                  handle=producer.send_chunk, dry_run=dry_run, progress=progress,
+                                  on_invalid=on_invalid)
     finally:
         producer.close()
-    return report
