@@ -100,14 +100,14 @@ def topicq_variant(default: bool = False, **changes: Any) -> Runner:
 
         embedding_only = TrainConfig(lexical=0, self_training=1.0)  # the default before the levers
         config = replace(TrainConfig() if default else embedding_only, **changes)
-        inputs = prepare_inputs(settings, config, split.train.texts + split.test.texts, progress=False)[0]
-        n = len(split.train)
-        unlabeled = None
-        if config.self_training < 1.0 and split.unlabeled:
-            unlabeled = prepare_inputs(settings, config, split.unlabeled, progress=False)[0]
+        pool = split.unlabeled if config.self_training < 1.0 else []
+        # One pass, so the embedder is built once: training, test, then unlabeled posts.
+        inputs = prepare_inputs(settings, config, split.train.texts + split.test.texts + pool,
+                                progress=False)[0]
+        n, seen = len(split.train), len(split.train) + len(split.test)
         model = fit_classifier(config, inputs.take(slice(0, n)), split.train.labels, seed=seed,
-                               unlabeled=unlabeled)
-        test = inputs.take(slice(n, None))
+                               unlabeled=inputs.take(slice(seen, None)) if pool else None)
+        test = inputs.take(slice(n, seen))
         return [str(p) for p in model.predict(test.vectors, test.texts)]
 
     return run

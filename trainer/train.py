@@ -220,14 +220,13 @@ def run_training(
     upgrade(settings.db_url)
     overrides = (("hidden", hidden), ("epochs", epochs), ("self_training", self_training))
     config = TrainConfig(**{key: value for key, value in overrides if value is not None})  # type: ignore[arg-type]
-    inputs, stats, embedder_id, embedder_dim = prepare_inputs(settings, config, train.texts + test.texts,
-                                                              progress, embedder=embedder)
-    x_train, x_test = inputs.take(slice(0, len(train))), inputs.take(slice(len(train), None))
-    unlabeled = None
-    if config.self_training < 1.0:
-        pool = spec.unlabeled_pool(train)
-        if pool:
-            unlabeled = prepare_inputs(settings, config, pool, progress, embedder=embedder)[0]
+    pool = spec.unlabeled_pool(train) if config.self_training < 1.0 else []
+    # One pass, so the embedder is built once: training, test, then unlabeled posts.
+    inputs, stats, embedder_id, embedder_dim = prepare_inputs(
+        settings, config, train.texts + test.texts + pool, progress, embedder=embedder)
+    seen = len(train) + len(test)
+    x_train, x_test = inputs.take(slice(0, len(train))), inputs.take(slice(len(train), seen))
+    unlabeled = inputs.take(slice(seen, None)) if pool else None
     try:
         classifier = fit_classifier(config, x_train, train.labels, seed=seed, unlabeled=unlabeled)
     except ValueError as exc:  # e.g. too few posts per class for the validation split
