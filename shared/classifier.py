@@ -75,16 +75,16 @@ class TopicClassifier:
 
         keras.utils.set_random_seed(self.seed)
         embedding = keras.Input(shape=(dim,), name="embedding")
+        hidden = keras.layers.Dense(self.hidden, activation="relu", name="hidden")(embedding)
+        hidden = keras.layers.Dropout(self.dropout, name="dropout")(hidden)
+        loss: Any = keras.losses.SparseCategoricalCrossentropy()
+        metrics: list[str] | None = ["accuracy"]
         if not n_words:
-            hidden = keras.layers.Dense(self.hidden, activation="relu", name="hidden")(embedding)
-            hidden = keras.layers.Dropout(self.dropout, name="dropout")(hidden)
             outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
             model = keras.Model(embedding, outputs)
         else:
             words = keras.Input(shape=(n_words,), sparse=True, name="words")
             regularizer = keras.regularizers.L2(self.lexical_l2) if self.lexical_l2 else None
-            hidden = keras.layers.Dense(self.hidden, activation="relu", name="hidden")(embedding)
-            hidden = keras.layers.Dropout(self.dropout, name="dropout")(hidden)
             embedding_scores = keras.layers.Dense(n_classes, name="embedding_scores")(hidden)
             # From zero, as a linear model starts: random weights over a small vocabulary would
             # give confident random scores that the few epochs of a small run cannot undo.
@@ -102,14 +102,9 @@ class TopicClassifier:
                 self.serving_ = keras.Model([embedding, words], keras.layers.Average(name="probabilities")(
                     [by_embedding, by_words]))
                 model = keras.Model([embedding, words], [by_embedding, by_words])
-                model.compile(optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
-                              loss=[keras.losses.SparseCategoricalCrossentropy()] * 2)
-                return model
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=["accuracy"],
-        )
+                loss, metrics = [loss, loss], None
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate), loss=loss,
+                      metrics=metrics)
         return model
 
     def _inputs(self, x: np.ndarray, texts: list[str] | None, dense: bool = False) -> Any:

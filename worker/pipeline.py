@@ -85,9 +85,8 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
     batch_id = uuid.uuid4().hex
     texts = [preprocess(p.text) for p in posts]
     vectors, rejected = embed_with_cache(cache_url, embedder, texts)
-    # A model that reads words gets the preprocessed texts too (rejected posts' rows are ignored).
-    probabilities = (model.classifier.predict_proba(vectors, texts) if model.classifier.uses_text
-                     else model.classifier.predict_proba(vectors))
+    # The texts serve a model that reads words; rejected posts' rows are ignored.
+    probabilities = model.classifier.predict_proba(vectors, texts)
     labels = [str(label) for label in model.classifier.classes_]
     rows = []
     for i, post in enumerate(posts):
