@@ -71,9 +71,11 @@ class Settings(BaseSettings):
     broker_retry_s: float = 30.0
 
     queue: str = "topicq"
+    dead_letter_max: int = 10_000  # newest malformed messages kept in `<queue>.dead`
     cache_embeddings: bool = True  # workers reuse embeddings of texts seen before
 
-    @field_validator("batch_size", "backfill_chunk", "max_text_chars", "max_retries")
+    @field_validator("batch_size", "backfill_chunk", "max_text_chars", "max_retries",
+                     "dead_letter_max")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

@@ -56,6 +56,11 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "unacked_mutex_expire": 30,
             # One key per queue (no priority sub-queues), so the worker waits on it with BLMOVE.
             "priority_steps": [0],
+            # Anything on the list that is not a well-formed message for these tasks goes to
+            # `<queue>.dead` (worker/transport.py); posts with a usable id get a `rejected` row.
+            "accepted_tasks": [CLASSIFY_TASK, CLASSIFY_CHUNK_TASK],
+            "dead_letter_hook": "worker.dead_letters:record_rejected",
+            "dead_letter_max": settings.dead_letter_max,
         },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

@@ -1,8 +1,9 @@
 """The post payload: what producers send and what workers accept.
 
 Message body (JSON, Celery task `topicq.classify`, queue `topicq`), kwargs:
-    {"id": "p-1", "text": "...", "metadata": {...}}      metadata optional
-`attempt` is added by workers when they send a post again after a transient failure.
+    {"id": "p-1", "text": "...", "metadata": {...}}      metadata optional (null = none)
+Any other field is refused. How often a post was delivered is not part of the
+payload: workers keep it in a message header (worker/envelope.py, ATTEMPT_HEADER).
 
 Everything accepted here must be storable as it is: PostgreSQL refuses NUL
 characters in text columns and NaN/Infinity in JSON, and no database driver
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from shared.errors import InvalidPostError
 
@@ -71,7 +72,18 @@ class Post(BaseModel):
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     text: str
     metadata: dict[str, Any] = Field(default_factory=dict)
-    attempt: int = Field(default=0, ge=0)
+    # Deliveries before this one; set by the worker from the message header, never from the payload.
+    _attempt: int = PrivateAttr(default=0)
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
+    def delivered(self, attempt: int) -> Post:
+        """This post as delivered for the `attempt`-th time before (0 = first delivery)."""
+        copy = self.model_copy()
+        copy._attempt = attempt
+        return copy
 
     @field_validator("id", mode="before")
     @classmethod
@@ -99,6 +111,8 @@ class Post(BaseModel):
     @field_validator("metadata", mode="before")
     @classmethod
     def _metadata_is_storable(cls, value: Any) -> Any:
+        if value is None:  # JSON null: no metadata
+            return {}
         if isinstance(value, dict):
             _check_json(value)
         return value
@@ -107,8 +121,6 @@ class Post(BaseModel):
         body: dict[str, Any] = {"id": self.id, "text": self.text}
         if self.metadata:
             body["metadata"] = self.metadata
-        if self.attempt:
-            body["attempt"] = self.attempt
         return body
 
 
@@ -132,7 +144,7 @@ def guess_id(raw: Any) -> str | None:
     return None
 
 
-def parse_post(raw: Any, *, max_text_chars: int) -> Post:
+def parse_post(raw: Any, *, max_text_chars: int, attempt: int = 0) -> Post:
     """Validate one payload; InvalidPostError (with the id when known) says what is wrong."""
     if not isinstance(raw, dict):
         raise InvalidPostError(f"payload must be a JSON object, got {type(raw).__name__}")
@@ -146,7 +158,7 @@ def parse_post(raw: Any, *, max_text_chars: int) -> Post:
             f"({max_text_chars:,})",
             post_id=post.id,
         )
-    return post
+    return post.delivered(attempt) if attempt else post
 
 
 def payload_from_call(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> Any:

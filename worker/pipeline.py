@@ -104,20 +104,46 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
 
 
 def _with_attempt(post: Post) -> Post:
-    return post.model_copy(update={"attempt": post.attempt + 1})
+    return post.delivered(post.attempt + 1)
+
+
+def _serving(models: ModelServer,
+             settings: Settings) -> tuple[LoadedModel | None, str, int, TransientError | None]:
+    """The model for this batch, its name and version, or why there is none (a TransientError)."""
+    try:
+        model = models.current()
+        return model, model.meta.name, model.meta.version, None
+    except (TransientError, PermanentError) as exc:
+        # No usable model: posts go round again, and become `failed` (version 0) after
+        # MAX_RETRIES, so that nothing is lost and nothing loops forever.
+        error = exc if isinstance(exc, TransientError) else TransientError(str(exc))
+        return None, settings.model_name, 0, error
+
+
+def reject_ids(post_ids: list[str], reason: str, *, settings: Settings, models: ModelServer) -> None:
+    """Record posts `rejected` by id alone (their message could not be read); TransientError if the
+    database is down."""
+    _, name, version, _ = _serving(models, settings)
+    now = utcnow()
+    write_rows(settings.db_url, [ResultRow(post_id=pid, model_name=name, model_version=version,
+                                           status=REJECTED, error=reason, received_at=now)
+                                 for pid in post_ids])
 
 
 def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, models: ModelServer,
-            cache_embeddings: bool = True) -> BatchReport:
-    """Validate, classify and record a batch; returns what was written and what to retry."""
+            cache_embeddings: bool = True, attempts: list[int] | None = None) -> BatchReport:
+    """Validate, classify and record a batch; returns what was written and what to retry.
+
+    `attempts[i]` is how often payload i was delivered before (from its message header)."""
     received = utcnow()  # when this worker took the batch up; processed_at is set at write
     report = BatchReport()
     valid: list[Post] = []
     invalid: list[tuple[str, str, dict[str, Any] | None]] = []
     invalid_raw: list[dict[str, Any]] = []
-    for raw in payloads:
+    for i, raw in enumerate(payloads):
+        attempt = min(attempts[i], settings.max_retries) if attempts else 0
         try:
-            valid.append(parse_post(raw, max_text_chars=settings.max_text_chars))
+            valid.append(parse_post(raw, max_text_chars=settings.max_text_chars, attempt=attempt))
         except InvalidPostError as exc:
             if exc.post_id is None:
                 log.warning("rejected a post without a usable id: %s", exc)
@@ -126,21 +152,13 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
                 invalid.append((exc.post_id, str(exc), meta))
                 invalid_raw.append(raw)
 
-    model: LoadedModel | None
-    try:
-        model = models.current()
-        name, version = model.meta.name, model.meta.version
-    except (TransientError, PermanentError) as exc:
-        # No usable model: posts go round again, and become `failed` (version 0) after
-        # MAX_RETRIES, so that nothing is lost and nothing loops forever.
-        model, name, version = None, settings.model_name, 0
-        model_error: TransientError = exc if isinstance(exc, TransientError) else TransientError(str(exc))
+    model, name, version, model_error = _serving(models, settings)
 
     rows = [ResultRow(post_id=pid, model_name=name, model_version=version, status=REJECTED,
                       error=reason, metadata=meta) for pid, reason, meta in invalid]
     try:
         if model is None:
-            raise model_error
+            raise model_error or TransientError("no model to serve")
         rows += classify_batch(valid, embedder, model,
                                cache_url=settings.db_url if cache_embeddings else None)
     except DatabaseUnavailableError as exc:

@@ -72,7 +72,9 @@ def write_rows(db_url: str, rows: list[ResultRow]) -> None:
                 _record_unstorable(db_url, row, row_exc)
 
 
-_DATA_ERRORS = (DataError, ValueError, RecursionError)  # ValueError includes UnicodeEncodeError
+# Values the database or its driver refuse: ValueError includes UnicodeEncodeError; OverflowError is
+# an integer too large for the column (SQLite's 64-bit INTEGER).
+_DATA_ERRORS = (DataError, ValueError, OverflowError, RecursionError)
 
 
 def _reason(exc: BaseException) -> str:

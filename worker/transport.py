@@ -15,11 +15,19 @@ BLMOVE waits on one key only, so this path serves a channel consuming one
 queue with one priority step (`priority_steps=[0]`, topicq's setting); any
 other channel falls back to kombu's BRPOP.
 
+With the transport option `accepted_tasks` (topicq's Celery config sets it),
+every message is checked before kombu and Celery see it (worker/envelope.py):
+one that is not a well-formed message for those tasks, or that Celery fails
+to take, is moved to the dead-letter list in the same MULTI that takes it out
+of flight (worker/dead_letters.py), so one bad message can neither stop the
+worker nor come back.
+
     app.conf.broker_transport = "worker.transport:Transport"
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +35,13 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
+from kombu.utils.imports import symbol_by_name
 from kombu.utils.json import loads
+
+from worker import dead_letters
+from worker.envelope import PoisonMessage, inspect
+
+log = logging.getLogger(__name__)
 
 INFLIGHT_SUFFIX = "inflight"
 
@@ -134,7 +148,7 @@ class Channel(kombu_redis.Channel):
             except self.connection_errors:
                 self.client.connection.disconnect()  # the next poll reconnects
                 raise
-            if not raw:
+            if raw is None:  # timed out; an empty string is a (broken) message like any other
                 raise kombu_redis.Empty()
             self._deliver_moved(queue, raw)
             return True
@@ -143,19 +157,67 @@ class Channel(kombu_redis.Channel):
             self._flush_brpop_reauth()
 
     def _deliver_moved(self, queue: str, raw: bytes) -> None:
-        payload = loads(bytes_to_str(raw))
-        tag = payload["properties"]["delivery_tag"]
         key = inflight_key(queue, self.sep)
-        self.inflight[tag] = (key, raw)
         self._queue_cycle.rotate(queue)
+        accepted = self._option("accepted_tasks")
+        if accepted is None:
+            payload = loads(bytes_to_str(raw))
+        else:
+            try:
+                payload = inspect(raw, tasks=frozenset(accepted)).message
+            except PoisonMessage as poison:
+                self._dead_letter(queue, raw, poison.reason, poison.post_ids, inflight=key)
+                return
+        tag = payload["properties"]["delivery_tag"]
+        self.inflight[tag] = (key, raw)
         try:
             self.connection._deliver(payload, queue)
-        except BaseException:
+        except (*self.connection_errors, MemoryError):
             self.inflight.pop(tag, None)  # stays in the in-flight list: the sweep puts it back
             raise
+        except Exception as exc:
+            if accepted is None:
+                self.inflight.pop(tag, None)
+                raise
+            # Well-formed to our eyes, yet Celery could not take it: it must not stop the worker.
+            log.debug("the worker could not take a message", exc_info=True)
+            reason = f"the worker could not take it: {type(exc).__name__}: {str(exc)[:200]}"
+            held = self.inflight.pop(tag, None)
+            self._dead_letter(queue, raw, reason, [], inflight=key if held else None,
+                              unacked_tag=None if held else tag)
+            return
         if self.inflight.pop(tag, None) is not None:  # consumed without acks: nothing to keep
             with self.conn_or_acquire() as client:
                 client.lrem(key, 1, raw)
+
+    def _option(self, name: str) -> Any:
+        return self.connection.client.transport_options.get(name)
+
+    def _dead_letter(self, queue: str, raw: bytes, reason: str, post_ids: list[str], *,
+                     inflight: str | None = None, unacked_tag: str | None = None) -> None:
+        """Move `raw` to the dead-letter list in one MULTI with taking it out of flight (or unacked)."""
+        key = dead_letters.dead_letter_key(queue)
+        record = dead_letters.make_record(raw, reason=reason, queue=queue, post_ids=post_ids)
+        keep = int(self._option("dead_letter_max") or 10_000)
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.lpush(key, record).ltrim(key, 0, keep - 1)
+            if inflight is not None:
+                pipe.lrem(inflight, 1, raw)
+            if unacked_tag is not None:
+                self.qos._remove_from_indices(unacked_tag, pipe)
+            pipe.execute()
+        if unacked_tag is not None:
+            kombu_redis.virtual.QoS.ack(self.qos, unacked_tag)  # forget it locally too
+        ids = f" (post ids: {', '.join(map(ascii, post_ids[:5]))}{', ...' if len(post_ids) > 5 else ''})" \
+            if post_ids else ""
+        log.error("moved a message from queue %r to %r: %s%s", queue, key, reason, ids)
+        hook = self._option("dead_letter_hook")
+        if post_ids and hook:
+            try:
+                symbol_by_name(hook)(post_ids, reason)
+            except Exception as exc:  # noqa: BLE001 - the message is safe in the dead letters
+                log.error("could not record the %d post(s) of a dead letter as rejected: %s",
+                          len(post_ids), exc)
 
     def restore_inflight(self) -> int:
         """Put back messages stranded in the in-flight list longer than the visibility timeout."""

@@ -119,13 +119,15 @@ def test_transient_failures_are_retried_then_recorded_failed(sqlite_url: str, tm
     register_fake_model(sqlite_url, settings.models_path, embedder=embedder)
     models = server_for(settings, embedder)
     payloads: list[dict] = [{"id": "p1", "text": "rocket orbit"}]
+    counts = [0]
     attempts = 0
-    # When each retry is fed back as the worker would send it again
+    # When each retry is fed back as the worker would send it again (attempt count in the header)
     while payloads:
-        report = process(payloads, settings=settings, embedder=embedder, models=models)
+        report = process(payloads, settings=settings, embedder=embedder, models=models, attempts=counts)
         attempts += 1
         assert report.retry_delay_s <= settings.retry_max_s
         payloads = [p.to_message() for p in report.retry]
+        counts = [p.attempt for p in report.retry]
     # Then it was tried MAX_RETRIES times and kept as failed, with its text for retry-failed
     assert attempts == settings.max_retries
     [row] = query_results(sqlite_url)
@@ -139,7 +141,8 @@ def test_transient_failure_then_success_gives_one_done_row(sqlite_url: str, tmp_
     models = server_for(settings, embedder)
     first = process([{"id": "p1", "text": "rocket orbit"}], settings=settings, embedder=embedder, models=models)
     assert [p.attempt for p in first.retry] == [1]
-    process([p.to_message() for p in first.retry], settings=settings, embedder=embedder, models=models)
+    process([p.to_message() for p in first.retry], settings=settings, embedder=embedder, models=models,
+            attempts=[p.attempt for p in first.retry])
     [row] = query_results(sqlite_url)
     assert row["status"] == "done" and row["attempts"] == 2
     assert stats(sqlite_url)["by_status"] == {"done": 1}

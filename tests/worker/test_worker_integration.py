@@ -8,8 +8,8 @@ is SIGKILLed mid-batch, and when a new version is promoted mid-stream.
 
 from __future__ import annotations
 
+import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from shared import registry
 from shared.db import Result, session_scope
 from shared.settings import Settings
 from tests.factories import labelled_posts, register_fake_model
+from tests.wire import raw_message
 from tests.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
 from worker.app import CLASSIFY_TASK
 from worker.client import Producer
@@ -162,27 +163,6 @@ def session_counts(db_url: str) -> list[tuple[int, int]]:
             select(Result.model_version, func.count()).group_by(Result.model_version))]
 
 
-def raw_message(task: str, kwargs: dict, queue: str, content_type: str = "application/json",
-                body: bytes | None = None) -> str:
-    """A Celery protocol-2 message as a service in any language would LPUSH it (README)."""
-    import base64
-    import json
-
-    task_id = str(uuid.uuid4())
-    if body is None:
-        body = json.dumps([[], kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]).encode()
-    return json.dumps({
-        "body": base64.b64encode(body).decode(),
-        "content-encoding": "utf-8" if content_type == "application/json" else "binary",
-        "content-type": content_type,
-        "headers": {"lang": "js", "task": task, "id": task_id, "root_id": task_id, "parent_id": None,
-                    "group": None, "retries": 0, "eta": None, "expires": None},
-        "properties": {"correlation_id": task_id, "delivery_mode": 2, "delivery_tag": str(uuid.uuid4()),
-                       "body_encoding": "base64", "priority": 0,
-                       "delivery_info": {"exchange": "", "routing_key": queue}},
-    })
-
-
 def test_a_hand_built_json_message_is_classified_and_a_pickled_one_refused(
     settings: Settings, model_version: int, env: dict[str, str], workers: list, tmp_path: Path
 ) -> None:
@@ -201,5 +181,8 @@ def test_a_hand_built_json_message_is_classified_and_a_pickled_one_refused(
     time.sleep(2)
     with session_scope(settings.db_url) as session:
         assert list(session.scalars(select(Result.post_id))) == ["from-node"]
-    assert "ContentDisallowed" in worker.log() or "disallowed" in worker.log().lower()
+    # The pickled message waits in the dead-letter list, whole, with the reason.
+    [letter] = [json.loads(e) for e in client.lrange(f"{settings.queue}.dead", 0, -1)]
+    assert "only JSON is accepted" in letter["reason"] and letter["message"].startswith("{")
+    assert "only JSON is accepted" in worker.log()
     assert worker.process.poll() is None
