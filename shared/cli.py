@@ -28,6 +28,7 @@ COMMANDS = {
     "results": "worker.cli:results",
     "stats": "worker.cli:stats",
     "retry-failed": "worker.cli:retry_failed",
+    "dead-letters": "worker.dead_letters_cli:dead_letters_command",
     "demo": "worker.demo_cli:demo",
     "fake-gemini": "shared.embedders.fake_gemini:fake_gemini_command",
 }

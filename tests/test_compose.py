@@ -38,4 +38,5 @@ def test_compose_has_the_services_the_design_names() -> None:
     assert "--appendonly" in services["redis"]["command"]
     assert services["migrate"]["command"] == ["migrate"]
     assert services["worker"]["deploy"]["replicas"] >= 2
+    assert services["worker"]["restart"] == "unless-stopped"
     assert services["trainer"]["profiles"] == ["train"]

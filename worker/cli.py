@@ -20,34 +20,44 @@ from shared.settings import get_settings
 @click.option("-c", "--concurrency", default=1, show_default=True,
               help="Batches processed at once (threads). 1 suits the local model on 2 cores.")
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
-@click.option("-n", "--hostname", default=None, help="Worker name (default topicq@HOST).")
-def worker(concurrency: int, loglevel: str, hostname: str | None) -> None:
+@click.option("-n", "--hostname", default="topicq@%h", show_default=True,
+              help="Worker name (%h = this host's name).")
+def worker(concurrency: int, loglevel: str, hostname: str) -> None:
     """Run a worker: consume posts from the queue, classify them in batches, write rows.
 
     \b
-    Serves the `production` alias of MODEL_NAME and follows promotions.
+    Serves the `production` alias of MODEL_NAME and follows promotions. The model
+    and the embedder are loaded before the worker says `ready.`; it exits non-zero
+    when it stops on an error.
     Examples:
       topicq worker
       BATCH_SIZE=64 REDIS_URL=redis://queue:6379/0 topicq worker -c 2
     """
+    import logging
+    import time
+
     from worker.runtime import get_runtime
 
+    log = logging.getLogger("worker")
     settings = get_settings()
     upgrade(settings.db_url)
     runtime = get_runtime(settings)
+    started = time.monotonic()
     model = runtime.models.current()  # fail fast: no model, or a model of another embedder
     check_access = getattr(runtime.embedder, "check_access", None)
     if check_access is not None:
         check_access()  # Gemini: a refused key is a ConfigError here, not a failure per post
-    click.echo(f"serving {model.key} with {runtime.embedder.id}; queue {settings.queue!r}, "
-               f"batches of {settings.batch_size} or every {settings.batch_wait_s}s", err=True)
+    else:
+        runtime.embedder.embed(["topicq warm-up"])  # load the weights now, not at the first batch
+    log.info("serving %s with %s (loaded in %.1fs); queue %r, batches of %d or every %ss", model.key,
+             runtime.embedder.id, time.monotonic() - started, settings.queue, settings.batch_size,
+             settings.batch_wait_s)
     from worker.app import app
 
     argv = ["worker", "-Q", settings.queue, "-P", "threads", "-c", str(concurrency), "-l", loglevel,
-            "--without-gossip", "--without-mingle"]
-    if hostname:
-        argv += ["-n", hostname]
-    app.worker_main(argv)
+            "--without-gossip", "--without-mingle", "-n", hostname]
+    # Celery's own exit status: non-zero when the worker stopped on an error.
+    sys.exit(app.start(argv) or 0)
 
 
 @click.command()

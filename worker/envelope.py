@@ -151,13 +151,15 @@ def _decode_body(message: dict[str, Any]) -> tuple[Any, list[str]]:
     post_ids = _post_ids(body)
     # What kombu reads to decode the body: anything but JSON in base64 is refused.
     properties = message.get("properties")
-    encoding = properties.get("body_encoding") if isinstance(properties, dict) else None
+    if not isinstance(properties, dict):
+        raise PoisonMessage(f"properties must be a JSON object, got a JSON {_kind(properties)}", post_ids)
+    encoding = properties.get("body_encoding")
     for where, value, expected in (("content-type", message.get("content-type"), "application/json"),
                                    ("content-encoding", message.get("content-encoding"), "utf-8"),
                                    ("properties.body_encoding", encoding, "base64")):
         if value != expected:
-            raise PoisonMessage(f"{where} must be {expected!r}, got {_short(value)} (only JSON is accepted)",
-                                post_ids)
+            refusal = " (only JSON is accepted)" if where == "content-type" else ""
+            raise PoisonMessage(f"{where} must be {expected!r}, got {_short(value)}{refusal}", post_ids)
     return body, post_ids
 
 

@@ -85,7 +85,7 @@ def _reason(exc: BaseException) -> str:
 def _record_unstorable(db_url: str, row: ResultRow, exc: BaseException) -> None:
     bare = ResultRow(post_id=row.post_id, model_name=row.model_name, model_version=row.model_version,
                      status=REJECTED, error=f"the result could not be stored: {_reason(exc)}",
-                     attempts=row.attempts, batch_id=row.batch_id)
+                     attempts=min(max(row.attempts, 1), 2**31 - 1), batch_id=row.batch_id)
     try:
         _upsert(db_url, [bare])
         log.warning("post %s recorded rejected: %s", ascii(row.post_id), bare.error)

@@ -58,10 +58,8 @@ def dead_letters(redis_url: str, queue: str) -> list[dict]:
 
     import redis
 
-    from worker.dead_letters import dead_letter_key
-
-    with redis.Redis.from_url(redis_url) as client:
-        return [json.loads(entry) for entry in client.lrange(dead_letter_key(queue), 0, -1)]
+    with redis.Redis.from_url(redis_url) as client:  # `<queue>.dead`, as the README documents it
+        return [json.loads(entry) for entry in client.lrange(f"{queue}.dead", 0, -1)]
 
 
 def supervise(worker: DrillWorker, settings, expected: int, *, timeout: float, stall_s: float) -> int:  # type: ignore[no-untyped-def]

@@ -1,0 +1,101 @@
+"""`topicq dead-letters`: list, count, re-send or purge the messages workers could not take."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from shared.settings import get_settings
+from worker import dead_letters
+
+
+def _client() -> Any:
+    import redis
+
+    return redis.Redis.from_url(get_settings().redis_url, socket_connect_timeout=5)
+
+
+def _queue(queue: str | None) -> str:
+    return queue or get_settings().queue
+
+
+queue_option = click.option("--queue", default=None, help="Queue whose dead letters to use (default QUEUE).")
+
+
+@click.group("dead-letters", invoke_without_command=True)
+@queue_option
+@click.pass_context
+def dead_letters_command(ctx: click.Context, queue: str | None) -> None:
+    """Messages the workers could not take, kept whole in `<queue>.dead` with the reason.
+
+    \b
+    Without a subcommand, lists the newest 20.
+    Examples:
+      topicq dead-letters                       # newest first: time, reason, post ids
+      topicq dead-letters list --format jsonl --limit 0 > dead.jsonl
+      topicq dead-letters count
+      topicq dead-letters resend --limit 10     # oldest first, back onto the queue, unchanged
+      topicq dead-letters purge --yes
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_command, queue=queue)
+
+
+@dead_letters_command.command("list")
+@queue_option
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="0 = all.")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True,
+              help="jsonl holds each message whole.")
+def list_command(queue: str | None, limit: int, fmt: str) -> None:
+    """List dead letters, newest first."""
+    queue = _queue(queue)
+    with _client() as client:
+        letters = dead_letters.read(client, queue, limit or None)
+        total = dead_letters.count(client, queue)
+    if fmt == "jsonl":
+        for letter in letters:
+            click.echo(json.dumps({**letter.summary(), "message": letter.raw.decode("utf-8", errors="replace")}))
+        return
+    if not letters:
+        click.echo(f"no dead letters for queue {queue!r}", err=True)
+        return
+    for letter in letters:
+        summary = letter.summary()
+        ids = ", ".join(summary["post_ids"][:3]) + (", ..." if len(summary["post_ids"]) > 3 else "")
+        click.echo(f"{summary['at']}  {summary['reason']}" + (f"  [posts: {ids}]" if ids else ""))
+    click.echo(f"{len(letters)} of {total} shown (newest first)", err=True)
+
+
+@dead_letters_command.command("count")
+@queue_option
+def count_command(queue: str | None) -> None:
+    """How many dead letters the queue has."""
+    with _client() as client:
+        click.echo(dead_letters.count(client, _queue(queue)))
+
+
+@dead_letters_command.command("resend")
+@queue_option
+@click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True, help="0 = all.")
+def resend_command(queue: str | None, limit: int) -> None:
+    """Put dead letters back on their queue, oldest first, unchanged (after fixing what refused them)."""
+    queue = _queue(queue)
+    with _client() as client:
+        moved = dead_letters.resend(client, queue, limit or None)
+        left = dead_letters.count(client, queue)
+    click.echo(f"re-sent {moved} message(s) to queue {queue!r}; {left} dead letter(s) left")
+
+
+@dead_letters_command.command("purge")
+@queue_option
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def purge_command(queue: str | None, yes: bool) -> None:
+    """Delete every dead letter of the queue."""
+    queue = _queue(queue)
+    if not yes:
+        click.confirm(f"delete every dead letter of queue {queue!r}?", abort=True)
+    with _client() as client:
+        removed = dead_letters.purge(client, queue)
+    click.echo(f"deleted {removed} dead letter(s) of queue {queue!r}")
