@@ -56,7 +56,8 @@ def list_command(queue: str | None, limit: int, fmt: str) -> None:
         total = dead_letters.count(client, queue)
     if fmt == "jsonl":
         for letter in letters:
-            click.echo(json.dumps({**letter.summary(), "message": letter.raw.decode("utf-8", errors="replace")}))
+            whole = letter.raw.decode("utf-8", errors="replace")
+            click.echo(json.dumps({**letter.summary(), "message": whole}))
         return
     if not letters:
         click.echo(f"no dead letters for queue {queue!r}", err=True)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,7 @@ class BatchReport:
     resend: list[dict[str, Any]] = field(default_factory=list)
     retry_delay_s: float = 0.0
     error: str | None = None
+    classify_ms: float = 0.0  # embedding and classifying the valid posts
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, floor: float | None = None) -> float:
@@ -159,8 +162,10 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     try:
         if model is None:
             raise model_error or TransientError("no model to serve")
+        started = time.perf_counter()
         rows += classify_batch(valid, embedder, model,
                                cache_url=settings.db_url if cache_embeddings else None)
+        report.classify_ms = (time.perf_counter() - started) * 1000
     except DatabaseUnavailableError as exc:
         # Our database is down, not the posts at fault: all go round again, no retry spent.
         report.retry += valid
@@ -181,6 +186,7 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     try:
         write_rows(settings.db_url, rows)
         report.written = rows
+        _log_batch(report, len(payloads), name, version)
     except TransientError as exc:
         # Nothing was written: every post with an id goes round again, the rejected ones
         # too. The database is at fault, not the posts: no retry is spent on them here.
@@ -191,6 +197,17 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
         report.error = str(exc)
         log.warning("database write failed for %d posts, will retry: %s", len(rows), exc)
     return report
+
+
+def _log_batch(report: BatchReport, size: int, name: str, version: int) -> None:
+    """One line per batch, and one warning per rejected post with its reason."""
+    statuses = Counter(row.status for row in report.written)
+    for row in report.written:
+        if row.status == REJECTED:
+            log.warning("rejected post %s: %s", ascii(row.post_id), row.error)
+    log.info("batch of %d posts: %d done, %d rejected, %d failed, %d to retry; embed+classify %.0f ms; "
+             "model %s:%s", size, statuses[DONE],
+             statuses[REJECTED], statuses[FAILED], len(report.retry), report.classify_ms, name, version)
 
 
 def _database_delay(settings: Settings) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,17 @@ def test_a_model_that_reads_words_gets_the_preprocessed_texts(sqlite_url: str, t
     rows = query_results(sqlite_url)
     assert {r["status"] for r in rows} == {"done"} and len(rows) == 30
     assert np.mean([r["label"] == r["metadata"]["truth"] for r in rows]) >= 0.9
+
+
+def test_each_batch_logs_one_line_and_each_rejected_post_its_reason(sqlite_url: str, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(sqlite_url, tmp_path)
+    embedder = FakeEmbedder()
+    version = register_fake_model(sqlite_url, settings.models_path, embedder=embedder)
+    with caplog.at_level(logging.INFO, logger="worker.pipeline"):
+        process([{"id": "a", "text": "rocket orbit"}, {"id": "b", "text": ""}], settings=settings,
+                embedder=embedder, models=server_for(settings, embedder))
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("batch of 2 posts: 1 done, 1 rejected, 0 failed, 0 to retry")
+               and line.endswith(f"model topics:{version}") for line in lines), lines
+    assert any(line.startswith("rejected post 'b': invalid post: text") for line in lines), lines

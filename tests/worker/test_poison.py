@@ -7,6 +7,7 @@ tests push raw list entries through the real transport on the real Redis.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 import uuid
@@ -164,7 +165,7 @@ def test_dead_letters_verb_counts_lists_resends_and_purges(redis_url, queue_name
     assert "deleted 1" in purged.output and dead_letters.count(client, queue_name) == 0
 
 
-def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, tmp_path, monkeypatch) -> None:
+def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, tmp_path, monkeypatch, caplog) -> None:
     """Celery's exit status reaches the shell, so a supervisor restarts a worker that stopped on an error."""
     from shared.settings import get_settings
     from tests.factories import register_fake_model
@@ -177,11 +178,17 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, tmp_path, mo
     register_fake_model(sqlite_url, tmp_path / "models")
     started: list[list[str]] = []
 
+    loaded_before_start: list[bool] = []
+
     def celery_stops_on_an_error(argv: list[str]) -> int:  # Celery's WorkController: EX_FAILURE
         started.append(argv)
+        loaded_before_start.append(any("loaded in" in r.getMessage() for r in caplog.records))
         return 1
 
     monkeypatch.setattr(app, "start", celery_stops_on_an_error)
-    result = CliRunner().invoke(main, ["worker"])
+    with caplog.at_level(logging.INFO, logger="worker"):
+        result = CliRunner().invoke(main, ["worker"])
+    # The model and the embedder were loaded, and said so, before Celery started consuming.
+    assert loaded_before_start == [True]
     assert started and started[0][:1] == ["worker"] and "topicq@%h" in started[0], (result.output, result.exception)
     assert result.exit_code == 1, result.output
