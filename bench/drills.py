@@ -8,7 +8,9 @@ Each drill runs against real Redis, PostgreSQL and `topicq worker` processes
 (tests/drills/), on private servers it may kill. Prints a table and writes
 bench/results/drills.md and bench/results/drills.json: per drill the posts,
 the faults injected, lost posts (no row), duplicates (post ids with more than
-one row), reprocessed posts (results committed more than once) and wall time.
+one row), reprocessed posts (results committed more than once), worker deaths
+and consumer restarts, dead letters, messages left queued / in flight / unacked
+at the end, and wall time.
 """
 
 from __future__ import annotations
@@ -51,15 +53,15 @@ DRILLS: dict[str, tuple[Callable[[Any, Path], DrillResult], Any, Any]] = {
                   storm.StormSize(posts=3_000, send_s=30),
                   storm.StormSize(posts=300)),
     "fuzz": (fuzz.run,
-             fuzz.FuzzSize(malformed=10_000, valid=5_000),
-             fuzz.FuzzSize(malformed=500, valid=250)),
+             fuzz.FuzzSize(malformed=10_000, valid=5_000, envelope=2_000),
+             fuzz.FuzzSize(malformed=300, valid=150, envelope=50)),
     "security": (security.run,
                  security.SecuritySize(posts=1_000, send_s=10),
                  security.SecuritySize(posts=200)),
 }
 
-HEADER = ["drill", "posts", "faults injected", "lost", "duplicates", "reprocessed", "wall s", "statuses",
-          "ok"]
+HEADER = ["drill", "posts", "faults injected", "lost", "duplicates", "reprocessed", "worker deaths",
+          "consumer restarts", "dead letters", "left in Redis", "wall s", "statuses", "ok"]
 
 
 def run_one(name: str, quick: bool) -> DrillResult:
@@ -84,8 +86,17 @@ def run_one(name: str, quick: bool) -> DrillResult:
 
 def row(result: DrillResult) -> list[str]:
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "-"
+    extra = result.extra
+    left = extra.get("left")
+    in_redis = sum(v for k, v in left.items() if k != "dead_letters") if isinstance(left, dict) else None
     return [result.drill, f"{result.posts:,}", result.faults, str(result.lost), str(result.duplicates),
-            str(result.reprocessed), f"{result.wall_s:.0f}", statuses, "yes" if result.ok else "NO"]
+            str(result.reprocessed), _figure(extra.get("deaths")), _figure(extra.get("restarts")),
+            _figure(extra.get("dead_letters")), _figure(in_redis), f"{result.wall_s:.0f}", statuses,
+            "yes" if result.ok else "NO"]
+
+
+def _figure(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def markdown(results: list[DrillResult], quick: bool, total_s: float) -> str:
@@ -95,6 +106,8 @@ def markdown(results: list[DrillResult], quick: bool, total_s: float) -> str:
              f"{total_s / 60:.1f} minutes in all. `python bench/drills.py` reproduces it.", "",
              "lost = posts sent with no result row; duplicates = post ids with more than one row; "
              "reprocessed = posts whose result was committed more than once (a redelivered message); "
+             "dead letters = broken messages moved to `<queue>.dead`; left in Redis = messages still "
+             "queued, in flight or unacked at the end (after the visibility timeout for fuzz); "
              "wall = from the first post sent to the last row written.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row(r)) + " |" for r in results]
