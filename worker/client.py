@@ -15,8 +15,9 @@ from celery import Celery
 
 from shared.errors import InvalidPostError
 from shared.settings import Settings, get_settings
-from worker.app import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, celery_config
+from worker.celery_config import celery_config
 from worker.payload import Post, parse_post
+from worker.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
 
 
 class Producer:

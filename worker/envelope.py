@@ -26,10 +26,8 @@ from datetime import datetime
 from typing import Any
 
 from worker.payload import guess_id
+from worker.protocol import ATTEMPT_HEADER, MAX_ATTEMPT_HEADER
 
-# Set by workers when they send a post again; never read from the payload.
-ATTEMPT_HEADER = "topicq_attempt"
-MAX_ATTEMPT_HEADER = 1000
 # Deeper JSON than this in a body is refused (metadata allows 32 levels under the post).
 MAX_BODY_DEPTH = 40
 MAX_ENVELOPE_DEPTH = 6

@@ -16,10 +16,9 @@ from celery import Celery, Task
 from celery_batches import Batches, SimpleRequest
 
 from shared.settings import Settings
-from worker.app import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
-from worker.envelope import ATTEMPT_HEADER
 from worker.payload import Post, payload_from_call
 from worker.pipeline import BatchReport, process
+from worker.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)

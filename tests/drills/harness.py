@@ -223,8 +223,8 @@ def stream(settings: Settings, posts: list[dict[str, Any]], send_s: float, malfo
 
     A send that fails is recorded in `errors` and the stream goes on (that post is then lost).
     """
-    from worker.app import CLASSIFY_TASK
     from worker.client import Producer
+    from worker.protocol import CLASSIFY_TASK
 
     producer = Producer(settings)
     started = time.monotonic()

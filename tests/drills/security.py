@@ -59,7 +59,7 @@ class SecuritySize:
 def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
     """Posts through a Redis that needs a password, plus one pickled message; the password stays out of logs."""
     from tests.wire import raw_message
-    from worker.app import CLASSIFY_TASK
+    from worker.protocol import CLASSIFY_TASK
 
     password = f"drill-pw-{secrets.token_hex(8)}"
     with PrivateRedis(aof=False, password=password) as broker, fresh_database() as db_url:

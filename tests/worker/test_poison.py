@@ -23,8 +23,9 @@ from shared.errors import InvalidPostError
 from tests import wire
 from tests.drills.fuzz_cases import ENVELOPE_BUILDERS
 from worker import dead_letters
-from worker.envelope import ATTEMPT_HEADER, PoisonMessage, inspect
+from worker.envelope import PoisonMessage, inspect
 from worker.payload import parse_post
+from worker.protocol import ATTEMPT_HEADER
 from worker.rows import REJECTED, ResultRow, write_rows
 from worker.transport import Transport, inflight_key
 

@@ -22,8 +22,8 @@ from shared.settings import Settings
 from tests.factories import labelled_posts, register_fake_model
 from tests.wire import raw_message
 from tests.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
-from worker.app import CLASSIFY_TASK
 from worker.client import Producer
+from worker.protocol import CLASSIFY_TASK
 
 pytestmark = pytest.mark.integration
 

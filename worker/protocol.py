@@ -1,0 +1,22 @@
+"""The wire contract between producers and workers: task names, the message, the retry header.
+
+A post travels as a Celery protocol-2 JSON message on the Redis list named by
+QUEUE (default `topicq`): a producer in any language may LPUSH it by hand
+(README, "Any language"; tests/wire.py builds one with json and base64 only).
+
+    topicq.classify        kwargs {"id", "text", "metadata"?}   one post (worker/payload.py)
+    topicq.classify_chunk  kwargs {"posts": [post, ...]}         a backfill chunk
+
+What a well-formed message is, field by field, is checked in worker/envelope.py.
+"""
+
+from __future__ import annotations
+
+CLASSIFY_TASK = "topicq.classify"
+CLASSIFY_CHUNK_TASK = "topicq.classify_chunk"
+TASKS = frozenset({CLASSIFY_TASK, CLASSIFY_CHUNK_TASK})
+
+# How often a post was delivered before: set by workers when they send it again, in the
+# message headers, never in the payload (producers cannot count a post's retries for it).
+ATTEMPT_HEADER = "topicq_attempt"
+MAX_ATTEMPT_HEADER = 1000
