@@ -4,14 +4,18 @@
     ├── TransientError        retry later with backoff (API 429/5xx, timeouts, DB/Redis down)
     │   ├── RateLimitedError  the service asked us to wait `retry_after` seconds
     │   └── DatabaseUnavailableError  our database is down: wait, without spending a post's retries
-    └── PermanentError        record and move on, never retry
-        ├── InvalidPostError  the post itself is bad (missing id, empty text, ...)
+    └── PermanentError        the same call cannot succeed as it is
+        ├── InvalidPostError  the post itself is bad (missing id, empty text, ...): recorded, never retried
         ├── DatasetError      a training file or dataset cannot be used
         ├── ModelError        a model version is missing, altered or incompatible
         └── ConfigError       settings are wrong (bad API key, unknown embedder)
 
-Third-party exceptions are translated into these at the boundary
-(embedders, database), so callers only ever see this tree.
+A command stops on a PermanentError with one line. In a worker, a ModelError or
+ConfigError is the worker's setup, not the post's fault: its posts wait (at
+least RETRY_MAX_S) for a person to fix it, and are recorded `failed` after
+MAX_RETRIES (worker/retry_policy.py has the whole table). Third-party exceptions
+are translated into these at the boundary (embedders, database), so callers
+only ever see this tree.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from worker.payload import guess_id
-from worker.protocol import ATTEMPT_HEADER, MAX_ATTEMPT_HEADER
+from worker.protocol import ATTEMPT_HEADER, DUE_HEADER, MAX_ATTEMPT_HEADER
 
 # Deeper JSON than this in a body is refused (metadata allows 32 levels under the post).
 MAX_BODY_DEPTH = 40
@@ -182,6 +182,9 @@ def _check_headers(headers: Any, tasks: frozenset[str] | set[str]) -> str:
     if attempt is not None and not _is_int(attempt, 0, MAX_ATTEMPT_HEADER):
         raise PoisonMessage(f"headers.{ATTEMPT_HEADER} must be an integer from 0 to {MAX_ATTEMPT_HEADER}, "
                             f"got {_short(attempt)}")
+    due = headers.get(DUE_HEADER)
+    if due is not None and not (_is_number(due) and 0 <= due < 1e11):
+        raise PoisonMessage(f"headers.{DUE_HEADER} must be epoch seconds, got {_short(due)}")
     _check_timelimit(headers.get("timelimit"))
     if headers.get("ignore_result") is not None and not isinstance(headers["ignore_result"], bool):
         raise PoisonMessage("headers.ignore_result must be true, false or null")

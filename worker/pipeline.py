@@ -10,7 +10,6 @@ transient failure: it says which posts to record, which to send again
 from __future__ import annotations
 
 import logging
-import random
 import time
 import uuid
 from collections import Counter
@@ -26,8 +25,7 @@ from shared.errors import (
     ConfigError,
     DatabaseUnavailableError,
     InvalidPostError,
-    PermanentError,
-    RateLimitedError,
+    ModelError,
     TopicqError,
     TransientError,
 )
@@ -35,6 +33,7 @@ from shared.preprocess import preprocess, text_digest
 from shared.settings import Settings
 from shared.store import LoadedModel
 from worker.payload import Post, parse_post, storable_metadata
+from worker.retry_policy import RetryPolicy
 from worker.rows import DONE, FAILED, REJECTED, ResultRow, write_rows
 from worker.serving import ModelServer
 
@@ -50,12 +49,6 @@ class BatchReport:
     retry_delay_s: float = 0.0
     error: str | None = None
     classify_ms: float = 0.0  # embedding and classifying the valid posts
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, floor: float | None = None) -> float:
-    """Exponential backoff with full jitter, never below the server's own `floor`."""
-    delay = random.uniform(0, min(cap, base * 2**attempt))
-    return max(delay, floor or 0.0)
 
 
 def embed_with_cache(
@@ -111,16 +104,16 @@ def _with_attempt(post: Post) -> Post:
 
 
 def _serving(models: ModelServer,
-             settings: Settings) -> tuple[LoadedModel | None, str, int, TransientError | None]:
-    """The model for this batch, its name and version, or why there is none (a TransientError)."""
+             settings: Settings) -> tuple[LoadedModel | None, str, int, TopicqError | None]:
+    """The model for this batch, its name and version, or why there is none.
+
+    Without a usable model the posts go round again (RetryPolicy) and become `failed`
+    under version 0 after MAX_RETRIES: nothing is lost and nothing loops forever."""
     try:
         model = models.current()
         return model, model.meta.name, model.meta.version, None
-    except (TransientError, PermanentError) as exc:
-        # No usable model: posts go round again, and become `failed` (version 0) after
-        # MAX_RETRIES, so that nothing is lost and nothing loops forever.
-        error = exc if isinstance(exc, TransientError) else TransientError(str(exc))
-        return None, settings.model_name, 0, error
+    except TopicqError as exc:
+        return None, settings.model_name, 0, exc
 
 
 def reject_ids(post_ids: list[str], reason: str, *, settings: Settings, models: ModelServer) -> None:
@@ -140,6 +133,7 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     `attempts[i]` is how often payload i was delivered before (from its message header)."""
     received = utcnow()  # when this worker took the batch up; processed_at is set at write
     report = BatchReport()
+    policy = RetryPolicy(settings)
     valid: list[Post] = []
     invalid: list[tuple[str, str, dict[str, Any] | None]] = []
     invalid_raw: list[dict[str, Any]] = []
@@ -166,21 +160,10 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
         rows += classify_batch(valid, embedder, model,
                                cache_url=settings.db_url if cache_embeddings else None)
         report.classify_ms = (time.perf_counter() - started) * 1000
-    except DatabaseUnavailableError as exc:
-        # Our database is down, not the posts at fault: all go round again, no retry spent.
-        report.retry += valid
-        report.retry_delay_s = _database_delay(settings)
-        report.error = str(exc)
-        log.warning("database unavailable, %d posts will be sent again: %s", len(valid), exc)
-    except TransientError as exc:
-        rows += _give_up_or_retry(report, valid, exc, settings, name, version)
-    except ConfigError as exc:
-        # The service refuses our settings mid-run (API key revoked, model withdrawn). A quick
-        # retry cannot help, and a post must not be lost: the batch comes back after
-        # RETRY_MAX_S and, after MAX_RETRIES, is recorded `failed` for `topicq retry-failed`.
-        log.error("the embedder refuses this worker's configuration: %s", exc)
-        rows += _give_up_or_retry(report, valid, exc, settings, name, version,
-                                  floor_s=settings.retry_max_s)
+    except TopicqError as exc:
+        if not policy.retries(exc):
+            raise
+        rows += _retry_or_fail(report, valid, exc, policy, name, version)
     for row in rows:
         row.received_at = row.received_at or received
     try:
@@ -190,10 +173,11 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     except TransientError as exc:
         # Nothing was written: every post with an id goes round again, the rejected ones
         # too. The database is at fault, not the posts: no retry is spent on them here.
+        outage = policy.decide(DatabaseUnavailableError(str(exc)), 0)
         retry_ids = {p.id for p in report.retry}
         report.retry += [p for p in valid if p.id not in retry_ids]
         report.resend = invalid_raw
-        report.retry_delay_s = max(report.retry_delay_s, _database_delay(settings))
+        report.retry_delay_s = max(report.retry_delay_s, outage.delay_s)
         report.error = str(exc)
         log.warning("database write failed for %d posts, will retry: %s", len(rows), exc)
     return report
@@ -210,32 +194,26 @@ def _log_batch(report: BatchReport, size: int, name: str, version: int) -> None:
              statuses[REJECTED], statuses[FAILED], len(report.retry), report.classify_ms, name, version)
 
 
-def _database_delay(settings: Settings) -> float:
-    """Between RETRY_BASE_S and 8x that (capped): the database needs time, the posts are fine."""
-    return backoff_delay(3, base=settings.retry_base_s, cap=settings.retry_max_s, floor=settings.retry_base_s)
-
-
-def _delay(exc: Exception, posts: list[Post], settings: Settings, floor_s: float | None = None) -> float:
-    attempt = max((p.attempt for p in posts), default=0)
-    floor = exc.retry_after if isinstance(exc, RateLimitedError) else floor_s
-    return backoff_delay(attempt, base=settings.retry_base_s, cap=settings.retry_max_s, floor=floor)
-
-
-def _give_up_or_retry(report: BatchReport, posts: list[Post], exc: TopicqError,
-                      settings: Settings, name: str, version: int,
-                      floor_s: float | None = None) -> list[ResultRow]:
-    """Posts under MAX_RETRIES go round again; the others become `failed` rows."""
+def _retry_or_fail(report: BatchReport, posts: list[Post], exc: TopicqError, policy: RetryPolicy,
+                   name: str, version: int) -> list[ResultRow]:
+    """The posts go round again as the policy says; those out of attempts become `failed` rows."""
+    decision = policy.decide(exc, max((p.attempt for p in posts), default=0))
     failed = []
     for post in posts:
-        if post.attempt + 1 < settings.max_retries:
-            report.retry.append(_with_attempt(post))
-        else:
+        if not decision.spend_attempt:
+            report.retry.append(post)
+        elif policy.gives_up(post.attempt):
             failed.append(ResultRow(
                 post_id=post.id, model_name=name, model_version=version, status=FAILED,
                 error=f"gave up after {post.attempt + 1} attempts: {exc}",
                 attempts=post.attempt + 1, metadata=post.metadata or None, text=post.text))
-    report.retry_delay_s = _delay(exc, posts, settings, floor_s)
+        else:
+            report.retry.append(_with_attempt(post))
+    report.retry_delay_s = max(report.retry_delay_s, decision.delay_s)
     report.error = str(exc)
-    log.warning("embedding failed for %d posts (%d to retry, %d failed): %s",
-                len(posts), len(report.retry), len(failed), exc)
+    # The worker's own setup (key refused, no model) needs a person: say so loudly.
+    level = logging.ERROR if isinstance(exc, ConfigError | ModelError) else logging.WARNING
+    log.log(level, "%s for %d posts (%d to retry in %.0fs%s, %d failed): %s", type(exc).__name__, len(posts),
+            len(report.retry), decision.delay_s, "" if decision.spend_attempt else ", no attempt spent",
+            len(failed), exc)
     return failed

@@ -20,3 +20,6 @@ TASKS = frozenset({CLASSIFY_TASK, CLASSIFY_CHUNK_TASK})
 # message headers, never in the payload (producers cannot count a post's retries for it).
 ATTEMPT_HEADER = "topicq_attempt"
 MAX_ATTEMPT_HEADER = 1000
+# When a post sent again is due (epoch seconds), for waits longer than one countdown may be
+# (worker/retry_policy.py): until then a worker passes the message on without processing it.
+DUE_HEADER = "topicq_due"

@@ -12,7 +12,7 @@ import threading
 import time
 
 from shared import registry
-from shared.errors import ModelError, TransientError
+from shared.errors import DatabaseUnavailableError, ModelError
 from shared.store import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class ModelServer:
             except Exception as exc:  # database unreachable: keep serving what we have
                 if self._model is not None:
                     return self._model
-                raise TransientError(f"cannot read the model registry: {exc}") from None
+                raise DatabaseUnavailableError(f"cannot read the model registry: {exc}") from None
             self._checked_at = now
             if version is None:
                 if self._model is not None:

@@ -2,14 +2,17 @@
 
 Never let an exception escape a batch: celery-batches acknowledges late-ack
 messages even when the batch function raises. Posts to retry are sent again
-(same task id, the attempt count + 1 in the ATTEMPT_HEADER header, a
-countdown) *before* the batch returns and is acknowledged, so a crash in
-between can only duplicate, never lose.
+(same task id, the attempt count in ATTEMPT_HEADER, a countdown of at most one
+RetryPolicy step, the due time in DUE_HEADER when the wait is longer) *before*
+the batch returns and is acknowledged, so a crash in between can only
+duplicate, never lose. A message that arrives before its due time is passed on
+unprocessed.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery, Task
@@ -18,7 +21,8 @@ from celery_batches import Batches, SimpleRequest
 from shared.settings import Settings
 from worker.payload import Post, payload_from_call
 from worker.pipeline import BatchReport, process
-from worker.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
+from worker.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, DUE_HEADER
+from worker.retry_policy import RetryPolicy
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,24 @@ def _attempt(headers: dict[str, Any] | None) -> int:
     """Deliveries before this one, from the header workers set (the transport checked its range)."""
     value = (headers or {}).get(ATTEMPT_HEADER)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _due(headers: dict[str, Any] | None) -> float:
+    value = (headers or {}).get(DUE_HEADER)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+# A message this close to its due time is processed rather than passed on once more.
+DUE_SLACK_S = 0.5
+
+
+def _send_again(task: Task, policy: RetryPolicy, kwargs: dict[str, Any], *, attempt: int, due_at: float,
+                task_id: str | None = None) -> None:
+    headers: dict[str, Any] = {ATTEMPT_HEADER: attempt}
+    countdown = policy.countdown(due_at)
+    if due_at - time.time() > countdown + DUE_SLACK_S:
+        headers[DUE_HEADER] = due_at  # longer than one step: passed on until due
+    task.apply_async(kwargs=kwargs, task_id=task_id, countdown=countdown, headers=headers)
 
 
 def _run(payloads: list[Any], attempts: list[int], settings: Settings) -> BatchReport:
@@ -67,28 +89,43 @@ class ReconnectSafeBatches(Batches):
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
+    policy = RetryPolicy(settings)
+
     @app.task(name=CLASSIFY_TASK, base=ReconnectSafeBatches, bind=True, acks_late=True,
               flush_every=settings.batch_size, flush_interval=settings.batch_wait_s)
     def classify(self: Task, requests: list[SimpleRequest]) -> None:
-        payloads = [payload_from_call(r.args, r.kwargs) for r in requests]
-        attempts = [_attempt(r.request_dict) for r in requests]
-        report = _run(payloads, attempts, settings)
-        if report.retry or report.resend:
-            ids = {str(payload.get("id")): r.id for r, payload in zip(requests, payloads, strict=True)
-                   if isinstance(payload, dict)}
-            for post in report.retry:
-                self.apply_async(kwargs=post.to_message(), task_id=ids.get(post.id),
-                                 countdown=report.retry_delay_s, headers={ATTEMPT_HEADER: post.attempt})
-            for raw in report.resend:
-                self.apply_async(kwargs=raw, task_id=ids.get(str(raw.get("id"))),
-                                 countdown=report.retry_delay_s)
+        now = time.time()
+        ready = []
+        for request in requests:
+            due = _due(request.request_dict)
+            if due > now + DUE_SLACK_S:  # a long wait, taken in steps: not yet
+                _send_again(self, policy, payload_from_call(request.args, request.kwargs),
+                            attempt=_attempt(request.request_dict), due_at=due, task_id=request.id)
+            else:
+                ready.append(request)
+        if not ready:
+            return
+        payloads = [payload_from_call(r.args, r.kwargs) for r in ready]
+        report = _run(payloads, [_attempt(r.request_dict) for r in ready], settings)
+        due_at = now + report.retry_delay_s
+        ids = {str(payload.get("id")): r.id for r, payload in zip(ready, payloads, strict=True)
+               if isinstance(payload, dict)}
+        for post in report.retry:
+            _send_again(self, policy, post.to_message(), attempt=post.attempt, due_at=due_at,
+                        task_id=ids.get(post.id))
+        for raw in report.resend:
+            _send_again(self, policy, raw, attempt=0, due_at=due_at, task_id=ids.get(str(raw.get("id"))))
 
     @app.task(name=CLASSIFY_CHUNK_TASK, bind=True, acks_late=True)
     def classify_chunk(self: Task, posts: list[Any]) -> None:
         if not isinstance(posts, list):
             log.error("classify_chunk expects a list of posts, got %s", type(posts).__name__)
             return
-        attempt = _attempt(self.request.__dict__)
+        headers, now = self.request.__dict__, time.time()
+        attempt = _attempt(headers)
+        if _due(headers) > now + DUE_SLACK_S:
+            _send_again(self, policy, {"posts": posts}, attempt=attempt, due_at=_due(headers))
+            return
         report = _run(posts, [attempt] * len(posts), settings)
         # One message per attempt count: the header holds one number for the whole chunk.
         by_attempt: dict[int, list[Any]] = {}
@@ -97,5 +134,4 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         if report.resend:
             by_attempt.setdefault(attempt, []).extend(report.resend)
         for count, chunk in sorted(by_attempt.items()):
-            self.apply_async(kwargs={"posts": chunk}, countdown=report.retry_delay_s,
-                             headers={ATTEMPT_HEADER: count})
+            _send_again(self, policy, {"posts": chunk}, attempt=count, due_at=now + report.retry_delay_s)

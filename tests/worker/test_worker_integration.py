@@ -186,3 +186,31 @@ def test_a_hand_built_json_message_is_classified_and_a_pickled_one_refused(
     assert "only JSON is accepted" in letter["reason"] and letter["message"].startswith("{")
     assert "only JSON is accepted" in worker.log()
     assert worker.process.poll() is None
+
+
+def test_a_wait_longer_than_the_visibility_timeout_is_taken_in_steps_and_processed_once(
+    settings: Settings, model_version: int, env: dict[str, str], workers: list, tmp_path: Path
+) -> None:
+    """A retry due in 3 x VISIBILITY_TIMEOUT_S (the daily-quota wait, scaled down) is passed on in steps of
+    at most half the timeout, is not delivered twice meanwhile, and is processed once when due."""
+    import redis
+
+    from worker.protocol import ATTEMPT_HEADER, DUE_HEADER
+
+    start_worker(env, workers, tmp_path)
+    wait_s = 3 * settings.visibility_timeout_s
+    message = json.loads(raw_message(CLASSIFY_TASK, {"id": "later", "text": "rocket orbit"}, settings.queue))
+    message["headers"].update({ATTEMPT_HEADER: 1, DUE_HEADER: time.time() + wait_s})
+    client = redis.Redis.from_url(settings.redis_url)
+    sent = time.time()
+    client.lpush(settings.queue, json.dumps(message))
+
+    assert wait_for_rows(settings.db_url, 1, timeout=wait_s + 30) == 1
+    waited = time.time() - sent
+    with session_scope(settings.db_url) as session:
+        [row] = session.scalars(select(Result)).all()
+    assert row.post_id == "later" and row.status == "done" and row.attempts == 2
+    assert wait_s - 1 <= waited <= wait_s + 15, waited
+    time.sleep(settings.visibility_timeout_s + 2)  # a copy held too long would come back now
+    assert count_rows(settings.db_url) == 1 and duplicates(settings.db_url) == 0
+    assert broker_state(settings)["queued"] == 0 and broker_state(settings)["unacked"] == 0
