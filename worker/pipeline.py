@@ -212,8 +212,12 @@ def _retry_or_fail(report: BatchReport, posts: list[Post], exc: TopicqError, pol
     report.retry_delay_s = max(report.retry_delay_s, decision.delay_s)
     report.error = str(exc)
     # The worker's own setup (key refused, no model) needs a person: say so loudly.
-    level = logging.ERROR if isinstance(exc, ConfigError | ModelError) else logging.WARNING
-    log.log(level, "%s for %d posts (%d to retry in %.0fs%s, %d failed): %s", type(exc).__name__, len(posts),
+    what, level = type(exc).__name__, logging.WARNING
+    if isinstance(exc, ConfigError):
+        what, level = "the embedder refuses this worker's configuration", logging.ERROR
+    elif isinstance(exc, ModelError):
+        what, level = "no model this worker can serve", logging.ERROR
+    log.log(level, "%s: %s (%d posts: %d to retry in %.0fs%s, %d failed)", what, exc, len(posts),
             len(report.retry), decision.delay_s, "" if decision.spend_attempt else ", no attempt spent",
-            len(failed), exc)
+            len(failed))
     return failed
