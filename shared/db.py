@@ -31,7 +31,10 @@ from sqlalchemy import (
     make_url,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from shared.errors import ConfigError
 
 
 def utcnow() -> datetime:
@@ -116,8 +119,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _unusable_url(url: str, reason: str) -> ConfigError:
+    try:
+        shown = safe_url(url)
+    except ArgumentError:
+        shown = "(not a URL)"
+    return ConfigError(f"DATABASE_URL {shown} cannot be used ({reason}); "
+                       "use postgresql://user@host/db or sqlite:///path/to/topicq.db")
+
+
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
+    try:
+        return _create_engine(url)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise _unusable_url(url, str(exc).splitlines()[0]) from None
+    except ModuleNotFoundError as exc:  # a driver that is not installed, e.g. mysql://
+        raise _unusable_url(url, f"no driver {exc.name!r} installed") from None
+
+
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         from pathlib import Path
 

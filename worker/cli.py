@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from shared.errors import InvalidPostError
-from shared.migrate import upgrade
+from shared.migrate import migrated_db_url, upgrade
 from shared.settings import get_settings
 
 
@@ -63,10 +63,11 @@ def enqueue(file: Path, id_column: str, text_column: str) -> None:
       topicq enqueue posts.jsonl        # lines like {"id": "p1", "text": "..."}
       topicq enqueue posts.csv --id-column post_id --text-column body
     """
-    from worker.client import enqueue_many
+    from worker.client import check_broker, enqueue_many
     from worker.files import read_posts
 
     posts = list(read_posts(file, id_column=id_column, text_column=text_column))
+    check_broker(get_settings().redis_url)
     try:
         sent = enqueue_many(posts)
     except InvalidPostError as exc:
@@ -228,7 +229,7 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
     def utc(value: datetime | None) -> datetime | None:
         return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
-    rows = query_results(get_settings().db_url, label=label, model=model, min_score=min_score,
+    rows = query_results(migrated_db_url(), label=label, model=model, min_score=min_score,
                          status=status, since=utc(since), until=utc(until), limit=limit or None,
                          with_scores=fmt == "jsonl")
     _print_rows(rows, fmt)
@@ -246,7 +247,7 @@ def stats(model: str | None, fmt: str) -> None:
     """
     from worker.results import stats as compute
 
-    summary = compute(get_settings().db_url, model=model)
+    summary = compute(migrated_db_url(), model=model)
     if fmt == "json":
         click.echo(json.dumps(summary, indent=2))
         return
