@@ -14,15 +14,11 @@ from typing import Any
 import click
 
 from shared import registry
+from shared.cli_options import split_words
 from shared.settings import get_settings
 from trainer.datasets import NEWSGROUPS
 
 EMBEDDERS = ("local", "gemini", "fake")
-
-
-def _split_groups(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
-    """--groups sci --groups rec.autos and --groups sci,rec.autos mean the same."""
-    return tuple(word.strip() for value in values for word in value.split(",") if word.strip())
 
 
 def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -30,7 +26,7 @@ def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--dataset", default=NEWSGROUPS, show_default=True, metavar="20newsgroups|FILE",
                      help="20newsgroups, or a labelled .csv / .jsonl / .json file."),
-        click.option("--groups", multiple=True, callback=_split_groups, metavar="WORD[,WORD]",
+        click.option("--groups", multiple=True, callback=split_words, metavar="WORD[,WORD]",
                      help="20 Newsgroups: every group whose name contains a word (sci = sci.*). "
                           "Default: all 20 (evaluate: the model's own)."),
         click.option("--test-per-class", type=click.IntRange(min=1),

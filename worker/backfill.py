@@ -58,8 +58,9 @@ def backfill_in_chunks(posts: Iterable[dict], *, settings: Settings, version: in
                         post_ids=[p.id for p in chunk])
         todo = [p for p in chunk if p.id not in done]
         report.skipped_done += len(chunk) - len(todo)
-        if todo and not dry_run:
-            handle(todo)
+        if todo:
+            if not dry_run:
+                handle(todo)
             report.chunks += 1
         report.sent += len(todo)
         if progress:

@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from shared.errors import InvalidPostError
+from shared.cli_options import split_words
+from shared.errors import DatasetError, InvalidPostError
 from shared.migrate import migrated_db_url, upgrade
 from shared.settings import get_settings
 
@@ -50,15 +51,31 @@ def worker(concurrency: int, loglevel: str, hostname: str | None) -> None:
     app.worker_main(argv)
 
 
+ALLOW_DUPLICATES = click.option(
+    "--allow-duplicates", is_flag=True,
+    help="Send a file in which an id repeats: only the last post of each id is sent.")
+
+
+def _unique_posts(posts: list[dict[str, Any]], source: str, allow_duplicates: bool) -> list[dict[str, Any]]:
+    from worker.files import last_post_per_id
+
+    kept, dropped = last_post_per_id(posts, source=source, allow_duplicates=allow_duplicates)
+    if dropped:
+        click.echo(f"warning: {source}: {dropped} posts share an id with a later post; "
+                   "the last post of each id is sent, the others are not", err=True)
+    return kept
+
+
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--text-column", default="text", show_default=True)
-def enqueue(file: Path, id_column: str, text_column: str) -> None:
+@ALLOW_DUPLICATES
+def enqueue(file: Path, id_column: str, text_column: str, allow_duplicates: bool) -> None:
     """Send the posts of a JSONL or CSV file to the queue, one message each.
 
     \b
-    Every post is validated first; nothing is sent when one is invalid.
+    Every post is validated first; nothing is sent when one is invalid or an id repeats.
     Examples:
       topicq enqueue posts.jsonl        # lines like {"id": "p1", "text": "..."}
       topicq enqueue posts.csv --id-column post_id --text-column body
@@ -66,7 +83,8 @@ def enqueue(file: Path, id_column: str, text_column: str) -> None:
     from worker.client import check_broker, enqueue_many
     from worker.files import read_posts
 
-    posts = list(read_posts(file, id_column=id_column, text_column=text_column))
+    posts = _unique_posts(read_posts(file, id_column=id_column, text_column=text_column), str(file),
+                          allow_duplicates)
     check_broker(get_settings().redis_url)
     try:
         sent = enqueue_many(posts)
@@ -76,8 +94,10 @@ def enqueue(file: Path, id_column: str, text_column: str) -> None:
 
 
 def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home: str | None,
-                   id_column: str, text_column: str) -> list[dict[str, Any]]:
-    if dataset == "20newsgroups":
+                   id_column: str, text_column: str, allow_duplicates: bool) -> list[dict[str, Any]]:
+    from trainer.datasets import NEWSGROUPS
+
+    if dataset == NEWSGROUPS:
         from trainer.datasets import load_newsgroups
 
         data = load_newsgroups(groups=groups, subset="test" if subset == "test" else "train",
@@ -86,13 +106,18 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
                 for i, t, label in zip(data.ids, data.texts, data.labels, strict=True)]
     from worker.files import read_posts
 
-    return list(read_posts(Path(dataset), id_column=id_column, text_column=text_column))
+    path = Path(dataset)
+    if not path.is_file():
+        raise DatasetError(f"no such file {dataset!r}; the built-in dataset is {NEWSGROUPS!r}")
+    posts = read_posts(path, id_column=id_column, text_column=text_column)
+    return _unique_posts(posts, dataset, allow_duplicates)
 
 
 @click.command()
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--dataset", default=None, help="20newsgroups, or a JSONL/CSV file (same as FILE).")
-@click.option("--groups", multiple=True, help="20 Newsgroups: groups whose name contains this word.")
+@click.option("--groups", multiple=True, callback=split_words, metavar="WORD[,WORD]",
+              help="20 Newsgroups: every group whose name contains a word (sci = sci.*).")
 @click.option("--subset", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--data-home", default=None, help="scikit-learn data folder (default SCIKIT_LEARN_DATA).")
 @click.option("--id-column", default="id", show_default=True)
@@ -103,9 +128,10 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
               help="Embed with Gemini batch jobs (half price, up to 24 h) here, not through the workers.")
 @click.option("--poll-s", type=float, default=30.0, show_default=True,
               help="With --gemini-batch-api: seconds between polls of a batch job.")
+@ALLOW_DUPLICATES
 def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], subset: str,
              data_home: str | None, id_column: str, text_column: str, chunk: int | None,
-             dry_run: bool, gemini_batch_api: bool, poll_s: float) -> None:
+             dry_run: bool, gemini_batch_api: bool, poll_s: float, allow_duplicates: bool) -> None:
     """Classify a whole dataset through the workers, in chunks; resumable.
 
     \b
@@ -124,10 +150,14 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
         raise click.UsageError("give a FILE or --dataset")
     settings = get_settings()
     upgrade(settings.db_url)
-    posts = _dataset_posts(source, groups, subset, data_home, id_column, text_column)
+    posts = _dataset_posts(source, groups, subset, data_home, id_column, text_column, allow_duplicates)
     if gemini_batch_api:
         _backfill_with_batch_api(posts, settings, chunk=chunk, dry_run=dry_run, poll_s=poll_s)
         return
+    if not dry_run:
+        from worker.client import check_broker
+
+        check_broker(settings.redis_url)
     with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
         report = run_backfill(posts, settings=settings, dry_run=dry_run, chunk_size=chunk,
                               progress=bar.update, on_invalid=lambda e: tqdm.write(f"refused: {e}"))
