@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from shared.cli_options import split_words
+from shared.cli_options import Timestamp, split_words
 from shared.errors import DatasetError, InvalidPostError
 from shared.migrate import migrated_db_url, upgrade
 from shared.settings import get_settings
@@ -196,16 +196,21 @@ def _backfill_with_batch_api(posts: list[dict[str, Any]], settings: Any, *, chun
                f"{report.invalid} refused as invalid")
 
 
+def _iso(value: Any) -> Any:
+    """Times as ISO 8601 with their zone, so they can be read back (e.g. by --since)."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "jsonl":
         for row in rows:
-            click.echo(json.dumps(row, default=str, ensure_ascii=False))
+            click.echo(json.dumps(row, default=lambda value: str(_iso(value)), ensure_ascii=False))
         return
     columns = ["post_id", "label", "score", "model_name", "model_version", "status", "error", "processed_at"]
     if fmt == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({c: _iso(row.get(c)) for c in columns} for row in rows)
         return
     table = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
@@ -218,7 +223,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     text = "" if value is None else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -232,13 +237,28 @@ def _model_ref(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return value
 
 
+def _check_registered(db_url: str, model: str | None) -> None:
+    """A mistyped --model is an error, not an empty answer."""
+    from shared import registry
+    from shared.errors import ModelError
+
+    if model is None:
+        return
+    name, _, version = model.partition(":")
+    if version:
+        registry.get_version(db_url, name=name, version=int(version))
+    elif not registry.list_versions(db_url, name=name):
+        raise ModelError(f"model {name!r} is not registered (see `topicq models`)")
+
+
 @click.command()
 @click.option("--label", default=None)
 @click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
-@click.option("--min-score", type=float, default=None)
+@click.option("--min-score", type=click.FloatRange(0, 1), default=None, help="0 to 1.")
 @click.option("--status", type=click.Choice(["done", "rejected", "failed"]), default=None)
-@click.option("--since", type=click.DateTime(), default=None, help="Processed at or after (UTC).")
-@click.option("--until", type=click.DateTime(), default=None, help="Processed before (UTC).")
+@click.option("--since", type=Timestamp(), default=None,
+              help="Processed at or after: ISO 8601 time (no zone = UTC) or a date.")
+@click.option("--until", type=Timestamp(), default=None, help="Processed before; like --since.")
 @click.option("--limit", type=int, default=50, show_default=True, help="0 = no limit.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
               show_default=True)
@@ -251,17 +271,17 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
       topicq results --label sci.space --min-score 0.9
       topicq results --status rejected --format jsonl
       topicq results --model topics:2 --since 2026-01-01 --limit 0 --format csv > out.csv
+      topicq results --since 2026-11-30T14:21:00Z
     """
-    from datetime import UTC
-
     from worker.results import query_results
 
-    def utc(value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
-
-    rows = query_results(migrated_db_url(), label=label, model=model, min_score=min_score,
-                         status=status, since=utc(since), until=utc(until), limit=limit or None,
-                         with_scores=fmt == "jsonl")
+    db_url = migrated_db_url()
+    _check_registered(db_url, model)
+    rows = query_results(db_url, label=label, model=model, min_score=min_score, status=status,
+                         since=since, until=until, limit=limit or None, with_scores=fmt == "jsonl")
+    if not rows:
+        click.echo("no rows match", err=True)
+        return
     _print_rows(rows, fmt)
 
 
@@ -277,7 +297,9 @@ def stats(model: str | None, fmt: str) -> None:
     """
     from worker.results import stats as compute
 
-    summary = compute(migrated_db_url(), model=model)
+    db_url = migrated_db_url()
+    _check_registered(db_url, model)
+    summary = compute(db_url, model=model)
     if fmt == "json":
         click.echo(json.dumps(summary, indent=2))
         return
