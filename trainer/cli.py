@@ -155,6 +155,15 @@ def models(name: str | None, fmt: str) -> None:
         click.echo(f"{v.name:<16} {v.version:>7}  {','.join(v.aliases) or '-':<20} "
                    f"{_number(accuracy):>8} {_number(macro_f1):>8}  "
                    f"{v.created_at:%Y-%m-%d %H:%M}  {v.embedder_id}")
+    _echo_workers(name)
+
+
+def _echo_workers(name: str | None) -> None:
+    """What the workers serve: a version they refused is visible here, not only in their logs."""
+    from shared.serving_status import worker_states
+
+    for state in worker_states(get_settings().redis_url, model_name=name):
+        click.echo(state.describe())
 
 
 def _number(value: Any) -> str:
@@ -165,7 +174,10 @@ def _number(value: Any) -> str:
 @click.argument("name")
 @click.argument("version", type=int)
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True)
-def promote(name: str, version: int, alias: str) -> None:
+@click.option("--force", is_flag=True,
+              help="Promote a version of another embedder than the current one (restart the workers "
+                   "with its EMBEDDER).")
+def promote(name: str, version: int, alias: str, force: bool) -> None:
     """Point an alias (default: production) at a version; workers switch to it within seconds.
 
     \b
@@ -173,7 +185,14 @@ def promote(name: str, version: int, alias: str) -> None:
       topicq promote topics 3
       topicq promote topics 4 --alias staging
     """
-    previous = registry.promote(_db_url(), name=name, version=version, alias=alias)
+    from shared.errors import ModelError
+
+    db_url = _db_url()
+    change = registry.embedder_change(db_url, name=name, version=version, alias=alias)
+    if change and not force:
+        raise ModelError(f"not promoted: {change}; train it with the same --embedder, or --force "
+                         "and restart the workers with its EMBEDDER")
+    previous = registry.promote(db_url, name=name, version=version, alias=alias)
     before = f"{name}:{previous}" if previous is not None else "(unset)"
     click.echo(f"{alias}: {before} -> {name}:{version}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -295,19 +296,24 @@ def stats(model: str | None, fmt: str) -> None:
     Example:
       topicq stats --model topics
     """
+    from shared.serving_status import TTL_S, worker_states
     from worker.results import stats as compute
 
     db_url = migrated_db_url()
     _check_registered(db_url, model)
     summary = compute(db_url, model=model)
+    workers = worker_states(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
     if fmt == "json":
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps({**summary, "workers": [asdict(w) for w in workers]}, indent=2))
         return
     click.echo(f"total rows: {summary['total']}   posts per embed call: {summary['posts_per_embed_call']}")
     for title in ("by_status", "by_model", "by_label"):
         click.echo(f"{title.removeprefix('by_')}:")
         for key, count in summary[title].items():
             click.echo(f"  {key:<40} {count}")
+    click.echo("workers:" if workers else f"workers: none reported in the last {TTL_S // 60} minutes")
+    for state in workers:
+        click.echo(f"  {state.describe()}")
 
 
 @click.command("retry-failed")
