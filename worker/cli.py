@@ -316,26 +316,54 @@ def stats(model: str | None, fmt: str) -> None:
         click.echo(f"  {state.describe()}")
 
 
+def _check_queue_serves(settings: Any, name: str) -> None:
+    """Refuse to send `name`'s posts where the workers serve another model: their rows would be lost."""
+    from shared.errors import ConfigError
+    from shared.serving_status import worker_states
+
+    if name != settings.model_name:
+        raise ConfigError(f"this shell sends to queue {settings.queue!r}, served for MODEL_NAME="
+                          f"{settings.model_name!r}, not {name!r}: run it again with MODEL_NAME={name} "
+                          f"QUEUE=<the queue of {name}'s workers>")
+    others = [s for s in worker_states(settings.redis_url)
+              if s.queue == settings.queue and (s.serving or "").partition(":")[0] != name]
+    if others:
+        raise ConfigError(f"queue {settings.queue!r} is served by workers of another model "
+                          f"({others[0].describe()}): set QUEUE to the queue of {name}'s workers")
+
+
 @click.command("retry-failed")
-@click.option("--model", default=None, help="Only failed rows of this model NAME.")
+@click.option("--model", default=None, callback=_model_ref,
+              help="NAME or NAME:VERSION; NAME must be MODEL_NAME (the model QUEUE's workers serve), "
+                   "which is the default.")
 @click.option("--limit", type=int, default=None)
 def retry_failed(model: str | None, limit: int | None) -> None:
-    """Send posts recorded `failed` to the queue again (their failed rows are then removed).
+    """Send the posts recorded `failed` to the queue again.
 
     \b
-    Example:
-      topicq retry-failed --model topics
+    A failed row stays until the row of the new attempt replaces it, so a post
+    always has a row. Posts go to QUEUE, whose workers must serve MODEL_NAME.
+    Examples:
+      topicq retry-failed
+      MODEL_NAME=gq QUEUE=gq topicq retry-failed --model gq:2
     """
-    from worker.client import Producer
-    from worker.rows import delete_rows, failed_rows
+    from worker.client import Producer, check_broker
+    from worker.retry import drop_replaced_failed_rows, failed_rows
 
     settings = get_settings()
-    rows = failed_rows(settings.db_url, model_name=model, limit=limit)
-    producer = Producer(settings)
-    try:
-        for row in rows:
-            producer.send(producer.validate(row.post_id, row.text, row.post_metadata))
-    finally:
-        producer.close()
-    delete_rows(settings.db_url, [row.id for row in rows])
-    click.echo(f"sent {len(rows)} failed posts again")
+    name, _, version = (model or settings.model_name).partition(":")
+    _check_queue_serves(settings, name)
+    db_url = migrated_db_url()
+    replaced = drop_replaced_failed_rows(db_url, model_name=name)
+    rows = failed_rows(db_url, model_name=name, model_version=int(version) if version else None, limit=limit)
+    if rows:
+        check_broker(settings.redis_url)
+        producer = Producer(settings)
+        try:
+            for row in rows:
+                producer.send(producer.validate(row.post_id, row.text, row.post_metadata))
+        finally:
+            producer.close()
+    cleared = f"; {replaced} failed rows already replaced by newer rows were removed" if replaced else ""
+    click.echo(f"sent {len(rows)} failed posts of {model or name} again to queue {settings.queue!r}; "
+               f"their failed rows stay until the new rows replace them{cleared}")
