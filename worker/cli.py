@@ -6,9 +6,9 @@ import csv
 import json
 import sys
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -130,9 +130,14 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
 @click.option("--poll-s", type=float, default=30.0, show_default=True,
               help="With --gemini-batch-api: seconds between polls of a batch job.")
 @ALLOW_DUPLICATES
+@click.option("--wait", is_flag=True,
+              help="Then wait until every sent post has a row; exit 1 if some failed or were rejected.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True,
+              help="With --wait: seconds to wait before giving up (exit 1).")
 def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], subset: str,
              data_home: str | None, id_column: str, text_column: str, chunk: int | None,
-             dry_run: bool, gemini_batch_api: bool, poll_s: float, allow_duplicates: bool) -> None:
+             dry_run: bool, gemini_batch_api: bool, poll_s: float, allow_duplicates: bool,
+             wait: bool, timeout: float) -> None:
     """Classify a whole dataset through the workers, in chunks; resumable.
 
     \b
@@ -140,10 +145,12 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
     Examples:
       topicq backfill --dataset 20newsgroups --groups sci --subset test
       topicq backfill archive.jsonl --dry-run
+      topicq backfill archive.jsonl --wait --timeout 600
       topicq backfill archive.jsonl --gemini-batch-api   # EMBEDDER=gemini models only
     """
     from tqdm import tqdm
 
+    from worker.backfill import BackfillReport
     from worker.backfill import backfill as run_backfill
 
     source = file or dataset
@@ -159,13 +166,50 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
         from worker.client import check_broker
 
         check_broker(settings.redis_url)
-    with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
-        report = run_backfill(posts, settings=settings, dry_run=dry_run, chunk_size=chunk,
-                              progress=bar.update, on_invalid=lambda e: tqdm.write(f"refused: {e}"))
+    report, started = BackfillReport(), datetime.now(UTC)
+    try:
+        with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
+            run_backfill(posts, settings=settings, dry_run=dry_run, chunk_size=chunk, progress=bar.update,
+                         on_invalid=lambda e: tqdm.write(f"refused: {e}"), report=report)
+    except KeyboardInterrupt:
+        _interrupted(f"interrupted: sent {len(report.sent_ids)} of {len(posts)} posts in {report.chunks} "
+                     "chunks; run the same command again to resume (posts already done are skipped)")
     verb = "would send" if dry_run else "sent"
     click.echo(f"{report.total} posts: {verb} {report.sent} in {report.chunks} chunks, "
                f"{report.skipped_done} already done for {settings.model_name}:{report.model_version}, "
                f"{report.invalid} refused as invalid")
+    if wait and report.sent_ids:
+        _wait_for_rows(settings, report.sent_ids, since=started, timeout_s=timeout)
+
+
+def _interrupted(message: str) -> NoReturn:
+    """Ctrl-C: say where things stand instead of click's bare `Aborted!`."""
+    click.echo(f"\n{message}", err=True)
+    raise SystemExit(130)
+
+
+def _wait_for_rows(settings: Any, post_ids: list[str], *, since: datetime, timeout_s: float) -> None:
+    """Until every sent post has a row; exit 1 when some have none in time, or failed or were rejected."""
+    from tqdm import tqdm
+
+    from worker.wait import wait_for_rows
+
+    try:
+        with tqdm(total=len(post_ids), unit="post", desc="classified", file=sys.stderr) as bar:
+            report = wait_for_rows(settings.db_url, model_name=settings.model_name, post_ids=post_ids,
+                                   since=since, timeout_s=timeout_s, progress=bar.update)
+    except KeyboardInterrupt:
+        _interrupted("interrupted while waiting: every post was sent, and the workers go on with them "
+                     "(see `topicq stats`)")
+    if report.pending:
+        click.echo(f"timed out after {timeout_s:g} s: {report.summary()}; {report.pending} have no row yet "
+                   "(their messages stay queued)", err=True)
+        raise SystemExit(1)
+    click.echo(report.summary())
+    if not report.ok:
+        click.echo("some posts were not classified: see `topicq results --status rejected` and "
+                   "`--status failed`", err=True)
+        raise SystemExit(1)
 
 
 def _backfill_with_batch_api(posts: list[dict[str, Any]], settings: Any, *, chunk: int | None,
