@@ -9,10 +9,11 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 
 import click
 
-from shared.errors import TopicqError
+from shared.cli_errors import describe
 
 # verb -> "module:attribute"
 COMMANDS = {
@@ -55,14 +56,19 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except TopicqError as exc:
-            # Our errors are meant for people: one clear line, no traceback.
-            click.echo(f"error: {exc}", err=True)
+        except Exception as exc:
+            # Errors a user can fix get one clear line (the traceback with -v); bugs keep theirs.
+            line = describe(exc)
+            if line is None:
+                raise
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
+            click.echo(f"error: {line}", err=True)
             sys.exit(2)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages; show tracebacks of errors.")
 def main(verbose: bool) -> None:
     """topicq: classify streams of text posts by topic with embeddings.
 

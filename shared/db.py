@@ -25,21 +25,38 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
     make_url,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from shared.errors import ConfigError
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and read back with its zone, on SQLite too (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo is not None else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime()}
 
 
 class ModelVersion(Base):
@@ -116,8 +133,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _unusable_url(url: str, reason: str) -> ConfigError:
+    try:
+        shown = safe_url(url)
+    except ArgumentError:
+        shown = "(not a URL)"
+    return ConfigError(f"DATABASE_URL {shown} cannot be used ({reason}); "
+                       "use postgresql://user@host/db or sqlite:///path/to/topicq.db")
+
+
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
+    try:
+        return _create_engine(url)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise _unusable_url(url, str(exc).splitlines()[0]) from None
+    except ModuleNotFoundError as exc:  # a driver that is not installed, e.g. mysql://
+        raise _unusable_url(url, f"no driver {exc.name!r} installed") from None
+
+
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         from pathlib import Path
 

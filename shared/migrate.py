@@ -23,3 +23,12 @@ def upgrade(url: str) -> None:
 
     get_engine(url)  # creates the SQLite file's folder
     command.upgrade(alembic_config(url), "head")
+
+
+def migrated_db_url() -> str:
+    """DATABASE_URL, its schema brought up to date first (idempotent and quick)."""
+    from shared.settings import get_settings
+
+    url = get_settings().db_url
+    upgrade(url)
+    return url

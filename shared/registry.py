@@ -99,6 +99,23 @@ def resolve_ref(db_url: str, ref: str, *, alias: str = DEFAULT_ALIAS) -> Version
     return get_version(db_url, name=name, version=version)
 
 
+def embedder_change(db_url: str, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> str | None:
+    """Why workers serving `alias` could not switch to `version` (it needs another embedder), or None.
+
+    A worker embeds with one embedder, the one its current version was trained with:
+    a version of another embedder would be refused by every worker, which keeps the old one.
+    """
+    current = resolve(db_url, name=name, alias=alias)
+    if current is None or current == version:
+        return None
+    wanted, serving = (get_version(db_url, name=name, version=v) for v in (version, current))
+    if wanted.embedder_id == serving.embedder_id:
+        return None
+    return (f"{name}:{version} was trained with embedder {wanted.embedder_id!r}, but {alias} "
+            f"{name}:{current} and so its workers embed with {serving.embedder_id!r}: they would keep "
+            f"serving {name}:{current}")
+
+
 def promote(db_url: str, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> int | None:
     """Point `alias` at `version`; returns the version it pointed to before."""
     with session_scope(db_url) as session:

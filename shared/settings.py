@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
@@ -82,6 +82,11 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_driver(cls, value: str | None) -> str | None:
+        return with_postgres_driver(value) if value else value
+
     @property
     def db_url(self) -> str:
         if self.database_url:
@@ -113,6 +118,27 @@ class Settings(BaseSettings):
         return "gemini" if has_key else "local"
 
 
+# Heroku-style and plain PostgreSQL URLs name no driver, or one that is not installed.
+_POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
+def with_postgres_driver(url: str) -> str:
+    """postgres:// and postgresql:// URLs use the installed psycopg (3) driver."""
+    for scheme in _POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
+def describe_invalid_settings(exc: ValidationError) -> str:
+    """One line naming each bad variable; values are left out, as they may be secrets."""
+    problems = [f"{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}" for error in exc.errors()]
+    return f"invalid setting {'; '.join(problems)} (fix the environment variable)"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_invalid_settings(exc)) from None

@@ -14,15 +14,11 @@ from typing import Any
 import click
 
 from shared import registry
+from shared.cli_options import split_words
 from shared.settings import get_settings
 from trainer.datasets import NEWSGROUPS
 
 EMBEDDERS = ("local", "gemini", "fake")
-
-
-def _split_groups(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
-    """--groups sci --groups rec.autos and --groups sci,rec.autos mean the same."""
-    return tuple(word.strip() for value in values for word in value.split(",") if word.strip())
 
 
 def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -30,7 +26,7 @@ def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--dataset", default=NEWSGROUPS, show_default=True, metavar="20newsgroups|FILE",
                      help="20newsgroups, or a labelled .csv / .jsonl / .json file."),
-        click.option("--groups", multiple=True, callback=_split_groups, metavar="WORD[,WORD]",
+        click.option("--groups", multiple=True, callback=split_words, metavar="WORD[,WORD]",
                      help="20 Newsgroups: every group whose name contains a word (sci = sci.*). "
                           "Default: all 20 (evaluate: the model's own)."),
         click.option("--test-per-class", type=click.IntRange(min=1),
@@ -159,6 +155,15 @@ def models(name: str | None, fmt: str) -> None:
         click.echo(f"{v.name:<16} {v.version:>7}  {','.join(v.aliases) or '-':<20} "
                    f"{_number(accuracy):>8} {_number(macro_f1):>8}  "
                    f"{v.created_at:%Y-%m-%d %H:%M}  {v.embedder_id}")
+    _echo_workers(name)
+
+
+def _echo_workers(name: str | None) -> None:
+    """What the workers serve: a version they refused is visible here, not only in their logs."""
+    from shared.serving_status import worker_states
+
+    for state in worker_states(get_settings().redis_url, model_name=name):
+        click.echo(state.describe())
 
 
 def _number(value: Any) -> str:
@@ -169,7 +174,10 @@ def _number(value: Any) -> str:
 @click.argument("name")
 @click.argument("version", type=int)
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True)
-def promote(name: str, version: int, alias: str) -> None:
+@click.option("--force", is_flag=True,
+              help="Promote a version of another embedder than the current one (restart the workers "
+                   "with its EMBEDDER).")
+def promote(name: str, version: int, alias: str, force: bool) -> None:
     """Point an alias (default: production) at a version; workers switch to it within seconds.
 
     \b
@@ -177,7 +185,14 @@ def promote(name: str, version: int, alias: str) -> None:
       topicq promote topics 3
       topicq promote topics 4 --alias staging
     """
-    previous = registry.promote(_db_url(), name=name, version=version, alias=alias)
+    from shared.errors import ModelError
+
+    db_url = _db_url()
+    change = registry.embedder_change(db_url, name=name, version=version, alias=alias)
+    if change and not force:
+        raise ModelError(f"not promoted: {change}; train it with the same --embedder, or --force "
+                         "and restart the workers with its EMBEDDER")
+    previous = registry.promote(db_url, name=name, version=version, alias=alias)
     before = f"{name}:{previous}" if previous is not None else "(unset)"
     click.echo(f"{alias}: {before} -> {name}:{version}")
 

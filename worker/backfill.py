@@ -7,7 +7,7 @@ again, so an interrupted backfill is simply run once more.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared import registry
 from shared.errors import InvalidPostError, ModelError
@@ -25,6 +25,7 @@ class BackfillReport:
     sent: int = 0
     chunks: int = 0
     model_version: int | None = None
+    sent_ids: list[str] = field(default_factory=list)  # what to wait for (not filled by dry runs)
 
 
 def production_version(settings: Settings) -> int:
@@ -39,9 +40,14 @@ def production_version(settings: Settings) -> int:
 def backfill_in_chunks(posts: Iterable[dict], *, settings: Settings, version: int, chunk_size: int,
                        handle: Callable[[list[Post]], object], dry_run: bool = False,
                        progress: Callable[[int], object] | None = None,
-                       on_invalid: Callable[[InvalidPostError], None] | None = None) -> BackfillReport:
-    """Validate every post first, then hand each chunk's posts without a `done` row to `handle`."""
-    report = BackfillReport(model_version=version)
+                       on_invalid: Callable[[InvalidPostError], None] | None = None,
+                       report: BackfillReport | None = None) -> BackfillReport:
+    """Validate every post first, then hand each chunk's posts without a `done` row to `handle`.
+
+    Counts go into `report` as they happen, so an interrupted caller can say how far it got.
+    """
+    report = report or BackfillReport()
+    report.model_version = version
     valid: list[Post] = []
     for raw in posts:
         report.total += 1
@@ -58,8 +64,10 @@ def backfill_in_chunks(posts: Iterable[dict], *, settings: Settings, version: in
                         post_ids=[p.id for p in chunk])
         todo = [p for p in chunk if p.id not in done]
         report.skipped_done += len(chunk) - len(todo)
-        if todo and not dry_run:
-            handle(todo)
+        if todo:
+            if not dry_run:
+                handle(todo)
+                report.sent_ids += [p.id for p in todo]
             report.chunks += 1
         report.sent += len(todo)
         if progress:
@@ -69,7 +77,8 @@ def backfill_in_chunks(posts: Iterable[dict], *, settings: Settings, version: in
 
 def backfill(posts: Iterable[dict], *, settings: Settings, dry_run: bool = False,
              chunk_size: int | None = None, progress: Callable[[int], object] | None = None,
-             on_invalid: Callable[[InvalidPostError], None] | None = None) -> BackfillReport:
+             on_invalid: Callable[[InvalidPostError], None] | None = None,
+             report: BackfillReport | None = None) -> BackfillReport:
     """Validate and send `{"id", "text", "metadata"}` dicts in chunks; returns counts."""
     version = production_version(settings)
     producer = Producer(settings)
@@ -77,6 +86,6 @@ def backfill(posts: Iterable[dict], *, settings: Settings, dry_run: bool = False
         return backfill_in_chunks(posts, settings=settings, version=version,
                                   chunk_size=chunk_size or settings.backfill_chunk,
                                   handle=producer.send_chunk, dry_run=dry_run, progress=progress,
-                                  on_invalid=on_invalid)
+                                  on_invalid=on_invalid, report=report)
     finally:
         producer.close()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import datetime
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from shared.errors import InvalidPostError
-from shared.migrate import upgrade
+from shared.cli_options import Timestamp, split_words
+from shared.errors import DatasetError, InvalidPostError
+from shared.migrate import migrated_db_url, upgrade
 from shared.settings import get_settings
 
 
@@ -60,23 +62,41 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
     sys.exit(app.start(argv) or 0)
 
 
+ALLOW_DUPLICATES = click.option(
+    "--allow-duplicates", is_flag=True,
+    help="Send a file in which an id repeats: only the last post of each id is sent.")
+
+
+def _unique_posts(posts: list[dict[str, Any]], source: str, allow_duplicates: bool) -> list[dict[str, Any]]:
+    from worker.files import last_post_per_id
+
+    kept, dropped = last_post_per_id(posts, source=source, allow_duplicates=allow_duplicates)
+    if dropped:
+        click.echo(f"warning: {source}: {dropped} posts share an id with a later post; "
+                   "the last post of each id is sent, the others are not", err=True)
+    return kept
+
+
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--text-column", default="text", show_default=True)
-def enqueue(file: Path, id_column: str, text_column: str) -> None:
+@ALLOW_DUPLICATES
+def enqueue(file: Path, id_column: str, text_column: str, allow_duplicates: bool) -> None:
     """Send the posts of a JSONL or CSV file to the queue, one message each.
 
     \b
-    Every post is validated first; nothing is sent when one is invalid.
+    Every post is validated first; nothing is sent when one is invalid or an id repeats.
     Examples:
       topicq enqueue posts.jsonl        # lines like {"id": "p1", "text": "..."}
       topicq enqueue posts.csv --id-column post_id --text-column body
     """
-    from worker.client import enqueue_many
+    from worker.client import check_broker, enqueue_many
     from worker.files import read_posts
 
-    posts = list(read_posts(file, id_column=id_column, text_column=text_column))
+    posts = _unique_posts(read_posts(file, id_column=id_column, text_column=text_column), str(file),
+                          allow_duplicates)
+    check_broker(get_settings().redis_url)
     try:
         sent = enqueue_many(posts)
     except InvalidPostError as exc:
@@ -85,8 +105,10 @@ def enqueue(file: Path, id_column: str, text_column: str) -> None:
 
 
 def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home: str | None,
-                   id_column: str, text_column: str) -> list[dict[str, Any]]:
-    if dataset == "20newsgroups":
+                   id_column: str, text_column: str, allow_duplicates: bool) -> list[dict[str, Any]]:
+    from trainer.datasets import NEWSGROUPS
+
+    if dataset == NEWSGROUPS:
         from trainer.datasets import load_newsgroups
 
         data = load_newsgroups(groups=groups, subset="test" if subset == "test" else "train",
@@ -95,13 +117,18 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
                 for i, t, label in zip(data.ids, data.texts, data.labels, strict=True)]
     from worker.files import read_posts
 
-    return list(read_posts(Path(dataset), id_column=id_column, text_column=text_column))
+    path = Path(dataset)
+    if not path.is_file():
+        raise DatasetError(f"no such file {dataset!r}; the built-in dataset is {NEWSGROUPS!r}")
+    posts = read_posts(path, id_column=id_column, text_column=text_column)
+    return _unique_posts(posts, dataset, allow_duplicates)
 
 
 @click.command()
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--dataset", default=None, help="20newsgroups, or a JSONL/CSV file (same as FILE).")
-@click.option("--groups", multiple=True, help="20 Newsgroups: groups whose name contains this word.")
+@click.option("--groups", multiple=True, callback=split_words, metavar="WORD[,WORD]",
+              help="20 Newsgroups: every group whose name contains a word (sci = sci.*).")
 @click.option("--subset", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--data-home", default=None, help="scikit-learn data folder (default SCIKIT_LEARN_DATA).")
 @click.option("--id-column", default="id", show_default=True)
@@ -112,9 +139,15 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
               help="Embed with Gemini batch jobs (half price, up to 24 h) here, not through the workers.")
 @click.option("--poll-s", type=float, default=30.0, show_default=True,
               help="With --gemini-batch-api: seconds between polls of a batch job.")
+@ALLOW_DUPLICATES
+@click.option("--wait", is_flag=True,
+              help="Then wait until every sent post has a row; exit 1 if some failed or were rejected.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True,
+              help="With --wait: seconds to wait before giving up (exit 1).")
 def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], subset: str,
              data_home: str | None, id_column: str, text_column: str, chunk: int | None,
-             dry_run: bool, gemini_batch_api: bool, poll_s: float) -> None:
+             dry_run: bool, gemini_batch_api: bool, poll_s: float, allow_duplicates: bool,
+             wait: bool, timeout: float) -> None:
     """Classify a whole dataset through the workers, in chunks; resumable.
 
     \b
@@ -122,10 +155,12 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
     Examples:
       topicq backfill --dataset 20newsgroups --groups sci --subset test
       topicq backfill archive.jsonl --dry-run
+      topicq backfill archive.jsonl --wait --timeout 600
       topicq backfill archive.jsonl --gemini-batch-api   # EMBEDDER=gemini models only
     """
     from tqdm import tqdm
 
+    from worker.backfill import BackfillReport
     from worker.backfill import backfill as run_backfill
 
     source = file or dataset
@@ -133,17 +168,58 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
         raise click.UsageError("give a FILE or --dataset")
     settings = get_settings()
     upgrade(settings.db_url)
-    posts = _dataset_posts(source, groups, subset, data_home, id_column, text_column)
+    posts = _dataset_posts(source, groups, subset, data_home, id_column, text_column, allow_duplicates)
     if gemini_batch_api:
         _backfill_with_batch_api(posts, settings, chunk=chunk, dry_run=dry_run, poll_s=poll_s)
         return
-    with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
-        report = run_backfill(posts, settings=settings, dry_run=dry_run, chunk_size=chunk,
-                              progress=bar.update, on_invalid=lambda e: tqdm.write(f"refused: {e}"))
+    if not dry_run:
+        from worker.client import check_broker
+
+        check_broker(settings.redis_url)
+    report, started = BackfillReport(), datetime.now(UTC)
+    try:
+        with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
+            run_backfill(posts, settings=settings, dry_run=dry_run, chunk_size=chunk, progress=bar.update,
+                         on_invalid=lambda e: tqdm.write(f"refused: {e}"), report=report)
+    except KeyboardInterrupt:
+        _interrupted(f"interrupted: sent {len(report.sent_ids)} of {len(posts)} posts in {report.chunks} "
+                     "chunks; run the same command again to resume (posts already done are skipped)")
     verb = "would send" if dry_run else "sent"
     click.echo(f"{report.total} posts: {verb} {report.sent} in {report.chunks} chunks, "
                f"{report.skipped_done} already done for {settings.model_name}:{report.model_version}, "
                f"{report.invalid} refused as invalid")
+    if wait and report.sent_ids:
+        _wait_for_rows(settings, report.sent_ids, since=started, timeout_s=timeout)
+
+
+def _interrupted(message: str) -> NoReturn:
+    """Ctrl-C: say where things stand instead of click's bare `Aborted!`."""
+    click.echo(f"\n{message}", err=True)
+    raise SystemExit(130)
+
+
+def _wait_for_rows(settings: Any, post_ids: list[str], *, since: datetime, timeout_s: float) -> None:
+    """Until every sent post has a row; exit 1 when some have none in time, or failed or were rejected."""
+    from tqdm import tqdm
+
+    from worker.wait import wait_for_rows
+
+    try:
+        with tqdm(total=len(post_ids), unit="post", desc="classified", file=sys.stderr) as bar:
+            report = wait_for_rows(settings.db_url, model_name=settings.model_name, post_ids=post_ids,
+                                   since=since, timeout_s=timeout_s, progress=bar.update)
+    except KeyboardInterrupt:
+        _interrupted("interrupted while waiting: every post was sent, and the workers go on with them "
+                     "(see `topicq stats`)")
+    if report.pending:
+        click.echo(f"timed out after {timeout_s:g} s: {report.summary()}; {report.pending} have no row yet "
+                   "(their messages stay queued)", err=True)
+        raise SystemExit(1)
+    click.echo(report.summary())
+    if not report.ok:
+        click.echo("some posts were not classified: see `topicq results --status rejected` and "
+                   "`--status failed`", err=True)
+        raise SystemExit(1)
 
 
 def _backfill_with_batch_api(posts: list[dict[str, Any]], settings: Any, *, chunk: int | None,
@@ -175,16 +251,21 @@ def _backfill_with_batch_api(posts: list[dict[str, Any]], settings: Any, *, chun
                f"{report.invalid} refused as invalid")
 
 
+def _iso(value: Any) -> Any:
+    """Times as ISO 8601 with their zone, so they can be read back (e.g. by --since)."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "jsonl":
         for row in rows:
-            click.echo(json.dumps(row, default=str, ensure_ascii=False))
+            click.echo(json.dumps(row, default=lambda value: str(_iso(value)), ensure_ascii=False))
         return
     columns = ["post_id", "label", "score", "model_name", "model_version", "status", "error", "processed_at"]
     if fmt == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({c: _iso(row.get(c)) for c in columns} for row in rows)
         return
     table = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
@@ -197,7 +278,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     text = "" if value is None else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -211,13 +292,28 @@ def _model_ref(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return value
 
 
+def _check_registered(db_url: str, model: str | None) -> None:
+    """A mistyped --model is an error, not an empty answer."""
+    from shared import registry
+    from shared.errors import ModelError
+
+    if model is None:
+        return
+    name, _, version = model.partition(":")
+    if version:
+        registry.get_version(db_url, name=name, version=int(version))
+    elif not registry.list_versions(db_url, name=name):
+        raise ModelError(f"model {name!r} is not registered (see `topicq models`)")
+
+
 @click.command()
 @click.option("--label", default=None)
 @click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
-@click.option("--min-score", type=float, default=None)
+@click.option("--min-score", type=click.FloatRange(0, 1), default=None, help="0 to 1.")
 @click.option("--status", type=click.Choice(["done", "rejected", "failed"]), default=None)
-@click.option("--since", type=click.DateTime(), default=None, help="Processed at or after (UTC).")
-@click.option("--until", type=click.DateTime(), default=None, help="Processed before (UTC).")
+@click.option("--since", type=Timestamp(), default=None,
+              help="Processed at or after: ISO 8601 time (no zone = UTC) or a date.")
+@click.option("--until", type=Timestamp(), default=None, help="Processed before; like --since.")
 @click.option("--limit", type=int, default=50, show_default=True, help="0 = no limit.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
               show_default=True)
@@ -230,17 +326,17 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
       topicq results --label sci.space --min-score 0.9
       topicq results --status rejected --format jsonl
       topicq results --model topics:2 --since 2026-01-01 --limit 0 --format csv > out.csv
+      topicq results --since 2026-11-30T14:21:00Z
     """
-    from datetime import UTC
-
     from worker.results import query_results
 
-    def utc(value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
-
-    rows = query_results(get_settings().db_url, label=label, model=model, min_score=min_score,
-                         status=status, since=utc(since), until=utc(until), limit=limit or None,
-                         with_scores=fmt == "jsonl")
+    db_url = migrated_db_url()
+    _check_registered(db_url, model)
+    rows = query_results(db_url, label=label, model=model, min_score=min_score, status=status,
+                         since=since, until=until, limit=limit or None, with_scores=fmt == "jsonl")
+    if not rows:
+        click.echo("no rows match", err=True)
+        return
     _print_rows(rows, fmt)
 
 
@@ -254,39 +350,74 @@ def stats(model: str | None, fmt: str) -> None:
     Example:
       topicq stats --model topics
     """
+    from shared.serving_status import TTL_S, worker_states
     from worker.results import stats as compute
 
-    summary = compute(get_settings().db_url, model=model)
+    db_url = migrated_db_url()
+    _check_registered(db_url, model)
+    summary = compute(db_url, model=model)
+    workers = worker_states(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
     if fmt == "json":
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps({**summary, "workers": [asdict(w) for w in workers]}, indent=2))
         return
     click.echo(f"total rows: {summary['total']}   posts per embed call: {summary['posts_per_embed_call']}")
     for title in ("by_status", "by_model", "by_label"):
         click.echo(f"{title.removeprefix('by_')}:")
         for key, count in summary[title].items():
             click.echo(f"  {key:<40} {count}")
+    click.echo("workers:" if workers else f"workers: none reported in the last {TTL_S // 60} minutes")
+    for state in workers:
+        click.echo(f"  {state.describe()}")
+
+
+def _check_queue_serves(settings: Any, name: str) -> None:
+    """Refuse to send `name`'s posts where the workers serve another model: their rows would be lost."""
+    from shared.errors import ConfigError
+    from shared.serving_status import worker_states
+
+    if name != settings.model_name:
+        raise ConfigError(f"this shell sends to queue {settings.queue!r}, served for MODEL_NAME="
+                          f"{settings.model_name!r}, not {name!r}: run it again with MODEL_NAME={name} "
+                          f"QUEUE=<the queue of {name}'s workers>")
+    others = [s for s in worker_states(settings.redis_url)
+              if s.queue == settings.queue and (s.serving or "").partition(":")[0] != name]
+    if others:
+        raise ConfigError(f"queue {settings.queue!r} is served by workers of another model "
+                          f"({others[0].describe()}): set QUEUE to the queue of {name}'s workers")
 
 
 @click.command("retry-failed")
-@click.option("--model", default=None, help="Only failed rows of this model NAME.")
+@click.option("--model", default=None, callback=_model_ref,
+              help="NAME or NAME:VERSION; NAME must be MODEL_NAME (the model QUEUE's workers serve), "
+                   "which is the default.")
 @click.option("--limit", type=int, default=None)
 def retry_failed(model: str | None, limit: int | None) -> None:
-    """Send posts recorded `failed` to the queue again (their failed rows are then removed).
+    """Send the posts recorded `failed` to the queue again.
 
     \b
-    Example:
-      topicq retry-failed --model topics
+    A failed row stays until the row of the new attempt replaces it, so a post
+    always has a row. Posts go to QUEUE, whose workers must serve MODEL_NAME.
+    Examples:
+      topicq retry-failed
+      MODEL_NAME=gq QUEUE=gq topicq retry-failed --model gq:2
     """
-    from worker.client import Producer
-    from worker.rows import delete_rows, failed_rows
+    from worker.client import Producer, check_broker
+    from worker.retry import drop_replaced_failed_rows, failed_rows
 
     settings = get_settings()
-    rows = failed_rows(settings.db_url, model_name=model, limit=limit)
-    producer = Producer(settings)
-    try:
-        for row in rows:
-            producer.send(producer.validate(row.post_id, row.text, row.post_metadata))
-    finally:
-        producer.close()
-    delete_rows(settings.db_url, [row.id for row in rows])
-    click.echo(f"sent {len(rows)} failed posts again")
+    name, _, version = (model or settings.model_name).partition(":")
+    _check_queue_serves(settings, name)
+    db_url = migrated_db_url()
+    replaced = drop_replaced_failed_rows(db_url, model_name=name)
+    rows = failed_rows(db_url, model_name=name, model_version=int(version) if version else None, limit=limit)
+    if rows:
+        check_broker(settings.redis_url)
+        producer = Producer(settings)
+        try:
+            for row in rows:
+                producer.send(producer.validate(row.post_id, row.text, row.post_metadata))
+        finally:
+            producer.close()
+    cleared = f"; {replaced} failed rows already replaced by newer rows were removed" if replaced else ""
+    click.echo(f"sent {len(rows)} failed posts of {model or name} again to queue {settings.queue!r}; "
+               f"their failed rows stay until the new rows replace them{cleared}")

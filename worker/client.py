@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from shared.errors import InvalidPostError
+from shared.errors import InvalidPostError, TransientError
 from shared.settings import Settings, get_settings
 from worker.celery_config import celery_config
 from worker.payload import Post, parse_post
@@ -43,6 +43,29 @@ class Producer:
 
     def close(self) -> None:
         self.app.close()
+
+
+def check_broker(redis_url: str, timeout_s: float = 2.0) -> None:
+    """Fail within `timeout_s`, naming the URL, when Redis does not answer.
+
+    A send retries an unreachable broker for BROKER_RETRY_S (a restart is worth waiting
+    out mid-run); a command that finds Redis down before its first send should say so now.
+    """
+    import redis
+
+    from shared.db import safe_url
+
+    try:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    except ValueError:  # a scheme redis-py does not know: leave the judgement to the transport
+        return
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise TransientError(f"cannot reach Redis at {safe_url(redis_url)} ({exc}); "
+                             "start it or set REDIS_URL") from None
+    finally:
+        client.close()
 
 
 def chunked(items: Iterable[Post], size: int) -> Iterator[list[Post]]:

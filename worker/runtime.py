@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 
 from shared.embedders import Embedder, make_embedder
+from shared.serving_status import StatusReporter
 from shared.settings import Settings
 from worker.serving import ModelServer
 
@@ -27,7 +28,8 @@ _lock = threading.Lock()
 def build_runtime(settings: Settings, embedder: Embedder | None = None) -> Runtime:
     embedder = embedder or make_embedder(settings=settings)
     models = ModelServer(settings.db_url, name=settings.model_name, alias=settings.model_alias,
-                         embedder_id=embedder.id, refresh_s=settings.model_refresh_s)
+                         embedder_id=embedder.id, refresh_s=settings.model_refresh_s,
+                         report=StatusReporter(settings.redis_url, settings.queue))
     return Runtime(settings=settings, embedder=embedder, models=models)
 
 

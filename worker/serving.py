@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from shared import registry
 from shared.errors import DatabaseUnavailableError, ModelError
+from shared.serving_status import ServingState
 from shared.store import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -29,13 +32,15 @@ def check_compatible(model: LoadedModel, embedder_id: str) -> None:
 
 class ModelServer:
     def __init__(self, db_url: str, *, name: str, alias: str, embedder_id: str,
-                 refresh_s: float = 5.0) -> None:
+                 refresh_s: float = 5.0, report: Callable[[ServingState], None] | None = None) -> None:
         self.db_url = db_url
         self.name = name
         self.alias = alias
         self.embedder_id = embedder_id
         self.refresh_s = refresh_s
+        self.report = report  # told what is served (and refused) after each look at the alias
         self._model: LoadedModel | None = None
+        self._refusal: ServingState | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
 
@@ -65,15 +70,27 @@ class ModelServer:
                     f"`topicq train ... --name {self.name} --promote`"
                 )
             if self._model is None or self._model.meta.version != version:
-                try:
-                    loaded = self._load(version)
-                except ModelError:
-                    if self._model is None:
-                        raise
-                    log.exception("keeping %s: cannot switch to %s:%s", self._model.key,
-                                  self.name, version)
-                    return self._model
-                if self._model is not None:
-                    log.info("switching model %s -> %s", self._model.key, loaded.key)
-                self._model = loaded
+                self._model = self._switch(version)
+            if self._model.meta.version == version:
+                self._refusal = None
+            model, state = self._model, self._refusal or ServingState(serving=self._model.key)
+        if self.report:  # outside the lock: a slow Redis must not hold up other batches
+            self.report(state)
+        return model
+
+    def _switch(self, version: int) -> LoadedModel:
+        """`version` loaded; when it cannot be served, the current model, and why is logged once."""
+        try:
+            loaded = self._load(version)
+        except ModelError as exc:
+            if self._model is None:
+                raise
+            refused = f"{self.name}:{version}"
+            if self._refusal is None or self._refusal.refused != refused:
+                log.error("keeping %s: cannot switch to %s: %s", self._model.key, refused, exc)
+                self._refusal = ServingState(serving=self._model.key, refused=refused, reason=str(exc),
+                                             at=datetime.now(UTC).isoformat(timespec="seconds"))
             return self._model
+        if self._model is not None:
+            log.info("switching model %s -> %s", self._model.key, loaded.key)
+        return loaded
