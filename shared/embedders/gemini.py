@@ -1,4 +1,4 @@
-"""Gemini embeddings through google-genai (DESIGN.md §6).
+"""Gemini embeddings through google-genai (docs/architecture.md §8).
 
 A batch is cut into calls of at most 100 texts, several in flight on a
 bounded thread pool, each with a timeout and a few SDK retries for 5xx and

@@ -1,4 +1,4 @@
-"""Gemini embeddings through the Batch API: half the price, up to 24 h turnaround (DESIGN.md §6).
+"""Gemini embeddings through the Batch API: half the price, up to 24 h turnaround (docs/architecture.md §8).
 
 `GeminiBatchEmbedder.embed_each(texts)` submits the texts inline as batch jobs
 (`client.batches.create_embeddings`, at most `job_size` texts a job), polls

@@ -67,7 +67,7 @@ def test_embeds_in_order_unit_length_and_deterministic(make: Make) -> None:
         np.testing.assert_allclose(row, expected(text), atol=1e-6)
     np.testing.assert_array_equal(vectors[0], vectors[2])
     np.testing.assert_array_equal(vectors[0], again[0])
-    # What went over the wire: the task type and dimension of DESIGN.md §6.
+    # What went over the wire: the task type and dimension of docs/architecture.md §8.
     assert {task for call in fake.calls for task in call.task_types} == {"CLASSIFICATION"}
     assert {dim for call in fake.calls for dim in call.dims} == {768}
     assert gemini.id == "gemini:gemini-embedding-001:768:CLASSIFICATION"
