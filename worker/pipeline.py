@@ -126,6 +126,31 @@ def reject_ids(post_ids: list[str], reason: str, *, settings: Settings, models: 
                                  for pid in post_ids])
 
 
+@dataclass
+class _Validated:
+    valid: list[Post] = field(default_factory=list)
+    rejected: list[ResultRow] = field(default_factory=list)  # name and version filled in later
+    rejected_raw: list[dict[str, Any]] = field(default_factory=list)  # as they came, to send again
+
+
+def _validate(payloads: list[Any], attempts: list[int] | None, settings: Settings) -> _Validated:
+    """Each payload once: a Post, a `rejected` row (usable id), or a log line (no usable id)."""
+    out = _Validated()
+    for i, raw in enumerate(payloads):
+        attempt = min(attempts[i], settings.max_retries) if attempts else 0
+        try:
+            out.valid.append(parse_post(raw, max_text_chars=settings.max_text_chars, attempt=attempt))
+        except InvalidPostError as exc:
+            if exc.post_id is None:
+                log.warning("rejected a post without a usable id: %s", exc)
+                continue
+            out.rejected.append(ResultRow(post_id=exc.post_id, model_name="", model_version=0,
+                                          status=REJECTED, error=str(exc),
+                                          metadata=storable_metadata(raw.get("metadata"))))
+            out.rejected_raw.append(raw)
+    return out
+
+
 def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, models: ModelServer,
             cache_embeddings: bool = True, attempts: list[int] | None = None) -> BatchReport:
     """Validate, classify and record a batch; returns what was written and what to retry.
@@ -134,53 +159,45 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     received = utcnow()  # when this worker took the batch up; processed_at is set at write
     report = BatchReport()
     policy = RetryPolicy(settings)
-    valid: list[Post] = []
-    invalid: list[tuple[str, str, dict[str, Any] | None]] = []
-    invalid_raw: list[dict[str, Any]] = []
-    for i, raw in enumerate(payloads):
-        attempt = min(attempts[i], settings.max_retries) if attempts else 0
-        try:
-            valid.append(parse_post(raw, max_text_chars=settings.max_text_chars, attempt=attempt))
-        except InvalidPostError as exc:
-            if exc.post_id is None:
-                log.warning("rejected a post without a usable id: %s", exc)
-            else:
-                meta = storable_metadata(raw.get("metadata"))
-                invalid.append((exc.post_id, str(exc), meta))
-                invalid_raw.append(raw)
-
+    batch = _validate(payloads, attempts, settings)
     model, name, version, model_error = _serving(models, settings)
-
-    rows = [ResultRow(post_id=pid, model_name=name, model_version=version, status=REJECTED,
-                      error=reason, metadata=meta) for pid, reason, meta in invalid]
+    rows = batch.rejected
+    for row in rows:
+        row.model_name, row.model_version = name, version
     try:
         if model is None:
             raise model_error or TransientError("no model to serve")
         started = time.perf_counter()
-        rows += classify_batch(valid, embedder, model,
+        rows += classify_batch(batch.valid, embedder, model,
                                cache_url=settings.db_url if cache_embeddings else None)
         report.classify_ms = (time.perf_counter() - started) * 1000
     except TopicqError as exc:
         if not policy.retries(exc):
             raise
-        rows += _retry_or_fail(report, valid, exc, policy, name, version)
+        rows += _retry_or_fail(report, batch.valid, exc, policy, name, version)
     for row in rows:
         row.received_at = row.received_at or received
     try:
         write_rows(settings.db_url, rows)
-        report.written = rows
-        _log_batch(report, len(payloads), name, version)
     except TransientError as exc:
-        # Nothing was written: every post with an id goes round again, the rejected ones
-        # too. The database is at fault, not the posts: no retry is spent on them here.
-        outage = policy.decide(DatabaseUnavailableError(str(exc)), 0)
-        retry_ids = {p.id for p in report.retry}
-        report.retry += [p for p in valid if p.id not in retry_ids]
-        report.resend = invalid_raw
-        report.retry_delay_s = max(report.retry_delay_s, outage.delay_s)
-        report.error = str(exc)
-        log.warning("database write failed for %d posts, will retry: %s", len(rows), exc)
+        _retry_unwritten(report, batch, exc, policy, rows=len(rows))
+        return report
+    report.written = rows
+    _log_batch(report, len(payloads), name, version)
     return report
+
+
+def _retry_unwritten(report: BatchReport, batch: _Validated, exc: TransientError, policy: RetryPolicy, *,
+                     rows: int) -> None:
+    """Nothing was written: every post with an id goes round again, the rejected ones too. The
+    database is at fault, not the posts: no attempt is spent on them here."""
+    outage = policy.decide(DatabaseUnavailableError(str(exc)), 0)
+    retry_ids = {p.id for p in report.retry}
+    report.retry += [p for p in batch.valid if p.id not in retry_ids]
+    report.resend = batch.rejected_raw
+    report.retry_delay_s = max(report.retry_delay_s, outage.delay_s)
+    report.error = str(exc)
+    log.warning("database write failed for %d posts, will retry: %s", rows, exc)
 
 
 def _log_batch(report: BatchReport, size: int, name: str, version: int) -> None:
