@@ -160,14 +160,16 @@ class Channel(kombu_redis.Channel):
         key = inflight_key(queue, self.sep)
         self._queue_cycle.rotate(queue)
         accepted = self._option("accepted_tasks")
+        post_ids: list[str] = []
         if accepted is None:
             payload = loads(bytes_to_str(raw))
         else:
             try:
-                payload = inspect(raw, tasks=frozenset(accepted)).message
+                envelope = inspect(raw, tasks=frozenset(accepted))
             except PoisonMessage as poison:
                 self._dead_letter(queue, raw, poison.reason, poison.post_ids, inflight=key)
                 return
+            payload, post_ids = envelope.message, envelope.post_ids
         tag = payload["properties"]["delivery_tag"]
         self.inflight[tag] = (key, raw)
         try:
@@ -183,7 +185,7 @@ class Channel(kombu_redis.Channel):
             log.debug("the worker could not take a message", exc_info=True)
             reason = f"the worker could not take it: {type(exc).__name__}: {str(exc)[:200]}"
             held = self.inflight.pop(tag, None)
-            self._dead_letter(queue, raw, reason, [], inflight=key if held else None,
+            self._dead_letter(queue, raw, reason, post_ids, inflight=key if held else None,
                               unacked_tag=None if held else tag)
             return
         if self.inflight.pop(tag, None) is not None:  # consumed without acks: nothing to keep
