@@ -170,12 +170,14 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, tmp_path, mo
     """Celery's exit status reaches the shell, so a supervisor restarts a worker that stopped on an error."""
     from shared.settings import get_settings
     from tests.factories import register_fake_model
+    from worker import runtime
     from worker.app import app
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("EMBEDDER", "fake")
     get_settings.cache_clear()  # importing the app read the settings before these
+    monkeypatch.setattr(runtime, "_runtime", None)  # a worker process builds its runtime once, afresh
     register_fake_model(sqlite_url, tmp_path / "models")
     started: list[list[str]] = []
 
