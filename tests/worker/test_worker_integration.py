@@ -23,7 +23,7 @@ from tests.factories import labelled_posts, register_fake_model
 from tests.wire import raw_message
 from tests.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
 from worker.client import Producer
-from worker.protocol import CLASSIFY_TASK
+from worker.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
 
 pytestmark = pytest.mark.integration
 
@@ -188,18 +188,22 @@ def test_a_hand_built_json_message_is_classified_and_a_pickled_one_refused(
     assert worker.process.poll() is None
 
 
+@pytest.mark.parametrize("task", [CLASSIFY_TASK, CLASSIFY_CHUNK_TASK])
 def test_a_wait_longer_than_the_visibility_timeout_is_taken_in_steps_and_processed_once(
-    settings: Settings, model_version: int, env: dict[str, str], workers: list, tmp_path: Path
+    task: str, settings: Settings, model_version: int, env: dict[str, str], workers: list, tmp_path: Path
 ) -> None:
-    """A retry due in 3 x VISIBILITY_TIMEOUT_S (the daily-quota wait, scaled down) is passed on in steps of
-    at most half the timeout, is not delivered twice meanwhile, and is processed once when due."""
+    """A retry due in 2 x VISIBILITY_TIMEOUT_S (the daily-quota wait, scaled down) is passed on in steps of
+    at most half the timeout, is not delivered twice meanwhile, and is processed once when due, with the
+    attempt count of its header."""
     import redis
 
     from worker.protocol import ATTEMPT_HEADER, DUE_HEADER
 
     start_worker(env, workers, tmp_path)
-    wait_s = 3 * settings.visibility_timeout_s
-    message = json.loads(raw_message(CLASSIFY_TASK, {"id": "later", "text": "rocket orbit"}, settings.queue))
+    wait_s = 2 * settings.visibility_timeout_s
+    post = {"id": "later", "text": "rocket orbit"}
+    kwargs = post if task == CLASSIFY_TASK else {"posts": [post]}
+    message = json.loads(raw_message(task, kwargs, settings.queue))
     message["headers"].update({ATTEMPT_HEADER: 1, DUE_HEADER: time.time() + wait_s})
     client = redis.Redis.from_url(settings.redis_url)
     sent = time.time()
