@@ -169,7 +169,8 @@ def wait_for(db_url: str, n: int, deadline: float) -> int:
 def row_summary(db_url: str, started_wall: float) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from shared.db import Result, session_scope
+    from shared.db import session_scope
+    from shared.results import Result
 
     with session_scope(db_url) as session:
         by_status = dict(session.execute(select(Result.status, func.count()).group_by(Result.status)).all())

@@ -126,7 +126,8 @@ def measure_raw(texts: list[str], batch_size: int, kind: str) -> dict[str, Any]:
 def rows_since(db_url: str, prefix: str) -> list[tuple[str, str, datetime, dict[str, Any] | None]]:
     from sqlalchemy import select
 
-    from shared.db import Result, session_scope
+    from shared.db import session_scope
+    from shared.results import Result
 
     with session_scope(db_url) as session:
         return [tuple(r) for r in session.execute(  # type: ignore[misc]

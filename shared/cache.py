@@ -13,11 +13,9 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 
-from shared.db import CachedEmbedding, session_scope
+from shared.db import CachedEmbedding, Db, is_postgres, transaction
 from shared.embedders.base import Embedder
-from shared.errors import DatabaseUnavailableError
 from shared.preprocess import text_digest
 
 _LOOKUP_CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
@@ -29,18 +27,11 @@ class CacheStats:
     misses: int = 0
 
 
-def lookup(db_url: str, embedder_id: str, digests: list[str]) -> dict[str, np.ndarray]:
+def lookup(db: Db, embedder_id: str, digests: list[str]) -> dict[str, np.ndarray]:
     """Cached vectors by digest; an unreachable database is a DatabaseUnavailableError."""
-    try:
-        return _lookup(db_url, embedder_id, digests)
-    except SQLAlchemyError as exc:
-        raise _unavailable(exc) from None
-
-
-def _lookup(db_url: str, embedder_id: str, digests: list[str]) -> dict[str, np.ndarray]:
     found: dict[str, np.ndarray] = {}
     unique = list(dict.fromkeys(digests))
-    with session_scope(db_url) as session:
+    with transaction(db) as session:
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
             rows = session.execute(
@@ -54,24 +45,16 @@ def _lookup(db_url: str, embedder_id: str, digests: list[str]) -> dict[str, np.n
     return found
 
 
-def store(db_url: str, embedder_id: str, vectors: dict[str, np.ndarray]) -> None:
+def store(db: Db, embedder_id: str, vectors: dict[str, np.ndarray]) -> None:
     if not vectors:
         return
     rows = [
         {"embedder_id": embedder_id, "text_sha256": d, "vector": v.astype("<f4").tobytes()}
         for d, v in vectors.items()
     ]
-    insert = pg_insert if db_url.startswith("postgresql") else sqlite_insert
-    try:
-        with session_scope(db_url) as session:
-            session.execute(insert(CachedEmbedding).on_conflict_do_nothing(), rows)
-    except SQLAlchemyError as exc:
-        raise _unavailable(exc) from None
-
-
-def _unavailable(exc: SQLAlchemyError) -> DatabaseUnavailableError:
-    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-    return DatabaseUnavailableError(f"embedding cache unavailable: {exc.__class__.__name__}: {reason}")
+    with transaction(db) as session:
+        insert = pg_insert if is_postgres(session) else sqlite_insert
+        session.execute(insert(CachedEmbedding).on_conflict_do_nothing(), rows)
 
 
 def embed_cached(

@@ -6,10 +6,13 @@ torch are imported only by the verbs that need them.
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import logging
 import sys
 import traceback
+from typing import Any
 
 import click
 
@@ -34,6 +37,29 @@ COMMANDS = {
     "fake-gemini": "shared.embedders.fake_gemini:fake_gemini_command",
 }
 
+# Verbs that use the database: the group brings its schema up to date before they run.
+USES_DATABASE = {"train", "evaluate", "models", "promote", "rollback", "worker", "backfill", "results",
+                 "stats", "retry-failed", "demo"}
+
+
+def _schema_first(command: click.Command) -> click.Command:
+    """`command`, running `ensure_schema` after its arguments are parsed (so `--help` needs no database)."""
+    run = command.callback
+    if run is None:
+        return command
+
+    @functools.wraps(run)
+    def with_schema(*args: Any, **kwargs: Any) -> Any:
+        from shared.migrate import ensure_schema
+        from shared.settings import get_settings
+
+        ensure_schema(get_settings().db_url)
+        return run(*args, **kwargs)
+
+    wrapped = copy.copy(command)
+    wrapped.callback = with_schema
+    return wrapped
+
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -51,7 +77,9 @@ class LazyGroup(click.Group):
                 return None  # verb not built in this installation
             raise
         command = getattr(module, attribute, None)
-        return command if isinstance(command, click.Command) else None
+        if not isinstance(command, click.Command):
+            return None
+        return _schema_first(command) if cmd_name in USES_DATABASE else command
 
     def invoke(self, ctx: click.Context) -> object:
         try:

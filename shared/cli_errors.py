@@ -1,4 +1,4 @@
-"""One line for the errors a user can fix: our own, and a database or Redis that cannot be used.
+"""One line for the errors a user can fix: our own (a database that cannot be used among them), and Redis.
 
 The `topicq` group prints the line (exit status 2); `topicq -v` adds the traceback.
 Anything else is a bug and keeps its traceback.
@@ -10,21 +10,8 @@ from shared.errors import TopicqError
 
 
 def _first_line(exc: BaseException) -> str:
-    reason = getattr(exc, "orig", None) or exc
-    lines = str(reason).strip().splitlines()
-    return lines[0] if lines else reason.__class__.__name__
-
-
-def _database_problem(exc: BaseException) -> str | None:
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    from shared.db import safe_url
-    from shared.settings import get_settings
-
-    if isinstance(exc, OperationalError | InterfaceError):
-        return (f"cannot use the database at {safe_url(get_settings().db_url)}: {_first_line(exc)}; "
-                "check that it is running and that DATABASE_URL names it")
-    return None
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else exc.__class__.__name__
 
 
 def _broker_problem(exc: BaseException) -> str | None:
@@ -44,4 +31,4 @@ def describe(exc: BaseException) -> str | None:
     """The one line to print for `exc`, or None when it is a bug that needs its traceback."""
     if isinstance(exc, TopicqError):
         return str(exc)
-    return _database_problem(exc) or _broker_problem(exc)
+    return _broker_problem(exc)

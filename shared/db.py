@@ -1,10 +1,14 @@
-"""SQLAlchemy tables and the engine/session helpers.
+"""The database boundary: one engine and session factory per URL and process, errors translated once.
+
+Every query runs in `session_scope(url)` (or `transaction(db)`, which also takes a
+caller's session), and nothing else turns driver exceptions into ours: connection
+trouble becomes DatabaseUnavailableError there, whatever the query.
 
 Tables (documented for plain-SQL users in the README):
 - model_versions, model_aliases: the model registry.
 - embedding_cache: vectors keyed by (embedder id, sha256 of preprocessed text).
-- results: one row per (post_id, model_name, model_version).
-The schema is created by Alembic (`topicq migrate`), never on import.
+- results: one row per (post_id, model_name, model_version), in shared/results.py.
+The schema is created by Alembic (shared/migrate.py), never on import.
 """
 
 from __future__ import annotations
@@ -18,24 +22,32 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
-    Float,
     ForeignKeyConstraint,
-    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     TypeDecorator,
-    UniqueConstraint,
     create_engine,
     event,
     make_url,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, DatabaseUnavailableError
+
+# A URL (each use its own transaction) or a caller's session (one transaction for several steps).
+Db = str | Session
 
 
 def utcnow() -> datetime:
@@ -92,33 +104,6 @@ class CachedEmbedding(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Result(Base):
-    __tablename__ = "results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    post_id: Mapped[str] = mapped_column(String(200))
-    model_name: Mapped[str] = mapped_column(String(100))
-    model_version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20))  # done | rejected | failed
-    label: Mapped[str | None] = mapped_column(String(200))
-    score: Mapped[float | None] = mapped_column(Float)
-    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    embedder_id: Mapped[str | None] = mapped_column(String(200))
-    error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=1)
-    # One id per embed call: posts per call = count(*) / count(distinct batch_id).
-    batch_id: Mapped[str | None] = mapped_column(String(32))
-    post_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-    text: Mapped[str | None] = mapped_column(Text)  # kept only for `failed`, for retry-failed
-    received_at: Mapped[datetime | None] = mapped_column()
-    processed_at: Mapped[datetime] = mapped_column(default=utcnow)
-    __table_args__ = (
-        UniqueConstraint("post_id", "model_name", "model_version", name="uq_results_post_model"),
-        Index("ix_results_label", "label"),
-        Index("ix_results_status", "status"),
-        Index("ix_results_processed_at", "processed_at"),
-    )
-
-
 def safe_url(url: str) -> str:
     """The URL with any password masked, for messages and logs."""
     return make_url(url).render_as_string(hide_password=True)
@@ -165,16 +150,65 @@ def _create_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
+def _driver_connection_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+# The database cannot be used right now (down, restarting, unreachable, locked, out of connections),
+# as opposed to a statement or value it refuses. SQLAlchemy wraps the driver's errors; the driver's
+# own classes are listed for any that reach us unwrapped.
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError,
+                *_driver_connection_errors())
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def _first_line(exc: BaseException) -> str:
+    reason = getattr(exc, "orig", None) or exc
+    lines = str(reason).strip().splitlines()
+    return f"{reason.__class__.__name__}: {lines[0] if lines else ''}"
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Connection trouble inside the block becomes DatabaseUnavailableError; other errors pass as they are."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        raise DatabaseUnavailableError(
+            f"cannot use the database at {safe_url(url)} ({_first_line(exc)}); "
+            "check that it is running and that DATABASE_URL names it") from exc
+
+
+@lru_cache(maxsize=8)
+def _session_factory(url: str) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url), expire_on_commit=False)
+
+
 @contextmanager
 def session_scope(url: str) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    factory = sessionmaker(get_engine(url), expire_on_commit=False)
-    session = factory()
-    try:
+    """A session in one transaction: committed on success, rolled back on error."""
+    with database_errors(url), _session_factory(url)() as session, session.begin():
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+
+
+@contextmanager
+def transaction(db: Db) -> Iterator[Session]:
+    """The caller's session (its transaction goes on, the caller commits) or a new one for a URL."""
+    if isinstance(db, Session):
+        yield db
+    else:
+        with session_scope(db) as session:
+            yield session
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

@@ -1,7 +1,8 @@
 """The model registry: versions and aliases in the SQL database.
 
-Functions take the database URL first and keyword-only arguments after it,
-so the CLI, the trainer and the workers share one implementation.
+Functions take the database first, a URL (each call its own transaction) or
+a session (the caller's transaction: e.g. register and promote a new version
+together, or neither), and keyword-only arguments after it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from shared.db import ModelAlias, ModelVersion, session_scope, utcnow
+from shared.db import Db, ModelAlias, ModelVersion, transaction, utcnow
 from shared.errors import ModelError
 from shared.store import LoadedModel, load_model_dir
 
@@ -39,16 +40,16 @@ def _info(row: ModelVersion, aliases: tuple[str, ...] = ()) -> VersionInfo:
                        dict(row.metrics or {}), row.status, row.created_at, aliases)
 
 
-def next_version(db_url: str, *, name: str) -> int:
-    with session_scope(db_url) as session:
+def next_version(db: Db, *, name: str) -> int:
+    with transaction(db) as session:
         latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name))
     return (latest or 0) + 1
 
 
-def register(db_url: str, *, name: str, version: int, path: Path, sha256: str,
+def register(db: Db, *, name: str, version: int, path: Path, sha256: str,
              embedder_id: str, metrics: dict[str, Any]) -> VersionInfo:
     try:
-        with session_scope(db_url) as session:
+        with transaction(db) as session:
             row = ModelVersion(name=name, version=version, path=str(path.resolve()), sha256=sha256,
                                embedder_id=embedder_id, metrics=metrics, status="registered")
             session.add(row)
@@ -58,8 +59,8 @@ def register(db_url: str, *, name: str, version: int, path: Path, sha256: str,
         raise ModelError(f"model {name}:{version} is already registered") from None
 
 
-def list_versions(db_url: str, *, name: str | None = None) -> list[VersionInfo]:
-    with session_scope(db_url) as session:
+def list_versions(db: Db, *, name: str | None = None) -> list[VersionInfo]:
+    with transaction(db) as session:
         query = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
         if name:
             query = query.where(ModelVersion.name == name)
@@ -70,45 +71,45 @@ def list_versions(db_url: str, *, name: str | None = None) -> list[VersionInfo]:
                 for row in session.scalars(query)]
 
 
-def get_version(db_url: str, *, name: str, version: int) -> VersionInfo:
-    with session_scope(db_url) as session:
+def get_version(db: Db, *, name: str, version: int) -> VersionInfo:
+    with transaction(db) as session:
         row = session.get(ModelVersion, (name, version))
         if row is None:
             raise ModelError(f"model {name}:{version} is not registered (see `topicq models`)")
         return _info(row)
 
 
-def resolve(db_url: str, *, name: str, alias: str = DEFAULT_ALIAS) -> int | None:
+def resolve(db: Db, *, name: str, alias: str = DEFAULT_ALIAS) -> int | None:
     """The version `alias` points to, or None when it is unset."""
-    with session_scope(db_url) as session:
+    with transaction(db) as session:
         row = session.get(ModelAlias, (name, alias))
         return row.version if row else None
 
 
-def resolve_ref(db_url: str, ref: str, *, alias: str = DEFAULT_ALIAS) -> VersionInfo:
+def resolve_ref(db: Db, ref: str, *, alias: str = DEFAULT_ALIAS) -> VersionInfo:
     """NAME:VERSION, NAME:ALIAS or NAME (its `alias`, else its newest version)."""
     name, _, tail = ref.partition(":")
     if tail.isdigit():
-        return get_version(db_url, name=name, version=int(tail))
-    version = resolve(db_url, name=name, alias=tail or alias)
+        return get_version(db, name=name, version=int(tail))
+    version = resolve(db, name=name, alias=tail or alias)
     if version is None and not tail:
-        versions = list_versions(db_url, name=name)
+        versions = list_versions(db, name=name)
         version = versions[-1].version if versions else None
     if version is None:
         raise ModelError(f"no model matches {ref!r} (see `topicq models`)")
-    return get_version(db_url, name=name, version=version)
+    return get_version(db, name=name, version=version)
 
 
-def embedder_change(db_url: str, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> str | None:
+def embedder_change(db: Db, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> str | None:
     """Why workers serving `alias` could not switch to `version` (it needs another embedder), or None.
 
     A worker embeds with one embedder, the one its current version was trained with:
     a version of another embedder would be refused by every worker, which keeps the old one.
     """
-    current = resolve(db_url, name=name, alias=alias)
+    current = resolve(db, name=name, alias=alias)
     if current is None or current == version:
         return None
-    wanted, serving = (get_version(db_url, name=name, version=v) for v in (version, current))
+    wanted, serving = (get_version(db, name=name, version=v) for v in (version, current))
     if wanted.embedder_id == serving.embedder_id:
         return None
     return (f"{name}:{version} was trained with embedder {wanted.embedder_id!r}, but {alias} "
@@ -116,9 +117,9 @@ def embedder_change(db_url: str, *, name: str, version: int, alias: str = DEFAUL
             f"serving {name}:{current}")
 
 
-def promote(db_url: str, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> int | None:
+def promote(db: Db, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> int | None:
     """Point `alias` at `version`; returns the version it pointed to before."""
-    with session_scope(db_url) as session:
+    with transaction(db) as session:
         if session.get(ModelVersion, (name, version)) is None:
             raise ModelError(f"cannot promote {name}:{version}: not registered")
         row = session.get(ModelAlias, (name, alias))
@@ -133,9 +134,9 @@ def promote(db_url: str, *, name: str, version: int, alias: str = DEFAULT_ALIAS)
         return previous
 
 
-def rollback(db_url: str, *, name: str, alias: str = DEFAULT_ALIAS) -> tuple[int, int]:
+def rollback(db: Db, *, name: str, alias: str = DEFAULT_ALIAS) -> tuple[int, int]:
     """Move `alias` back to the version it pointed to before; returns (from, to)."""
-    with session_scope(db_url) as session:
+    with transaction(db) as session:
         row = session.get(ModelAlias, (name, alias))
         past = list(row.history.get("past", [])) if row else []
         if row is None or not past:
@@ -147,7 +148,7 @@ def rollback(db_url: str, *, name: str, alias: str = DEFAULT_ALIAS) -> tuple[int
         return current, target
 
 
-def load(db_url: str, *, name: str, version: int) -> LoadedModel:
+def load(db: Db, *, name: str, version: int) -> LoadedModel:
     """Load a registered version, checking its checksum."""
-    info = get_version(db_url, name=name, version=version)
+    info = get_version(db, name=name, version=version)
     return load_model_dir(Path(info.path), info.sha256)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from shared.db import Result, session_scope
+from shared.db import session_scope
+from shared.results import Result
 
 
 def worker_env(db_url: str, redis_url: str, home: Path, **overrides: str) -> dict[str, str]:

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from shared import registry
 from shared.errors import InvalidPostError, ModelError
+from shared.results import done_ids
 from shared.settings import Settings
 from worker.client import Producer, chunked
 from worker.payload import Post, parse_post
-from worker.rows import done_ids
 
 
 @dataclass

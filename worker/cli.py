@@ -14,7 +14,7 @@ import click
 
 from shared.cli_options import Timestamp, split_words
 from shared.errors import DatasetError, InvalidPostError
-from shared.migrate import migrated_db_url, upgrade
+from shared.results import Status
 from shared.settings import get_settings
 
 
@@ -42,7 +42,6 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
 
     log = logging.getLogger("worker")
     settings = get_settings()
-    upgrade(settings.db_url)
     runtime = get_runtime(settings)
     started = time.monotonic()
     model = runtime.models.current()  # fail fast: no model, or a model of another embedder
@@ -167,7 +166,6 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
     if not source:
         raise click.UsageError("give a FILE or --dataset")
     settings = get_settings()
-    upgrade(settings.db_url)
     posts = _dataset_posts(source, groups, subset, data_home, id_column, text_column, allow_duplicates)
     if gemini_batch_api:
         _backfill_with_batch_api(posts, settings, chunk=chunk, dry_run=dry_run, poll_s=poll_s)
@@ -310,7 +308,7 @@ def _check_registered(db_url: str, model: str | None) -> None:
 @click.option("--label", default=None)
 @click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None, help="0 to 1.")
-@click.option("--status", type=click.Choice(["done", "rejected", "failed"]), default=None)
+@click.option("--status", type=click.Choice(list(Status)), default=None)
 @click.option("--since", type=Timestamp(), default=None,
               help="Processed at or after: ISO 8601 time (no zone = UTC) or a date.")
 @click.option("--until", type=Timestamp(), default=None, help="Processed before; like --since.")
@@ -328,9 +326,9 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
       topicq results --model topics:2 --since 2026-01-01 --limit 0 --format csv > out.csv
       topicq results --since 2026-11-30T14:21:00Z
     """
-    from worker.results import query_results
+    from shared.results import query_results
 
-    db_url = migrated_db_url()
+    db_url = get_settings().db_url
     _check_registered(db_url, model)
     rows = query_results(db_url, label=label, model=model, min_score=min_score, status=status,
                          since=since, until=until, limit=limit or None, with_scores=fmt == "jsonl")
@@ -350,10 +348,10 @@ def stats(model: str | None, fmt: str) -> None:
     Example:
       topicq stats --model topics
     """
+    from shared.results import stats as compute
     from shared.serving_status import TTL_S, worker_states
-    from worker.results import stats as compute
 
-    db_url = migrated_db_url()
+    db_url = get_settings().db_url
     _check_registered(db_url, model)
     summary = compute(db_url, model=model)
     workers = worker_states(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
@@ -401,13 +399,13 @@ def retry_failed(model: str | None, limit: int | None) -> None:
       topicq retry-failed
       MODEL_NAME=gq QUEUE=gq topicq retry-failed --model gq:2
     """
+    from shared.results import drop_replaced_failed_rows, failed_rows
     from worker.client import Producer, check_broker
-    from worker.retry import drop_replaced_failed_rows, failed_rows
 
     settings = get_settings()
     name, _, version = (model or settings.model_name).partition(":")
     _check_queue_serves(settings, name)
-    db_url = migrated_db_url()
+    db_url = settings.db_url
     replaced = drop_replaced_failed_rows(db_url, model_name=name)
     rows = failed_rows(db_url, model_name=name, model_version=int(version) if version else None, limit=limit)
     if rows:

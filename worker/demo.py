@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
-from shared.db import Result, session_scope
 from shared.errors import ConfigError
+from shared.results import Status
 from shared.settings import Settings
 
 DEMO_GROUPS = ("sci",)
@@ -86,20 +84,12 @@ def start_worker(settings: Settings, log_path: Path, timeout: float = 180) -> su
     raise ConfigError(f"the worker did not start within {timeout:.0f}s; see {log_path}")
 
 
-def count_rows(db_url: str, name: str, version: int, post_ids: list[str]) -> int:
-    """Rows (any status) of this model version for these posts."""
-    with session_scope(db_url) as session:
-        return int(session.scalar(select(func.count()).select_from(Result).where(
-            Result.model_name == name, Result.model_version == version,
-            Result.post_id.in_(post_ids))) or 0)
-
-
 def report(db_url: str, name: str, version: int, truth: dict[str, str], seconds: float,
            processed: int) -> DemoReport:
-    from worker.results import query_results, stats
+    from shared.results import query_results, stats
 
     rows = query_results(db_url, model=f"{name}:{version}", post_ids=list(truth), with_scores=False)
-    done = [r for r in rows if r["status"] == "done"]
+    done = [r for r in rows if r["status"] == Status.DONE]
     correct = sum(r["label"] == truth[r["post_id"]] for r in done)
     return DemoReport(
         model=f"{name}:{version}", posts=len(truth), rows=len(rows),

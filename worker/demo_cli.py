@@ -8,7 +8,6 @@ import time
 import click
 
 from shared import registry
-from shared.migrate import upgrade
 from shared.settings import get_settings
 
 
@@ -26,15 +25,15 @@ def demo(data_home: str | None, timeout: int) -> None:
     """
     from tqdm import tqdm
 
+    from shared.results import count_rows
     from trainer.datasets import load_newsgroups
     from worker.backfill import backfill
-    from worker.demo import DEMO_GROUPS, count_rows, ensure_redis, report, start_worker
+    from worker.demo import DEMO_GROUPS, ensure_redis, report, start_worker
 
     settings = get_settings()
     started_redis = ensure_redis(settings.redis_url, settings.topicq_home / "redis")
     if started_redis:
         click.echo(started_redis)
-    upgrade(settings.db_url)
     name = settings.model_name
     version = registry.resolve(settings.db_url, name=name, alias=settings.model_alias)
     if version is None:
@@ -56,7 +55,7 @@ def demo(data_home: str | None, timeout: int) -> None:
     worker = start_worker(settings, log_path)
     try:
         click.echo(f"3/4 backfilling {len(truth)} sci test posts")
-        before = count_rows(settings.db_url, name, version, test.ids)
+        before = count_rows(settings.db_url, model_name=name, model_version=version, post_ids=test.ids)
         began = time.monotonic()
         posts = [{"id": i, "text": t, "metadata": {"group": g}} for i, t, g in
                  zip(test.ids, test.texts, test.labels, strict=True)]
@@ -67,7 +66,7 @@ def demo(data_home: str | None, timeout: int) -> None:
             done = before
             while done < len(truth) and time.monotonic() - began < timeout:
                 time.sleep(0.5)
-                now = count_rows(settings.db_url, name, version, test.ids)
+                now = count_rows(settings.db_url, model_name=name, model_version=version, post_ids=test.ids)
                 bar.update(now - done)
                 done = now
         seconds = time.monotonic() - began

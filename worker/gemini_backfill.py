@@ -16,11 +16,11 @@ from typing import Any
 from shared import registry
 from shared.embedders.base import Embedder
 from shared.errors import InvalidPostError
+from shared.results import write_rows
 from shared.settings import Settings
 from worker.backfill import BackfillReport, backfill_in_chunks, production_version
 from worker.payload import Post
 from worker.pipeline import classify_batch
-from worker.rows import write_rows
 from worker.serving import check_compatible
 
 CHUNK = 5000  # posts per chunk: written to the database when all of its jobs have ended

@@ -30,11 +30,11 @@ from shared.errors import (
     TransientError,
 )
 from shared.preprocess import preprocess, text_digest
+from shared.results import ResultRow, Status, write_rows
 from shared.settings import Settings
 from shared.store import LoadedModel
 from worker.payload import Post, parse_post, storable_metadata
 from worker.retry_policy import RetryPolicy
-from worker.rows import DONE, FAILED, REJECTED, ResultRow, write_rows
 from worker.serving import ModelServer
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,10 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
     rows = []
     for i, post in enumerate(posts):
         row = ResultRow(post_id=post.id, model_name=model.meta.name, model_version=model.meta.version,
-                        status=DONE, embedder_id=embedder.id, attempts=post.attempt + 1,
+                        status=Status.DONE, embedder_id=embedder.id, attempts=post.attempt + 1,
                         metadata=post.metadata or None, batch_id=batch_id)
         if i in rejected:
-            row.status, row.error = REJECTED, f"embedder refused the text: {rejected[i]}"
+            row.status, row.error = Status.REJECTED, f"embedder refused the text: {rejected[i]}"
         else:
             best = int(probabilities[i].argmax())
             row.label, row.score = labels[best], float(probabilities[i][best])
@@ -122,7 +122,7 @@ def reject_ids(post_ids: list[str], reason: str, *, settings: Settings, models: 
     _, name, version, _ = _serving(models, settings)
     now = utcnow()
     write_rows(settings.db_url, [ResultRow(post_id=pid, model_name=name, model_version=version,
-                                           status=REJECTED, error=reason, received_at=now)
+                                           status=Status.REJECTED, error=reason, received_at=now)
                                  for pid in post_ids])
 
 
@@ -145,7 +145,7 @@ def _validate(payloads: list[Any], attempts: list[int] | None, settings: Setting
                 log.warning("rejected a post without a usable id: %s", exc)
                 continue
             out.rejected.append(ResultRow(post_id=exc.post_id, model_name="", model_version=0,
-                                          status=REJECTED, error=str(exc),
+                                          status=Status.REJECTED, error=str(exc),
                                           metadata=storable_metadata(raw.get("metadata"))))
             out.rejected_raw.append(raw)
     return out
@@ -204,11 +204,11 @@ def _log_batch(report: BatchReport, size: int, name: str, version: int) -> None:
     """One line per batch, and one warning per rejected post with its reason."""
     statuses = Counter(row.status for row in report.written)
     for row in report.written:
-        if row.status == REJECTED:
+        if row.status == Status.REJECTED:
             log.warning("rejected post %s: %s", ascii(row.post_id), row.error)
     log.info("batch of %d posts: %d done, %d rejected, %d failed, %d to retry; embed+classify %.0f ms; "
-             "model %s:%s", size, statuses[DONE],
-             statuses[REJECTED], statuses[FAILED], len(report.retry), report.classify_ms, name, version)
+             "model %s:%s", size, statuses[Status.DONE], statuses[Status.REJECTED], statuses[Status.FAILED],
+             len(report.retry), report.classify_ms, name, version)
 
 
 def _retry_or_fail(report: BatchReport, posts: list[Post], exc: TopicqError, policy: RetryPolicy,
@@ -221,7 +221,7 @@ def _retry_or_fail(report: BatchReport, posts: list[Post], exc: TopicqError, pol
             report.retry.append(post)
         elif policy.gives_up(post.attempt):
             failed.append(ResultRow(
-                post_id=post.id, model_name=name, model_version=version, status=FAILED,
+                post_id=post.id, model_name=name, model_version=version, status=Status.FAILED,
                 error=f"gave up after {post.attempt + 1} attempts: {exc}",
                 attempts=post.attempt + 1, metadata=post.metadata or None, text=post.text))
         else:

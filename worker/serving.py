@@ -57,10 +57,10 @@ class ModelServer:
                 return self._model
             try:
                 version = registry.resolve(self.db_url, name=self.name, alias=self.alias)
-            except Exception as exc:  # database unreachable: keep serving what we have
+            except DatabaseUnavailableError:  # keep serving what we have
                 if self._model is not None:
                     return self._model
-                raise DatabaseUnavailableError(f"cannot read the model registry: {exc}") from None
+                raise
             self._checked_at = now
             if version is None:
                 if self._model is not None:

@@ -28,7 +28,8 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from shared.db import Result, get_engine, session_scope
+from shared.db import get_engine, session_scope
+from shared.results import Result
 from shared.settings import Settings
 from tests.worker_process import WorkerProcess
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from shared.db import Result, session_scope
+from shared.db import session_scope
+from shared.results import Result
 from tests.drills.harness import (
     DrillResult,
     DrillWorker,

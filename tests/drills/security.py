@@ -21,7 +21,8 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from shared.db import Result, session_scope
+from shared.db import session_scope
+from shared.results import Result
 from tests.drills.harness import (
     DrillResult,
     DrillWorker,
@@ -152,8 +153,8 @@ def injections(workdir: Path) -> dict[str, Any]:
     from click.testing import CliRunner
 
     from shared.cli import main
+    from shared.results import DONE, ResultRow, write_rows
     from shared.settings import get_settings
-    from worker.rows import DONE, ResultRow, write_rows
 
     outcome: dict[str, Any] = {"attempts": len(INJECTIONS), "leaked": [], "changed": False, "crashed": []}
     with fresh_database() as db_url:

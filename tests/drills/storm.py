@@ -85,7 +85,8 @@ def run(size: StormSize, workdir: Path) -> DrillResult:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])
         outcomes = fake.outcomes()
-        from shared.db import Result, session_scope
+        from shared.db import session_scope
+        from shared.results import Result
 
         with session_scope(db_url) as session:
             from sqlalchemy import select

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from shared.db import Result, session_scope
+from shared.db import session_scope
+from shared.results import DONE, REJECTED, Result, ResultRow, write_rows
 from worker.payload import parse_post
-from worker.rows import DONE, REJECTED, ResultRow, write_rows
 
 pytestmark = pytest.mark.integration
 

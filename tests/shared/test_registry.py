@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from shared import registry
+from shared.db import Db, session_scope
 from shared.errors import ModelError
 from shared.store import META_FILE
 from tests.factories import register_fake_model
 
 
-def add(db_url: str, version: int, name: str = "topics") -> registry.VersionInfo:
+def add(db_url: Db, version: int, name: str = "topics") -> registry.VersionInfo:
     return registry.register(db_url, name=name, version=version, path=Path(f"/models/{name}/{version}"),
                              sha256=f"{version:064d}", embedder_id="fake:bow:64",
                              metrics={"accuracy": version / 10})
@@ -35,6 +36,23 @@ def test_a_version_registers_once(db_url: str) -> None:
     add(db_url, 1)
     with pytest.raises(ModelError, match="topics:1 is already registered"):
         add(db_url, 1)
+
+
+def test_register_and_promote_in_one_transaction_leave_nothing_when_promote_fails(db_url: str) -> None:
+    add(db_url, 1)
+    registry.promote(db_url, name="topics", version=1)
+    with pytest.raises(ModelError, match="topics:3"), session_scope(db_url) as session:
+        add(session, 2)
+        registry.promote(session, name="topics", version=3)  # not registered: the whole step fails
+    assert [v.version for v in registry.list_versions(db_url, name="topics")] == [1]
+    assert registry.resolve(db_url, name="topics") == 1
+
+
+def test_register_and_promote_in_one_transaction(db_url: str) -> None:
+    with session_scope(db_url) as session:
+        add(session, 1)
+        assert registry.promote(session, name="topics", version=1) is None
+    assert registry.resolve(db_url, name="topics") == 1
 
 
 def test_promote_and_rollback_walk_the_alias_history(db_url: str) -> None:

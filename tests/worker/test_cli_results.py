@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from shared import registry
 from shared.cli import main
-from worker.rows import DONE, ResultRow, write_rows
+from shared.results import DONE, ResultRow, write_rows
 
 EARLY = datetime(2026, 11, 30, 13, 0, tzinfo=UTC)
 LATE = datetime(2026, 11, 30, 14, 30, tzinfo=UTC)

@@ -20,9 +20,10 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from shared.db import Result, session_scope
+from shared.db import session_scope
 from shared.embedders.fake_gemini import FakeGemini, running_fake_gemini
 from shared.embedders.gemini import GeminiEmbedder
+from shared.results import Result
 from shared.settings import Settings
 from tests.factories import labelled_posts, register_fake_model
 from tests.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env

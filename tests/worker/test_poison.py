@@ -20,13 +20,13 @@ from kombu import Connection, Consumer, Queue
 
 from shared.cli import main
 from shared.errors import InvalidPostError
+from shared.results import REJECTED, ResultRow, write_rows
 from tests import wire
 from tests.drills.fuzz_cases import ENVELOPE_BUILDERS
 from worker import dead_letters
 from worker.envelope import PoisonMessage, inspect
 from worker.payload import parse_post
 from worker.protocol import ATTEMPT_HEADER
-from worker.rows import REJECTED, ResultRow, write_rows
 from worker.transport import Transport, inflight_key
 
 TASKS = frozenset({wire.CLASSIFY, wire.CLASSIFY_CHUNK})
@@ -68,7 +68,7 @@ def test_a_row_the_database_refuses_does_not_hold_back_its_neighbours(sqlite_url
     rows = [ResultRow(post_id="good", model_name="topics", model_version=1, status="done", label="x"),
             ResultRow(post_id="huge", model_name="topics", model_version=1, status="done", attempts=2**70)]
     write_rows(sqlite_url, rows)
-    from worker.results import query_results
+    from shared.results import query_results
 
     by_id = {r["post_id"]: r for r in query_results(sqlite_url)}
     assert by_id["good"]["status"] == "done"

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from shared import registry
-from shared.db import Result, session_scope
+from shared.db import session_scope
+from shared.results import Result
 from shared.settings import Settings
 from tests.factories import labelled_posts, register_fake_model
 from tests.wire import raw_message
@@ -86,7 +87,7 @@ def test_500_posts_become_500_rows_and_a_resent_post_stays_one_row(
     assert count_rows(settings.db_url) == 500
     assert count_rows(settings.db_url, status="done", model_version=model_version) == 500
     assert duplicates(settings.db_url) == 0
-    from worker.results import stats
+    from shared.results import stats
 
     assert stats(settings.db_url)["posts_per_embed_call"] >= 8  # batched, not one by one
 
