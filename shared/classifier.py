@@ -25,6 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+VALIDATION_SPLIT = 0.15  # share of the training posts held out to stop early
+
 
 class TopicClassifier:
     """Hyperparameters in __init__; learned state (`classes_`, `model_`, `history_`) after fit."""
@@ -36,7 +38,7 @@ class TopicClassifier:
         learning_rate: float = 1e-3,
         epochs: int = 100,
         batch_size: int = 32,
-        validation_split: float = 0.15,
+        validation_split: float = VALIDATION_SPLIT,
         patience: int = 8,
         seed: int = 0,
         lexical: int = 0,

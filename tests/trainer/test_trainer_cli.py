@@ -75,7 +75,9 @@ def test_models_promote_rollback_and_evaluate(posts_jsonl: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--dataset", "absent.csv", "--embedder", "fake"], "error: cannot read absent.csv"),
+        (["train", "--dataset", "absent.csv", "--embedder", "fake"], "error: no such file: absent.csv\n"),
+        (["train", "--dataset", "20news", "--embedder", "fake"],
+         "error: no such file: 20news; the built-in dataset is named '20newsgroups'\n"),
         (["rollback", "topics"], "error: nothing to roll back"),
         (["promote", "topics", "4"], "error: cannot promote topics:4: not registered"),
         (["evaluate", "topics:7"], "error: model topics:7 is not registered"),
@@ -83,7 +85,7 @@ def test_models_promote_rollback_and_evaluate(posts_jsonl: str) -> None:
 )
 def test_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     result = topicq(*args)
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
     assert "Traceback" not in result.output
 
@@ -101,3 +103,10 @@ def test_help_shows_examples() -> None:
     for verb in ("train", "evaluate", "models", "promote", "rollback"):
         result = topicq(verb, "--help")
         assert result.exit_code == 0 and "Example" in result.stdout, verb
+
+
+def test_an_empty_file_is_called_empty(tmp_path: Path) -> None:
+    empty = tmp_path / "posts.csv"
+    empty.write_text("")
+    result = topicq("train", "--dataset", str(empty), "--embedder", "fake")
+    assert (result.exit_code, result.stderr) == (2, f"error: {empty} is empty\n")

@@ -87,11 +87,33 @@ def test_evaluation_refuses_labels_the_model_does_not_know(posts_csv: Path, tmp_
         run_evaluation("topics", dataset=str(other), progress=False)
 
 
-def test_too_few_posts_to_train_is_a_dataset_error(tmp_path: Path) -> None:
+def test_too_few_posts_to_train_says_how_many_each_class_needs(tmp_path: Path) -> None:
     tiny = write_table(tmp_path / "tiny.csv", post_rows(5))
-    with pytest.raises(DatasetError, match="cannot train on"):
-        run_training(dataset=str(tiny), embedder="fake", test_size=0.4, **FAST)
-    assert registry.list_versions(get_settings().db_url) == []
+    embedder = FakeEmbedder()
+    with pytest.raises(DatasetError, match=r"tiny.csv: too few posts to train: each class needs at least 8 "
+                                           r"\(a 0.4 test split, then a 0.15 validation split\); "
+                                           r"posts per class: crypto 5, medicine 5, space 5$"):
+        run_training(dataset=str(tiny), embedder=embedder, test_size=0.4, **FAST)
+    assert embedder.calls == []  # refused before embedding anything
+    assert not get_settings().models_path.exists()
+
+
+def test_a_four_post_file_is_refused_before_splitting(tmp_path: Path) -> None:
+    four = tmp_path / "four.csv"
+    four.write_text("text,label\norbit moon,space\nrocket moon,space\ndrug dose,medicine\ndoctor dose,medicine\n")
+    with pytest.raises(DatasetError, match=r"each class needs at least 5 \(a 0.2 test split, then a 0.15 "
+                                           r"validation split\); posts per class: medicine 2, space 2$"):
+        run_training(dataset=str(four), embedder="fake", **FAST)
+
+
+def test_a_per_class_sample_too_small_to_stop_early_is_refused_before_embedding(
+        newsgroups_home: str) -> None:
+    embedder = FakeEmbedder()
+    with pytest.raises(DatasetError, match=r"too few posts to train with --per-class 3: each class needs "
+                                           r"at least 6 \(a 0.15 validation split\); "
+                                           r"posts per class: sci.crypt 3, sci.electronics 3, sci.med 3"):
+        run_training(groups=("sci",), per_class=3, data_home=newsgroups_home, embedder=embedder, **FAST)
+    assert embedder.calls == []
 
 
 def test_a_leftover_version_directory_is_not_overwritten(posts_csv: Path) -> None:
