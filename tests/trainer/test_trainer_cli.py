@@ -10,6 +10,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from shared.cli import main
+from shared.migrate import upgrade
+from shared.settings import get_settings
+from tests.factories import register_fake_model
 from tests.trainer.tables import post_rows, write_table
 
 FAST = ["--embedder", "fake", "--hidden", "64", "--epochs", "10"]
@@ -23,6 +26,11 @@ def topicq(*args: str) -> Result:
 def posts_jsonl(tmp_path: Path) -> str:
     rows = [{"post": r["id"], "body": r["text"], "topic": r["label"]} for r in post_rows(30)]
     return str(write_table(tmp_path / "posts.jsonl", rows))
+
+
+def last_line(stderr: str) -> str:
+    """The last message on stderr, after the progress bars."""
+    return stderr.splitlines()[-1]
 
 
 def train(posts: str, *extra: str) -> Result:
@@ -68,6 +76,7 @@ def test_models_promote_rollback_and_evaluate(posts_jsonl: str) -> None:
                        "--format", "json")
     report = json.loads(evaluated.stdout)
     assert (report["name"], report["version"], report["n"]) == ("topics", 1, 18)
+    assert report["seen_in_training"] == 0 and "warning" not in evaluated.stderr
     assert report["accuracy"] == listed[0]["metrics"]["accuracy"]  # the same held-out posts
     assert (report["cache_hits"], report["cache_misses"]) == (18, 0)
 
@@ -110,3 +119,28 @@ def test_an_empty_file_is_called_empty(tmp_path: Path) -> None:
     empty.write_text("")
     result = topicq("train", "--dataset", str(empty), "--embedder", "fake")
     assert (result.exit_code, result.stderr) == (2, f"error: {empty} is empty\n")
+
+
+def test_evaluate_on_the_training_file_warns_with_the_overlap(posts_jsonl: str) -> None:
+    train(posts_jsonl)
+
+    result = topicq("evaluate", "topics", "--dataset", posts_jsonl, "--text-column", "body",
+                    "--label-column", "topic", "--id-column", "post")
+
+    assert result.exit_code == 0, result.output
+    assert "on 90 posts" in result.stdout
+    assert re.fullmatch(r"warning: 72 of these 90 posts were training posts of topics:1, so these figures "
+                        r"overstate accuracy on new posts; accuracy on the other 18: [\d.]{6}",
+                        last_line(result.stderr))
+
+
+def test_evaluate_says_when_a_version_kept_no_record_of_its_training_posts(posts_jsonl: str) -> None:
+    settings = get_settings()
+    upgrade(settings.db_url)
+    register_fake_model(settings.db_url, settings.models_path)  # as versions were saved before
+
+    result = topicq("evaluate", "topics", "--dataset", posts_jsonl, "--text-column", "body",
+                    "--label-column", "topic", "--id-column", "post")
+
+    assert last_line(result.stderr) == ("note: topics:1 kept no record of its training posts: "
+                                        "cannot tell how many of these 90 it was trained on")

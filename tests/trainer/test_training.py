@@ -73,6 +73,27 @@ def test_evaluation_reproduces_the_held_out_metrics(posts_csv: Path) -> None:
     assert (evaluated.cache_hits, evaluated.cache_misses) == (18, 0)
 
 
+def test_evaluation_counts_the_posts_the_version_was_trained_on(posts_csv: Path) -> None:
+    trained = run_training(dataset=str(posts_csv), embedder="fake", **FAST)
+
+    whole_file = run_evaluation("topics", dataset=str(posts_csv), progress=False)
+    held_out = run_evaluation("topics", dataset=str(posts_csv), test_size=0.2, progress=False)
+
+    assert (whole_file.metrics["n"], whole_file.seen_in_training) == (90, trained.n_train)
+    assert whole_file.unseen_accuracy == trained.metrics["accuracy"]  # the other 18 are the test posts
+    assert (held_out.seen_in_training, held_out.unseen_accuracy) == (0, held_out.metrics["accuracy"])
+
+
+def test_self_training_posts_count_as_seen(posts_csv: Path) -> None:
+    # A low threshold: a short first fit is unsure of most posts.
+    trained = run_training(dataset=str(posts_csv), embedder="fake", per_class=10, self_training=0.4, **FAST)
+    assert 0 < trained.self_trained <= 72 - 30  # the training split's posts that were not sampled
+
+    evaluated = run_evaluation("topics", dataset=str(posts_csv), progress=False)
+
+    assert evaluated.seen_in_training == 30 + trained.self_trained
+
+
 def test_evaluation_refuses_another_embedder(posts_csv: Path) -> None:
     run_training(dataset=str(posts_csv), embedder="fake", **FAST)
     with pytest.raises(ModelError, match="trained with embedder 'fake:bow:64', not 'fake:bow:32'"):
