@@ -100,8 +100,7 @@ def train(per_class: int | None, name: str | None, promote: bool, alias: str, hi
 
     result = run_training(per_class=per_class, name=name, promote=promote, alias=alias,
                           hidden=hidden, epochs=epochs, **data)
-    fits = ", ".join(f"{fit.title} {len(fit.history['loss'])} epochs (best {fit.best_epoch})"
-                     for fit in result.fits)
+    fits = "; ".join(f"{fit.title}: {fit.epochs} epochs, kept {fit.best_epoch}" for fit in result.fits)
     taken = f" + {result.self_trained} self-training posts" if len(result.fits) > 1 else ""
     click.echo(f"trained {result.name} version {result.version} on {result.n_train} posts{taken} "
                f"({fits}) in {result.wall_seconds:.1f} s")

@@ -192,18 +192,19 @@ def _data_section(meta: dict[str, Any]) -> list[str]:
 
 def _training_section(meta: dict[str, Any]) -> list[str]:
     training = meta.get("training", {})
-    epochs = meta["hyperparameters"].get("epochs")
+    hyper = meta["hyperparameters"]
     lines = ["## Training", ""]
     if training.get("fits"):
         rows = [[fit["title"], fit["posts"], fit["epochs"], fit["best_epoch"]] for fit in training["fits"]]
-        lines += _table(["fit", "posts", "epochs run", "epoch kept (best validation loss)"], rows, "lrrr")
-        lines += ["", f"At most {epochs} epochs a fit; each stops early when the validation loss stops "
-                      "improving and keeps the weights of its best epoch."]
+        lines += _table(["fit", "posts", "epochs run", "epoch kept"], rows, "lrrr")
+        lines += ["", f"At most {hyper.get('epochs')} epochs a fit. A fit stops once its validation loss "
+                      f"has not improved by {hyper.get('min_delta')} or more for {hyper.get('patience')} "
+                      "epochs, and keeps the weights of the last epoch that did."]
     if "seconds" in training:
         lines += ["", f"Training time: {training['fit_seconds']:.1f} s fitting, {training['seconds']:.1f} s "
                       "in all (loading and embedding the posts included)."]
     lines += ["", "### Hyperparameters", ""]
-    lines += _table(["name", "value"], [[f"`{k}`", v] for k, v in sorted(meta["hyperparameters"].items())])
+    lines += _table(["name", "value"], [[f"`{k}`", v] for k, v in sorted(hyper.items())])
     return lines
 
 

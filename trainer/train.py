@@ -144,6 +144,10 @@ class FitRecord:
     history: dict[str, list[float]]
     best_epoch: int  # 1-based: the epoch whose weights were kept
 
+    @property
+    def epochs(self) -> int:
+        return len(self.history["loss"])
+
 
 @dataclass
 class Fitted:
@@ -208,7 +212,7 @@ def _embedder(kind: str | Embedder | None, settings: Settings) -> Iterator[Embed
 def _training_record(fitted: Fitted, unlabeled: int, fit_seconds: float, seconds: float) -> dict[str, Any]:
     """How the version was fitted, for model.json and the model card."""
     return {
-        "fits": [{"title": fit.title, "posts": fit.posts, "epochs": len(fit.history["loss"]),
+        "fits": [{"title": fit.title, "posts": fit.posts, "epochs": fit.epochs,
                   "best_epoch": fit.best_epoch} for fit in fitted.fits],
         "unlabeled": unlabeled,
         "self_trained": len(fitted.self_trained),
@@ -356,8 +360,13 @@ def run_evaluation(
     predicted = loaded.classifier.predict(vectors, texts if loaded.classifier.uses_text else None)
     metrics = compute_metrics(data.labels, predicted, loaded.meta.labels)
     seen = seen_in_training(Path(info.path), texts)
-    unseen_right = [p == t for p, t, s in zip(predicted, data.labels, seen or [], strict=False) if not s]
     return EvalResult(name=info.name, version=info.version, metrics=metrics, cache_hits=stats.hits,
                       cache_misses=stats.misses, wall_seconds=time.perf_counter() - started,
                       seen_in_training=None if seen is None else sum(seen),
-                      unseen_accuracy=float(np.mean(unseen_right)) if unseen_right else None)
+                      unseen_accuracy=_unseen_accuracy(data.labels, predicted, seen))
+
+
+def _unseen_accuracy(truth: list[str], predicted: np.ndarray, seen: list[bool] | None) -> float | None:
+    """Accuracy on the posts the version was not trained on; None without such posts or a record."""
+    right = [p == t for p, t, s in zip(predicted, truth, seen or [], strict=False) if not s]
+    return float(np.mean(right)) if right else None
