@@ -27,9 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 VALIDATION_SPLIT = 0.15  # share of the training posts held out to stop early
-
-
-SERVED_VAL_LOSS = "val_served_loss"
+SERVED_VAL_LOSS = "val_served_loss"  # what a two-branch fit's early stopping watches
 
 
 def _tensor(x: Any) -> Any:
