@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,7 +139,7 @@ def prepare_inputs(settings: Settings, config: TrainConfig, texts: list[str],
 class FitRecord:
     """One Keras fit, as the plots and the model card show it."""
 
-    title: str  # "first fit" or "self-training fit"
+    title: str  # "fit", or "first fit" and "self-training fit"
     posts: int  # labelled (and pseudo-labelled) posts, validation split included
     history: dict[str, list[float]]
     best_epoch: int  # 1-based: the epoch whose weights were kept
@@ -178,7 +178,7 @@ def fit_with_self_training(config: TrainConfig, inputs: ModelInputs, labels: lis
 
     classifier, first = fit(inputs, labels, "first fit")
     if unlabeled is None or config.self_training >= 1.0 or not len(unlabeled.vectors):
-        return Fitted(classifier, [first], inputs.texts, [])
+        return Fitted(classifier, [replace(first, title="fit")], inputs.texts, [])  # no second fit
     proba = classifier.predict_proba(unlabeled.vectors, unlabeled.texts)
     sure = np.flatnonzero(proba.max(axis=1) >= config.self_training)
     pseudo = [str(label) for label in classifier.classes_[proba[sure].argmax(axis=1)]]

@@ -41,7 +41,7 @@ def train(posts: str, *extra: str) -> Result:
 def test_train_reports_version_metrics_cache_and_files(posts_jsonl: str) -> None:
     first = train(posts_jsonl, "--promote")
     assert first.exit_code == 0, first.output
-    assert "trained topics version 1 on 72 posts" in first.stdout
+    assert re.search(r"trained topics version 1 on 72 posts \(fit: (\d+) epochs, kept (\d+)\) in", first.stdout)
     accuracy, macro_f1 = map(float, re.search(r"test accuracy ([\d.]+), macro-F1 ([\d.]+) on 18 posts\n",
                                               first.stdout).groups())
     assert accuracy >= 0.9 and macro_f1 >= 0.9
