@@ -41,6 +41,7 @@ class ModelMeta:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)  # fits, epochs, self-training posts, seconds
     # What the classifier reads at serving time; model.json files without it predate the text input.
     inputs: list[str] = field(default_factory=lambda: [EMBEDDING_INPUT])
 

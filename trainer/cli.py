@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +17,9 @@ from shared import registry
 from shared.cli_options import split_words
 from shared.settings import get_settings
 from trainer.datasets import NEWSGROUPS
+
+if TYPE_CHECKING:
+    from trainer.train import EvalResult
 
 EMBEDDERS = ("local", "gemini", "fake")
 
@@ -93,8 +96,10 @@ def train(per_class: int | None, name: str | None, promote: bool, alias: str, hi
 
     result = run_training(per_class=per_class, name=name, promote=promote, alias=alias,
                           hidden=hidden, epochs=epochs, **data)
-    click.echo(f"trained {result.name} version {result.version} on {result.n_train} posts "
-               f"({result.epochs_run} epochs) in {result.wall_seconds:.1f} s")
+    fits = "; ".join(f"{fit.title}: {fit.epochs} epochs, kept {fit.best_epoch}" for fit in result.fits)
+    taken = f" + {result.self_trained} self-training posts" if len(result.fits) > 1 else ""
+    click.echo(f"trained {result.name} version {result.version} on {result.n_train} posts{taken} "
+               f"({fits}) in {result.wall_seconds:.1f} s")
     _echo_metrics(result.metrics, result.cache_hits, result.cache_misses)
     click.echo(f"model, plots and model card in {result.directory}:")
     for path in result.files:
@@ -121,10 +126,26 @@ def evaluate(ref: str, fmt: str, **data: Any) -> None:
     result = run_evaluation(ref, **data)
     if fmt == "json":
         click.echo(json.dumps({"name": result.name, "version": result.version, **result.metrics,
-                               "cache_hits": result.cache_hits, "cache_misses": result.cache_misses}))
-        return
-    click.echo(f"{result.name} version {result.version}")
-    _echo_metrics(result.metrics, result.cache_hits, result.cache_misses)
+                               "cache_hits": result.cache_hits, "cache_misses": result.cache_misses,
+                               "seen_in_training": result.seen_in_training,
+                               "unseen_accuracy": result.unseen_accuracy}))
+    else:
+        click.echo(f"{result.name} version {result.version}")
+        _echo_metrics(result.metrics, result.cache_hits, result.cache_misses)
+    _warn_about_training_posts(result)
+
+
+def _warn_about_training_posts(result: EvalResult) -> None:
+    """On stderr (JSON output stays parseable): metrics on training posts overstate accuracy."""
+    key, n = f"{result.name}:{result.version}", result.metrics["n"]
+    if result.seen_in_training is None:
+        click.echo(f"note: {key} kept no record of its training posts: cannot tell how many of these "
+                   f"{n} it was trained on", err=True)
+    elif result.seen_in_training:
+        rest = (f"; accuracy on the other {n - result.seen_in_training}: {result.unseen_accuracy:.4f}"
+                if result.unseen_accuracy is not None else "")
+        click.echo(f"warning: {result.seen_in_training} of these {n} posts were training posts of {key}, "
+                   f"so these figures overstate accuracy on new posts{rest}", err=True)
 
 
 @click.command()

@@ -88,16 +88,48 @@ def split(dataset: Dataset, test_size: float, seed: int) -> tuple[Dataset, Datas
 
     if not 0 < test_size < 1:
         raise DatasetError(f"test size must be a fraction between 0 and 1, not {test_size}")
-    indices = np.arange(len(dataset))
-    try:
-        train, test = train_test_split(indices, test_size=test_size, random_state=seed,
-                                       stratify=dataset.labels)
-    except ValueError as exc:  # too few posts in a class for a stratified split
-        counts = dataset.class_counts()
-        raise DatasetError(f"cannot split {len(dataset)} posts with test size {test_size}: {exc} "
-                           f"(posts per class: {counts})") from None
+    require_posts_for(dataset, (test_size,), seed, f"for a {test_size:g} test split")
+    train, test = train_test_split(np.arange(len(dataset)), test_size=test_size, random_state=seed,
+                                   stratify=dataset.labels)
     return (dataset.take(sorted(train), split="train", test_size=test_size, seed=seed),
             dataset.take(sorted(test), split="test", test_size=test_size, seed=seed))
+
+
+def _splits_work(labels: Sequence[str], fractions: Sequence[float], seed: int) -> bool:
+    """Whether stratified splits by each fraction in turn, each of what the last one kept, succeed."""
+    from sklearn.model_selection import train_test_split
+
+    kept = np.asarray(labels)
+    for fraction in fractions:
+        try:
+            kept, _ = train_test_split(kept, test_size=fraction, random_state=seed, stratify=kept)
+        except ValueError:  # a class too small, or fewer held-out posts than classes
+            return False
+    return True
+
+
+def posts_per_class_needed(n_classes: int, fractions: Sequence[float]) -> int:
+    """The fewest posts per class (every class alike) for which those splits succeed."""
+    per_class = 2  # a stratified split needs two posts of a class at the very least
+    while not _splits_work([str(c) for c in range(n_classes) for _ in range(per_class)], fractions, 0):
+        per_class += 1
+    return per_class
+
+
+def require_posts_for(dataset: Dataset, fractions: Sequence[float], seed: int, purpose: str,
+                      why: str = "") -> None:
+    """Refuse a dataset too small for stratified splits by `fractions`, saying what each class needs.
+
+    Checked on the real labels with the real seed, so what passes here splits later.
+    """
+    if _splits_work(dataset.labels, fractions, seed):
+        return
+    needed = posts_per_class_needed(len(dataset.classes), fractions)
+    where = f"{dataset.description['path']}: " if "path" in dataset.description else ""
+    counts = ", ".join(f"{label} {count}" for label, count in dataset.class_counts().items())
+    because = f" ({why})" if why else ""
+    raise DatasetError(f"{where}too few posts {purpose}: each class needs at least {needed}{because}; "
+                       f"posts per class: {counts}")
 
 
 # --- 20 Newsgroups ---------------------------------------------------------------------------
@@ -169,6 +201,10 @@ def _rows_text(rows: list[int]) -> str:
 
 def _read_records(path: Path) -> tuple[list[dict[str, Any]], str]:
     kind = TABLE_FORMATS.get(path.suffix.lower())
+    if not path.exists():
+        # Most often a misspelt built-in dataset name (a file name has a known suffix).
+        named = "" if kind else f"; the built-in dataset is named {NEWSGROUPS!r}"
+        raise DatasetError(f"no such file: {path}{named}")
     if kind is None:
         raise DatasetError(f"{path}: unknown file type {path.suffix or '(none)'!r}; "
                            f"use one of {', '.join(sorted(TABLE_FORMATS))}")
@@ -178,6 +214,8 @@ def _read_records(path: Path) -> tuple[list[dict[str, Any]], str]:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not content.strip():
+        raise DatasetError(f"{path} is empty")
     if kind == "csv":
         try:
             return list(csv.DictReader(io.StringIO(content, newline=""))), kind
@@ -237,7 +275,7 @@ def load_table(
     path = Path(path)
     records, kind = _read_records(path)
     if not records:
-        raise DatasetError(f"{path} holds no rows")
+        raise DatasetError(f"{path} has a header but no rows" if kind == "csv" else f"{path} holds no rows")
     texts = _column(records, text_column, "text", path)
     labels = _column(records, label_column, "label", path)
     not_strings = [n for n, text in enumerate(texts, start=1) if not isinstance(text, str)]

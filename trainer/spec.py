@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.classifier import VALIDATION_SPLIT
 from shared.errors import DatasetError
-from trainer.datasets import NEWSGROUPS, Dataset, load_newsgroups, load_table, sample_per_class, split
+from trainer.datasets import (
+    NEWSGROUPS,
+    Dataset,
+    load_newsgroups,
+    load_table,
+    require_posts_for,
+    sample_per_class,
+    split,
+)
 
 DEFAULT_TEST_SIZE = 0.2  # a file's share held out for evaluation
 
@@ -44,12 +53,22 @@ class DataSpec:
                           label_column=self.label_column, id_column=self.id_column)
 
     def training_sets(self) -> tuple[Dataset, Dataset]:
-        """(train, test) posts for a training run."""
+        """(train, test) posts for a training run; refused up front when too few to train on."""
         if self.is_newsgroups:
-            return (self._newsgroups("train", self.per_class, self.groups),
-                    self._newsgroups("test", self.test_per_class, self.groups))
-        train, test = split(self._table(), self.test_size or DEFAULT_TEST_SIZE, self.seed)
-        return self._sample(train, self.per_class), self._sample(test, self.test_per_class)
+            train = self._newsgroups("train", self.per_class, self.groups)
+            test = self._newsgroups("test", self.test_per_class, self.groups)
+        else:
+            data = self._table()
+            test_size = self.test_size or DEFAULT_TEST_SIZE
+            require_posts_for(data, (test_size, VALIDATION_SPLIT), self.seed, "to train",
+                              f"a {test_size:g} test split, then a {VALIDATION_SPLIT:g} validation split")
+            train, test = split(data, test_size, self.seed)
+            train, test = self._sample(train, self.per_class), self._sample(test, self.test_per_class)
+        # The classifier holds out a stratified share of its training posts to stop early.
+        purpose = f"to train with --per-class {self.per_class}" if self.per_class else "to train"
+        require_posts_for(train, (VALIDATION_SPLIT,), self.seed, purpose,
+                          f"a {VALIDATION_SPLIT:g} validation split")
+        return train, test
 
     def unlabeled_pool(self, train: Dataset) -> list[str]:
         """Texts of the training side that `per_class` left out: unlabeled posts for self-training.

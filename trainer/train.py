@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from shared.settings import Settings, get_settings
 from shared.store import ModelMeta, save_model_dir
 from trainer.datasets import NEWSGROUPS, Dataset
 from trainer.evaluation import compute_metrics, write_report
+from trainer.seen import seen_in_training, write_training_digests
 from trainer.spec import DataSpec
 
 if TYPE_CHECKING:
@@ -86,6 +87,9 @@ class EvalResult:
     cache_hits: int
     cache_misses: int
     wall_seconds: float
+    # Posts of the dataset the version was trained on (None: it kept no record), and the accuracy on the rest.
+    seen_in_training: int | None = None
+    unseen_accuracy: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -93,7 +97,8 @@ class TrainResult(EvalResult):
     directory: Path
     files: list[Path]  # plots and model card
     n_train: int
-    epochs_run: int
+    fits: list[FitRecord]  # the first fit, then the self-training fit when there was one
+    self_trained: int  # unlabeled posts that joined the second fit
     promoted: str | None  # the alias now pointing at this version
 
 
@@ -130,29 +135,65 @@ def prepare_inputs(settings: Settings, config: TrainConfig, texts: list[str],
         return ModelInputs(vectors, [preprocess(t) for t in texts]), stats, encoder.id, encoder.dim
 
 
-def fit_classifier(config: TrainConfig, inputs: ModelInputs, labels: list[str], *, seed: int = 0,
-                   unlabeled: ModelInputs | None = None) -> TopicClassifier:
-    """The classifier `config` describes, fitted on labelled inputs."""
+@dataclass(frozen=True)
+class FitRecord:
+    """One Keras fit, as the plots and the model card show it."""
+
+    title: str  # "fit", or "first fit" and "self-training fit"
+    posts: int  # labelled (and pseudo-labelled) posts, validation split included
+    history: dict[str, list[float]]
+    best_epoch: int  # 1-based: the epoch whose weights were kept
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history["loss"])
+
+
+@dataclass
+class Fitted:
+    classifier: TopicClassifier
+    fits: list[FitRecord]
+    labelled_texts: list[str]
+    self_trained: list[str]  # the unlabeled posts' texts that joined the second fit
+
+    @property
+    def trained_texts(self) -> list[str]:
+        """Every text the classifier was fitted on."""
+        return self.labelled_texts + self.self_trained
+
+
+def fit_with_self_training(config: TrainConfig, inputs: ModelInputs, labels: list[str], *, seed: int = 0,
+                           unlabeled: ModelInputs | None = None) -> Fitted:
+    """The classifier `config` describes, fitted on labelled inputs, then again with the unlabeled
+    posts it labels confidently (when `unlabeled` has any and self-training is on)."""
     from shared.classifier import TopicClassifier
 
-    def fit(x: ModelInputs, y: list[str]) -> TopicClassifier:
+    def fit(x: ModelInputs, y: list[str], title: str) -> tuple[TopicClassifier, FitRecord]:
         classifier = TopicClassifier(hidden=config.hidden, dropout=config.dropout, epochs=config.epochs,
                                      lexical=config.lexical, lexical_l2=config.lexical_l2,
                                      lexical_scale=config.lexical_scale, lexical_join=config.lexical_join,
                                      class_weight=config.class_weight, seed=seed)
-        return classifier.fit(x.vectors, y, texts=x.texts)
+        classifier.fit(x.vectors, y, texts=x.texts)
+        return classifier, FitRecord(title, len(y), classifier.history_, classifier.best_epoch_)
 
-    classifier = fit(inputs, labels)
+    classifier, first = fit(inputs, labels, "first fit")
     if unlabeled is None or config.self_training >= 1.0 or not len(unlabeled.vectors):
-        return classifier
+        return Fitted(classifier, [replace(first, title="fit")], inputs.texts, [])  # no second fit
     proba = classifier.predict_proba(unlabeled.vectors, unlabeled.texts)
     sure = np.flatnonzero(proba.max(axis=1) >= config.self_training)
     pseudo = [str(label) for label in classifier.classes_[proba[sure].argmax(axis=1)]]
     log.info("self-training: %d of %d unlabeled posts labelled with p >= %.2f",
              len(sure), len(unlabeled.vectors), config.self_training)
-    both = ModelInputs(np.concatenate([inputs.vectors, unlabeled.vectors[sure]]),
-                       inputs.texts + [unlabeled.texts[i] for i in sure])
-    return fit(both, list(labels) + pseudo)
+    taken = [unlabeled.texts[i] for i in sure]
+    both = ModelInputs(np.concatenate([inputs.vectors, unlabeled.vectors[sure]]), inputs.texts + taken)
+    classifier, second = fit(both, list(labels) + pseudo, "self-training fit")
+    return Fitted(classifier, [first, second], inputs.texts, taken)
+
+
+def fit_classifier(config: TrainConfig, inputs: ModelInputs, labels: list[str], *, seed: int = 0,
+                   unlabeled: ModelInputs | None = None) -> TopicClassifier:
+    """The classifier `config` describes, fitted on labelled inputs (see fit_with_self_training)."""
+    return fit_with_self_training(config, inputs, labels, seed=seed, unlabeled=unlabeled).classifier
 
 
 @contextmanager
@@ -166,6 +207,18 @@ def _embedder(kind: str | Embedder | None, settings: Settings) -> Iterator[Embed
         yield built
     finally:
         built.close()
+
+
+def _training_record(fitted: Fitted, unlabeled: int, fit_seconds: float, seconds: float) -> dict[str, Any]:
+    """How the version was fitted, for model.json and the model card."""
+    return {
+        "fits": [{"title": fit.title, "posts": fit.posts, "epochs": fit.epochs,
+                  "best_epoch": fit.best_epoch} for fit in fitted.fits],
+        "unlabeled": unlabeled,
+        "self_trained": len(fitted.self_trained),
+        "fit_seconds": round(fit_seconds, 1),
+        "seconds": round(seconds, 1),  # loading, embedding and fitting
+    }
 
 
 def _claim_directory(root: Path, version: int) -> tuple[int, Path]:
@@ -227,10 +280,10 @@ def run_training(
     seen = len(train) + len(test)
     x_train, x_test = inputs.take(slice(0, len(train))), inputs.take(slice(len(train), seen))
     unlabeled = inputs.take(slice(seen, None)) if pool else None
-    try:
-        classifier = fit_classifier(config, x_train, train.labels, seed=seed, unlabeled=unlabeled)
-    except ValueError as exc:  # e.g. too few posts per class for the validation split
-        raise DatasetError(f"cannot train on {len(train)} posts {train.class_counts()}: {exc}") from None
+    fit_started = time.perf_counter()
+    fitted = fit_with_self_training(config, x_train, train.labels, seed=seed, unlabeled=unlabeled)
+    fit_seconds = time.perf_counter() - fit_started
+    classifier = fitted.classifier
     predicted = classifier.predict(x_test.vectors, x_test.texts)
     metrics = compute_metrics(test.labels, predicted, list(classifier.classes_))
 
@@ -241,13 +294,14 @@ def run_training(
             name=name, version=version, labels=list(classifier.classes_),
             embedder_id=embedder_id, embedder_dim=embedder_dim, preprocess_version=PREPROCESS_VERSION,
             data_fingerprint=data_fingerprint(train), created_at=datetime.now(UTC).isoformat(),
-            hyperparameters={**classifier.get_params(), "self_training": config.self_training,
-                             "unlabeled": len(unlabeled.vectors) if unlabeled is not None else 0},
+            hyperparameters={**classifier.get_params(), "self_training": config.self_training},
             metrics=metrics,
             dataset={"train": train.description, "test": test.description},
+            training=_training_record(fitted, len(pool), fit_seconds, time.perf_counter() - started),
         )
         sha256 = save_model_dir(directory, classifier, meta)
-        files = write_report(directory, asdict(meta), classifier.history_)
+        write_training_digests(directory, fitted.trained_texts)
+        files = write_report(directory, asdict(meta), [asdict(fit) for fit in fitted.fits])
         registry.register(settings.db_url, name=name, version=version, path=directory, sha256=sha256,
                           embedder_id=embedder_id,
                           metrics={key: metrics[key] for key in SUMMARY_METRICS})
@@ -259,7 +313,7 @@ def run_training(
     return TrainResult(
         name=name, version=version, metrics=metrics, cache_hits=stats.hits, cache_misses=stats.misses,
         wall_seconds=time.perf_counter() - started, directory=directory, files=files,
-        n_train=len(train), epochs_run=len(classifier.history_.get("loss", [])),
+        n_train=len(train), fits=fitted.fits, self_trained=len(fitted.self_trained),
         promoted=alias if promote else None,
     )
 
@@ -302,7 +356,17 @@ def run_evaluation(
             raise ModelError(f"{loaded.key} was trained with embedder {loaded.meta.embedder_id!r}, "
                              f"not {encoder.id!r}: its vectors are not comparable")
         vectors, stats = embed_posts(settings, encoder, data.texts, progress)
-    texts = [preprocess(text) for text in data.texts] if loaded.classifier.uses_text else None
-    metrics = compute_metrics(data.labels, loaded.classifier.predict(vectors, texts), loaded.meta.labels)
+    texts = [preprocess(text) for text in data.texts]
+    predicted = loaded.classifier.predict(vectors, texts if loaded.classifier.uses_text else None)
+    metrics = compute_metrics(data.labels, predicted, loaded.meta.labels)
+    seen = seen_in_training(Path(info.path), texts)
     return EvalResult(name=info.name, version=info.version, metrics=metrics, cache_hits=stats.hits,
-                      cache_misses=stats.misses, wall_seconds=time.perf_counter() - started)
+                      cache_misses=stats.misses, wall_seconds=time.perf_counter() - started,
+                      seen_in_training=None if seen is None else sum(seen),
+                      unseen_accuracy=_unseen_accuracy(data.labels, predicted, seen))
+
+
+def _unseen_accuracy(truth: list[str], predicted: np.ndarray, seen: list[bool] | None) -> float | None:
+    """Accuracy on the posts the version was not trained on; None without such posts or a record."""
+    right = [p == t for p, t, s in zip(predicted, truth, seen or [], strict=False) if not s]
+    return float(np.mean(right)) if right else None

@@ -10,6 +10,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from shared.cli import main
+from shared.migrate import upgrade
+from shared.settings import get_settings
+from tests.factories import register_fake_model
 from tests.trainer.tables import post_rows, write_table
 
 FAST = ["--embedder", "fake", "--hidden", "64", "--epochs", "10"]
@@ -25,6 +28,11 @@ def posts_jsonl(tmp_path: Path) -> str:
     return str(write_table(tmp_path / "posts.jsonl", rows))
 
 
+def last_line(stderr: str) -> str:
+    """The last message on stderr, after the progress bars."""
+    return stderr.splitlines()[-1]
+
+
 def train(posts: str, *extra: str) -> Result:
     return topicq("train", "--dataset", posts, "--text-column", "body", "--label-column", "topic",
                   "--id-column", "post", *FAST, *extra)
@@ -33,7 +41,7 @@ def train(posts: str, *extra: str) -> Result:
 def test_train_reports_version_metrics_cache_and_files(posts_jsonl: str) -> None:
     first = train(posts_jsonl, "--promote")
     assert first.exit_code == 0, first.output
-    assert "trained topics version 1 on 72 posts" in first.stdout
+    assert re.search(r"trained topics version 1 on 72 posts \(fit: (\d+) epochs, kept (\d+)\) in", first.stdout)
     accuracy, macro_f1 = map(float, re.search(r"test accuracy ([\d.]+), macro-F1 ([\d.]+) on 18 posts\n",
                                               first.stdout).groups())
     assert accuracy >= 0.9 and macro_f1 >= 0.9
@@ -68,6 +76,7 @@ def test_models_promote_rollback_and_evaluate(posts_jsonl: str) -> None:
                        "--format", "json")
     report = json.loads(evaluated.stdout)
     assert (report["name"], report["version"], report["n"]) == ("topics", 1, 18)
+    assert report["seen_in_training"] == 0 and "warning" not in evaluated.stderr
     assert report["accuracy"] == listed[0]["metrics"]["accuracy"]  # the same held-out posts
     assert (report["cache_hits"], report["cache_misses"]) == (18, 0)
 
@@ -75,7 +84,9 @@ def test_models_promote_rollback_and_evaluate(posts_jsonl: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--dataset", "absent.csv", "--embedder", "fake"], "error: cannot read absent.csv"),
+        (["train", "--dataset", "absent.csv", "--embedder", "fake"], "error: no such file: absent.csv\n"),
+        (["train", "--dataset", "20news", "--embedder", "fake"],
+         "error: no such file: 20news; the built-in dataset is named '20newsgroups'\n"),
         (["rollback", "topics"], "error: nothing to roll back"),
         (["promote", "topics", "4"], "error: cannot promote topics:4: not registered"),
         (["evaluate", "topics:7"], "error: model topics:7 is not registered"),
@@ -83,7 +94,7 @@ def test_models_promote_rollback_and_evaluate(posts_jsonl: str) -> None:
 )
 def test_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     result = topicq(*args)
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
     assert "Traceback" not in result.output
 
@@ -101,3 +112,35 @@ def test_help_shows_examples() -> None:
     for verb in ("train", "evaluate", "models", "promote", "rollback"):
         result = topicq(verb, "--help")
         assert result.exit_code == 0 and "Example" in result.stdout, verb
+
+
+def test_an_empty_file_is_called_empty(tmp_path: Path) -> None:
+    empty = tmp_path / "posts.csv"
+    empty.write_text("")
+    result = topicq("train", "--dataset", str(empty), "--embedder", "fake")
+    assert (result.exit_code, result.stderr) == (2, f"error: {empty} is empty\n")
+
+
+def test_evaluate_on_the_training_file_warns_with_the_overlap(posts_jsonl: str) -> None:
+    train(posts_jsonl)
+
+    result = topicq("evaluate", "topics", "--dataset", posts_jsonl, "--text-column", "body",
+                    "--label-column", "topic", "--id-column", "post")
+
+    assert result.exit_code == 0, result.output
+    assert "on 90 posts" in result.stdout
+    assert re.fullmatch(r"warning: 72 of these 90 posts were training posts of topics:1, so these figures "
+                        r"overstate accuracy on new posts; accuracy on the other 18: [\d.]{6}",
+                        last_line(result.stderr))
+
+
+def test_evaluate_says_when_a_version_kept_no_record_of_its_training_posts(posts_jsonl: str) -> None:
+    settings = get_settings()
+    upgrade(settings.db_url)
+    register_fake_model(settings.db_url, settings.models_path)  # as versions were saved before
+
+    result = topicq("evaluate", "topics", "--dataset", posts_jsonl, "--text-column", "body",
+                    "--label-column", "topic", "--id-column", "post")
+
+    assert last_line(result.stderr) == ("note: topics:1 kept no record of its training posts: "
+                                        "cannot tell how many of these 90 it was trained on")

@@ -73,6 +73,27 @@ def test_evaluation_reproduces_the_held_out_metrics(posts_csv: Path) -> None:
     assert (evaluated.cache_hits, evaluated.cache_misses) == (18, 0)
 
 
+def test_evaluation_counts_the_posts_the_version_was_trained_on(posts_csv: Path) -> None:
+    trained = run_training(dataset=str(posts_csv), embedder="fake", **FAST)
+
+    whole_file = run_evaluation("topics", dataset=str(posts_csv), progress=False)
+    held_out = run_evaluation("topics", dataset=str(posts_csv), test_size=0.2, progress=False)
+
+    assert (whole_file.metrics["n"], whole_file.seen_in_training) == (90, trained.n_train)
+    assert whole_file.unseen_accuracy == trained.metrics["accuracy"]  # the other 18 are the test posts
+    assert (held_out.seen_in_training, held_out.unseen_accuracy) == (0, held_out.metrics["accuracy"])
+
+
+def test_self_training_posts_count_as_seen(posts_csv: Path) -> None:
+    # A low threshold: a short first fit is unsure of most posts.
+    trained = run_training(dataset=str(posts_csv), embedder="fake", per_class=10, self_training=0.4, **FAST)
+    assert 0 < trained.self_trained <= 72 - 30  # the training split's posts that were not sampled
+
+    evaluated = run_evaluation("topics", dataset=str(posts_csv), progress=False)
+
+    assert evaluated.seen_in_training == 30 + trained.self_trained
+
+
 def test_evaluation_refuses_another_embedder(posts_csv: Path) -> None:
     run_training(dataset=str(posts_csv), embedder="fake", **FAST)
     with pytest.raises(ModelError, match="trained with embedder 'fake:bow:64', not 'fake:bow:32'"):
@@ -87,11 +108,33 @@ def test_evaluation_refuses_labels_the_model_does_not_know(posts_csv: Path, tmp_
         run_evaluation("topics", dataset=str(other), progress=False)
 
 
-def test_too_few_posts_to_train_is_a_dataset_error(tmp_path: Path) -> None:
+def test_too_few_posts_to_train_says_how_many_each_class_needs(tmp_path: Path) -> None:
     tiny = write_table(tmp_path / "tiny.csv", post_rows(5))
-    with pytest.raises(DatasetError, match="cannot train on"):
-        run_training(dataset=str(tiny), embedder="fake", test_size=0.4, **FAST)
-    assert registry.list_versions(get_settings().db_url) == []
+    embedder = FakeEmbedder()
+    with pytest.raises(DatasetError, match=r"tiny.csv: too few posts to train: each class needs at least 8 "
+                                           r"\(a 0.4 test split, then a 0.15 validation split\); "
+                                           r"posts per class: crypto 5, medicine 5, space 5$"):
+        run_training(dataset=str(tiny), embedder=embedder, test_size=0.4, **FAST)
+    assert embedder.calls == []  # refused before embedding anything
+    assert not get_settings().models_path.exists()
+
+
+def test_a_four_post_file_is_refused_before_splitting(tmp_path: Path) -> None:
+    four = tmp_path / "four.csv"
+    four.write_text("text,label\norbit moon,space\nrocket moon,space\ndrug dose,medicine\ndoctor dose,medicine\n")
+    with pytest.raises(DatasetError, match=r"each class needs at least 5 \(a 0.2 test split, then a 0.15 "
+                                           r"validation split\); posts per class: medicine 2, space 2$"):
+        run_training(dataset=str(four), embedder="fake", **FAST)
+
+
+def test_a_per_class_sample_too_small_to_stop_early_is_refused_before_embedding(
+        newsgroups_home: str) -> None:
+    embedder = FakeEmbedder()
+    with pytest.raises(DatasetError, match=r"too few posts to train with --per-class 3: each class needs "
+                                           r"at least 6 \(a 0.15 validation split\); "
+                                           r"posts per class: sci.crypt 3, sci.electronics 3, sci.med 3"):
+        run_training(groups=("sci",), per_class=3, data_home=newsgroups_home, embedder=embedder, **FAST)
+    assert embedder.calls == []
 
 
 def test_a_leftover_version_directory_is_not_overwritten(posts_csv: Path) -> None:

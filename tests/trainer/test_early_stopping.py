@@ -1,0 +1,56 @@
+"""Early stopping: a fit ends when the validation loss stops improving, well before the epoch cap.
+
+Easily separable posts: the loss keeps creeping down by tiny amounts for hundreds
+of epochs after every prediction is right, which must not keep a fit going.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.classifier import TopicClassifier
+from shared.embedders.fake import FakeEmbedder
+from shared.preprocess import preprocess
+from tests.factories import labelled_posts
+
+CAP = 150
+WORDS = {"lexical": 1000, "lexical_scale": 10.0, "lexical_join": "mean"}  # the default two-branch model
+
+
+def fit_on_easy_posts(**params: object) -> tuple[TopicClassifier, float]:
+    """Fitted on separable fake posts; returns the classifier and its accuracy on fresh ones."""
+    embedder = FakeEmbedder()
+    train, fresh = labelled_posts(100, seed=0), labelled_posts(10, seed=1)
+    texts = [preprocess(text) for _, text, _ in train]
+    classifier = TopicClassifier(hidden=32, epochs=CAP, **params).fit(  # type: ignore[arg-type]
+        embedder.embed(texts), [label for *_, label in train], texts=texts)
+    fresh_texts = [preprocess(text) for _, text, _ in fresh]
+    predicted = classifier.predict(embedder.embed(fresh_texts), fresh_texts)
+    accuracy = sum(p == label for p, (*_, label) in zip(predicted, fresh, strict=True)) / len(fresh)
+    return classifier, accuracy
+
+
+def assert_stopped_early(classifier: TopicClassifier) -> None:
+    epochs_run = len(classifier.history_["loss"])
+    assert epochs_run < CAP / 2
+    assert classifier.best_epoch_ == epochs_run - classifier.patience  # no gain worth the name since
+
+
+def test_an_embedding_only_fit_stops_well_before_the_epoch_cap() -> None:
+    classifier, accuracy = fit_on_easy_posts()
+
+    assert_stopped_early(classifier)
+    assert accuracy == 1.0
+
+
+@pytest.mark.slow  # sparse word inputs make each epoch slow on a busy machine: about a minute
+def test_a_two_branch_fit_stops_on_the_served_mean_well_before_the_epoch_cap() -> None:
+    classifier, accuracy = fit_on_easy_posts(**WORDS)
+
+    assert_stopped_early(classifier)
+    assert accuracy == 1.0
+    served, best = classifier.history_["val_served_loss"], classifier.best_epoch_
+    assert len(served) == len(classifier.history_["loss"])
+    assert min(served[best:]) > served[best - 1] - classifier.min_delta  # what stopped it
+    assert {"val_served_accuracy", "embedding_probabilities_accuracy",
+            "val_word_probabilities_accuracy"} <= set(classifier.history_)
