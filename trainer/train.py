@@ -23,9 +23,10 @@ import numpy as np
 
 from shared import registry
 from shared.cache import CacheStats, embed_cached
+from shared.db import session_scope
 from shared.embedders import Embedder, make_embedder
 from shared.errors import DatasetError, ModelError
-from shared.migrate import upgrade
+from shared.migrate import ensure_schema
 from shared.preprocess import PREPROCESS_VERSION, preprocess
 from shared.settings import Settings, get_settings
 from shared.store import ModelMeta, save_model_dir
@@ -270,7 +271,7 @@ def run_training(
                     label_column=label_column, id_column=id_column, data_home=data_home, seed=seed)
     train, test = spec.training_sets()
     _check_trainable(train, test)
-    upgrade(settings.db_url)
+    ensure_schema(settings.db_url)
     overrides = (("hidden", hidden), ("epochs", epochs), ("self_training", self_training))
     config = TrainConfig(**{key: value for key, value in overrides if value is not None})  # type: ignore[arg-type]
     pool = spec.unlabeled_pool(train) if config.self_training < 1.0 else []
@@ -302,14 +303,15 @@ def run_training(
         sha256 = save_model_dir(directory, classifier, meta)
         write_training_digests(directory, fitted.trained_texts)
         files = write_report(directory, asdict(meta), [asdict(fit) for fit in fitted.fits])
-        registry.register(settings.db_url, name=name, version=version, path=directory, sha256=sha256,
-                          embedder_id=embedder_id,
-                          metrics={key: metrics[key] for key in SUMMARY_METRICS})
+        with session_scope(settings.db_url) as session:  # registered and promoted in one transaction
+            registry.register(session, name=name, version=version, path=directory, sha256=sha256,
+                              embedder_id=embedder_id,
+                              metrics={key: metrics[key] for key in SUMMARY_METRICS})
+            if promote:
+                registry.promote(session, name=name, version=version, alias=alias)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)  # ours, never registered
         raise
-    if promote:
-        registry.promote(settings.db_url, name=name, version=version, alias=alias)
     return TrainResult(
         name=name, version=version, metrics=metrics, cache_hits=stats.hits, cache_misses=stats.misses,
         wall_seconds=time.perf_counter() - started, directory=directory, files=files,
@@ -341,7 +343,7 @@ def run_evaluation(
     """
     started = time.perf_counter()
     settings = settings or get_settings()
-    upgrade(settings.db_url)
+    ensure_schema(settings.db_url)
     info = registry.resolve_ref(settings.db_url, ref)
     loaded = registry.load(settings.db_url, name=info.name, version=info.version)
     spec = DataSpec(dataset=dataset, groups=tuple(groups), test_per_class=test_per_class,
