@@ -8,9 +8,13 @@ with `from_logits=True`.
 
 With `lexical` > 0 the model also reads the post's words (wide and deep):
 a TF-IDF vector of at most `lexical` words (shared.lexical, fitted on the
-training texts) feeds a linear layer whose class scores are added to the
-embedding branch's before the softmax. Such a model needs the preprocessed
+training texts) feeds a linear layer. `lexical_join` says how the branches
+meet: "mean" (what `topicq train` builds) gives each branch its own softmax and
+serves the mean of their probabilities; "sum" adds the word scores to the
+embedding branch's before one softmax. Such a model needs the preprocessed
 texts beside the embeddings, at training and at serving time (`uses_text`).
+`class_weight` weights each post by the inverse frequency of its class, in
+either model.
 """
 
 from __future__ import annotations
@@ -194,12 +198,16 @@ class TopicClassifier:
             monitor=SERVED_VAL_LOSS if two_heads else "val_loss", mode="min", patience=self.patience,
             min_delta=self.min_delta, restore_best_weights=True,
         )
+        sample_weight = None
         if two_heads:
             y_train, y_val = (y_train, y_train), (y_val, y_val)
+            if weights is not None:  # Keras takes no class_weight for two outputs: the same, per sample
+                per_post = np.array([weights[int(label)] for label in y_train[0]], dtype=np.float32)
+                sample_weight = (per_post, per_post)
         history = self.model_.fit(
             x_train, y_train, validation_data=(x_val, y_val), epochs=self.epochs,
             batch_size=self.batch_size, callbacks=[*callbacks, stop], verbose=verbose,
-            class_weight=None if two_heads else weights,
+            class_weight=None if two_heads else weights, sample_weight=sample_weight,
         )
         if two_heads:
             self.model_ = self.serving_  # the same layers, answering with the mean probability

@@ -58,3 +58,24 @@ def test_too_few_posts_for_a_stratified_validation_split() -> None:
     x, labels = clusters(per_class=2)
     with pytest.raises(ValueError):
         TopicClassifier(epochs=1).fit(x, labels)
+
+
+def test_class_weight_counts_in_a_two_branch_model() -> None:
+    """Weighting posts by their class's rarity changes what a two-branch (embedding + words) fit learns."""
+    rng = np.random.default_rng(3)
+    per_class = {"space": 40, "crypt": 8}  # imbalanced, with overlapping blobs so the weights matter
+    x = np.concatenate([rng.normal(i * 0.6, 1.0, (n, 8)) for i, n in enumerate(per_class.values())]).astype(np.float32)
+    labels = [label for label, n in per_class.items() for _ in range(n)]
+    texts = [f"{label} {'orbit' if rng.random() < 0.5 else 'key'} word{k % 5}" for k, label in enumerate(labels)]
+
+    def fit(class_weight: bool) -> np.ndarray:
+        clf = TopicClassifier(hidden=8, epochs=15, patience=15, learning_rate=0.01, seed=0, lexical=50,
+                              lexical_join="mean", class_weight=class_weight)
+        return clf.fit(x, labels, texts=texts).predict_proba(x, texts)
+
+    plain = fit(False)
+    np.testing.assert_allclose(fit(False), plain, atol=1e-5)  # the fit is deterministic
+    weighted = fit(True)
+    crypt = [i for i, label in enumerate(labels) if label == "crypt"]
+    column = ["crypt", "space"].index("crypt")
+    assert weighted[crypt, column].mean() > plain[crypt, column].mean() + 0.01
