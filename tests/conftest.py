@@ -15,12 +15,9 @@ import pytest
 
 from shared.migrate import upgrade
 from shared.settings import get_settings
-from tests.databases import DatabaseUnreachable, throwaway_database
+from shared.testing.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-PG_ADMIN_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 NEWSGROUPS_HOME = os.environ.get("SCIKIT_LEARN_DATA") or str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "20newsgroups"
@@ -58,7 +55,7 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
     with ExitStack() as stack:
         try:
-            url = stack.enter_context(throwaway_database(PG_ADMIN_URL, "topicq_test"))
+            url = stack.enter_context(throwaway_database(ADMIN_URL, "topicq_test"))
         except DatabaseUnreachable as exc:
             service_missing("PostgreSQL", exc)
         yield url

@@ -26,9 +26,10 @@ def demo(data_home: str | None, timeout: int) -> None:
     """
     from tqdm import tqdm
 
+    from shared.testing.worker_process import count_rows
     from trainer.datasets import load_newsgroups
     from worker.backfill import backfill
-    from worker.demo import DEMO_GROUPS, count_rows, ensure_redis, report, start_worker
+    from worker.demo import DEMO_GROUPS, ensure_redis, report, start_worker
 
     settings = get_settings()
     started_redis = ensure_redis(settings.redis_url, settings.topicq_home / "redis")
@@ -53,10 +54,10 @@ def demo(data_home: str | None, timeout: int) -> None:
     truth = dict(zip(test.ids, test.labels, strict=True))
     log_path = settings.topicq_home / "demo-worker.log"
     click.echo(f"2/4 starting a worker (log: {log_path})")
-    worker = start_worker(settings, log_path)
+    worker = start_worker(log_path)
     try:
         click.echo(f"3/4 backfilling {len(truth)} sci test posts")
-        before = count_rows(settings.db_url, name, version, test.ids)
+        before = count_rows(settings.db_url, post_ids=test.ids, model_name=name, model_version=version)
         began = time.monotonic()
         posts = [{"id": i, "text": t, "metadata": {"group": g}} for i, t, g in
                  zip(test.ids, test.texts, test.labels, strict=True)]
@@ -67,13 +68,12 @@ def demo(data_home: str | None, timeout: int) -> None:
             done = before
             while done < len(truth) and time.monotonic() - began < timeout:
                 time.sleep(0.5)
-                now = count_rows(settings.db_url, name, version, test.ids)
+                now = count_rows(settings.db_url, post_ids=test.ids, model_name=name, model_version=version)
                 bar.update(now - done)
                 done = now
         seconds = time.monotonic() - began
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        worker.stop()
     result = report(settings.db_url, name, version, truth, seconds, processed=done - before)
     click.echo(f"4/4 results for {result.model}: {result.rows}/{result.posts} rows")
     click.echo(f"    accuracy from the results table: {result.accuracy:.4f}")

@@ -9,7 +9,7 @@ import pytest
 from shared import registry
 from shared.errors import ModelError
 from shared.store import META_FILE
-from tests.factories import register_fake_model
+from shared.testing.factories import register_fake_model
 
 
 def add(db_url: str, version: int, name: str = "topics") -> registry.VersionInfo:

@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 from shared import registry
 from shared.cli import main
 from shared.settings import Settings
-from tests.factories import labelled_posts, register_fake_model
-from tests.worker_process import WorkerProcess, worker_env
+from shared.testing.factories import labelled_posts, register_fake_model
+from shared.testing.worker_process import WorkerProcess, worker_env
 from worker.client import Producer
 from worker.rows import DONE, FAILED, ResultRow, write_rows
 from worker.wait import wait_for_rows

@@ -12,7 +12,7 @@ from shared.embedders.base import Embedder, EmbedOutcome
 from shared.embedders.fake import FakeEmbedder
 from shared.errors import TransientError
 from shared.settings import Settings
-from tests.factories import labelled_posts, register_fake_model
+from shared.testing.factories import labelled_posts, register_fake_model
 from worker.pipeline import process
 from worker.results import query_results, stats
 from worker.serving import ModelServer

@@ -17,9 +17,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from shared.db import Result, session_scope
-from tests.drills.harness import (
+from shared.testing.drills.harness import (
     DrillResult,
-    DrillWorker,
     base_env,
     common_failures,
     ledger,
@@ -29,8 +28,9 @@ from tests.drills.harness import (
     stream,
     wait_for,
 )
-from tests.drills.kill import make_posts
-from tests.drills.services import PrivatePostgres, PrivateRedis
+from shared.testing.drills.services import PrivatePostgres, PrivateRedis
+from shared.testing.factories import make_posts
+from shared.testing.worker_process import WorkerProcess
 
 
 @dataclass
@@ -52,7 +52,7 @@ def run(size: OutageSize, workdir: Path) -> DrillResult:
         settings = settings_for(env)
         prepare_database(db_url, settings.models_path)
         posts = make_posts(size.posts, "outage", size.seed)
-        worker = DrillWorker(env, workdir, "outage")
+        worker = WorkerProcess(env, workdir / "outage.log")
         worker.start()
         errors: list[str] = []
         sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, size.malformed_every,

@@ -21,9 +21,29 @@ TOPICS = {
 }
 
 
-def make_post(topic: str, rng: random.Random, words: int = 12) -> str:
+# Words of no topic, for posts that read more like prose (benchmarks).
+FILLER = "the a of and to in is that it for on with as was at by this be have from or".split()
+
+
+def make_post(topic: str, rng: random.Random, words: int = 12, filler: float = 0.0) -> str:
+    """`words` words of the topic's vocabulary; with `filler`, that share of them from FILLER instead."""
     vocabulary = TOPICS[topic].split()
-    return "Subject: " + " ".join(rng.choice(vocabulary) for _ in range(words))
+
+    def word() -> str:
+        if filler and rng.random() < filler:
+            return rng.choice(FILLER)
+        return rng.choice(vocabulary)
+
+    return "Subject: " + " ".join(word() for _ in range(words))
+
+
+def make_posts(n: int, prefix: str, seed: int = 0, *, words: int = 12,
+               filler: float = 0.0) -> list[dict[str, object]]:
+    """Posts `{prefix}-0` ... with their topic as metadata `truth`, the topics taken in turn."""
+    rng = random.Random(seed)
+    topics = sorted(TOPICS)
+    return [{"id": f"{prefix}-{i}", "text": make_post(topics[i % len(topics)], rng, words, filler),
+             "metadata": {"truth": topics[i % len(topics)]}} for i in range(n)]
 
 
 def labelled_posts(per_topic: int, seed: int = 0) -> list[tuple[str, str, str]]:
