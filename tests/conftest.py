@@ -1,7 +1,10 @@
 """Shared fixtures: settings isolated per test, SQLite and PostgreSQL databases, Redis.
 
-A service that is down skips its tests locally with the reason, and fails
-them in CI (CI=true), where .ci/run has started every service.
+A test that takes a service (the `postgres_url` or `redis_url` fixture, or `db_url` on
+PostgreSQL) is an integration test: marked so here, whatever its module says, so that
+`-m "not integration"` runs with no service at all. A service that is down skips its
+tests locally with the reason, and fails them in CI (CI=true), where .ci/run has started
+every service.
 """
 
 from __future__ import annotations
@@ -29,6 +32,15 @@ def service_missing(what: str, error: Exception) -> None:
     if IN_CI:
         pytest.fail(f"{message}; CI must have it (.ci/run starts it)")
     pytest.skip(message)
+
+
+SERVICE_FIXTURES = frozenset({"postgres_url", "redis_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +73,7 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def db_url(request: pytest.FixtureRequest) -> str:
     """Runs a test on SQLite and on PostgreSQL."""
     return str(request.getfixturevalue(f"{request.param}_url"))
