@@ -1,4 +1,4 @@
-"""What every drill shares: its environment, its workers, and the ledger that counts.
+"""What every drill shares: its environment, the ledger that counts, and the checks it makes.
 
 A drill is a plain function `run(size, workdir) -> DrillResult`, so the same
 code runs short inside pytest and long from `bench/drills.py`.
