@@ -1,4 +1,4 @@
-"""Helpers the benchmarks share: a throw-away database, the fake Gemini in its own process.
+"""Helpers the benchmarks share: the fake Gemini in its own process, CPU meters.
 
 The fake runs in a child process so that its JSON work does not share the
 benchmark's interpreter lock with the producer; the benchmark steers it
@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-@contextmanager
-def fresh_database(admin_url: str = PG_ADMIN_URL, prefix: str = "topicq_bench") -> Iterator[str]:
-    """A new PostgreSQL database with the schema, dropped (FORCE) on exit."""
-    from tests.databases import throwaway_database
-
-    with throwaway_database(admin_url, prefix) as url:
-        yield url
-
 
 def _serve(conn: Connection, switches: dict[str, Any]) -> None:
-    from shared.embedders.fake_gemini import FakeGemini
+    from shared.testing.fake_gemini import FakeGemini
 
     fake = FakeGemini(**switches).start()
     conn.send(fake.base_url)

@@ -25,7 +25,6 @@ import argparse
 import bisect
 import json
 import os
-import random
 import signal
 import sys
 import tempfile
@@ -40,16 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/gemini_throughput.py` as well as `-m bench...`
     sys.path.insert(0, str(ROOT))
 
-from bench.common import PG_ADMIN_URL, CpuMeter, FakeGeminiProcess, fresh_database, pids_named  # noqa: E402
+from bench.common import CpuMeter, FakeGeminiProcess, pids_named  # noqa: E402
+from shared.testing.databases import ADMIN_URL, throwaway_database  # noqa: E402
 
 KEY = "bench-key-not-a-secret"
 RESULTS = ROOT / "bench" / "results"
-WORDS = {  # a vocabulary per topic, as in tests/factories.py, plus filler
-    "space": "orbit rocket launch nasa shuttle moon planet satellite astronaut telescope",
-    "medicine": "doctor patient disease treatment symptoms drug clinical therapy diagnosis cancer",
-    "crypto": "encryption key cipher algorithm secure privacy clipper chip nsa escrow",
-}
-FILLER = "the a of and to in is that it for on with as was at by this be have from or".split()
+FILLER_SHARE = 0.6  # share of words of no topic: posts read more like prose
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,24 +66,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storm-posts", type=int, default=3000, help="posts sent during the 429 storm")
     p.add_argument("--timeout", type=float, default=300.0, help="deadline (s) of each phase")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    p.add_argument("--pg-admin-url", default=os.environ.get("TEST_DATABASE_URL", PG_ADMIN_URL))
+    p.add_argument("--pg-admin-url", default=ADMIN_URL)
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
 
-def make_posts(n: int, words: int, tag: str, seed: int = 0) -> list[dict[str, Any]]:
-    """Unique posts (no embedding-cache hits), each mostly about one topic."""
-    rng = random.Random(seed)
-    topics = list(WORDS)
-    posts = []
-    for i in range(n):
-        topic = topics[i % len(topics)]
-        vocabulary = WORDS[topic].split()
-        body = " ".join(rng.choice(vocabulary) if rng.random() < 0.4 else rng.choice(FILLER)
-                        for _ in range(words))
-        posts.append({"id": f"{tag}-{i}", "text": f"Subject: {topic} {i}\n{body}",
-                      "metadata": {"truth": topic}})
-    return posts
+def bench_posts(n: int, tag: str, seed: int, words: int) -> list[dict[str, Any]]:
+    """Posts mostly about one topic each, random enough that no two share an embedding-cache entry."""
+    from shared.testing.factories import make_posts
+
+    return make_posts(n, tag, seed, words=words, filler=FILLER_SHARE)
 
 
 def measure_raw(base_url: str, texts: list[str], *, batch_size: int, in_flight: int) -> dict[str, Any]:
@@ -113,7 +100,7 @@ class Workers:
     """N `topicq worker` processes, started together, killed on exit."""
 
     def __init__(self, env: dict[str, str], n: int, concurrency: int, log_dir: Path) -> None:
-        from tests.worker_process import WorkerProcess
+        from shared.testing.worker_process import WorkerProcess
 
         self.procs = [WorkerProcess(env, log_dir / f"worker{i}.log", concurrency) for i in range(n)]
 
@@ -157,7 +144,7 @@ def reset_tables(db_url: str) -> None:
 
 
 def wait_for(db_url: str, n: int, deadline: float) -> int:
-    from tests.worker_process import count_rows
+    from shared.testing.worker_process import count_rows
 
     count = count_rows(db_url)
     while count < n and time.monotonic() < deadline:
@@ -338,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="topicq-bench-") as tmp, \
             FakeGeminiProcess(api_key=KEY, latency_ms=args.latency_ms) as fake, \
-            fresh_database(args.pg_admin_url) as db_url:
+            throwaway_database(args.pg_admin_url, "topicq_bench") as db_url:
         env = {
             "DATABASE_URL": db_url, "REDIS_URL": args.redis_url, "QUEUE": queue,
             "EMBEDDER": "gemini", "GEMINI_API_KEY": KEY, "GEMINI_BASE_URL": fake.base_url,
@@ -352,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(env)
         settings = Settings()
         _register_model(settings, fake.base_url)
-        posts = make_posts(args.posts, args.words, "raw")
+        posts = bench_posts(args.posts, "raw", 0, args.words)
         from shared.preprocess import preprocess
 
         print(f"raw embedder: {len(posts)} texts ...", flush=True)
@@ -370,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                 })
                 for path in paths:
                     print(f"pipeline, {path}: {args.posts} posts ...", flush=True)
-                    run, _ = run_path(path, make_posts(args.posts, args.words, path, seed=1), settings, fake,
+                    run, _ = run_path(path, bench_posts(args.posts, path, 1, args.words), settings, fake,
                                    args.timeout, args.chunk, meter)
                     run["ratio_to_raw"] = round(run["posts_per_s"] / results["raw"]["texts_per_s"], 3)
                     results["runs"].append(run)
@@ -382,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{args.storm_posts} posts ...", flush=True)
                     fake.set(rate_429=args.rate_429, retry_delay_s=args.retry_delay)
                     try:
-                        storm, calls = run_path("single", make_posts(args.storm_posts, args.words, "storm",
-                                                                     seed=2), settings, fake, args.timeout,
+                        storm_posts = bench_posts(args.storm_posts, "storm", 2, args.words)
+                        storm, calls = run_path("single", storm_posts, settings, fake, args.timeout,
                                                 args.chunk, meter)
                     finally:
                         fake.set(rate_429=0.0)
@@ -407,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _register_model(settings: Any, base_url: str) -> None:
     from shared.embedders.gemini import GeminiEmbedder
-    from tests.factories import register_fake_model
+    from shared.testing.factories import register_fake_model
 
     gemini = GeminiEmbedder(KEY, base_url=base_url, timeout_s=30)
     try:

@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import PG_ADMIN_URL, cpu_seconds, fresh_database  # noqa: E402
+from bench.common import cpu_seconds  # noqa: E402
+from shared.testing.databases import ADMIN_URL, throwaway_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -58,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--groups", default="", help="20 Newsgroups groups the served model is trained on "
                    "(default all 20; e.g. sci when only those are in the embedding cache)")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
-    p.add_argument("--pg-admin-url", default=os.environ.get("TEST_DATABASE_URL", PG_ADMIN_URL))
+    p.add_argument("--pg-admin-url", default=ADMIN_URL)
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from shared.preprocess import preprocess
     from shared.settings import Settings
-    from tests.worker_process import WorkerProcess
+    from shared.testing.worker_process import WorkerProcess
     from worker.client import Producer
 
     loads = [float(v) for v in args.loads.split(",") if v.strip()]
@@ -255,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     posts = bench_posts(args.posts + args.batch_size)
     warmup, posts = posts[: args.batch_size], posts[args.batch_size:]
     ok = True
-    with tempfile.TemporaryDirectory(prefix="topicq-bench-") as tmp, fresh_database(args.pg_admin_url) as db:
+    with (tempfile.TemporaryDirectory(prefix="topicq-bench-") as tmp,
+          throwaway_database(args.pg_admin_url, "topicq_bench") as db):
         env = {"DATABASE_URL": db, "REDIS_URL": args.redis_url, "QUEUE": queue, "EMBEDDER": "local",
                "BATCH_SIZE": str(args.batch_size), "BATCH_WAIT_S": str(args.batch_wait),
                "MODEL_DIR": f"{tmp}/models", "TOPICQ_HOME": f"{tmp}/home", "MODEL_REFRESH_S": "60"}

@@ -34,7 +34,7 @@ COMMANDS = {
     "retry-failed": "worker.cli:retry_failed",
     "dead-letters": "worker.dead_letters_cli:dead_letters_command",
     "demo": "worker.demo_cli:demo",
-    "fake-gemini": "shared.embedders.fake_gemini:fake_gemini_command",
+    "fake-gemini": "shared.testing.fake_gemini_cli:fake_gemini_command",
 }
 
 # Verbs that use the database: the group brings its schema up to date before they run.

@@ -9,6 +9,7 @@ parameter (no SQL is built from user text).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -267,13 +268,20 @@ def stats(db: Db, *, model: str | None = None) -> dict[str, Any]:
     }
 
 
-def count_rows(db: Db, *, model_name: str, model_version: int, post_ids: list[str]) -> int:
-    """Rows (any status) of this model version for these posts."""
+def count_rows(db: Db, *, post_ids: Iterable[str] | None = None, **filters: Any) -> int:
+    """Rows whose columns equal `filters` (e.g. model_name=..., status="done"), among `post_ids` if given."""
     with transaction(db) as session:
-        return sum(int(session.scalar(select(func.count()).select_from(Result).where(
-            Result.model_name == model_name, Result.model_version == model_version,
-            Result.post_id.in_(post_ids[start : start + _IDS_PER_QUERY]))) or 0)
-            for start in range(0, len(post_ids), _IDS_PER_QUERY))
+        def count(ids: list[str] | None) -> int:
+            query = select(func.count()).select_from(Result).where(
+                *(getattr(Result, name) == value for name, value in filters.items()))
+            if ids is not None:
+                query = query.where(Result.post_id.in_(ids))
+            return int(session.scalar(query) or 0)
+
+        if post_ids is None:
+            return count(None)
+        ids = list(post_ids)
+        return sum(count(ids[start : start + _IDS_PER_QUERY]) for start in range(0, len(ids), _IDS_PER_QUERY))
 
 
 def done_ids(db: Db, *, model_name: str, model_version: int, post_ids: list[str]) -> set[str]:

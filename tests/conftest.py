@@ -1,7 +1,10 @@
 """Shared fixtures: settings isolated per test, SQLite and PostgreSQL databases, Redis.
 
-A service that is down skips its tests locally with the reason, and fails
-them in CI (CI=true), where .ci/run has started every service.
+A test that takes a service (the `postgres_url` or `redis_url` fixture, or `db_url` on
+PostgreSQL) is an integration test: marked so here, whatever its module says, so that
+`-m "not integration"` runs with no service at all. A service that is down skips its
+tests locally with the reason, and fails them in CI (CI=true), where .ci/run has started
+every service.
 """
 
 from __future__ import annotations
@@ -15,12 +18,9 @@ import pytest
 
 from shared.migrate import upgrade
 from shared.settings import get_settings
-from tests.databases import DatabaseUnreachable, throwaway_database
+from shared.testing.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-PG_ADMIN_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 NEWSGROUPS_HOME = os.environ.get("SCIKIT_LEARN_DATA") or str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "20newsgroups"
@@ -32,6 +32,15 @@ def service_missing(what: str, error: Exception) -> None:
     if IN_CI:
         pytest.fail(f"{message}; CI must have it (.ci/run starts it)")
     pytest.skip(message)
+
+
+SERVICE_FIXTURES = frozenset({"postgres_url", "redis_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(autouse=True)
@@ -58,13 +67,13 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
     with ExitStack() as stack:
         try:
-            url = stack.enter_context(throwaway_database(PG_ADMIN_URL, "topicq_test"))
+            url = stack.enter_context(throwaway_database(ADMIN_URL, "topicq_test"))
         except DatabaseUnreachable as exc:
             service_missing("PostgreSQL", exc)
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def db_url(request: pytest.FixtureRequest) -> str:
     """Runs a test on SQLite and on PostgreSQL."""
     return str(request.getfixturevalue(f"{request.param}_url"))

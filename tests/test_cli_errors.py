@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy.engine import make_url
 
 from shared.cli import main
-from tests.conftest import PG_ADMIN_URL
+from shared.testing.databases import ADMIN_URL
 
 
 def topicq(*args: str) -> Result:
@@ -55,7 +55,7 @@ def test_an_unusable_database_url_is_one_line(monkeypatch: pytest.MonkeyPatch, u
 
 @pytest.mark.integration
 def test_a_postgres_database_that_does_not_exist_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    url = make_url(PG_ADMIN_URL).set(database="topicq_no_such_db", password="hunter2")
+    url = make_url(ADMIN_URL).set(database="topicq_no_such_db", password="hunter2")
     monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
     result = topicq("stats")
     assert_one_line_error(result, "topicq_no_such_db", "DATABASE_URL")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from shared.errors import ConfigError
 from shared.results import Status
-from shared.settings import Settings
+from shared.testing.worker_process import WorkerProcess
 
 DEMO_GROUPS = ("sci",)
 
@@ -66,22 +65,16 @@ def ensure_redis(url: str, log_dir: Path) -> str | None:
     raise ConfigError("started redis-server but it does not answer; see " + str(log_dir / "redis.log"))
 
 
-def start_worker(settings: Settings, log_path: Path, timeout: float = 180) -> subprocess.Popen[bytes]:
-    # The demo's worker embeds for real (no embedding cache), so posts/s measures the pipeline.
-    env = {**os.environ, "CACHE_EMBEDDINGS": "false"}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ConfigError(f"the worker exited ({process.returncode}); see {log_path}")
-        if "ready." in log_path.read_text(errors="replace"):
-            return process
-        time.sleep(0.3)
-    process.terminate()
-    raise ConfigError(f"the worker did not start within {timeout:.0f}s; see {log_path}")
+def start_worker(log_path: Path, timeout: float = 180) -> WorkerProcess:
+    """A worker with this process's settings; it embeds for real (no embedding cache), so posts/s
+    measures the pipeline."""
+    worker = WorkerProcess({**os.environ, "CACHE_EMBEDDINGS": "false"}, log_path, hostname="topicq@%h")
+    try:
+        return worker.start(timeout)
+    except (RuntimeError, TimeoutError) as exc:
+        worker.stop()
+        what = str(exc).splitlines()[0]  # "worker exited 1" or "worker not ready after 180s"
+        raise ConfigError(f"the {what}; see {log_path}") from None
 
 
 def report(db_url: str, name: str, version: int, truth: dict[str, str], seconds: float,

@@ -52,7 +52,7 @@ def demo(data_home: str | None, timeout: int) -> None:
     truth = dict(zip(test.ids, test.labels, strict=True))
     log_path = settings.topicq_home / "demo-worker.log"
     click.echo(f"2/4 starting a worker (log: {log_path})")
-    worker = start_worker(settings, log_path)
+    worker = start_worker(log_path)
     try:
         click.echo(f"3/4 backfilling {len(truth)} sci test posts")
         before = count_rows(settings.db_url, model_name=name, model_version=version, post_ids=test.ids)
@@ -71,8 +71,7 @@ def demo(data_home: str | None, timeout: int) -> None:
                 done = now
         seconds = time.monotonic() - began
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        worker.stop()
     result = report(settings.db_url, name, version, truth, seconds, processed=done - before)
     click.echo(f"4/4 results for {result.model}: {result.rows}/{result.posts} rows")
     click.echo(f"    accuracy from the results table: {result.accuracy:.4f}")

@@ -89,9 +89,11 @@ class ReconnectSafeBatches(Batches):
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
+    """The two tasks, bound to `settings`, on `app` only (not shared: Celery would otherwise add
+    them, with these settings, to every app made later in this process)."""
     policy = RetryPolicy(settings)
 
-    @app.task(name=CLASSIFY_TASK, base=ReconnectSafeBatches, bind=True, acks_late=True,
+    @app.task(name=CLASSIFY_TASK, base=ReconnectSafeBatches, bind=True, acks_late=True, shared=False,
               flush_every=settings.batch_size, flush_interval=settings.batch_wait_s)
     def classify(self: Task, requests: list[SimpleRequest]) -> None:
         now = time.time()
@@ -116,7 +118,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         for raw in report.resend:
             _send_again(self, policy, raw, attempt=0, due_at=due_at, task_id=ids.get(str(raw.get("id"))))
 
-    @app.task(name=CLASSIFY_CHUNK_TASK, bind=True, acks_late=True)
+    @app.task(name=CLASSIFY_CHUNK_TASK, bind=True, acks_late=True, shared=False)
     def classify_chunk(self: Task, posts: list[Any]) -> None:
         if not isinstance(posts, list):
             log.error("classify_chunk expects a list of posts, got %s", type(posts).__name__)

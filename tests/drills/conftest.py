@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from shared.testing.drills.harness import DrillResult
+from shared.testing.drills.services import ServiceUnavailable
 from tests.conftest import service_missing
-from tests.drills.harness import DrillResult
-from tests.drills.services import ServiceUnavailable
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from shared.testing.drills import broker
+from shared.testing.drills.harness import base_env, prepare_database, settings_for, wait_for
+from shared.testing.drills.services import PrivateRedis, ServiceUnavailable, fresh_database
+from shared.testing.factories import make_posts
+from shared.testing.worker_process import WorkerProcess, count_rows
 from tests.conftest import service_missing
-from tests.drills import broker
-from tests.drills.harness import DrillWorker, base_env, count_rows, prepare_database, settings_for, wait_for
-from tests.drills.kill import make_posts
-from tests.drills.services import PrivateRedis, ServiceUnavailable, fresh_database
 from worker.client import Producer
 
 
@@ -33,7 +34,7 @@ def test_a_short_tail_is_flushed_after_the_broker_comes_back(tmp_path: Path) -> 
                            BATCH_SIZE="16", BATCH_WAIT_S="2")
             settings = settings_for(env)
             prepare_database(db_url, settings.models_path)
-            worker = DrillWorker(env, tmp_path, "tail")
+            worker = WorkerProcess(env, tmp_path / "tail.log")
             worker.start()
             try:
                 before, after = make_posts(2, "before"), make_posts(2, "after")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.testing.drills import security
+from shared.testing.drills.services import ServiceUnavailable
 from tests.conftest import service_missing
-from tests.drills import security
-from tests.drills.services import ServiceUnavailable
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest
 
 from shared.embedders import Embedder
 from shared.embedders.fake import FakeEmbedder
-from shared.embedders.fake_gemini import running_fake_gemini
 from shared.embedders.gemini import GeminiEmbedder
+from shared.testing.fake_gemini import running_fake_gemini
 
 TEXTS = ["The shuttle launch was delayed by weather.", "My car needs new brakes.",
          "The shuttle launch was delayed by weather."]

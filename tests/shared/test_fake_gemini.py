@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from shared.cli import main
-from shared.embedders.fake_gemini import FakeGemini, running_fake_gemini
+from shared.testing.fake_gemini import FakeGemini, running_fake_gemini
 
 MODEL = "gemini-embedding-001"
 

@@ -11,7 +11,6 @@ import pytest
 
 from shared.embedders import make_embedder
 from shared.embedders.base import l2_normalise
-from shared.embedders.fake_gemini import FakeGemini, fake_vector, running_fake_gemini
 from shared.embedders.gemini import PROMPT_PREFIX, GeminiEmbedder
 from shared.errors import (
     ConfigError,
@@ -21,6 +20,7 @@ from shared.errors import (
 )
 from shared.ratelimit import MemoryRateLimiter
 from shared.settings import Settings
+from shared.testing.fake_gemini import FakeGemini, fake_vector, running_fake_gemini
 
 KEY = "test-key"
 

@@ -17,8 +17,8 @@ from shared import registry
 from shared.cli import main
 from shared.results import DONE, FAILED, ResultRow, write_rows
 from shared.settings import Settings
-from tests.factories import labelled_posts, register_fake_model
-from tests.worker_process import WorkerProcess, worker_env
+from shared.testing.factories import labelled_posts, register_fake_model
+from shared.testing.worker_process import WorkerProcess, worker_env
 from worker.client import Producer
 from worker.wait import wait_for_rows
 

@@ -21,12 +21,12 @@ import redis
 from sqlalchemy import select
 
 from shared.db import session_scope
-from shared.embedders.fake_gemini import FakeGemini, running_fake_gemini
 from shared.embedders.gemini import GeminiEmbedder
 from shared.results import Result
 from shared.settings import Settings
-from tests.factories import labelled_posts, register_fake_model
-from tests.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
+from shared.testing.factories import labelled_posts, register_fake_model
+from shared.testing.fake_gemini import FakeGemini, running_fake_gemini
+from shared.testing.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
 from worker.client import Producer
 
 pytestmark = pytest.mark.integration

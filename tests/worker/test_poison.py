@@ -21,8 +21,8 @@ from kombu import Connection, Consumer, Queue
 from shared.cli import main
 from shared.errors import InvalidPostError
 from shared.results import REJECTED, ResultRow, write_rows
-from tests import wire
-from tests.drills.fuzz_cases import ENVELOPE_BUILDERS
+from shared.testing import wire
+from shared.testing.drills.fuzz_cases import ENVELOPE_BUILDERS
 from worker import dead_letters
 from worker.envelope import PoisonMessage, inspect
 from worker.payload import parse_post
@@ -169,7 +169,7 @@ def test_dead_letters_verb_counts_lists_resends_and_purges(redis_url, queue_name
 def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, tmp_path, monkeypatch, caplog) -> None:
     """Celery's exit status reaches the shell, so a supervisor restarts a worker that stopped on an error."""
     from shared.settings import get_settings
-    from tests.factories import register_fake_model
+    from shared.testing.factories import register_fake_model
     from worker import runtime
     from worker.app import app
 

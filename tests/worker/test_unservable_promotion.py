@@ -12,7 +12,7 @@ from shared import registry
 from shared.cli import main
 from shared.embedders.fake import FakeEmbedder
 from shared.serving_status import StatusReporter
-from tests.factories import register_fake_model
+from shared.testing.factories import register_fake_model
 from worker.serving import ModelServer
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from shared.testing.fake_gemini import FakeGemini
+
 
 @click.command("fake-gemini")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -34,8 +36,6 @@ def fake_gemini_command(host: str, port: int, api_key: str, latency_ms: float, r
       GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=test-key \\
         EMBEDDER=gemini topicq worker
     """
-    from shared.embedders.fake_gemini import FakeGemini
-
     fake = FakeGemini(
         host, port, api_key=api_key, latency_ms=latency_ms, rate_429=rate_429,
         retry_delay_s=retry_delay, rate_5xx=rate_5xx, rate_malformed=rate_malformed,

@@ -12,9 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.drills.harness import (
+from shared.testing.drills.harness import (
     DrillResult,
-    DrillWorker,
     base_env,
     common_failures,
     ledger,
@@ -24,8 +23,9 @@ from tests.drills.harness import (
     settle,
     wait_for,
 )
-from tests.drills.services import PrivateRedis, fresh_database
-from tests.factories import TOPICS, make_post
+from shared.testing.drills.services import PrivateRedis, fresh_database
+from shared.testing.factories import make_posts
+from shared.testing.worker_process import WorkerProcess
 
 
 @dataclass
@@ -41,13 +41,6 @@ class KillSize:
     seed: int = 0
 
 
-def make_posts(n: int, prefix: str, seed: int = 0) -> list[dict[str, object]]:
-    rng = random.Random(seed)
-    topics = sorted(TOPICS)
-    return [{"id": f"{prefix}-{i}", "text": make_post(topics[i % len(topics)], rng),
-             "metadata": {"truth": topics[i % len(topics)]}} for i in range(n)]
-
-
 def run(size: KillSize, workdir: Path) -> DrillResult:
     from worker.backfill import backfill
 
@@ -59,7 +52,7 @@ def run(size: KillSize, workdir: Path) -> DrillResult:
         settings = settings_for(env)
         prepare_database(db_url, settings.models_path)
         posts = make_posts(size.posts, "kill", size.seed)
-        worker = DrillWorker(env, workdir, "victim")
+        worker = WorkerProcess(env, workdir / "victim.log")
         worker.start()
         started = time.time()
         report = backfill(posts, settings=settings)

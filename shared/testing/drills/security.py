@@ -23,9 +23,8 @@ from sqlalchemy import func, select, text
 
 from shared.db import session_scope
 from shared.results import Result
-from tests.drills.harness import (
+from shared.testing.drills.harness import (
     DrillResult,
-    DrillWorker,
     base_env,
     common_failures,
     ledger,
@@ -35,8 +34,9 @@ from tests.drills.harness import (
     settle,
     stream,
 )
-from tests.drills.kill import make_posts
-from tests.drills.services import PrivateRedis, fresh_database
+from shared.testing.drills.services import PrivateRedis, fresh_database
+from shared.testing.factories import make_posts
+from shared.testing.worker_process import WorkerProcess
 
 INJECTIONS = [
     ["results", "--label", "x' OR '1'='1"],
@@ -59,7 +59,7 @@ class SecuritySize:
 
 def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
     """Posts through a Redis that needs a password, plus one pickled message; the password stays out of logs."""
-    from tests.wire import raw_message
+    from shared.testing.wire import raw_message
     from worker.protocol import CLASSIFY_TASK
 
     password = f"drill-pw-{secrets.token_hex(8)}"
@@ -67,7 +67,7 @@ def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
         env = base_env(db_url=db_url, redis_url=broker.url(), workdir=workdir)
         settings = settings_for(env)
         prepare_database(db_url, settings.models_path)
-        worker = DrillWorker(env, workdir, "password", extra_args=("-l", "DEBUG"), cli_args=("-v",))
+        worker = WorkerProcess(env, workdir / "password.log", worker_args=("-l", "DEBUG"), cli_args=("-v",))
         worker.start()
         posts = make_posts(size.posts, "pw")
         errors: list[str] = []
@@ -103,7 +103,7 @@ def tampered_model(workdir: Path) -> dict[str, Any]:
     from shared import registry
     from shared.errors import ModelError
     from shared.store import META_FILE, MODEL_FILE
-    from tests.factories import register_fake_model
+    from shared.testing.factories import register_fake_model
     from worker.serving import ModelServer
 
     found: dict[str, Any] = {}
@@ -135,7 +135,7 @@ def tampered_model(workdir: Path) -> dict[str, Any]:
             found["meta_refused"] = False
         except ModelError as exc:
             found["meta_refused"] = "changed since registration" in str(exc)
-        worker = DrillWorker(env, workdir, "tampered")
+        worker = WorkerProcess(env, workdir / "tampered.log")
         try:
             worker.start(timeout=90)
             found["worker_refused"] = False

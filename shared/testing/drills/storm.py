@@ -14,9 +14,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.drills.harness import (
+from shared.testing.drills.harness import (
     DrillResult,
-    DrillWorker,
     base_env,
     common_failures,
     install_ledger,
@@ -25,8 +24,9 @@ from tests.drills.harness import (
     settle,
     stream,
 )
-from tests.drills.kill import make_posts
-from tests.drills.services import PrivateRedis, fresh_database
+from shared.testing.drills.services import PrivateRedis, fresh_database
+from shared.testing.factories import make_posts
+from shared.testing.worker_process import WorkerProcess
 
 
 @dataclass
@@ -45,7 +45,7 @@ def register_gemini_model(db_url: str, model_dir: Path, key: str, base_url: str)
     """A model trained on the fake Gemini's vectors, registered under the gemini embedder id."""
     from shared.embedders.gemini import GeminiEmbedder
     from shared.migrate import upgrade
-    from tests.factories import register_fake_model
+    from shared.testing.factories import register_fake_model
 
     upgrade(db_url)
     install_ledger(db_url)
@@ -57,7 +57,7 @@ def register_gemini_model(db_url: str, model_dir: Path, key: str, base_url: str)
 
 
 def run(size: StormSize, workdir: Path) -> DrillResult:
-    from shared.embedders.fake_gemini import running_fake_gemini
+    from shared.testing.fake_gemini import running_fake_gemini
 
     key = f"AIzaSyDRILL-{uuid.uuid4().hex}"  # unique: finding it anywhere is a leak
     with (running_fake_gemini(api_key=key, latency_ms=size.latency_ms, retry_delay_s=size.retry_delay_s,
@@ -72,7 +72,7 @@ def run(size: StormSize, workdir: Path) -> DrillResult:
         fake.switches.rate_429, fake.switches.rate_5xx = size.rate_429, size.rate_5xx
         fake.switches.rate_malformed = size.rate_malformed
         posts = make_posts(size.posts, "storm", size.seed)
-        worker = DrillWorker(env, workdir, "storm", extra_args=("-l", "DEBUG"), cli_args=("-v",))
+        worker = WorkerProcess(env, workdir / "storm.log", worker_args=("-l", "DEBUG"), cli_args=("-v",))
         worker.start()
         errors: list[str] = []
         sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, 0, errors))

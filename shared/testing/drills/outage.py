@@ -18,9 +18,8 @@ from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.results import Result
-from tests.drills.harness import (
+from shared.testing.drills.harness import (
     DrillResult,
-    DrillWorker,
     base_env,
     common_failures,
     ledger,
@@ -30,8 +29,9 @@ from tests.drills.harness import (
     stream,
     wait_for,
 )
-from tests.drills.kill import make_posts
-from tests.drills.services import PrivatePostgres, PrivateRedis
+from shared.testing.drills.services import PrivatePostgres, PrivateRedis
+from shared.testing.factories import make_posts
+from shared.testing.worker_process import WorkerProcess
 
 
 @dataclass
@@ -53,7 +53,7 @@ def run(size: OutageSize, workdir: Path) -> DrillResult:
         settings = settings_for(env)
         prepare_database(db_url, settings.models_path)
         posts = make_posts(size.posts, "outage", size.seed)
-        worker = DrillWorker(env, workdir, "outage")
+        worker = WorkerProcess(env, workdir / "outage.log")
         worker.start()
         errors: list[str] = []
         sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, size.malformed_every,

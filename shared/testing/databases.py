@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+# The PostgreSQL server (and a database on it to connect to) where throw-away databases are made.
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 class DatabaseUnreachable(ConnectionError):

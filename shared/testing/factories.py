@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from shared import registry
 from shared.classifier import TopicClassifier
@@ -21,9 +24,29 @@ TOPICS = {
 }
 
 
-def make_post(topic: str, rng: random.Random, words: int = 12) -> str:
+# Words of no topic, for posts that read more like prose (benchmarks).
+FILLER = "the a of and to in is that it for on with as was at by this be have from or".split()
+
+
+def make_post(topic: str, rng: random.Random, words: int = 12, filler: float = 0.0) -> str:
+    """`words` words of the topic's vocabulary; with `filler`, that share of them from FILLER instead."""
     vocabulary = TOPICS[topic].split()
-    return "Subject: " + " ".join(rng.choice(vocabulary) for _ in range(words))
+
+    def word() -> str:
+        if filler and rng.random() < filler:
+            return rng.choice(FILLER)
+        return rng.choice(vocabulary)
+
+    return "Subject: " + " ".join(word() for _ in range(words))
+
+
+def make_posts(n: int, prefix: str, seed: int = 0, *, words: int = 12,
+               filler: float = 0.0) -> list[dict[str, object]]:
+    """Posts `{prefix}-0` ... with their topic as metadata `truth`, the topics taken in turn."""
+    rng = random.Random(seed)
+    topics = sorted(TOPICS)
+    return [{"id": f"{prefix}-{i}", "text": make_post(topics[i % len(topics)], rng, words, filler),
+             "metadata": {"truth": topics[i % len(topics)]}} for i in range(n)]
 
 
 def labelled_posts(per_topic: int, seed: int = 0) -> list[tuple[str, str, str]]:
@@ -33,6 +56,20 @@ def labelled_posts(per_topic: int, seed: int = 0) -> list[tuple[str, str, str]]:
             for topic in TOPICS for i in range(per_topic)]
 
 
+# Fitting is most of what a test that needs a model spends: the same vectors, labels and seed
+# make the same model, so each is fitted once per process.
+_fitted: dict[tuple[object, ...], TopicClassifier] = {}
+
+
+def _fit(vectors: np.ndarray, labels: list[str], texts: list[str], *, seed: int,
+         lexical: int) -> TopicClassifier:
+    key = (hashlib.sha256(vectors.tobytes()).hexdigest(), vectors.shape, tuple(labels), seed, lexical)
+    if key not in _fitted:
+        _fitted[key] = TopicClassifier(hidden=32, epochs=40, patience=5, seed=seed, lexical=lexical).fit(
+            vectors, labels, texts=texts)
+    return _fitted[key]
+
+
 def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", promote: bool = True,
                         seed: int = 0, embedder: Embedder | None = None, lexical: int = 0) -> int:
     """Train a small classifier on `embedder`'s vectors (default the fake embedder; with `lexical`, also on
@@ -40,9 +77,7 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
     embedder = embedder or FakeEmbedder()
     posts = labelled_posts(30, seed=seed)
     texts = [preprocess(text) for _, text, _ in posts]
-    vectors = embedder.embed(texts)
-    clf = TopicClassifier(hidden=32, epochs=40, patience=5, seed=seed, lexical=lexical).fit(
-        vectors, [p[2] for p in posts], texts=texts)
+    clf = _fit(embedder.embed(texts), [p[2] for p in posts], texts, seed=seed, lexical=lexical)
     version = registry.next_version(db_url, name=name)
     directory = model_dir / name / str(version)
     meta = ModelMeta(name=name, version=version, labels=[str(c) for c in clf.classes_],

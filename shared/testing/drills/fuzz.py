@@ -14,19 +14,19 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.drills.fuzz_cases import MAX_TEXT_CHARS, Case, make_cases
-from tests.drills.harness import (
+from shared.settings import Settings
+from shared.testing.drills.fuzz_cases import MAX_TEXT_CHARS, Case, make_cases
+from shared.testing.drills.harness import (
     DrillResult,
-    DrillWorker,
     base_env,
     common_failures,
-    count_rows,
     ledger,
     prepare_database,
     settings_for,
     wait_drained,
 )
-from tests.drills.services import PrivateRedis, fresh_database
+from shared.testing.drills.services import PrivateRedis, fresh_database
+from shared.testing.worker_process import WorkerProcess, count_rows
 
 NO_ID_WARNING = "rejected a post without a usable id"
 
@@ -62,7 +62,7 @@ def dead_letters(redis_url: str, queue: str) -> list[dict]:
         return [json.loads(entry) for entry in client.lrange(f"{queue}.dead", 0, -1)]
 
 
-def supervise(worker: DrillWorker, settings, expected: int, *, timeout: float, stall_s: float) -> int:  # type: ignore[no-untyped-def]
+def supervise(worker: WorkerProcess, settings: Settings, expected: int, *, timeout: float, stall_s: float) -> int:
     """Wait for `expected` rows, restarting the worker whenever it dies (as a supervisor would);
     returns how many times it died."""
     deaths, deadline = 0, time.monotonic() + timeout
@@ -87,7 +87,7 @@ def run(size: FuzzSize, workdir: Path) -> DrillResult:
                        MAX_TEXT_CHARS=str(MAX_TEXT_CHARS))
         settings = settings_for(env)
         prepare_database(db_url, settings.models_path)
-        worker = DrillWorker(env, workdir, "fuzzed")
+        worker = WorkerProcess(env, workdir / "fuzzed.log")
         worker.start()
         started = time.time()
         with_rows = [c for c in cases if c.expect in ("done", "rejected")]

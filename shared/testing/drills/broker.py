@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.drills import aof
-from tests.drills.harness import (
+from shared.testing.drills import aof
+from shared.testing.drills.harness import (
     DrillResult,
-    DrillWorker,
     base_env,
     common_failures,
     ledger,
@@ -24,8 +23,9 @@ from tests.drills.harness import (
     settle,
     stream,
 )
-from tests.drills.kill import make_posts
-from tests.drills.services import PrivateRedis, fresh_database
+from shared.testing.drills.services import PrivateRedis, fresh_database
+from shared.testing.factories import make_posts
+from shared.testing.worker_process import WorkerProcess
 
 
 @dataclass
@@ -48,7 +48,7 @@ def run(size: BrokerSize, workdir: Path) -> DrillResult:
         settings = settings_for(env)
         prepare_database(db_url, settings.models_path)
         posts = make_posts(size.posts, "broker", size.seed)
-        worker = DrillWorker(env, workdir, "broker")
+        worker = WorkerProcess(env, workdir / "broker.log")
         worker.start()
         errors: list[str] = []
         sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, size.malformed_every,

@@ -38,8 +38,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from shared.embedders.base import l2_normalise
-from shared.embedders.fake_gemini_batches import FakeBatches
-from shared.embedders.fake_gemini_replies import Reply, check_request, error_reply, quota_reply
+from shared.testing.fake_gemini_batches import FakeBatches
+from shared.testing.fake_gemini_replies import Reply, check_request, error_reply, quota_reply
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +311,3 @@ def running_fake_gemini(**switches: Any) -> Iterator[FakeGemini]:
     finally:
         fake.stop()
 
-
-from shared.embedders.fake_gemini_cli import fake_gemini_command  # noqa: E402 - `topicq fake-gemini`
-
-__all__ = ["Call", "FakeGemini", "Switches", "fake_gemini_command", "fake_vector", "fake_vectors",
-           "running_fake_gemini"]

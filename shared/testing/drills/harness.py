@@ -1,4 +1,4 @@
-"""What every drill shares: its environment, its workers, and the ledger that counts.
+"""What every drill shares: its environment, the ledger that counts, and the checks it makes.
 
 A drill is a plain function `run(size, workdir) -> DrillResult`, so the same
 code runs short inside pytest and long from `bench/drills.py`.
@@ -15,10 +15,6 @@ unique constraint keeps one row in `results`:
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -31,7 +27,7 @@ from sqlalchemy import func, select, text
 from shared.db import get_engine, session_scope
 from shared.results import Result
 from shared.settings import Settings
-from tests.worker_process import WorkerProcess
+from shared.testing.worker_process import WorkerProcess, count_rows
 
 LEDGER_SQL = """
 CREATE TABLE IF NOT EXISTS drill_writes (
@@ -98,7 +94,7 @@ def settings_for(env: dict[str, str]) -> Settings:
 def prepare_database(db_url: str, model_dir: Path, **model: Any) -> int:
     """Migrate, install the write ledger, register and promote a model; returns its version."""
     from shared.migrate import upgrade
-    from tests.factories import register_fake_model
+    from shared.testing.factories import register_fake_model
 
     upgrade(db_url)
     install_ledger(db_url)
@@ -145,11 +141,6 @@ def ledger(db_url: str, expected_ids: Iterable[str]) -> Ledger:
                   float(last_write) if last_write is not None else None)
 
 
-def count_rows(db_url: str) -> int:
-    with session_scope(db_url) as session:
-        return int(session.scalar(select(func.count()).select_from(Result)) or 0)
-
-
 def wait_for(db_url: str, expected: int, *, timeout: float, stall_s: float | None = None) -> int:
     """Rows until `expected` or `timeout`; with `stall_s`, give up earlier when nothing moves for that long."""
     deadline = time.monotonic() + timeout
@@ -166,56 +157,6 @@ def wait_for(db_url: str, expected: int, *, timeout: float, stall_s: float | Non
         if stall_s is not None and time.monotonic() - moved > stall_s:
             return count
         time.sleep(0.5)
-
-
-class DrillWorker(WorkerProcess):
-    """A `topicq worker` whose log is a new file per start (restarts must wait for their own `ready.`)."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker",
-                 extra_args: tuple[str, ...] = (), cli_args: tuple[str, ...] = ()) -> None:
-        super().__init__(env, log_dir / f"{name}.log")
-        self.env = {**clean_environment(), **env}
-        self.log_dir = log_dir
-        self.name = name
-        self.extra_args = extra_args
-        self.cli_args = cli_args
-        self.starts = 0
-        self.logs: list[Path] = []
-
-    def start(self, timeout: float = 120) -> DrillWorker:
-        self.starts += 1
-        self.log_path = self.log_dir / f"{self.name}-{self.starts}.log"
-        self.logs.append(self.log_path)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *self.cli_args, "worker", "-c", str(self.concurrency),
-             "-n", f"{self.name}{time.monotonic_ns()}@%h", *self.extra_args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.log()[-4000:]}")
-            if "ready." in self.log():
-                return self
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def all_logs(self) -> str:
-        return "\n".join(path.read_text(errors="replace") for path in self.logs if path.exists())
-
-    def stop(self) -> None:
-        if self.alive():
-            assert self.process is not None
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def stream(settings: Settings, posts: list[dict[str, Any]], send_s: float, malformed_every: int,
@@ -285,16 +226,9 @@ def wait_drained(redis_url: str, queue: str, timeout: float = 25.0) -> dict[str,
     return left
 
 
-def settle(worker: DrillWorker, settings: Settings, expected: int, *, timeout: float, stall_s: float,
+def settle(worker: WorkerProcess, settings: Settings, expected: int, *, timeout: float, stall_s: float,
            pause_s: float = 1.0) -> tuple[bool, dict[str, int]]:
     """Wait for `expected` rows, then for Redis to drain: (worker alive, messages left in Redis)."""
     wait_for(settings.db_url, expected, timeout=timeout, stall_s=stall_s)
     time.sleep(pause_s)  # a late redelivery, if any, writes now
     return worker.alive(), wait_drained(settings.redis_url, settings.queue)
-
-
-def clean_environment() -> dict[str, str]:
-    """os.environ without the settings a developer's shell may carry into a drill."""
-    drop = {"DATABASE_URL", "REDIS_URL", "GEMINI_API_KEY", "GEMINI_API_KEY_FILE", "EMBEDDER",
-            "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY", "QUEUE", "MODEL_DIR"}
-    return {k: v for k, v in os.environ.items() if k not in drop}

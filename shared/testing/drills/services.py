@@ -23,10 +23,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.databases import DatabaseUnreachable, throwaway_database
+import redis
+
+from shared.testing.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
-SHARED_PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 class ServiceUnavailable(RuntimeError):
@@ -80,9 +81,7 @@ class PrivateRedis:
         _wait(self.ping, 15, f"redis on port {self.port}")
         return self
 
-    def client(self):  # type: ignore[no-untyped-def]
-        import redis
-
+    def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url(), socket_timeout=2)
 
     def ping(self) -> bool:
@@ -197,7 +196,7 @@ class PrivatePostgres:
 
 
 @contextmanager
-def fresh_database(admin_url: str = SHARED_PG_URL) -> Iterator[str]:
+def fresh_database(admin_url: str = ADMIN_URL) -> Iterator[str]:
     """A new database on the shared PostgreSQL, dropped afterwards."""
     try:
         with throwaway_database(admin_url, "topicq_drill") as url:

@@ -1,0 +1,119 @@
+"""Run real `topicq worker` processes (tests, drills, benchmarks, the demo) and count their rows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from shared.results import count_rows
+
+# The topicq package's folder: the worker imports the same code as the process that starts it.
+CODE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_env(db_url: str, redis_url: str, home: Path, **overrides: str) -> dict[str, str]:
+    """Settings of a test worker: a queue of its own (concurrent runs never share one), small
+    batches, and timeouts short enough for redelivery and retries to happen within seconds."""
+    env = {
+        "DATABASE_URL": db_url, "REDIS_URL": redis_url, "EMBEDDER": "fake",
+        "MODEL_DIR": str(home / "models"), "TOPICQ_HOME": str(home / "home"),
+        "QUEUE": f"topicq-test-{uuid.uuid4().hex[:8]}",
+        "BATCH_SIZE": "16", "BATCH_WAIT_S": "0.3",
+        "VISIBILITY_TIMEOUT_S": "8", "MODEL_REFRESH_S": "0.5",
+        "RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1",
+    }
+    env.update(overrides)
+    return env
+
+
+def clean_environment() -> dict[str, str]:
+    """os.environ without the settings a developer's shell may carry into a worker."""
+    drop = {"DATABASE_URL", "REDIS_URL", "GEMINI_API_KEY", "GEMINI_API_KEY_FILE", "EMBEDDER",
+            "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY", "QUEUE", "MODEL_DIR"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+class WorkerProcess:
+    """A `topicq worker` subprocess with the settings in `env` (on top of a clean environment).
+
+    Each start logs to a new file (`log_path`, then `<stem>-2.log`, ...), so a restart waits for
+    its own `ready.`. `hostname` defaults to a unique one: two workers must never share a name.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 1, *,
+                 hostname: str | None = None, worker_args: tuple[str, ...] = (),
+                 cli_args: tuple[str, ...] = ()) -> None:
+        pythonpath = os.pathsep.join(filter(None, [str(CODE_ROOT), os.environ.get("PYTHONPATH")]))
+        self.env = {**clean_environment(), "PYTHONPATH": pythonpath, **env}
+        self.first_log = log_path
+        self.log_path = log_path
+        self.concurrency = concurrency
+        self.hostname = hostname
+        self.worker_args = worker_args
+        self.cli_args = cli_args
+        self.process: subprocess.Popen[bytes] | None = None
+        self.logs: list[Path] = []
+
+    def start(self, timeout: float = 120) -> WorkerProcess:
+        starts = len(self.logs) + 1
+        self.log_path = self.first_log.with_stem(self.first_log.stem + (f"-{starts}" if starts > 1 else ""))
+        self.logs.append(self.log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        hostname = self.hostname or f"{self.first_log.stem}{time.monotonic_ns()}@%h"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", *self.cli_args, "worker", "-c", str(self.concurrency),
+                 "-n", hostname, *self.worker_args],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.log()[-4000:]}")
+            if "ready." in self.log():
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    @property
+    def starts(self) -> int:
+        return len(self.logs)
+
+    def log(self) -> str:
+        """The log of the latest start."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def all_logs(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in self.logs if path.exists())
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, nothing acknowledged or restored by the worker itself."""
+        if self.process and self.alive():
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def wait_for_rows(db_url: str, expected: int, timeout: float, **filters: Any) -> int:
+    deadline = time.monotonic() + timeout
+    count = count_rows(db_url, **filters)
+    while count < expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        count = count_rows(db_url, **filters)
+    return count

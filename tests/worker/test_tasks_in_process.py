@@ -1,0 +1,144 @@
+"""The two Celery tasks in an embedded worker: in-memory broker, fake embedder, SQLite; no Redis.
+
+The messages go through Celery itself (kombu's `memory://` transport, celery-batches'
+buffer, our task functions), so this checks what the pipeline tests cannot: payload
+decoding from the call, the attempt header, and retries sent again as new messages.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from worker.results import query_results
+
+from shared.db import get_engine
+from shared.embedders.fake import FakeEmbedder
+from shared.migrate import upgrade
+from shared.settings import Settings
+from shared.testing.factories import labelled_posts, register_fake_model
+from shared.testing.worker_process import wait_for_rows
+from tests.worker.test_pipeline import FlakyEmbedder
+from worker import runtime
+from worker.celery_config import celery_config
+from worker.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
+from worker.tasks import register_tasks
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A SQLite database with a registered model, and its model store: trained once per module."""
+    folder = tmp_path_factory.mktemp("trained")
+    database, models = folder / "topicq.db", folder / "models"
+    url = f"sqlite:///{database}"
+    upgrade(url)
+    register_fake_model(url, models)
+    get_engine(url).dispose()  # closing the last connection folds the WAL into the file tests copy
+    return database, models
+
+
+@pytest.fixture
+def settings(trained: tuple[Path, Path], tmp_path: Path) -> Settings:
+    database, models = trained
+    shutil.copy(database, tmp_path / "topicq.db")  # the registry points into `models`, shared read-only
+    # A queue of its own: the memory transport's queues outlive a test's worker.
+    return Settings(database_url=f"sqlite:///{tmp_path / 'topicq.db'}", model_dir=models, embedder="fake",
+                    redis_url="memory://", queue=f"in-process-{uuid.uuid4().hex[:8]}", batch_size=4,
+                    batch_wait_s=0.1, max_retries=3, retry_base_s=0.05, retry_max_s=0.2, model_refresh_s=0)
+
+
+@pytest.fixture
+def run_worker(settings: Settings, monkeypatch: pytest.MonkeyPatch
+               ) -> Iterator[Callable[[FakeEmbedder], Celery]]:
+    """Start an embedded worker whose runtime embeds with the given embedder; returns its app."""
+    with ExitStack() as workers:
+        def run(embedder: FakeEmbedder) -> Celery:
+            app = Celery("topicq-test", set_as_current=False)
+            app.conf.update(celery_config(settings))
+            register_tasks(app, settings)
+            monkeypatch.setattr(runtime, "_runtime", runtime.build_runtime(settings, embedder))
+            workers.enter_context(start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10))
+            return app
+
+        yield run
+
+
+def rows_by_id(db_url: str) -> dict[str, dict[str, Any]]:
+    return {row["post_id"]: row for row in query_results(db_url, limit=0)}
+
+
+def test_celery_config_keeps_our_redis_transport_off_other_brokers() -> None:
+    assert celery_config(Settings(redis_url="memory://"))["broker_transport"] is None
+    redis_settings = Settings(redis_url="redis://127.0.0.1:6379/0")
+    assert celery_config(redis_settings)["broker_transport"] == "worker.transport:Transport"
+
+
+def test_single_posts_and_a_chunk_are_decoded_classified_and_written(
+        settings: Settings, run_worker: Callable[[FakeEmbedder], Celery]) -> None:
+    app = run_worker(FakeEmbedder())
+    posts = labelled_posts(3, seed=7)
+    singles, chunk = posts[:5], posts[5:]
+    for post_id, text, _ in singles:
+        app.send_task(CLASSIFY_TASK, kwargs={"id": post_id, "text": text, "metadata": {"via": "single"}},
+                      queue=settings.queue)
+    app.send_task(CLASSIFY_TASK, kwargs={"id": "no-text"}, queue=settings.queue)
+    app.send_task(CLASSIFY_CHUNK_TASK, kwargs={"posts": [{"id": i, "text": t} for i, t, _ in chunk]},
+                  queue=settings.queue)
+
+    assert wait_for_rows(settings.db_url, len(posts) + 1, timeout=60) == len(posts) + 1
+    rows = rows_by_id(settings.db_url)
+    assert {post_id: rows[post_id]["label"] for post_id, _, _ in posts} == {p[0]: p[2] for p in posts}
+    assert all(rows[post_id]["attempts"] == 1 for post_id, _, _ in posts)
+    assert rows[singles[0][0]]["metadata"] == {"via": "single"}
+    assert rows["no-text"]["status"] == "rejected" and "text" in rows["no-text"]["error"]
+
+
+def test_the_attempt_header_counts_earlier_deliveries(
+        settings: Settings, run_worker: Callable[[FakeEmbedder], Celery]) -> None:
+    app = run_worker(FakeEmbedder())
+    app.send_task(CLASSIFY_TASK, kwargs={"id": "seen-twice", "text": "orbit rocket launch"},
+                  queue=settings.queue, headers={ATTEMPT_HEADER: 2})
+    app.send_task(CLASSIFY_CHUNK_TASK, kwargs={"posts": [{"id": "chunk-seen-once", "text": "doctor patient"}]},
+                  queue=settings.queue, headers={ATTEMPT_HEADER: 1})
+
+    assert wait_for_rows(settings.db_url, 2, timeout=60) == 2
+    rows = rows_by_id(settings.db_url)
+    assert rows["seen-twice"]["attempts"] == 3
+    assert rows["chunk-seen-once"]["attempts"] == 2
+
+
+@pytest.mark.parametrize("task", [CLASSIFY_TASK, CLASSIFY_CHUNK_TASK])
+def test_a_transient_failure_sends_the_posts_again_until_done(
+        task: str, settings: Settings, run_worker: Callable[[FakeEmbedder], Celery]) -> None:
+    embedder = FlakyEmbedder(failures=1)
+    app = run_worker(embedder)
+    posts = [{"id": f"retried-{i}", "text": text} for i, (_, text, _) in enumerate(labelled_posts(1))]
+    if task == CLASSIFY_TASK:
+        for post in posts:
+            app.send_task(task, kwargs=post, queue=settings.queue)
+    else:
+        app.send_task(task, kwargs={"posts": posts}, queue=settings.queue)
+
+    assert wait_for_rows(settings.db_url, len(posts), timeout=60, status="done") == len(posts)
+    assert embedder.failures == 0 and embedder.calls  # failed once, then embedded
+    assert {row["attempts"] for row in rows_by_id(settings.db_url).values()} == {2}
+
+
+def test_a_post_that_keeps_failing_is_recorded_failed_after_max_retries(
+        settings: Settings, run_worker: Callable[[FakeEmbedder], Celery]) -> None:
+    app = run_worker(FlakyEmbedder(failures=1_000))
+    app.send_task(CLASSIFY_TASK, kwargs={"id": "doomed", "text": "cipher key escrow"}, queue=settings.queue)
+
+    assert wait_for_rows(settings.db_url, 1, timeout=60) == 1
+    time.sleep(0.5)  # nothing more may come: the post is not sent again once failed
+    row = rows_by_id(settings.db_url)["doomed"]
+    assert (row["status"], row["attempts"]) == ("failed", settings.max_retries)
+    assert "503" in row["error"]
