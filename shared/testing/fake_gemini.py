@@ -1,4 +1,4 @@
-"""A fake Gemini embedding API: the batchEmbedContents wire format of DESIGN.md §6.
+"""A fake Gemini embedding API: the batchEmbedContents wire format of docs/architecture.md §8.
 
 The real SDK talks to it over HTTP, so tests and drills exercise the whole
 path (request building, auth header, error bodies, retries, timeouts)

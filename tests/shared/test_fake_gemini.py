@@ -1,4 +1,4 @@
-"""The fake Gemini server speaks DESIGN.md §6 exactly: checked over raw HTTP, no SDK."""
+"""The fake Gemini server speaks docs/architecture.md §8 exactly: checked over raw HTTP, no SDK."""
 
 from __future__ import annotations
 
