@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
-from worker.results import query_results
 
 from shared.db import get_engine
 from shared.embedders.fake import FakeEmbedder
 from shared.migrate import upgrade
+from shared.results import query_results
 from shared.settings import Settings
 from shared.testing.factories import labelled_posts, register_fake_model
 from shared.testing.worker_process import wait_for_rows
