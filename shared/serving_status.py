@@ -3,7 +3,7 @@
 A worker writes its state (one small key per worker, with a TTL) each time it
 re-reads the alias, so a promotion the workers cannot follow shows up where
 people look instead of only in a worker's log. A worker that stops or idles
-longer than the TTL drops out of the listing by itself; nothing needs cleaning.
+longer than the TTL drops out of the listing by itself; one that stops clears its key.
 """
 
 from __future__ import annotations
@@ -65,6 +65,18 @@ class StatusReporter:
                 client.close()
         except Exception as exc:  # noqa: BLE001 - status is best effort
             log.debug("cannot record the worker's status in Redis: %s", exc)
+
+
+    def clear(self) -> None:
+        """Drop this worker's line when it stops, so listings show only running workers."""
+        try:
+            client = _client(self.redis_url)
+            try:
+                client.delete(f"{KEY_PREFIX}{self.queue}:{self.worker}")
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - status is best effort; the TTL ends it anyway
+            log.debug("cannot clear the worker's status in Redis: %s", exc)
 
 
 def worker_states(redis_url: str, *, model_name: str | None = None) -> list[ServingState]:

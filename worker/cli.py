@@ -57,8 +57,14 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
 
     argv = ["worker", "-Q", settings.queue, "-P", "threads", "-c", str(concurrency), "-l", loglevel,
             "--without-gossip", "--without-mingle", "-n", hostname]
-    # Celery's own exit status: non-zero when the worker stopped on an error.
-    sys.exit(app.start(argv) or 0)
+    try:
+        # Celery's own exit status: non-zero when the worker stopped on an error.
+        status = app.start(argv) or 0
+    finally:
+        clear = getattr(runtime.models.report, "clear", None)
+        if clear is not None:
+            clear()  # `topicq models` / `stats` list running workers only
+    sys.exit(status)
 
 
 ALLOW_DUPLICATES = click.option(

@@ -166,8 +166,11 @@ def test_dead_letters_verb_counts_lists_resends_and_purges(redis_url, queue_name
     assert "deleted 1" in purged.output and dead_letters.count(client, queue_name) == 0
 
 
-def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, tmp_path, monkeypatch, caplog) -> None:
-    """Celery's exit status reaches the shell, so a supervisor restarts a worker that stopped on an error."""
+def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, redis_url, tmp_path, monkeypatch,
+                                                        caplog) -> None:
+    """Celery's exit status reaches the shell, so a supervisor restarts a worker that stopped on an error;
+    the stopped worker no longer shows in the list of running workers."""
+    from shared.serving_status import worker_states
     from shared.settings import get_settings
     from shared.testing.factories import register_fake_model
     from worker import runtime
@@ -176,6 +179,7 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, tmp_path, mo
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("EMBEDDER", "fake")
+    monkeypatch.setenv("REDIS_URL", redis_url)
     get_settings.cache_clear()  # importing the app read the settings before these
     monkeypatch.setattr(runtime, "_runtime", None)  # a worker process builds its runtime once, afresh
     register_fake_model(sqlite_url, tmp_path / "models")
@@ -183,8 +187,11 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, tmp_path, mo
 
     loaded_before_start: list[bool] = []
 
+    listed: list[list[str]] = []
+
     def celery_stops_on_an_error(argv: list[str]) -> int:  # Celery's WorkController: EX_FAILURE
         started.append(argv)
+        listed.append([s.serving for s in worker_states(redis_url)])
         loaded_before_start.append(any("loaded in" in r.getMessage() for r in caplog.records))
         return 1
 
@@ -195,3 +202,4 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, tmp_path, mo
     assert loaded_before_start == [True]
     assert started and started[0][:1] == ["worker"] and "topicq@%h" in started[0], (result.output, result.exception)
     assert result.exit_code == 1, result.output
+    assert listed == [["topics:1"]] and worker_states(redis_url) == []
