@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY trainer ./trainer
 COPY worker ./worker
+COPY cli ./cli
 RUN pip install --no-cache-dir . && useradd --create-home topicq && mkdir -p /data && chown topicq /data
 USER topicq
 ENTRYPOINT ["topicq"]

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import make_url
 
-from shared.cli import main
+from cli.main import main
 from shared.testing.databases import ADMIN_URL
 
 

@@ -68,7 +68,7 @@ class WorkerProcess:
         hostname = self.hostname or f"{self.first_log.stem}{time.monotonic_ns()}@%h"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", *self.cli_args, "worker", "-c", str(self.concurrency),
+                [sys.executable, "-m", "cli.main", *self.cli_args, "worker", "-c", str(self.concurrency),
                  "-n", hostname, *self.worker_args],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import DataError, IntegrityError
 
+from cli.main import main
 from shared import cache, registry
-from shared.cli import main
 from shared.db import ModelVersion, get_engine, session_scope
 from shared.errors import DatabaseUnavailableError
 from shared.migrate import ensure_schema

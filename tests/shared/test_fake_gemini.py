@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shared.cli import main
+from cli.main import main
 from shared.testing.fake_gemini import FakeGemini, running_fake_gemini
 
 MODEL = "gemini-embedding-001"
@@ -168,7 +168,7 @@ def test_cli_help_has_an_example() -> None:
 
 def test_cli_serves_until_stopped() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-c", "from shared.cli import main; main()", "fake-gemini", "--port", "0",
+        [sys.executable, "-c", "from cli.main import main; main()", "fake-gemini", "--port", "0",
          "--script", "503"], stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline() if process.stdout else ""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from shared.cli import main
+from cli.main import main
 from shared.migrate import upgrade
 from shared.settings import get_settings
 from shared.testing.factories import register_fake_model

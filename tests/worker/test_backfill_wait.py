@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from cli.main import main
 from shared import registry
-from shared.cli import main
 from shared.results import DONE, FAILED, ResultRow, write_rows
 from shared.settings import Settings
 from shared.testing.factories import labelled_posts, register_fake_model
@@ -93,7 +93,7 @@ def test_ctrl_c_while_sending_says_how_many_were_sent_and_that_a_rerun_resumes(
 
 def test_ctrl_c_while_waiting_says_every_post_was_sent(env: dict[str, str], tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "backfill", write_posts(tmp_path / "p.jsonl", 4), "--wait"],
+        [sys.executable, "-m", "cli.main", "backfill", write_posts(tmp_path / "p.jsonl", 4), "--wait"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     assert process.stdout.readline().startswith("4 posts: sent 4")  # sending is over: now it waits

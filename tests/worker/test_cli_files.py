@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from cli.main import main
 from shared import registry
-from shared.cli import main
 
 
 def topicq(*args: str) -> Result:

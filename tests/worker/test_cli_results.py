@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from cli.main import main
 from shared import registry
-from shared.cli import main
 from shared.results import DONE, ResultRow, write_rows
 
 EARLY = datetime(2026, 11, 30, 13, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ import redis
 from click.testing import CliRunner
 from kombu import Connection, Consumer, Queue
 
-from shared.cli import main
+from cli.main import main
 from shared.errors import InvalidPostError
 from shared.results import REJECTED, ResultRow, write_rows
 from shared.testing import wire

@@ -12,7 +12,7 @@ import redis
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from shared.cli import main
+from cli.main import main
 from shared.db import session_scope
 from shared.results import DONE, FAILED, ResultRow, write_rows
 from shared.results import Result as Row

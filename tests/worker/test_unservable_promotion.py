@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from cli.main import main
 from shared import registry
-from shared.cli import main
 from shared.embedders.fake import FakeEmbedder
 from shared.serving_status import StatusReporter
 from shared.testing.factories import register_fake_model

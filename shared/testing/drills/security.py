@@ -152,7 +152,7 @@ def injections(workdir: Path) -> dict[str, Any]:
 
     from click.testing import CliRunner
 
-    from shared.cli import main
+    from cli.main import main
     from shared.results import DONE, ResultRow, write_rows
     from shared.settings import get_settings
 

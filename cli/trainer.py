@@ -1,6 +1,6 @@
 """The trainer's verbs: `topicq train`, `evaluate`, `models`, `promote`, `rollback`.
 
-Loaded lazily by shared/cli.py; TensorFlow is imported only when a verb
+Loaded lazily by cli/main.py; TensorFlow is imported only when a verb
 trains or loads a model. Errors are shared.errors types, which the `topicq`
 group prints as one line (exit status 2).
 """
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cli.options import split_words
 from shared import registry
-from shared.cli_options import split_words
 from shared.settings import get_settings
 from trainer.datasets import NEWSGROUPS
 

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
-from shared.cli_options import Timestamp, split_words
+from cli.options import Timestamp, split_words
 from shared.errors import DatasetError, InvalidPostError
 from shared.results import Status
 from shared.settings import get_settings

@@ -25,10 +25,10 @@ def demo(data_home: str | None, timeout: int) -> None:
     """
     from tqdm import tqdm
 
+    from cli.demo_steps import DEMO_GROUPS, ensure_redis, report, start_worker
     from shared.results import count_rows
     from trainer.datasets import load_newsgroups
     from worker.backfill import backfill
-    from worker.demo import DEMO_GROUPS, ensure_redis, report, start_worker
 
     settings = get_settings()
     started_redis = ensure_redis(settings.redis_url, settings.topicq_home / "redis")

@@ -1,6 +1,7 @@
-"""The `topicq` command: one group, verbs loaded lazily from trainer/ and worker/.
+"""The `topicq` command: one group, the composition root above trainer/ and worker/.
 
-Lazy loading keeps `topicq --help` and light verbs fast: TensorFlow and
+Each verb lives in a module of this package (cli/trainer.py, cli/worker.py, ...)
+and is loaded lazily: that keeps `topicq --help` and light verbs fast: TensorFlow and
 torch are imported only by the verbs that need them.
 """
 
@@ -16,25 +17,25 @@ from typing import Any
 
 import click
 
-from shared.cli_errors import describe
+from cli.errors import describe
 
 # verb -> "module:attribute"
 COMMANDS = {
-    "migrate": "shared.cli_admin:migrate",
-    "train": "trainer.cli:train",
-    "evaluate": "trainer.cli:evaluate",
-    "models": "trainer.cli:models",
-    "promote": "trainer.cli:promote",
-    "rollback": "trainer.cli:rollback",
-    "worker": "worker.cli:worker",
-    "enqueue": "worker.cli:enqueue",
-    "backfill": "worker.cli:backfill",
-    "results": "worker.cli:results",
-    "stats": "worker.cli:stats",
-    "retry-failed": "worker.cli:retry_failed",
-    "dead-letters": "worker.dead_letters_cli:dead_letters_command",
-    "demo": "worker.demo_cli:demo",
-    "fake-gemini": "shared.testing.fake_gemini_cli:fake_gemini_command",
+    "migrate": "cli.admin:migrate",
+    "train": "cli.trainer:train",
+    "evaluate": "cli.trainer:evaluate",
+    "models": "cli.trainer:models",
+    "promote": "cli.trainer:promote",
+    "rollback": "cli.trainer:rollback",
+    "worker": "cli.worker:worker",
+    "enqueue": "cli.worker:enqueue",
+    "backfill": "cli.worker:backfill",
+    "results": "cli.worker:results",
+    "stats": "cli.worker:stats",
+    "retry-failed": "cli.worker:retry_failed",
+    "dead-letters": "cli.dead_letters:dead_letters_command",
+    "demo": "cli.demo:demo",
+    "fake-gemini": "cli.fake_gemini:fake_gemini_command",
 }
 
 # Verbs that use the database: the group brings its schema up to date before they run.
