@@ -1,7 +1,7 @@
 """Embeddings cached by (embedder id, sha256 of the preprocessed text).
 
-`embed_cached` embeds only the texts the cache lacks, so re-training or
-re-classifying never pays for the same embedding twice.
+`CachedEmbedder` wraps any embedder and embeds only the texts the cache lacks,
+so re-training or re-classifying never pays for the same embedding twice.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.db import CachedEmbedding, Db, is_postgres, transaction
-from shared.embedders.base import Embedder
+from shared.embedders.base import Embedder, EmbedOutcome
+from shared.errors import InvalidPostError
 from shared.preprocess import text_digest
 
 _LOOKUP_CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
@@ -57,29 +58,56 @@ def store(db: Db, embedder_id: str, vectors: dict[str, np.ndarray]) -> None:
         session.execute(insert(CachedEmbedding).on_conflict_do_nothing(), rows)
 
 
-def embed_cached(
-    db_url: str,
-    embedder: Embedder,
-    texts: list[str],
-    chunk_size: int = 256,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, CacheStats]:
-    """Vectors for already-preprocessed `texts`; misses are embedded in chunks and stored."""
-    digests = [text_digest(t) for t in texts]
-    cached = lookup(db_url, embedder.id, digests)
-    missing = {d: t for d, t in zip(digests, texts, strict=True) if d not in cached}
-    stats = CacheStats(hits=len(texts) - len(missing), misses=len(missing))
-    if progress and stats.hits:
-        progress(stats.hits)
-    items = list(missing.items())
-    for start in range(0, len(items), chunk_size):
-        chunk = items[start : start + chunk_size]
-        vectors = embedder.embed([t for _, t in chunk])
-        fresh = {d: v for (d, _), v in zip(chunk, vectors, strict=True)}
-        store(db_url, embedder.id, fresh)  # per chunk: an interrupted run keeps its work
-        cached.update(fresh)
-        if progress:
-            progress(len(chunk))
-    if not texts:
-        return np.zeros((0, embedder.dim), dtype=np.float32), stats
-    return np.stack([cached[d] for d in digests]).astype(np.float32), stats
+class CachedEmbedder(Embedder):
+    """`inner` behind the cache: a text embedded before is read from the database, not embedded again.
+
+    Misses are embedded in chunks of `chunk_size` and stored chunk by chunk (an interrupted run keeps
+    its work); `progress(n)` is told of every n texts done; `stats` counts hits and misses. Texts the
+    service refuses on their own (`embed_each`) are neither stored nor fatal.
+    """
+
+    def __init__(self, inner: Embedder, db: Db, *, chunk_size: int = 256,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.inner, self.db, self.chunk_size, self.progress = inner, db, chunk_size, progress
+        self.id, self.dim = inner.id, inner.dim
+        self.stats = CacheStats()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        outcome = self.embed_each(texts)
+        if outcome.rejected:
+            index, reason = next(iter(outcome.rejected.items()))
+            raise InvalidPostError(f"the embedder refused text {index + 1} of {len(texts)}: {reason}")
+        return outcome.vectors
+
+    def embed_each(self, texts: list[str]) -> EmbedOutcome:
+        digests = [text_digest(t) for t in texts]
+        known = lookup(self.db, self.id, digests)
+        missing = list({d: t for d, t in zip(digests, texts, strict=True) if d not in known}.items())
+        hits = len(texts) - len(missing)  # a text repeated in the batch is embedded once
+        self.stats.hits += hits
+        self.stats.misses += len(missing)
+        self._advance(hits)
+        refused: dict[str, str] = {}
+        for start in range(0, len(missing), self.chunk_size):
+            chunk = missing[start : start + self.chunk_size]
+            outcome = self.inner.embed_each([t for _, t in chunk])
+            refused.update({chunk[j][0]: reason for j, reason in outcome.rejected.items()})
+            fresh = {d: outcome.vectors[j] for j, (d, _) in enumerate(chunk) if j not in outcome.rejected}
+            store(self.db, self.id, fresh)
+            known.update(fresh)
+            self._advance(len(chunk))
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        rejected: dict[int, str] = {}
+        for i, digest in enumerate(digests):
+            if digest in refused:
+                rejected[i] = refused[digest]
+            else:
+                vectors[i] = known[digest]
+        return EmbedOutcome(vectors, rejected)
+
+    def _advance(self, done: int) -> None:
+        if self.progress and done:
+            self.progress(done)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shared import registry
-from shared.cache import CacheStats, embed_cached
+from shared.cache import CachedEmbedder, CacheStats
 from shared.db import session_scope
 from shared.embedders import Embedder, make_embedder
 from shared.errors import DatasetError, ModelError
@@ -122,7 +122,8 @@ def embed_posts(settings: Settings, embedder: Embedder, texts: list[str],
         def advance(done: int) -> None:
             bar.update(done)
 
-        vectors, stats = embed_cached(settings.db_url, embedder, cleaned, progress=advance)
+        cached = CachedEmbedder(embedder, settings.db_url, progress=advance)
+        vectors, stats = cached.embed(cleaned), cached.stats
         bar.set_postfix_str(f"{stats.hits} from cache, {stats.misses} new")
     return vectors, stats
 

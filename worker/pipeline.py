@@ -16,9 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from shared import cache
+from shared.cache import CachedEmbedder
 from shared.db import utcnow
 from shared.embedders.base import Embedder
 from shared.errors import (
@@ -29,7 +27,7 @@ from shared.errors import (
     TopicqError,
     TransientError,
 )
-from shared.preprocess import preprocess, text_digest
+from shared.preprocess import preprocess
 from shared.results import ResultRow, Status, write_rows
 from shared.settings import Settings
 from shared.store import LoadedModel
@@ -51,28 +49,6 @@ class BatchReport:
     classify_ms: float = 0.0  # embedding and classifying the valid posts
 
 
-def embed_with_cache(
-    db_url: str | None, embedder: Embedder, texts: list[str]
-) -> tuple[np.ndarray, dict[int, str]]:
-    """Vectors for preprocessed texts; cached ones are not embedded again."""
-    digests = [text_digest(t) for t in texts]
-    known = cache.lookup(db_url, embedder.id, digests) if db_url else {}
-    todo = [i for i, d in enumerate(digests) if d not in known]
-    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    rejected: dict[int, str] = {}
-    if todo:
-        outcome = embedder.embed_each([texts[i] for i in todo])
-        rejected = {todo[j]: reason for j, reason in outcome.rejected.items()}
-        fresh = {digests[i]: outcome.vectors[j] for j, i in enumerate(todo) if i not in rejected}
-        if db_url:
-            cache.store(db_url, embedder.id, fresh)
-        known.update(fresh)
-    for i, digest in enumerate(digests):
-        if i not in rejected:
-            vectors[i] = known[digest]
-    return vectors, rejected
-
-
 def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
                    cache_url: str | None = None) -> list[ResultRow]:
     """One embed call for the batch, then one row per post (done, or rejected by the embedder)."""
@@ -80,7 +56,10 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
         return []
     batch_id = uuid.uuid4().hex
     texts = [preprocess(p.text) for p in posts]
-    vectors, rejected = embed_with_cache(cache_url, embedder, texts)
+    if cache_url:
+        embedder = CachedEmbedder(embedder, cache_url)
+    outcome = embedder.embed_each(texts)
+    vectors, rejected = outcome.vectors, outcome.rejected
     # The texts serve a model that reads words; rejected posts' rows are ignored.
     probabilities = model.classifier.predict_proba(vectors, texts)
     labels = [str(label) for label in model.classifier.classes_]

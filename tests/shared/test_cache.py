@@ -5,11 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.cache import embed_cached
+from shared.cache import CachedEmbedder, CacheStats
+from shared.embedders.base import EmbedOutcome
 from shared.embedders.fake import FakeEmbedder
 from shared.errors import TransientError
 
 TEXTS = [f"post number {i} about orbit and moon" for i in range(7)]
+
+
+def embed_cached(db_url: str, embedder: FakeEmbedder, texts: list[str], chunk_size: int = 256,
+                 progress=None) -> tuple[np.ndarray, CacheStats]:  # noqa: ANN001
+    cached = CachedEmbedder(embedder, db_url, chunk_size=chunk_size, progress=progress)
+    return cached.embed(texts), cached.stats
 
 
 def test_second_run_comes_from_the_cache(db_url: str) -> None:
@@ -64,3 +71,22 @@ def test_an_interrupted_run_keeps_the_chunks_it_finished(db_url: str) -> None:
         embed_cached(db_url, FailsAfterOneChunk(), TEXTS, chunk_size=3)
     _, stats = embed_cached(db_url, FakeEmbedder(), TEXTS, chunk_size=3)
     assert (stats.hits, stats.misses) == (3, 4)
+
+
+class RefusesForbidden(FakeEmbedder):
+    """Refuses texts with 'forbidden' on their own, as Gemini answers one text with a 400."""
+
+    def embed_each(self, texts: list[str]) -> EmbedOutcome:
+        outcome = EmbedOutcome(self.embed(texts))
+        outcome.rejected = {i: "400 INVALID_ARGUMENT" for i, t in enumerate(texts) if "forbidden" in t}
+        return outcome
+
+
+def test_a_refused_text_is_not_cached_and_does_not_sink_the_rest(db_url: str) -> None:
+    cached = CachedEmbedder(RefusesForbidden(), db_url)
+    outcome = cached.embed_each(["orbit", "forbidden words", "moon"])
+    assert outcome.rejected == {1: "400 INVALID_ARGUMENT"}
+    np.testing.assert_array_equal(outcome.vectors[[0, 2]], FakeEmbedder().embed(["orbit", "moon"]))
+    again = CachedEmbedder(RefusesForbidden(), db_url)
+    assert again.embed_each(["forbidden words"]).rejected == {0: "400 INVALID_ARGUMENT"}
+    assert (again.stats.hits, again.stats.misses) == (0, 1)  # asked again, not read from the cache
