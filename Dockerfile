@@ -9,6 +9,7 @@ COPY shared ./shared
 COPY trainer ./trainer
 COPY worker ./worker
 COPY cli ./cli
+COPY testkit ./testkit
 RUN pip install --no-cache-dir . && useradd --create-home topicq && mkdir -p /data && chown topicq /data
 USER topicq
 ENTRYPOINT ["topicq"]

@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check cli shared trainer worker tests bench
+	$(BIN)/ruff check cli shared testkit trainer worker tests bench
 	$(BIN)/mypy
 
 clean:

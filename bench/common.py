@@ -16,7 +16,7 @@ from typing import Any
 
 
 def _serve(conn: Connection, switches: dict[str, Any]) -> None:
-    from shared.testing.fake_gemini import FakeGemini
+    from testkit.fake_gemini import FakeGemini
 
     fake = FakeGemini(**switches).start()
     conn.send(fake.base_url)

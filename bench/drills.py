@@ -5,7 +5,7 @@
     python bench/drills.py --quick              # the short sizes the test suite uses
 
 Each drill runs against real Redis, PostgreSQL and `topicq worker` processes
-(shared/testing/drills/), on private servers it may kill. Prints a table and writes
+(testkit/drills/), on private servers it may kill. Prints a table and writes
 bench/results/drills.md and bench/results/drills.json: per drill the posts,
 the faults injected, lost posts (no row), duplicates (post ids with more than
 one row), reprocessed posts (results committed more than once), worker deaths
@@ -32,8 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.testing.drills import broker, fuzz, kill, outage, security, storm  # noqa: E402
-from shared.testing.drills.harness import DrillResult  # noqa: E402
+from testkit.drills import broker, fuzz, kill, outage, security, storm  # noqa: E402
+from testkit.drills.harness import DrillResult  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:  # `python bench/gemini_throughput.py` as well as 
     sys.path.insert(0, str(ROOT))
 
 from bench.common import CpuMeter, FakeGeminiProcess, pids_named  # noqa: E402
-from shared.testing.databases import ADMIN_URL, throwaway_database  # noqa: E402
+from testkit.databases import ADMIN_URL, throwaway_database  # noqa: E402
 
 KEY = "bench-key-not-a-secret"
 RESULTS = ROOT / "bench" / "results"
@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def bench_posts(n: int, tag: str, seed: int, words: int) -> list[dict[str, Any]]:
     """Posts mostly about one topic each, random enough that no two share an embedding-cache entry."""
-    from shared.testing.factories import make_posts
+    from testkit.factories import make_posts
 
     return make_posts(n, tag, seed, words=words, filler=FILLER_SHARE)
 
@@ -100,7 +100,7 @@ class Workers:
     """N `topicq worker` processes, started together, killed on exit."""
 
     def __init__(self, env: dict[str, str], n: int, concurrency: int, log_dir: Path) -> None:
-        from shared.testing.worker_process import WorkerProcess
+        from testkit.worker_process import WorkerProcess
 
         self.procs = [WorkerProcess(env, log_dir / f"worker{i}.log", concurrency) for i in range(n)]
 
@@ -144,7 +144,7 @@ def reset_tables(db_url: str) -> None:
 
 
 def wait_for(db_url: str, n: int, deadline: float) -> int:
-    from shared.testing.worker_process import count_rows
+    from testkit.worker_process import count_rows
 
     count = count_rows(db_url)
     while count < n and time.monotonic() < deadline:
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _register_model(settings: Any, base_url: str) -> None:
     from shared.embedders.gemini import GeminiEmbedder
-    from shared.testing.factories import register_fake_model
+    from testkit.factories import register_fake_model
 
     gemini = GeminiEmbedder(KEY, base_url=base_url, timeout_s=30)
     try:

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_seconds  # noqa: E402
-from shared.testing.databases import ADMIN_URL, throwaway_database  # noqa: E402
+from testkit.databases import ADMIN_URL, throwaway_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from shared.preprocess import preprocess
     from shared.settings import Settings
-    from shared.testing.worker_process import WorkerProcess
+    from testkit.worker_process import WorkerProcess
     from worker.client import Producer
 
     loads = [float(v) for v in args.loads.split(",") if v.strip()]

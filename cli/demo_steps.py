@@ -18,7 +18,7 @@ from typing import Any
 
 from shared.errors import ConfigError
 from shared.results import Status
-from shared.testing.worker_process import WorkerProcess
+from testkit.worker_process import WorkerProcess
 
 DEMO_GROUPS = ("sci",)
 

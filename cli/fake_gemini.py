@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from shared.testing.fake_gemini import FakeGemini
+from testkit.fake_gemini import FakeGemini
 
 
 @click.command("fake-gemini")

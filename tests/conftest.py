@@ -18,7 +18,7 @@ import pytest
 
 from shared.migrate import upgrade
 from shared.settings import get_settings
-from shared.testing.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
+from testkit.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy.engine import make_url
 
 from cli.main import main
-from shared.testing.databases import ADMIN_URL
+from testkit.databases import ADMIN_URL
 
 
 def topicq(*args: str) -> Result:

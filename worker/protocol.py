@@ -2,7 +2,7 @@
 
 A post travels as a Celery protocol-2 JSON message on the Redis list named by
 QUEUE (default `topicq`): a producer in any language may LPUSH it by hand
-(README, "Any language"; shared/testing/wire.py builds one with json and base64 only).
+(README, "Any language"; testkit/wire.py builds one with json and base64 only).
 
     topicq.classify        kwargs {"id", "text", "metadata"?}   one post (worker/payload.py)
     topicq.classify_chunk  kwargs {"posts": [post, ...]}         a backfill chunk

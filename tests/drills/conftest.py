@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.testing.drills.harness import DrillResult
-from shared.testing.drills.services import ServiceUnavailable
+from testkit.drills.harness import DrillResult
+from testkit.drills.services import ServiceUnavailable
 from tests.conftest import service_missing
 
 

@@ -3,7 +3,7 @@ post is `done` and the API key appears in none of the DEBUG log lines or rows.""
 
 from __future__ import annotations
 
-from shared.testing.drills import storm
+from testkit.drills import storm
 
 
 def test_429_storm_every_post_done_and_no_key_in_debug_logs(drill) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from shared.testing.drills import broker
-from shared.testing.drills.harness import base_env, prepare_database, settings_for, wait_for
-from shared.testing.drills.services import PrivateRedis, ServiceUnavailable, fresh_database
-from shared.testing.factories import make_posts
-from shared.testing.worker_process import WorkerProcess, count_rows
+from testkit.drills import broker
+from testkit.drills.harness import base_env, prepare_database, settings_for, wait_for
+from testkit.drills.services import PrivateRedis, ServiceUnavailable, fresh_database
+from testkit.factories import make_posts
+from testkit.worker_process import WorkerProcess, count_rows
 from tests.conftest import service_missing
 from worker.client import Producer
 

@@ -3,7 +3,7 @@ completes with every post recorded, and the outage does not turn posts into `fai
 
 from __future__ import annotations
 
-from shared.testing.drills import outage
+from testkit.drills import outage
 
 
 def test_database_outage_loses_nothing_and_fails_nothing(drill) -> None:

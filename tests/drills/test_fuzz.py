@@ -4,8 +4,8 @@ among valid posts, then it neither dies nor restarts its consumer, records each 
 
 from __future__ import annotations
 
-from shared.testing.drills import fuzz
-from shared.testing.drills.fuzz_cases import ENVELOPE_BUILDERS
+from testkit.drills import fuzz
+from testkit.drills.fuzz_cases import ENVELOPE_BUILDERS
 
 
 def test_fuzzed_messages_are_rejected_or_dead_lettered_and_their_neighbours_done(drill) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.testing.drills import kill
+from testkit.drills import kill
 
 
 def test_sigkill_during_backfill_loses_nothing(drill) -> None:

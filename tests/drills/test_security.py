@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.testing.drills import security
-from shared.testing.drills.services import ServiceUnavailable
+from testkit.drills import security
+from testkit.drills.services import ServiceUnavailable
 from tests.conftest import service_missing
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from shared.db import ModelVersion, get_engine, session_scope
 from shared.errors import DatabaseUnavailableError
 from shared.migrate import ensure_schema
 from shared.results import ResultRow, Status, write_rows
-from shared.testing.databases import ADMIN_URL as PG_ADMIN_URL
+from testkit.databases import ADMIN_URL as PG_ADMIN_URL
 
 UNREACHABLE = "postgresql+psycopg://topicq:hunter2@127.0.0.1:1/topicq?connect_timeout=2"
 

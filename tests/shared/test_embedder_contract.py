@@ -10,7 +10,7 @@ import pytest
 from shared.embedders import Embedder
 from shared.embedders.fake import FakeEmbedder
 from shared.embedders.gemini import GeminiEmbedder
-from shared.testing.fake_gemini import running_fake_gemini
+from testkit.fake_gemini import running_fake_gemini
 
 TEXTS = ["The shuttle launch was delayed by weather.", "My car needs new brakes.",
          "The shuttle launch was delayed by weather."]

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from shared.testing.fake_gemini import FakeGemini, running_fake_gemini
+from testkit.fake_gemini import FakeGemini, running_fake_gemini
 
 MODEL = "gemini-embedding-001"
 

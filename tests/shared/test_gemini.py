@@ -20,7 +20,7 @@ from shared.errors import (
 )
 from shared.ratelimit import MemoryRateLimiter
 from shared.settings import Settings
-from shared.testing.fake_gemini import FakeGemini, fake_vector, running_fake_gemini
+from testkit.fake_gemini import FakeGemini, fake_vector, running_fake_gemini
 
 KEY = "test-key"
 

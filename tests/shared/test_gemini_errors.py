@@ -12,7 +12,7 @@ from google.genai import types
 
 from shared.embedders.gemini_errors import DailyQuotaError, is_daily_quota, retry_delay, translate
 from shared.errors import ConfigError, InvalidPostError, RateLimitedError, TopicqError, TransientError
-from shared.testing.fake_gemini import running_fake_gemini
+from testkit.fake_gemini import running_fake_gemini
 
 
 def sdk_error(script: str, **switches: Any) -> genai_errors.APIError:

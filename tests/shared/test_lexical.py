@@ -14,7 +14,7 @@ from shared.embedders.fake import FakeEmbedder
 from shared.errors import ModelError
 from shared.lexical import LEXICON_FILE, Lexicon
 from shared.store import META_FILE, load_model_dir, save_model_dir
-from shared.testing.factories import labelled_posts
+from testkit.factories import labelled_posts
 from tests.shared.test_store import meta_for
 
 

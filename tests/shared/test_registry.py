@@ -10,7 +10,7 @@ from shared import registry
 from shared.db import Db, session_scope
 from shared.errors import ModelError
 from shared.store import META_FILE
-from shared.testing.factories import register_fake_model
+from testkit.factories import register_fake_model
 
 
 def add(db_url: Db, version: int, name: str = "topics") -> registry.VersionInfo:

@@ -1,4 +1,4 @@
-"""Labelled posts (shared.testing.factories) written as the files `topicq train --dataset FILE` reads."""
+"""Labelled posts (testkit.factories) written as the files `topicq train --dataset FILE` reads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shared.testing.factories import labelled_posts
+from testkit.factories import labelled_posts
 
 
 def post_rows(per_topic: int = 30, seed: int = 0) -> list[dict[str, Any]]:

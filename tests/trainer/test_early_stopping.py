@@ -11,7 +11,7 @@ import pytest
 from shared.classifier import TopicClassifier
 from shared.embedders.fake import FakeEmbedder
 from shared.preprocess import preprocess
-from shared.testing.factories import labelled_posts
+from testkit.factories import labelled_posts
 
 CAP = 150
 WORDS = {"lexical": 1000, "lexical_scale": 10.0, "lexical_join": "mean"}  # the default two-branch model

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from cli.main import main
 from shared.migrate import upgrade
 from shared.settings import get_settings
-from shared.testing.factories import register_fake_model
+from testkit.factories import register_fake_model
 from tests.trainer.tables import post_rows, write_table
 
 FAST = ["--embedder", "fake", "--hidden", "64", "--epochs", "10"]

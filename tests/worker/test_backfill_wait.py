@@ -17,8 +17,8 @@ from cli.main import main
 from shared import registry
 from shared.results import DONE, FAILED, ResultRow, write_rows
 from shared.settings import Settings
-from shared.testing.factories import labelled_posts, register_fake_model
-from shared.testing.worker_process import WorkerProcess, worker_env
+from testkit.factories import labelled_posts, register_fake_model
+from testkit.worker_process import WorkerProcess, worker_env
 from worker.client import Producer
 from worker.wait import wait_for_rows
 

@@ -24,9 +24,9 @@ from shared.db import session_scope
 from shared.embedders.gemini import GeminiEmbedder
 from shared.results import Result
 from shared.settings import Settings
-from shared.testing.factories import labelled_posts, register_fake_model
-from shared.testing.fake_gemini import FakeGemini, running_fake_gemini
-from shared.testing.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
+from testkit.factories import labelled_posts, register_fake_model
+from testkit.fake_gemini import FakeGemini, running_fake_gemini
+from testkit.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
 from worker.client import Producer
 
 pytestmark = pytest.mark.integration

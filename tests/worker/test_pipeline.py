@@ -13,7 +13,7 @@ from shared.embedders.fake import FakeEmbedder
 from shared.errors import TransientError
 from shared.results import query_results, stats
 from shared.settings import Settings
-from shared.testing.factories import labelled_posts, register_fake_model
+from testkit.factories import labelled_posts, register_fake_model
 from worker.pipeline import process
 from worker.serving import ModelServer
 

@@ -21,8 +21,8 @@ from kombu import Connection, Consumer, Queue
 from cli.main import main
 from shared.errors import InvalidPostError
 from shared.results import REJECTED, ResultRow, write_rows
-from shared.testing import wire
-from shared.testing.drills.fuzz_cases import ENVELOPE_BUILDERS
+from testkit import wire
+from testkit.drills.fuzz_cases import ENVELOPE_BUILDERS
 from worker import dead_letters
 from worker.envelope import PoisonMessage, inspect
 from worker.payload import parse_post
@@ -172,7 +172,7 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, redis_url, t
     the stopped worker no longer shows in the list of running workers."""
     from shared.serving_status import worker_states
     from shared.settings import get_settings
-    from shared.testing.factories import register_fake_model
+    from testkit.factories import register_fake_model
     from worker import runtime
     from worker.app import app
 

@@ -24,8 +24,8 @@ from shared.embedders.fake import FakeEmbedder
 from shared.migrate import upgrade
 from shared.results import query_results
 from shared.settings import Settings
-from shared.testing.factories import labelled_posts, register_fake_model
-from shared.testing.worker_process import wait_for_rows
+from testkit.factories import labelled_posts, register_fake_model
+from testkit.worker_process import wait_for_rows
 from tests.worker.test_pipeline import FlakyEmbedder
 from worker import runtime
 from worker.celery_config import celery_config

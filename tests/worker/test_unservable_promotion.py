@@ -12,7 +12,7 @@ from cli.main import main
 from shared import registry
 from shared.embedders.fake import FakeEmbedder
 from shared.serving_status import StatusReporter
-from shared.testing.factories import register_fake_model
+from testkit.factories import register_fake_model
 from worker.serving import ModelServer
 
 

@@ -20,9 +20,9 @@ from shared import registry
 from shared.db import session_scope
 from shared.results import Result
 from shared.settings import Settings
-from shared.testing.factories import labelled_posts, register_fake_model
-from shared.testing.wire import raw_message
-from shared.testing.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
+from testkit.factories import labelled_posts, register_fake_model
+from testkit.wire import raw_message
+from testkit.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
 from worker.client import Producer
 from worker.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
 

@@ -27,7 +27,7 @@ from sqlalchemy import func, select, text
 from shared.db import get_engine, session_scope
 from shared.results import Result
 from shared.settings import Settings
-from shared.testing.worker_process import WorkerProcess, count_rows
+from testkit.worker_process import WorkerProcess, count_rows
 
 LEDGER_SQL = """
 CREATE TABLE IF NOT EXISTS drill_writes (
@@ -94,7 +94,7 @@ def settings_for(env: dict[str, str]) -> Settings:
 def prepare_database(db_url: str, model_dir: Path, **model: Any) -> int:
     """Migrate, install the write ledger, register and promote a model; returns its version."""
     from shared.migrate import upgrade
-    from shared.testing.factories import register_fake_model
+    from testkit.factories import register_fake_model
 
     upgrade(db_url)
     install_ledger(db_url)

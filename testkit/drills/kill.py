@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.testing.drills.harness import (
+from testkit.drills.harness import (
     DrillResult,
     base_env,
     common_failures,
@@ -23,9 +23,9 @@ from shared.testing.drills.harness import (
     settle,
     wait_for,
 )
-from shared.testing.drills.services import PrivateRedis, fresh_database
-from shared.testing.factories import make_posts
-from shared.testing.worker_process import WorkerProcess
+from testkit.drills.services import PrivateRedis, fresh_database
+from testkit.factories import make_posts
+from testkit.worker_process import WorkerProcess
 
 
 @dataclass

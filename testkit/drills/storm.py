@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.testing.drills.harness import (
+from testkit.drills.harness import (
     DrillResult,
     base_env,
     common_failures,
@@ -24,9 +24,9 @@ from shared.testing.drills.harness import (
     settle,
     stream,
 )
-from shared.testing.drills.services import PrivateRedis, fresh_database
-from shared.testing.factories import make_posts
-from shared.testing.worker_process import WorkerProcess
+from testkit.drills.services import PrivateRedis, fresh_database
+from testkit.factories import make_posts
+from testkit.worker_process import WorkerProcess
 
 
 @dataclass
@@ -45,7 +45,7 @@ def register_gemini_model(db_url: str, model_dir: Path, key: str, base_url: str)
     """A model trained on the fake Gemini's vectors, registered under the gemini embedder id."""
     from shared.embedders.gemini import GeminiEmbedder
     from shared.migrate import upgrade
-    from shared.testing.factories import register_fake_model
+    from testkit.factories import register_fake_model
 
     upgrade(db_url)
     install_ledger(db_url)
@@ -57,7 +57,7 @@ def register_gemini_model(db_url: str, model_dir: Path, key: str, base_url: str)
 
 
 def run(size: StormSize, workdir: Path) -> DrillResult:
-    from shared.testing.fake_gemini import running_fake_gemini
+    from testkit.fake_gemini import running_fake_gemini
 
     key = f"AIzaSyDRILL-{uuid.uuid4().hex}"  # unique: finding it anywhere is a leak
     with (running_fake_gemini(api_key=key, latency_ms=size.latency_ms, retry_delay_s=size.retry_delay_s,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.settings import Settings
-from shared.testing.drills.fuzz_cases import MAX_TEXT_CHARS, Case, make_cases
-from shared.testing.drills.harness import (
+from testkit.drills.fuzz_cases import MAX_TEXT_CHARS, Case, make_cases
+from testkit.drills.harness import (
     DrillResult,
     base_env,
     common_failures,
@@ -25,8 +25,8 @@ from shared.testing.drills.harness import (
     settings_for,
     wait_drained,
 )
-from shared.testing.drills.services import PrivateRedis, fresh_database
-from shared.testing.worker_process import WorkerProcess, count_rows
+from testkit.drills.services import PrivateRedis, fresh_database
+from testkit.worker_process import WorkerProcess, count_rows
 
 NO_ID_WARNING = "rejected a post without a usable id"
 

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 
 from shared.db import session_scope
 from shared.results import Result
-from shared.testing.drills.harness import (
+from testkit.drills.harness import (
     DrillResult,
     base_env,
     common_failures,
@@ -34,9 +34,9 @@ from shared.testing.drills.harness import (
     settle,
     stream,
 )
-from shared.testing.drills.services import PrivateRedis, fresh_database
-from shared.testing.factories import make_posts
-from shared.testing.worker_process import WorkerProcess
+from testkit.drills.services import PrivateRedis, fresh_database
+from testkit.factories import make_posts
+from testkit.worker_process import WorkerProcess
 
 INJECTIONS = [
     ["results", "--label", "x' OR '1'='1"],
@@ -59,7 +59,7 @@ class SecuritySize:
 
 def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
     """Posts through a Redis that needs a password, plus one pickled message; the password stays out of logs."""
-    from shared.testing.wire import raw_message
+    from testkit.wire import raw_message
     from worker.protocol import CLASSIFY_TASK
 
     password = f"drill-pw-{secrets.token_hex(8)}"
@@ -103,7 +103,7 @@ def tampered_model(workdir: Path) -> dict[str, Any]:
     from shared import registry
     from shared.errors import ModelError
     from shared.store import META_FILE, MODEL_FILE
-    from shared.testing.factories import register_fake_model
+    from testkit.factories import register_fake_model
     from worker.serving import ModelServer
 
     found: dict[str, Any] = {}

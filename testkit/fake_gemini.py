@@ -38,8 +38,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from shared.embedders.base import l2_normalise
-from shared.testing.fake_gemini_batches import FakeBatches
-from shared.testing.fake_gemini_replies import Reply, check_request, error_reply, quota_reply
+from testkit.fake_gemini_batches import FakeBatches
+from testkit.fake_gemini_replies import Reply, check_request, error_reply, quota_reply
 
 log = logging.getLogger(__name__)
 

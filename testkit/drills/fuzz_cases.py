@@ -8,7 +8,7 @@
 `dead` cases are not well-formed messages (the envelope, or a body that cannot
 be decoded): they must end in the dead-letter list, with a `rejected` row when
 an id can be recovered. Every case is a raw list entry, built with json and
-base64 only (shared/testing/wire.py), as a service without Celery would send it.
+base64 only (testkit/wire.py), as a service without Celery would send it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.testing import wire
-from shared.testing.factories import TOPICS, make_post
+from testkit import wire
+from testkit.factories import TOPICS, make_post
 
 MAX_TEXT_CHARS = 20_000  # the drill's worker setting: "huge" texts need not be megabytes
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.results import Result
-from shared.testing.drills.harness import (
+from testkit.drills.harness import (
     DrillResult,
     base_env,
     common_failures,
@@ -29,9 +29,9 @@ from shared.testing.drills.harness import (
     stream,
     wait_for,
 )
-from shared.testing.drills.services import PrivatePostgres, PrivateRedis
-from shared.testing.factories import make_posts
-from shared.testing.worker_process import WorkerProcess
+from testkit.drills.services import PrivatePostgres, PrivateRedis
+from testkit.factories import make_posts
+from testkit.worker_process import WorkerProcess
 
 
 @dataclass

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import redis
 
-from shared.testing.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
+from testkit.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 

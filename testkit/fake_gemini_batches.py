@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.testing.fake_gemini_replies import Reply, check_request, error_reply
+from testkit.fake_gemini_replies import Reply, check_request, error_reply
 
 CREATE = re.compile(r"^/(v1|v1beta)/models/([^/:]+):asyncBatchEmbedContent$")
 GET = re.compile(r"^/(v1|v1beta)/batches/([^/]+)$")
