@@ -118,15 +118,11 @@ def variants() -> dict[str, Runner]:
         "topicq default": topicq_variant(default=True),
         "tfidf+linearsvc": tfidf_svc,
         "embedding only (before)": topicq_variant(),
-        "chunked": topicq_variant(embedder="local-chunked"),
         "words (joint)": topicq_variant(lexical=50_000, lexical_scale=10.0, lexical_join="sum"),
         "words (mean)": topicq_variant(lexical=50_000, lexical_scale=10.0, lexical_join="mean"),
         "self-training": topicq_variant(self_training=0.9),
         "words (mean) + self-training": topicq_variant(lexical=50_000, lexical_scale=10.0,
                                                        lexical_join="mean", self_training=0.9),
-        "chunked + words (mean) + self-training": topicq_variant(
-            embedder="local-chunked", lexical=50_000, lexical_scale=10.0, lexical_join="mean",
-            self_training=0.9),
         "default with hidden 128": topicq_variant(default=True, hidden=128),
         "default with hidden 512": topicq_variant(default=True, hidden=512),
         "default with dropout 0.5": topicq_variant(default=True, dropout=0.5),
@@ -227,7 +223,6 @@ NOTES = {
                                "Dense(256, relu) -> Dropout(0.2) -> softmax; every lever below "
                                "changes only what it names from this",
     "tfidf+linearsvc": "scikit-learn TfidfVectorizer(sublinear_tf, min_df=2) + LinearSVC",
-    "chunked": "embedder local-chunked: the whole post (<= 5,000 chars) in 256-token windows, mean-pooled",
     "words (joint)": "TF-IDF of up to 50,000 words (fitted on the training posts, rows scaled to length 10) "
                      "through a linear layer whose class scores are added to the embedding branch's "
                      "before one softmax (lexicon.json saved with the model)",
@@ -238,7 +233,6 @@ NOTES = {
     "words (mean) + self-training": "both (the new default's recipe; the words rows of b were measured "
                                     "with the word layer's weights drawn at random, before they started "
                                     "from zero as they do now; the `topicq default` row is the final code)",
-    "chunked + words (mean) + self-training": "all three",
     "default with hidden 128": "the default with Dense(128) instead of 256 in the embedding branch",
     "default with hidden 512": "the default with Dense(512)",
     "default with dropout 0.5": "the default with Dropout(0.5) instead of 0.2",

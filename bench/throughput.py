@@ -79,7 +79,7 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
     from shared import registry
     from shared.preprocess import PREPROCESS_VERSION
     from shared.settings import Settings
-    from shared.store import ModelMeta, save_model_dir
+    from shared.store import ModelMeta, TopicModel
     from trainer.datasets import load_newsgroups
     from trainer.train import TrainConfig, data_fingerprint, fit_classifier, prepare_inputs
 
@@ -88,15 +88,11 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
     train = load_newsgroups(subset="train", groups=groups)
     inputs, _, embedder_id, dim = prepare_inputs(cache_settings, config, train.texts, progress=False)
     classifier = fit_classifier(config, inputs, train.labels)
-    meta = ModelMeta(name="topics", version=1, labels=list(map(str, classifier.classes_)),
+    meta = ModelMeta(name="topics", version=0, labels=list(map(str, classifier.classes_)),
                      embedder_id=embedder_id, embedder_dim=dim, preprocess_version=PREPROCESS_VERSION,
                      data_fingerprint=data_fingerprint(train),
                      created_at=datetime.now(UTC).isoformat(), hyperparameters=classifier.get_params())
-    directory = models / "topics" / "1"
-    sha = save_model_dir(directory, classifier, meta)
-    registry.register(db_url, name="topics", version=1, path=directory, sha256=sha,
-                      embedder_id=embedder_id, metrics={})
-    registry.promote(db_url, name="topics", version=1)
+    registry.publish_version(db_url, models, TopicModel(meta, classifier), promote_to=registry.DEFAULT_ALIAS)
     # What the classifier alone costs per post at serving time (one batch of 32, repeated).
     batch = inputs.take(slice(0, 32))
     classifier.predict_proba(batch.vectors, batch.texts)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-import time
-
 import click
 
-from shared import registry
+from cli.demo_steps import DEMO_GROUPS
 from shared.settings import get_settings
 
 
@@ -23,31 +20,14 @@ def demo(data_home: str | None, timeout: int) -> None:
     Example:
       SCIKIT_LEARN_DATA=../shared/data/20newsgroups topicq demo
     """
-    from tqdm import tqdm
-
-    from cli.demo_steps import DEMO_GROUPS, ensure_redis, report, start_worker
-    from shared.results import count_rows
+    from cli.demo_steps import ensure_redis, report, send_and_wait, start_worker, train_or_serve
     from trainer.datasets import load_newsgroups
-    from worker.backfill import backfill
 
     settings = get_settings()
     started_redis = ensure_redis(settings.redis_url, settings.topicq_home / "redis")
     if started_redis:
         click.echo(started_redis)
-    name = settings.model_name
-    version = registry.resolve(settings.db_url, name=name, alias=settings.model_alias)
-    if version is None:
-        from trainer.train import run_training
-
-        click.echo(f"1/4 training {name} on 20 Newsgroups sci, 100 posts per class (local embedder)")
-        trained = run_training(dataset="20newsgroups", groups=DEMO_GROUPS, per_class=100, seed=0,
-                               name=name, promote=True, data_home=data_home, settings=settings)
-        version = trained.version
-        click.echo(f"    {name}:{version}: test accuracy {trained.metrics['accuracy']:.4f}, "
-                   f"macro-F1 {trained.metrics['macro_f1']:.4f}; plots in {trained.directory}")
-    else:
-        click.echo(f"1/4 serving the existing {name}:{version} ({settings.model_alias})")
-
+    name, version = train_or_serve(settings, data_home)
     test = load_newsgroups(groups=DEMO_GROUPS, subset="test", data_home=data_home)
     truth = dict(zip(test.ids, test.labels, strict=True))
     log_path = settings.topicq_home / "demo-worker.log"
@@ -55,28 +35,14 @@ def demo(data_home: str | None, timeout: int) -> None:
     worker = start_worker(log_path)
     try:
         click.echo(f"3/4 backfilling {len(truth)} sci test posts")
-        before = count_rows(settings.db_url, model_name=name, model_version=version, post_ids=test.ids)
-        began = time.monotonic()
-        posts = [{"id": i, "text": t, "metadata": {"group": g}} for i, t, g in
-                 zip(test.ids, test.texts, test.labels, strict=True)]
-        sent = backfill(posts, settings=settings, on_invalid=lambda e: click.echo(f"    refused: {e}"))
-        if sent.invalid:
-            click.echo(f"    {sent.invalid} posts refused as invalid will have no row")
-        with tqdm(total=len(truth), initial=before, unit="post", desc="classified", file=sys.stderr) as bar:
-            done = before
-            while done < len(truth) and time.monotonic() - began < timeout:
-                time.sleep(0.5)
-                now = count_rows(settings.db_url, model_name=name, model_version=version, post_ids=test.ids)
-                bar.update(now - done)
-                done = now
-        seconds = time.monotonic() - began
+        processed, seconds = send_and_wait(settings, test, f"{name}:{version}", timeout)
     finally:
         worker.stop()
-    result = report(settings.db_url, name, version, truth, seconds, processed=done - before)
+    result = report(settings.db_url, name, version, truth, seconds, processed=processed)
     click.echo(f"4/4 results for {result.model}: {result.rows}/{result.posts} rows")
     click.echo(f"    accuracy from the results table: {result.accuracy:.4f}")
-    if done > before:
-        click.echo(f"    throughput: {done - before} posts in {result.seconds:.0f}s = "
+    if processed:
+        click.echo(f"    throughput: {processed} posts in {result.seconds:.0f}s = "
                    f"{result.posts_per_second:.1f} posts/s; "
                    f"posts per embed call: {result.posts_per_embed_call}")
     else:

@@ -11,14 +11,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import click
+
+from shared import registry
 from shared.errors import ConfigError
 from shared.results import Status
+from shared.settings import Settings
 from testkit.worker_process import WorkerProcess
+
+if TYPE_CHECKING:
+    from trainer.datasets import Dataset
 
 DEMO_GROUPS = ("sci",)
 
@@ -63,6 +71,53 @@ def ensure_redis(url: str, log_dir: Path) -> str | None:
         except redis.exceptions.ConnectionError:
             time.sleep(0.1)
     raise ConfigError("started redis-server but it does not answer; see " + str(log_dir / "redis.log"))
+
+
+def train_or_serve(settings: Settings, data_home: str | None) -> tuple[str, int]:
+    """The production version of MODEL_NAME; trained and promoted first when there is none."""
+    name = settings.model_name
+    version = registry.resolve(settings.db_url, name=name, alias=settings.model_alias)
+    if version is not None:
+        click.echo(f"1/4 serving the existing {name}:{version} ({settings.model_alias})")
+        return name, version
+    from trainer.train import run_training
+
+    click.echo(f"1/4 training {name} on 20 Newsgroups sci, 100 posts per class (local embedder)")
+    trained = run_training(dataset="20newsgroups", groups=DEMO_GROUPS, per_class=100, seed=0,
+                           name=name, promote=True, data_home=data_home, settings=settings)
+    click.echo(f"    {name}:{trained.version}: test accuracy {trained.metrics['accuracy']:.4f}, "
+               f"macro-F1 {trained.metrics['macro_f1']:.4f}; plots in {trained.directory}")
+    return name, trained.version
+
+
+def send_and_wait(settings: Settings, test: Dataset, model: str, timeout: float) -> tuple[int, float]:
+    """Backfill the test posts, then wait (with a progress bar) until `model` has a row for each;
+    returns how many rows were written meanwhile, and the seconds it took."""
+    from tqdm import tqdm
+
+    from shared.results import count_rows
+    from worker.backfill import backfill
+
+    name, version = model.split(":")
+
+    def rows() -> int:
+        return count_rows(settings.db_url, model_name=name, model_version=int(version), post_ids=test.ids)
+
+    before = rows()
+    began = time.monotonic()
+    posts = [{"id": i, "text": t, "metadata": {"group": g}}
+             for i, t, g in zip(test.ids, test.texts, test.labels, strict=True)]
+    sent = backfill(posts, settings=settings, on_invalid=lambda e: click.echo(f"    refused: {e}"))
+    if sent.invalid:
+        click.echo(f"    {sent.invalid} posts refused as invalid will have no row")
+    done = before
+    with tqdm(total=len(test), initial=before, unit="post", desc="classified", file=sys.stderr) as bar:
+        while done < len(test) and time.monotonic() - began < timeout:
+            time.sleep(0.5)
+            now = rows()
+            bar.update(now - done)
+            done = now
+    return done - before, time.monotonic() - began
 
 
 def start_worker(log_path: Path, timeout: float = 180) -> WorkerProcess:

@@ -239,10 +239,14 @@ class TopicClassifier:
         return True
 
     @classmethod
-    def load(cls, path: Path, classes: list[str], lexicon: Path | None = None) -> TopicClassifier:
+    def load(cls, path: Path, classes: list[str], lexicon: Path | None = None,
+             params: dict[str, Any] | None = None) -> TopicClassifier:
+        """The classifier saved at `path`, with the hyperparameters it was built with (those this
+        class knows; a version may record more, e.g. how it was trained)."""
         import keras
 
-        clf = cls()
+        known = inspect.signature(cls.__init__).parameters
+        clf = cls(**{key: value for key, value in (params or {}).items() if key in known and key != "self"})
         clf.model_ = keras.saving.load_model(path, safe_mode=True, compile=False)
         clf.classes_ = np.array(classes)
         if lexicon is not None:

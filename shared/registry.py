@@ -7,6 +7,8 @@ together, or neither), and keyword-only arguments after it.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,9 +17,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from shared.db import Db, ModelAlias, ModelVersion, transaction, utcnow
+from shared.db import Db, ModelAlias, ModelVersion, session_scope, transaction, utcnow
 from shared.errors import ModelError
-from shared.store import LoadedModel, load_model_dir
+from shared.store import TopicModel
 
 DEFAULT_ALIAS = "production"
 
@@ -148,7 +150,42 @@ def rollback(db: Db, *, name: str, alias: str = DEFAULT_ALIAS) -> tuple[int, int
         return current, target
 
 
-def load(db: Db, *, name: str, version: int) -> LoadedModel:
+def load(db: Db, *, name: str, version: int) -> TopicModel:
     """Load a registered version, checking its checksum."""
     info = get_version(db, name=name, version=version)
-    return load_model_dir(Path(info.path), info.sha256)
+    return TopicModel.load(Path(info.path), info.sha256)
+
+
+def _claim_directory(root: Path, version: int) -> tuple[int, Path]:
+    """Create root/<version>, moving up while a concurrent run (or a crashed one) holds it."""
+    while True:
+        try:
+            (root / str(version)).mkdir(parents=True)
+            return version, root / str(version)
+        except FileExistsError:
+            version += 1
+
+
+def publish_version(db_url: str, models_path: Path, model: TopicModel, *,
+                    metrics: dict[str, Any] | None = None, promote_to: str | None = None,
+                    beside: Callable[[Path], object] | None = None) -> tuple[int, Path]:
+    """Give `model` the next version number of its name, save it under models_path/<name>/<version>,
+    register it (and point `promote_to` at it) in one transaction. `beside(directory)` writes what
+    goes with the version but not into its checksum (model card, plots). On any failure the
+    directory is removed: a version is published whole or not at all."""
+    name = model.meta.name
+    version, directory = _claim_directory(models_path / name, next_version(db_url, name=name))
+    try:
+        model.meta.version = version
+        sha256 = model.save(directory)
+        if beside is not None:
+            beside(directory)
+        with session_scope(db_url) as session:
+            register(session, name=name, version=version, path=directory, sha256=sha256,
+                     embedder_id=model.meta.embedder_id, metrics=metrics or {})
+            if promote_to:
+                promote(session, name=name, version=version, alias=promote_to)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)  # ours, never registered
+        raise
+    return version, directory

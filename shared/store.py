@@ -6,7 +6,7 @@
     MODEL_DIR/<name>/<version>/*.png, MODEL_CARD.md
 
 The checksum covers model.keras, model.json and lexicon.json (when present);
-the registry records it and `load_model_dir` refuses a directory whose files
+the registry records it and `TopicModel.load` refuses a directory whose files
 changed since. Versions saved before lexicon.json existed keep their checksum.
 """
 
@@ -46,17 +46,6 @@ class ModelMeta:
     inputs: list[str] = field(default_factory=lambda: [EMBEDDING_INPUT])
 
 
-@dataclass
-class LoadedModel:
-    meta: ModelMeta
-    classifier: TopicClassifier
-    sha256: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.meta.name}:{self.meta.version}"
-
-
 def checksum(directory: Path) -> str:
     """sha256 over model.keras, model.json, then lexicon.json when there is one."""
     digest = hashlib.sha256()
@@ -70,16 +59,6 @@ def checksum(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model_dir(directory: Path, classifier: TopicClassifier, meta: ModelMeta) -> str:
-    """Write the model and its metadata; returns the checksum to register."""
-    directory.mkdir(parents=True, exist_ok=True)
-    classifier.save(directory / MODEL_FILE)
-    reads_text = classifier.save_lexicon(directory / LEXICON_FILE)
-    meta.inputs = [EMBEDDING_INPUT, TEXT_INPUT] if reads_text else [EMBEDDING_INPUT]
-    (directory / META_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
-    return checksum(directory)
-
-
 def read_meta(directory: Path) -> ModelMeta:
     try:
         return ModelMeta(**json.loads((directory / META_FILE).read_text()))
@@ -87,23 +66,64 @@ def read_meta(directory: Path) -> ModelMeta:
         raise ModelError(f"cannot read {directory / META_FILE}: {exc}") from None
 
 
-def load_model_dir(directory: Path, expected_sha256: str) -> LoadedModel:
-    """Load a version, refusing it when its files differ from what was registered."""
-    actual = checksum(directory)
-    if actual != expected_sha256:
-        raise ModelError(
-            f"model files in {directory} changed since registration "
-            f"(sha256 {actual[:12]}… != registered {expected_sha256[:12]}…); refusing to load"
-        )
-    meta = read_meta(directory)
-    unknown = sorted(set(meta.inputs) - {EMBEDDING_INPUT, TEXT_INPUT})
-    if unknown:
-        raise ModelError(f"{directory} needs inputs {unknown} this version of topicq cannot give")
-    lexicon = directory / LEXICON_FILE if TEXT_INPUT in meta.inputs else None
-    if lexicon is not None and not lexicon.is_file():
-        raise ModelError(f"{lexicon} is missing: {directory} reads the posts' words")
-    try:
-        classifier = TopicClassifier.load(directory / MODEL_FILE, meta.labels, lexicon=lexicon)
-    except Exception as exc:  # Keras raises many types for a bad file
-        raise ModelError(f"cannot load {directory / MODEL_FILE}: {exc}") from None
-    return LoadedModel(meta=meta, classifier=classifier, sha256=actual)
+@dataclass
+class TopicModel:
+    """One version as one object: the fitted classifier and what it was made of.
+
+    `save(dir)` and `load(dir)` mirror each other: everything the classifier needs at serving
+    time (the Keras file, the labels, the lexicon, the hyperparameters) goes into the directory
+    and comes back out of it, with the checksum the registry records.
+    """
+
+    meta: ModelMeta
+    classifier: TopicClassifier
+    sha256: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.meta.name}:{self.meta.version}"
+
+    def save(self, directory: Path) -> str:
+        """Write the version into `directory`; returns (and keeps) the checksum to register."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.classifier.save(directory / MODEL_FILE)
+        reads_text = self.classifier.save_lexicon(directory / LEXICON_FILE)
+        self.meta.inputs = [EMBEDDING_INPUT, TEXT_INPUT] if reads_text else [EMBEDDING_INPUT]
+        self.meta.labels = [str(label) for label in self.classifier.classes_]
+        self.meta.hyperparameters = {**self.meta.hyperparameters, **self.classifier.get_params()}
+        (directory / META_FILE).write_text(json.dumps(asdict(self.meta), indent=2, sort_keys=True) + "\n")
+        self.sha256 = checksum(directory)
+        return self.sha256
+
+    @classmethod
+    def load(cls, directory: Path, expected_sha256: str) -> TopicModel:
+        """A saved version, refused when its files differ from what was registered."""
+        actual = checksum(directory)
+        if actual != expected_sha256:
+            raise ModelError(
+                f"model files in {directory} changed since registration "
+                f"(sha256 {actual[:12]}… != registered {expected_sha256[:12]}…); refusing to load"
+            )
+        meta = read_meta(directory)
+        unknown = sorted(set(meta.inputs) - {EMBEDDING_INPUT, TEXT_INPUT})
+        if unknown:
+            raise ModelError(f"{directory} needs inputs {unknown} this version of topicq cannot give")
+        lexicon = directory / LEXICON_FILE if TEXT_INPUT in meta.inputs else None
+        if lexicon is not None and not lexicon.is_file():
+            raise ModelError(f"{lexicon} is missing: {directory} reads the posts' words")
+        try:
+            classifier = TopicClassifier.load(directory / MODEL_FILE, meta.labels, lexicon=lexicon,
+                                              params=meta.hyperparameters)
+        except Exception as exc:  # Keras raises many types for a bad file
+            raise ModelError(f"cannot load {directory / MODEL_FILE}: {exc}") from None
+        return cls(meta=meta, classifier=classifier, sha256=actual)
+
+    def check_embedder(self, embedder_id: str) -> None:
+        """Refuse an embedder other than the one the version was trained with: its vectors mean
+        nothing to the classifier."""
+        if self.meta.embedder_id != embedder_id:
+            raise ModelError(
+                f"model {self.key} was trained with embedder {self.meta.embedder_id!r}, not "
+                f"{embedder_id!r}: their vectors are not comparable. Set EMBEDDER to match the "
+                "model, or train a model with this embedder."
+            )

@@ -14,7 +14,7 @@ from shared.classifier import TopicClassifier
 from shared.embedders.base import Embedder
 from shared.embedders.fake import FakeEmbedder
 from shared.preprocess import PREPROCESS_VERSION, preprocess
-from shared.store import ModelMeta, save_model_dir
+from shared.store import ModelMeta, TopicModel
 
 # Each topic has its own vocabulary, so the fake (bag-of-words) embedder separates them.
 TOPICS = {
@@ -78,15 +78,10 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
     posts = labelled_posts(30, seed=seed)
     texts = [preprocess(text) for _, text, _ in posts]
     clf = _fit(embedder.embed(texts), [p[2] for p in posts], texts, seed=seed, lexical=lexical)
-    version = registry.next_version(db_url, name=name)
-    directory = model_dir / name / str(version)
-    meta = ModelMeta(name=name, version=version, labels=[str(c) for c in clf.classes_],
+    meta = ModelMeta(name=name, version=0, labels=[str(c) for c in clf.classes_],
                      embedder_id=embedder.id, embedder_dim=embedder.dim,
                      preprocess_version=PREPROCESS_VERSION, data_fingerprint=f"test-{seed}",
                      created_at=datetime.now(UTC).isoformat())
-    sha = save_model_dir(directory, clf, meta)
-    registry.register(db_url, name=name, version=version, path=directory, sha256=sha,
-                      embedder_id=embedder.id, metrics={})
-    if promote:
-        registry.promote(db_url, name=name, version=version)
+    version, _ = registry.publish_version(db_url, model_dir, TopicModel(meta, clf),
+                                          promote_to=registry.DEFAULT_ALIAS if promote else None)
     return version

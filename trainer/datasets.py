@@ -9,14 +9,11 @@ asked for is taken whole and reported in `description["short_classes"]`
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,13 +21,12 @@ from typing import Any, Literal
 import numpy as np
 
 from shared.errors import DatasetError
+from shared.post_files import MAX_LISTED, PostFile, lines_text, read_post_file
 
 log = logging.getLogger(__name__)
 
 NEWSGROUPS = "20newsgroups"
 DEFAULT_ID_COLUMN = "id"
-TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-_MAX_LISTED = 10  # rows named in an error message; the rest are counted
 
 
 @dataclass
@@ -193,59 +189,16 @@ def load_newsgroups(
 
 # --- CSV / JSONL -----------------------------------------------------------------------------
 
-def _rows_text(rows: list[int]) -> str:
-    listed = ", ".join(map(str, rows[:_MAX_LISTED]))
-    more = f" and {len(rows) - _MAX_LISTED} more" if len(rows) > _MAX_LISTED else ""
-    return f"{listed}{more}"
-
-
-def _read_records(path: Path) -> tuple[list[dict[str, Any]], str]:
-    kind = TABLE_FORMATS.get(path.suffix.lower())
-    if not path.exists():
-        # Most often a misspelt built-in dataset name (a file name has a known suffix).
-        named = "" if kind else f"; the built-in dataset is named {NEWSGROUPS!r}"
-        raise DatasetError(f"no such file: {path}{named}")
-    if kind is None:
-        raise DatasetError(f"{path}: unknown file type {path.suffix or '(none)'!r}; "
-                           f"use one of {', '.join(sorted(TABLE_FORMATS))}")
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if not content.strip():
-        raise DatasetError(f"{path} is empty")
-    if kind == "csv":
-        try:
-            return list(csv.DictReader(io.StringIO(content, newline=""))), kind
-        except csv.Error as exc:
-            raise DatasetError(f"{path}: not valid CSV ({exc})") from None
-    if content.lstrip().startswith("["):  # a .json file holding one array of objects
-        try:
-            records = json.loads(content)
-        except ValueError as exc:
-            raise DatasetError(f"{path}: not valid JSON ({exc})") from None
-    else:
-        records = []
-        for number, line in enumerate(content.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except ValueError as exc:
-                    raise DatasetError(f"{path}, line {number}: not valid JSON ({exc})") from None
-    bad = [n for n, record in enumerate(records, start=1) if not isinstance(record, dict)]
-    if bad:
-        raise DatasetError(f"{path}: rows {_rows_text(bad)} are not JSON objects")
-    return records, kind
-
-
-def _column(records: list[dict[str, Any]], name: str, role: str, path: Path) -> list[Any]:
-    present = list(dict.fromkeys(key for record in records for key in record))
-    if name not in present:
-        raise DatasetError(f"{path}: no {role} column {name!r}; columns present: "
-                           f"{', '.join(map(str, present)) or '(none)'}")
-    return [record.get(name) for record in records]
+def _file_ids(source: PostFile, id_column: str, refuse: Callable[[list[bool], str], None]) -> list[str]:
+    """The ids of `id_column` (which must exist when named explicitly), each given and unique."""
+    source.require_columns(id=id_column)
+    ids = ["" if record.get(id_column) is None else str(record.get(id_column)).strip()
+           for record in source.records]
+    refuse([not value for value in ids], "id is empty")
+    repeated = sorted(value for value, count in Counter(ids).items() if count > 1)
+    if repeated:
+        raise DatasetError(f"{source.path}: ids must be unique; repeated: {', '.join(repeated[:MAX_LISTED])}")
+    return ids
 
 
 def _stable_ids(texts: list[str]) -> list[str]:
@@ -268,48 +221,33 @@ def load_table(
 ) -> Dataset:
     """Labelled posts from a .csv, .jsonl or .json (lines or one array) file.
 
-    Rows are numbered from 1 (the first data row, after a CSV header). Ids
-    come from `id_column` when the file has it (a column named explicitly
-    must exist), else from a hash of the text.
+    Errors name the file's lines. Ids come from `id_column` when the file has
+    it (a column named explicitly must exist), else from a hash of the text.
     """
     path = Path(path)
-    records, kind = _read_records(path)
-    if not records:
-        raise DatasetError(f"{path} has a header but no rows" if kind == "csv" else f"{path} holds no rows")
-    texts = _column(records, text_column, "text", path)
-    labels = _column(records, label_column, "label", path)
-    not_strings = [n for n, text in enumerate(texts, start=1) if not isinstance(text, str)]
-    if not_strings:
-        raise DatasetError(f"{path}: text in rows {_rows_text(not_strings)} is not a string")
-    blank = [n for n, text in enumerate(texts, start=1) if not text.strip()]
-    if blank:
-        raise DatasetError(f"{path}: text is empty in rows {_rows_text(blank)}")
-    no_label = [n for n, label in enumerate(labels, start=1)
-                if label is None or isinstance(label, (dict, list)) or not str(label).strip()]
-    if no_label:
-        raise DatasetError(f"{path}: label is missing or not a single value in rows {_rows_text(no_label)}")
-    labels = [str(label).strip() for label in labels]
+    source = read_post_file(path, unknown_hint=f"; the built-in dataset is named {NEWSGROUPS!r}")
+    source.require_columns(text=text_column, label=label_column)
+
+    def refuse(where: list[bool], what: str) -> None:
+        lines = [line for line, bad in zip(source.lines, where, strict=True) if bad]
+        if lines:
+            raise DatasetError(f"{path}: {what} on lines {lines_text(lines)}")
+
+    raw_texts = [record.get(text_column) for record in source.records]
+    raw_labels = [record.get(label_column) for record in source.records]
+    refuse([not isinstance(text, str) for text in raw_texts], "text is not a string")
+    texts: list[str] = raw_texts  # type: ignore[assignment]  # all strings, checked above
+    refuse([not text.strip() for text in texts], "text is empty")
+    refuse([label is None or isinstance(label, dict | list) or not str(label).strip()
+            for label in raw_labels], "label is missing or not a single value")
+    labels = [str(label).strip() for label in raw_labels]
     if len(set(labels)) < 2:
         raise DatasetError(f"{path}: needs at least two classes in {label_column!r}, "
                            f"found {sorted(set(labels))}")
-    ids = _ids(records, id_column, texts, path)
+    named = id_column is not None and (id_column != DEFAULT_ID_COLUMN or id_column in source.columns)
+    ids = _file_ids(source, id_column, refuse) if named and id_column else _stable_ids(texts)
     dataset = Dataset(ids, texts, labels, {
-        "source": "file", "path": str(path.resolve()), "format": kind,
+        "source": "file", "path": str(path.resolve()), "format": source.kind,
         "text_column": text_column, "label_column": label_column,
     })
     return dataset.take(range(len(dataset)))
-
-
-def _ids(records: list[dict[str, Any]], id_column: str | None, texts: list[str], path: Path) -> list[str]:
-    has_column = id_column is not None and any(id_column in record for record in records)
-    if id_column is None or (not has_column and id_column == DEFAULT_ID_COLUMN):
-        return _stable_ids(texts)
-    values = _column(records, id_column, "id", path)
-    ids = ["" if value is None else str(value).strip() for value in values]
-    empty = [n for n, value in enumerate(ids, start=1) if not value]
-    if empty:
-        raise DatasetError(f"{path}: id is empty in rows {_rows_text(empty)}")
-    repeated = sorted(value for value, count in Counter(ids).items() if count > 1)
-    if repeated:
-        raise DatasetError(f"{path}: ids must be unique; repeated: {', '.join(repeated[:_MAX_LISTED])}")
-    return ids

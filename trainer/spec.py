@@ -52,38 +52,29 @@ class DataSpec:
         return load_table(self.dataset, text_column=self.text_column,
                           label_column=self.label_column, id_column=self.id_column)
 
-    def training_sets(self) -> tuple[Dataset, Dataset]:
-        """(train, test) posts for a training run; refused up front when too few to train on."""
+    def training_sets(self) -> tuple[Dataset, Dataset, list[str]]:
+        """(train, test, unlabeled) posts for a training run, the data read once; refused up front
+        when too few to train on. `unlabeled` are the texts of the training side that `per_class`
+        left out (for self-training): never a test post."""
         if self.is_newsgroups:
-            train = self._newsgroups("train", self.per_class, self.groups)
+            training_side = self._newsgroups("train", None, self.groups)
             test = self._newsgroups("test", self.test_per_class, self.groups)
         else:
             data = self._table()
             test_size = self.test_size or DEFAULT_TEST_SIZE
             require_posts_for(data, (test_size, VALIDATION_SPLIT), self.seed, "to train",
                               f"a {test_size:g} test split, then a {VALIDATION_SPLIT:g} validation split")
-            train, test = split(data, test_size, self.seed)
-            train, test = self._sample(train, self.per_class), self._sample(test, self.test_per_class)
+            training_side, test = split(data, test_size, self.seed)
+            test = self._sample(test, self.test_per_class)
+        train = self._sample(training_side, self.per_class)
         # The classifier holds out a stratified share of its training posts to stop early.
         purpose = f"to train with --per-class {self.per_class}" if self.per_class else "to train"
         require_posts_for(train, (VALIDATION_SPLIT,), self.seed, purpose,
                           f"a {VALIDATION_SPLIT:g} validation split")
-        return train, test
-
-    def unlabeled_pool(self, train: Dataset) -> list[str]:
-        """Texts of the training side that `per_class` left out: unlabeled posts for self-training.
-
-        Never a test post: 20 Newsgroups' train subset, or a file's training split.
-        """
-        if self.per_class is None:
-            return []
-        if self.is_newsgroups:
-            everything = self._newsgroups("train", None, self.groups)
-        else:
-            everything = split(self._table(), self.test_size or DEFAULT_TEST_SIZE, self.seed)[0]
         chosen = set(train.ids)
-        return [text for post_id, text in zip(everything.ids, everything.texts, strict=True)
-                if post_id not in chosen]
+        unlabeled = [text for post_id, text in zip(training_side.ids, training_side.texts, strict=True)
+                     if post_id not in chosen]
+        return train, test, unlabeled
 
     def evaluation_set(self, known_labels: list[str]) -> Dataset:
         """Posts to evaluate a trained model on.

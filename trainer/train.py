@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +22,12 @@ import numpy as np
 
 from shared import registry
 from shared.cache import CachedEmbedder, CacheStats
-from shared.db import session_scope
 from shared.embedders import Embedder, make_embedder
-from shared.errors import DatasetError, ModelError
+from shared.errors import DatasetError
 from shared.migrate import ensure_schema
 from shared.preprocess import PREPROCESS_VERSION, preprocess
 from shared.settings import Settings, get_settings
-from shared.store import ModelMeta, save_model_dir
+from shared.store import ModelMeta, TopicModel
 from trainer.datasets import NEWSGROUPS, Dataset
 from trainer.evaluation import compute_metrics, write_report
 from trainer.seen import seen_in_training, write_training_digests
@@ -111,12 +109,11 @@ def data_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()
 
 
-def embed_posts(settings: Settings, embedder: Embedder, texts: list[str],
+def embed_posts(settings: Settings, embedder: Embedder, cleaned: list[str],
                 progress: bool = True) -> tuple[np.ndarray, CacheStats]:
-    """Preprocess and embed through the cache, with a progress bar on stderr."""
+    """Embed preprocessed texts through the cache, with a progress bar on stderr."""
     from tqdm import tqdm
 
-    cleaned = [preprocess(text) for text in texts]
     with tqdm(total=len(cleaned), desc="embedding", unit="post", disable=not progress) as bar:
 
         def advance(done: int) -> None:
@@ -133,8 +130,9 @@ def prepare_inputs(settings: Settings, config: TrainConfig, texts: list[str],
                    ) -> tuple[ModelInputs, CacheStats, str, int]:
     """Preprocess and embed `texts` for `config`; returns the inputs, cache stats, embedder id and dim."""
     with _embedder(embedder or config.embedder, settings) as encoder:
-        vectors, stats = embed_posts(settings, encoder, texts, progress)
-        return ModelInputs(vectors, [preprocess(t) for t in texts]), stats, encoder.id, encoder.dim
+        cleaned = [preprocess(text) for text in texts]
+        vectors, stats = embed_posts(settings, encoder, cleaned, progress)
+        return ModelInputs(vectors, cleaned), stats, encoder.id, encoder.dim
 
 
 @dataclass(frozen=True)
@@ -223,16 +221,6 @@ def _training_record(fitted: Fitted, unlabeled: int, fit_seconds: float, seconds
     }
 
 
-def _claim_directory(root: Path, version: int) -> tuple[int, Path]:
-    """Create root/<version>, moving up while a concurrent run (or a crashed one) holds it."""
-    while True:
-        try:
-            (root / str(version)).mkdir(parents=True)
-            return version, root / str(version)
-        except FileExistsError:
-            version += 1
-
-
 def _check_trainable(train: Dataset, test: Dataset) -> None:
     if len(train.classes) < 2:
         raise DatasetError(f"training needs at least two classes, got {train.classes}")
@@ -270,12 +258,12 @@ def run_training(
     spec = DataSpec(dataset=dataset, groups=tuple(groups), per_class=per_class,
                     test_per_class=test_per_class, test_size=test_size, text_column=text_column,
                     label_column=label_column, id_column=id_column, data_home=data_home, seed=seed)
-    train, test = spec.training_sets()
+    train, test, unlabeled_texts = spec.training_sets()
     _check_trainable(train, test)
     ensure_schema(settings.db_url)
     overrides = (("hidden", hidden), ("epochs", epochs), ("self_training", self_training))
     config = TrainConfig(**{key: value for key, value in overrides if value is not None})  # type: ignore[arg-type]
-    pool = spec.unlabeled_pool(train) if config.self_training < 1.0 else []
+    pool = unlabeled_texts if config.self_training < 1.0 else []
     # One pass, so the embedder is built once: training, test, then unlabeled posts.
     inputs, stats, embedder_id, embedder_dim = prepare_inputs(
         settings, config, train.texts + test.texts + pool, progress, embedder=embedder)
@@ -289,30 +277,24 @@ def run_training(
     predicted = classifier.predict(x_test.vectors, x_test.texts)
     metrics = compute_metrics(test.labels, predicted, list(classifier.classes_))
 
-    version, directory = _claim_directory(settings.models_path / name,
-                                          registry.next_version(settings.db_url, name=name))
-    try:
-        meta = ModelMeta(
-            name=name, version=version, labels=list(classifier.classes_),
-            embedder_id=embedder_id, embedder_dim=embedder_dim, preprocess_version=PREPROCESS_VERSION,
-            data_fingerprint=data_fingerprint(train), created_at=datetime.now(UTC).isoformat(),
-            hyperparameters={**classifier.get_params(), "self_training": config.self_training},
-            metrics=metrics,
-            dataset={"train": train.description, "test": test.description},
-            training=_training_record(fitted, len(pool), fit_seconds, time.perf_counter() - started),
-        )
-        sha256 = save_model_dir(directory, classifier, meta)
+    meta = ModelMeta(
+        name=name, version=0, labels=list(classifier.classes_),
+        embedder_id=embedder_id, embedder_dim=embedder_dim, preprocess_version=PREPROCESS_VERSION,
+        data_fingerprint=data_fingerprint(train), created_at=datetime.now(UTC).isoformat(),
+        hyperparameters={"self_training": config.self_training}, metrics=metrics,
+        dataset={"train": train.description, "test": test.description},
+        training=_training_record(fitted, len(pool), fit_seconds, time.perf_counter() - started),
+    )
+    files: list[Path] = []
+
+    def card_and_digests(directory: Path) -> None:
         write_training_digests(directory, fitted.trained_texts)
-        files = write_report(directory, asdict(meta), [asdict(fit) for fit in fitted.fits])
-        with session_scope(settings.db_url) as session:  # registered and promoted in one transaction
-            registry.register(session, name=name, version=version, path=directory, sha256=sha256,
-                              embedder_id=embedder_id,
-                              metrics={key: metrics[key] for key in SUMMARY_METRICS})
-            if promote:
-                registry.promote(session, name=name, version=version, alias=alias)
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)  # ours, never registered
-        raise
+        files.extend(write_report(directory, asdict(meta), [asdict(fit) for fit in fitted.fits]))
+
+    version, directory = registry.publish_version(
+        settings.db_url, settings.models_path, TopicModel(meta, classifier),
+        metrics={key: metrics[key] for key in SUMMARY_METRICS}, promote_to=alias if promote else None,
+        beside=card_and_digests)
     return TrainResult(
         name=name, version=version, metrics=metrics, cache_hits=stats.hits, cache_misses=stats.misses,
         wall_seconds=time.perf_counter() - started, directory=directory, files=files,
@@ -355,11 +337,9 @@ def run_evaluation(
     if unknown:
         raise DatasetError(f"{loaded.key} knows {loaded.meta.labels}; the dataset also has {unknown}")
     with _embedder(embedder or loaded.meta.embedder_id.split(":", 1)[0], settings) as encoder:
-        if encoder.id != loaded.meta.embedder_id:
-            raise ModelError(f"{loaded.key} was trained with embedder {loaded.meta.embedder_id!r}, "
-                             f"not {encoder.id!r}: its vectors are not comparable")
-        vectors, stats = embed_posts(settings, encoder, data.texts, progress)
-    texts = [preprocess(text) for text in data.texts]
+        loaded.check_embedder(encoder.id)
+        texts = [preprocess(text) for text in data.texts]
+        vectors, stats = embed_posts(settings, encoder, texts, progress)
     predicted = loaded.classifier.predict(vectors, texts if loaded.classifier.uses_text else None)
     metrics = compute_metrics(data.labels, predicted, loaded.meta.labels)
     seen = seen_in_training(Path(info.path), texts)

@@ -1,64 +1,26 @@
-"""Reading posts to enqueue or backfill from JSONL or CSV files.
+"""Posts to enqueue or backfill, from a file (shared/post_files.py reads it).
 
-JSONL: one object a line, `{"id": ..., "text": ..., ...}`; other fields become metadata.
-CSV: a header row with `id` and `text` columns (names configurable); other columns are metadata.
+Each record gives a post: its `id` and `text` columns (names configurable); the other fields,
+and the fields of a `metadata` object, become its metadata.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from shared.errors import DatasetError
+from shared.post_files import read_post_file
 
 MAX_LISTED = 5  # duplicate ids named in an error; the rest are counted
 
 
 def read_posts(path: Path, *, id_column: str = "id", text_column: str = "text") -> list[dict[str, Any]]:
-    """`{"id", "text", "metadata", "line"}` dicts, unvalidated; a file without posts is refused."""
-    suffix = path.suffix.lower()
-    if suffix not in {".jsonl", ".ndjson", ".csv"}:
-        raise DatasetError(f"{path}: unknown file type {suffix or '(none)'!r}; use .jsonl or .csv")
-    try:
-        handle = path.open(encoding="utf-8", newline="")
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        records = _csv_records(handle, path, id_column, text_column) if suffix == ".csv" \
-            else _jsonl_records(handle, path)
-        posts = [_split(record, line, id_column, text_column) for line, record in records]
-    if not posts:
-        raise DatasetError(f"{path} has no posts")
-    return posts
-
-
-def _csv_records(handle: Any, path: Path, id_column: str, text_column: str) -> Iterator[tuple[int, dict]]:
-    reader = csv.DictReader(handle)
-    if reader.fieldnames is None:
-        raise DatasetError(f"{path} is empty: expected a header row with columns "
-                           f"{id_column!r} and {text_column!r}")
-    missing = {id_column, text_column} - set(reader.fieldnames)
-    if missing:
-        raise DatasetError(f"{path}: missing column(s) {sorted(missing)}; "
-                           f"columns present: {reader.fieldnames}")
-    for record in reader:
-        yield reader.line_num, dict(record)
-
-
-def _jsonl_records(handle: Any, path: Path) -> Iterator[tuple[int, dict]]:
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise DatasetError(f"{path}:{number}: expected a JSON object")
-        yield number, record
+    """`{"id", "text", "metadata", "line"}` dicts, unvalidated (each post is checked when it is sent)."""
+    source = read_post_file(path)
+    source.require_columns(id=id_column, text=text_column)
+    return [_split(dict(record), line, id_column, text_column)
+            for record, line in zip(source.records, source.lines, strict=True)]
 
 
 def _split(record: dict[str, Any], line: int, id_column: str, text_column: str) -> dict[str, Any]:

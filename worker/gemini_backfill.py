@@ -21,7 +21,6 @@ from shared.settings import Settings
 from worker.backfill import BackfillReport, backfill_in_chunks, production_version
 from worker.payload import Post
 from worker.pipeline import classify_batch
-from worker.serving import check_compatible
 
 CHUNK = 5000  # posts per chunk: written to the database when all of its jobs have ended
 
@@ -33,7 +32,7 @@ def backfill_with_batch_api(posts: Iterable[dict[str, Any]], *, settings: Settin
     """Classify `{"id", "text", "metadata"}` dicts with batch-job embeddings; returns counts."""
     version = production_version(settings)
     model = registry.load(settings.db_url, name=settings.model_name, version=version)
-    check_compatible(model, embedder.id)
+    model.check_embedder(embedder.id)
     cache_url = settings.db_url if settings.cache_embeddings else None
 
     def classify(todo: list[Post]) -> None:

@@ -21,7 +21,6 @@ from shared.db import utcnow
 from shared.embedders.base import Embedder
 from shared.errors import (
     ConfigError,
-    DatabaseUnavailableError,
     InvalidPostError,
     ModelError,
     TopicqError,
@@ -30,7 +29,7 @@ from shared.errors import (
 from shared.preprocess import preprocess
 from shared.results import ResultRow, Status, write_rows
 from shared.settings import Settings
-from shared.store import LoadedModel
+from shared.store import TopicModel
 from worker.payload import Post, parse_post, storable_metadata
 from worker.retry_policy import RetryPolicy
 from worker.serving import ModelServer
@@ -49,7 +48,7 @@ class BatchReport:
     classify_ms: float = 0.0  # embedding and classifying the valid posts
 
 
-def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
+def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
                    cache_url: str | None = None) -> list[ResultRow]:
     """One embed call for the batch, then one row per post (done, or rejected by the embedder)."""
     if not posts:
@@ -83,7 +82,7 @@ def _with_attempt(post: Post) -> Post:
 
 
 def _serving(models: ModelServer,
-             settings: Settings) -> tuple[LoadedModel | None, str, int, TopicqError | None]:
+             settings: Settings) -> tuple[TopicModel | None, str, int, TopicqError | None]:
     """The model for this batch, its name and version, or why there is none.
 
     Without a usable model the posts go round again (RetryPolicy) and become `failed`
@@ -170,7 +169,7 @@ def _retry_unwritten(report: BatchReport, batch: _Validated, exc: TransientError
                      rows: int) -> None:
     """Nothing was written: every post with an id goes round again, the rejected ones too. The
     database is at fault, not the posts: no attempt is spent on them here."""
-    outage = policy.decide(DatabaseUnavailableError(str(exc)), 0)
+    outage = policy.outage()
     retry_ids = {p.id for p in report.retry}
     report.retry += [p for p in batch.valid if p.id not in retry_ids]
     report.resend = batch.rejected_raw

@@ -58,8 +58,7 @@ class RetryPolicy:
     def decide(self, exc: TopicqError, attempt: int) -> Decision:
         """What a post delivered `attempt` times before gets for `exc` (a retryable error)."""
         if isinstance(exc, DatabaseUnavailableError):
-            return Decision(spend_attempt=False, delay_s=backoff_delay(3, base=self.base_s, cap=self.max_s,
-                                                                       floor=self.base_s))
+            return self.outage()
         if isinstance(exc, RateLimitedError):
             floor = exc.retry_after
         elif isinstance(exc, ConfigError | ModelError):
@@ -68,6 +67,11 @@ class RetryPolicy:
             floor = None
         return Decision(spend_attempt=True, delay_s=backoff_delay(attempt, base=self.base_s, cap=self.max_s,
                                                                   floor=floor))
+
+    def outage(self) -> Decision:
+        """Our database is down: the posts are not at fault, so no attempt is spent."""
+        return Decision(spend_attempt=False, delay_s=backoff_delay(3, base=self.base_s, cap=self.max_s,
+                                                                   floor=self.base_s))
 
     def gives_up(self, attempt: int) -> bool:
         """Whether a post delivered `attempt` times before has no attempt left after this one."""

@@ -16,18 +16,9 @@ from datetime import UTC, datetime
 from shared import registry
 from shared.errors import DatabaseUnavailableError, ModelError
 from shared.serving_status import ServingState
-from shared.store import LoadedModel
+from shared.store import TopicModel
 
 log = logging.getLogger(__name__)
-
-
-def check_compatible(model: LoadedModel, embedder_id: str) -> None:
-    if model.meta.embedder_id != embedder_id:
-        raise ModelError(
-            f"model {model.key} was trained with embedder {model.meta.embedder_id!r} but this "
-            f"worker embeds with {embedder_id!r}; their vectors are not comparable. Set EMBEDDER "
-            "to match the model, or train a model with this embedder."
-        )
 
 
 class ModelServer:
@@ -39,17 +30,17 @@ class ModelServer:
         self.embedder_id = embedder_id
         self.refresh_s = refresh_s
         self.report = report  # told what is served (and refused) after each look at the alias
-        self._model: LoadedModel | None = None
+        self._model: TopicModel | None = None
         self._refusal: ServingState | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
 
-    def _load(self, version: int) -> LoadedModel:
+    def _load(self, version: int) -> TopicModel:
         model = registry.load(self.db_url, name=self.name, version=version)
-        check_compatible(model, self.embedder_id)
+        model.check_embedder(self.embedder_id)
         return model
 
-    def current(self) -> LoadedModel:
+    def current(self) -> TopicModel:
         """The model to use for the next batch (loads or switches when the alias moved)."""
         with self._lock:
             now = time.monotonic()
@@ -78,7 +69,7 @@ class ModelServer:
             self.report(state)
         return model
 
-    def _switch(self, version: int) -> LoadedModel:
+    def _switch(self, version: int) -> TopicModel:
         """`version` loaded; when it cannot be served, the current model, and why is logged once."""
         try:
             loaded = self._load(version)

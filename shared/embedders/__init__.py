@@ -11,7 +11,7 @@ from shared.settings import Settings, get_settings
 
 
 def make_embedder(kind: str | None = None, settings: Settings | None = None) -> Embedder:
-    """Build the embedder named `kind` (local | local-chunked | gemini | fake), or the configured one."""
+    """Build the embedder named `kind` (local | gemini | fake), or the configured one."""
     settings = settings or get_settings()
     kind = kind or settings.resolved_embedder()
     if kind == "fake":
@@ -23,11 +23,6 @@ def make_embedder(kind: str | None = None, settings: Settings | None = None) -> 
 
         return LocalEmbedder(max_tokens=settings.local_model_max_tokens,
                              batch_size=settings.local_batch_size)
-    if kind == "local-chunked":
-        from shared.embedders.chunked import ChunkedLocalEmbedder
-
-        return ChunkedLocalEmbedder(max_tokens=settings.local_model_max_tokens,
-                                    batch_size=settings.local_batch_size)
     if kind == "gemini":
         from shared.embedders.gemini import GeminiEmbedder
 

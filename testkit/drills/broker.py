@@ -7,7 +7,6 @@ itself, the producer must ride out the gap, and every post gets its row.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +14,14 @@ from pathlib import Path
 from testkit.drills import aof
 from testkit.drills.harness import (
     DrillResult,
-    base_env,
     common_failures,
     ledger,
-    prepare_database,
-    settings_for,
     settle,
-    stream,
+    start_sender,
+    start_stage,
 )
 from testkit.drills.services import PrivateRedis, fresh_database
 from testkit.factories import make_posts
-from testkit.worker_process import WorkerProcess
 
 
 @dataclass
@@ -43,20 +39,14 @@ class BrokerSize:
 
 def run(size: BrokerSize, workdir: Path) -> DrillResult:
     with PrivateRedis(aof=True) as broker, fresh_database() as db_url:
-        env = base_env(db_url=db_url, redis_url=broker.url(), workdir=workdir,
-                       FAKE_EMBED_DELAY_S=str(size.embed_delay_s))
-        settings = settings_for(env)
-        prepare_database(db_url, settings.models_path)
+        stage = start_stage(db_url=db_url, redis_url=broker.url(), workdir=workdir, log_name="broker.log",
+                            FAKE_EMBED_DELAY_S=str(size.embed_delay_s))
+        settings, worker = stage.settings, stage.worker
         posts = make_posts(size.posts, "broker", size.seed)
-        worker = WorkerProcess(env, workdir / "broker.log")
-        worker.start()
-        errors: list[str] = []
-        sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, size.malformed_every,
-                                                       errors))
         started = time.time()
+        sender, errors = start_sender(settings, posts, size.send_s, size.malformed_every)
         kinds, marks = [], []
         try:
-            sender.start()
             time.sleep(size.first_at_s)
             for n in range(size.restarts):
                 hard = n % 2 == 0  # SIGKILL first (a crash: only the AOF survives), then SIGTERM

@@ -18,11 +18,9 @@ from shared.settings import Settings
 from testkit.drills.fuzz_cases import MAX_TEXT_CHARS, Case, make_cases
 from testkit.drills.harness import (
     DrillResult,
-    base_env,
     common_failures,
     ledger,
-    prepare_database,
-    settings_for,
+    start_stage,
     wait_drained,
 )
 from testkit.drills.services import PrivateRedis, fresh_database
@@ -83,12 +81,9 @@ def supervise(worker: WorkerProcess, settings: Settings, expected: int, *, timeo
 def run(size: FuzzSize, workdir: Path) -> DrillResult:
     cases = make_cases(size.malformed, size.valid, size.seed, n_envelope=size.envelope)
     with PrivateRedis(aof=False) as broker, fresh_database() as db_url:
-        env = base_env(db_url=db_url, redis_url=broker.url(), workdir=workdir,
-                       MAX_TEXT_CHARS=str(MAX_TEXT_CHARS))
-        settings = settings_for(env)
-        prepare_database(db_url, settings.models_path)
-        worker = WorkerProcess(env, workdir / "fuzzed.log")
-        worker.start()
+        stage = start_stage(db_url=db_url, redis_url=broker.url(), workdir=workdir, log_name="fuzzed.log",
+                            MAX_TEXT_CHARS=str(MAX_TEXT_CHARS))
+        settings, worker = stage.settings, stage.worker
         started = time.time()
         with_rows = [c for c in cases if c.expect in ("done", "rejected")]
         expected_ids = [i for c in with_rows for i in c.meta.get("ids", [c.post_id])]

@@ -15,6 +15,7 @@ unique constraint keeps one row in `results`:
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -101,6 +102,27 @@ def prepare_database(db_url: str, model_dir: Path, **model: Any) -> int:
     return register_fake_model(db_url, model_dir, **model)
 
 
+@dataclass
+class Stage:
+    """A drill's stage: the worker's environment, the producer's settings and the worker itself."""
+
+    env: dict[str, str]
+    settings: Settings
+    worker: WorkerProcess
+
+
+def start_stage(*, db_url: str, redis_url: str, workdir: Path, log_name: str,
+                worker_args: tuple[str, ...] = (), cli_args: tuple[str, ...] = (),
+                **overrides: str) -> Stage:
+    """A migrated database with the write ledger and a served model, and a worker running on it."""
+    env = base_env(db_url=db_url, redis_url=redis_url, workdir=workdir, **overrides)
+    settings = settings_for(env)
+    prepare_database(db_url, settings.models_path)
+    worker = WorkerProcess(env, workdir / log_name, worker_args=worker_args, cli_args=cli_args)
+    worker.start()
+    return Stage(env, settings, worker)
+
+
 def install_ledger(db_url: str) -> None:
     with get_engine(db_url).begin() as conn:
         conn.exec_driver_sql(LEDGER_SQL)
@@ -184,6 +206,15 @@ def stream(settings: Settings, posts: list[dict[str, Any]], send_s: float, malfo
                 errors.append(f"producer: post {post['id']}: {exc.__class__.__name__}: {exc}")
     finally:
         producer.close()
+
+
+def start_sender(settings: Settings, posts: list[dict[str, Any]], send_s: float,
+                 malformed_every: int = 0) -> tuple[threading.Thread, list[str]]:
+    """`stream` on a thread of its own, started; the list gathers its send errors."""
+    errors: list[str] = []
+    sender = threading.Thread(target=stream, args=(settings, posts, send_s, malformed_every, errors))
+    sender.start()
+    return sender, errors
 
 
 def common_failures(*, alive: bool, left: dict[str, int] | None, errors: list[str], log: str) -> list[str]:

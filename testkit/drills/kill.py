@@ -14,18 +14,15 @@ from pathlib import Path
 
 from testkit.drills.harness import (
     DrillResult,
-    base_env,
     common_failures,
     ledger,
-    prepare_database,
     queue_left,
-    settings_for,
     settle,
+    start_stage,
     wait_for,
 )
 from testkit.drills.services import PrivateRedis, fresh_database
 from testkit.factories import make_posts
-from testkit.worker_process import WorkerProcess
 
 
 @dataclass
@@ -46,14 +43,11 @@ def run(size: KillSize, workdir: Path) -> DrillResult:
 
     rng = random.Random(size.seed)
     with PrivateRedis(aof=False) as broker, fresh_database() as db_url:
-        env = base_env(db_url=db_url, redis_url=broker.url(), workdir=workdir,
-                       FAKE_EMBED_DELAY_S=str(size.embed_delay_s), BACKFILL_CHUNK=str(size.chunk),
-                       BATCH_SIZE=str(size.batch_size))
-        settings = settings_for(env)
-        prepare_database(db_url, settings.models_path)
+        stage = start_stage(db_url=db_url, redis_url=broker.url(), workdir=workdir, log_name="victim.log",
+                            FAKE_EMBED_DELAY_S=str(size.embed_delay_s), BACKFILL_CHUNK=str(size.chunk),
+                            BATCH_SIZE=str(size.batch_size))
+        settings, worker = stage.settings, stage.worker
         posts = make_posts(size.posts, "kill", size.seed)
-        worker = WorkerProcess(env, workdir / "victim.log")
-        worker.start()
         started = time.time()
         report = backfill(posts, settings=settings)
         kills, in_flight = 0, []

@@ -9,7 +9,6 @@ that ends `failed` is not lost, but it is reported).
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,18 +19,15 @@ from shared.db import session_scope
 from shared.results import Result
 from testkit.drills.harness import (
     DrillResult,
-    base_env,
     common_failures,
     ledger,
-    prepare_database,
-    settings_for,
     settle,
-    stream,
+    start_sender,
+    start_stage,
     wait_for,
 )
 from testkit.drills.services import PrivatePostgres, PrivateRedis
 from testkit.factories import make_posts
-from testkit.worker_process import WorkerProcess
 
 
 @dataclass
@@ -48,19 +44,13 @@ class OutageSize:
 def run(size: OutageSize, workdir: Path) -> DrillResult:
     with PrivateRedis(aof=False) as broker, PrivatePostgres() as database:
         db_url = database.url
-        env = base_env(db_url=db_url, redis_url=broker.url(), workdir=workdir,
-                       FAKE_EMBED_DELAY_S=str(size.embed_delay_s))
-        settings = settings_for(env)
-        prepare_database(db_url, settings.models_path)
+        stage = start_stage(db_url=db_url, redis_url=broker.url(), workdir=workdir, log_name="outage.log",
+                            FAKE_EMBED_DELAY_S=str(size.embed_delay_s))
+        settings, worker = stage.settings, stage.worker
         posts = make_posts(size.posts, "outage", size.seed)
-        worker = WorkerProcess(env, workdir / "outage.log")
-        worker.start()
-        errors: list[str] = []
-        sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, size.malformed_every,
-                                                       errors))
         started = time.time()
+        sender, errors = start_sender(settings, posts, size.send_s, size.malformed_every)
         try:
-            sender.start()
             time.sleep(size.outage_at_s)
             rows_before = wait_for(db_url, 0, timeout=0)
             database.outage(size.outage_s)

@@ -32,6 +32,7 @@ from testkit.drills.harness import (
     problems_in_log,
     settings_for,
     settle,
+    start_stage,
     stream,
 )
 from testkit.drills.services import PrivateRedis, fresh_database
@@ -64,11 +65,9 @@ def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
 
     password = f"drill-pw-{secrets.token_hex(8)}"
     with PrivateRedis(aof=False, password=password) as broker, fresh_database() as db_url:
-        env = base_env(db_url=db_url, redis_url=broker.url(), workdir=workdir)
-        settings = settings_for(env)
-        prepare_database(db_url, settings.models_path)
-        worker = WorkerProcess(env, workdir / "password.log", worker_args=("-l", "DEBUG"), cli_args=("-v",))
-        worker.start()
+        stage = start_stage(db_url=db_url, redis_url=broker.url(), workdir=workdir, log_name="password.log",
+                            worker_args=("-l", "DEBUG"), cli_args=("-v",))
+        settings, worker = stage.settings, stage.worker
         posts = make_posts(size.posts, "pw")
         errors: list[str] = []
         started = time.time()

@@ -8,7 +8,6 @@ worker logs at DEBUG, and the API key must appear in none of its lines.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from testkit.drills.harness import (
     ledger,
     settings_for,
     settle,
-    stream,
+    start_sender,
 )
 from testkit.drills.services import PrivateRedis, fresh_database
 from testkit.factories import make_posts
@@ -74,11 +73,9 @@ def run(size: StormSize, workdir: Path) -> DrillResult:
         posts = make_posts(size.posts, "storm", size.seed)
         worker = WorkerProcess(env, workdir / "storm.log", worker_args=("-l", "DEBUG"), cli_args=("-v",))
         worker.start()
-        errors: list[str] = []
-        sender = threading.Thread(target=stream, args=(settings, posts, size.send_s, 0, errors))
         started = time.time()
+        sender, errors = start_sender(settings, posts, size.send_s)
         try:
-            sender.start()
             sender.join()
             alive, left = settle(worker, settings, size.posts, timeout=120 + size.posts / 10, stall_s=45)
         finally:

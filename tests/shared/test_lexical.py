@@ -13,7 +13,7 @@ from shared.classifier import TopicClassifier
 from shared.embedders.fake import FakeEmbedder
 from shared.errors import ModelError
 from shared.lexical import LEXICON_FILE, Lexicon
-from shared.store import META_FILE, load_model_dir, save_model_dir
+from shared.store import META_FILE, TopicModel
 from testkit.factories import labelled_posts
 from tests.shared.test_store import meta_for
 
@@ -50,9 +50,9 @@ def test_a_word_reader_needs_the_texts(reader: TopicClassifier) -> None:
 
 
 def test_word_reader_round_trip_records_its_inputs(reader: TopicClassifier, tmp_path: Path) -> None:
-    sha = save_model_dir(tmp_path, reader, meta_for(reader))
+    sha = TopicModel(meta_for(reader), reader).save(tmp_path)
 
-    loaded = load_model_dir(tmp_path, sha)
+    loaded = TopicModel.load(tmp_path, sha)
 
     x, texts, _ = posts(3)
     assert loaded.meta.inputs == ["embedding", "text"]
@@ -62,26 +62,26 @@ def test_word_reader_round_trip_records_its_inputs(reader: TopicClassifier, tmp_
 
 
 def test_a_changed_or_missing_lexicon_is_refused(reader: TopicClassifier, tmp_path: Path) -> None:
-    sha = save_model_dir(tmp_path, reader, meta_for(reader))
+    sha = TopicModel(meta_for(reader), reader).save(tmp_path)
     with (tmp_path / LEXICON_FILE).open("a") as handle:
         handle.write(" ")
     with pytest.raises(ModelError, match="changed since registration"):
-        load_model_dir(tmp_path, sha)
+        TopicModel.load(tmp_path, sha)
     (tmp_path / LEXICON_FILE).unlink()
     with pytest.raises(ModelError, match="changed since registration"):
-        load_model_dir(tmp_path, sha)
+        TopicModel.load(tmp_path, sha)
 
 
 def test_a_version_saved_before_inputs_existed_still_loads(tmp_path: Path) -> None:
     x, texts, labels = posts(4)
     plain = TopicClassifier(hidden=16, epochs=5, seed=0).fit(x, labels)
-    save_model_dir(tmp_path, plain, replace(meta_for(plain)))
+    TopicModel(replace(meta_for(plain)), plain).save(tmp_path)
     meta = json.loads((tmp_path / META_FILE).read_text())
     del meta["inputs"]  # model.json as older versions wrote it
     (tmp_path / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     from shared.store import checksum
 
-    loaded = load_model_dir(tmp_path, checksum(tmp_path))
+    loaded = TopicModel.load(tmp_path, checksum(tmp_path))
 
     assert loaded.meta.inputs == ["embedding"] and not loaded.classifier.uses_text
     assert list(loaded.classifier.predict(x)) == list(plain.predict(x))

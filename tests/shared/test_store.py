@@ -10,7 +10,7 @@ import pytest
 
 from shared.classifier import TopicClassifier
 from shared.errors import ModelError
-from shared.store import META_FILE, MODEL_FILE, ModelMeta, load_model_dir, read_meta, save_model_dir
+from shared.store import META_FILE, MODEL_FILE, ModelMeta, TopicModel, read_meta
 from tests.shared.test_classifier import clusters
 
 
@@ -30,35 +30,44 @@ def meta_for(clf: TopicClassifier) -> ModelMeta:
 
 def test_round_trip_gives_identical_predictions(fitted: TopicClassifier, tmp_path: Path) -> None:
     meta = meta_for(fitted)
-    sha = save_model_dir(tmp_path / "3", fitted, meta)
+    sha = TopicModel(meta, fitted).save(tmp_path / "3")
 
-    loaded = load_model_dir(tmp_path / "3", sha)
+    loaded = TopicModel.load(tmp_path / "3", sha)
 
     x, _ = clusters(seed=5)
     np.testing.assert_array_equal(loaded.classifier.predict_proba(x), fitted.predict_proba(x))
     assert list(loaded.classifier.predict(x)) == list(fitted.predict(x))
     assert loaded.meta == meta and loaded.sha256 == sha and loaded.key == "topics:3"
+    assert loaded.classifier.get_params() == fitted.get_params()  # not the class's defaults
+
+
+def test_the_saved_version_names_what_the_classifier_knows(fitted: TopicClassifier, tmp_path: Path) -> None:
+    meta = replace(meta_for(fitted), labels=[], hyperparameters={"self_training": 0.9})
+    TopicModel(meta, fitted).save(tmp_path)
+    saved = read_meta(tmp_path)
+    assert saved.labels == [str(c) for c in fitted.classes_]
+    assert saved.hyperparameters == {**fitted.get_params(), "self_training": 0.9}
 
 
 @pytest.mark.parametrize("name", [META_FILE, MODEL_FILE])
 def test_a_changed_file_is_refused(fitted: TopicClassifier, tmp_path: Path, name: str) -> None:
-    sha = save_model_dir(tmp_path, fitted, meta_for(fitted))
+    sha = TopicModel(meta_for(fitted), fitted).save(tmp_path)
     with (tmp_path / name).open("ab") as handle:
         handle.write(b" ")
     with pytest.raises(ModelError, match="changed since registration"):
-        load_model_dir(tmp_path, sha)
+        TopicModel.load(tmp_path, sha)
 
 
 def test_a_missing_file_is_refused(fitted: TopicClassifier, tmp_path: Path) -> None:
-    sha = save_model_dir(tmp_path, fitted, meta_for(fitted))
+    sha = TopicModel(meta_for(fitted), fitted).save(tmp_path)
     (tmp_path / MODEL_FILE).unlink()
     with pytest.raises(ModelError, match="model.keras is missing"):
-        load_model_dir(tmp_path, sha)
+        TopicModel.load(tmp_path, sha)
 
 
 def test_metadata_is_plain_json(fitted: TopicClassifier, tmp_path: Path) -> None:
-    meta = replace(meta_for(fitted), labels=["crypt", "med", "space"])
-    save_model_dir(tmp_path, fitted, meta)
+    meta = meta_for(fitted)
+    TopicModel(meta, fitted).save(tmp_path)
     assert read_meta(tmp_path) == meta
     (tmp_path / META_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="cannot read"):

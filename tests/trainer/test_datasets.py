@@ -127,13 +127,13 @@ def test_multiline_quoted_csv_text_stays_one_post(tmp_path: Path) -> None:
         ("posts.csv", "body,label\nx,a\ny,b\n", {}, "no text column 'text'; columns present: body, label"),
         ("posts.csv", "text,topic\nx,a\ny,b\n", {}, "no label column 'label'; columns present: text, topic"),
         ("posts.csv", "text,label\nx,a\ny,a\n", {}, "at least two classes"),
-        ("posts.csv", "text,label\nx,a\n   ,b\ny,a\n,b\n", {}, "text is empty in rows 2, 4"),
+        ("posts.csv", "text,label\nx,a\n   ,b\ny,a\n,b\n", {}, "text is empty on lines 3, 5"),
         ("posts.jsonl", '{"text": "x", "label": "a"}\n{"text": 7, "label": "b"}\n', {},
-         "text in rows 2 is not a string"),
+         "text is not a string on lines 2"),
         ("posts.jsonl", '{"text": "x", "label": "a"}\n{"text": "y", "label": null}\n', {},
-         "label is missing or not a single value in rows 2"),
+         "label is missing or not a single value on lines 2"),
         ("posts.jsonl", '{"text": "x", "label": "a"}\n{"text": "y",\n', {}, "line 2: not valid JSON"),
-        ("posts.jsonl", '{"text": "x", "label": "a"}\n["y", "b"]\n', {}, "rows 2 are not JSON objects"),
+        ("posts.jsonl", '{"text": "x", "label": "a"}\n["y", "b"]\n', {}, "not a JSON object on lines 2"),
         ("posts.csv", "", {}, "posts.csv is empty"),
         ("posts.jsonl", "\n  \n", {}, "posts.jsonl is empty"),
         ("posts.csv", "text,label\n", {}, "posts.csv has a header but no rows"),
@@ -161,7 +161,7 @@ def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
 def test_long_error_lists_are_cut(tmp_path: Path) -> None:
     path = tmp_path / "posts.csv"
     path.write_text("text,label\nx,a\n" + ",b\n" * 12)
-    with pytest.raises(DatasetError, match=r"rows 2, 3, .*, 11 and 2 more"):
+    with pytest.raises(DatasetError, match=r"lines 3, 4, .*, 12 and 2 more"):
         load_table(path)
 
 

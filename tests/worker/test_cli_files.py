@@ -76,10 +76,11 @@ def test_enqueue_allow_duplicates_sends_the_last_post_of_each_id(
 
 
 @pytest.mark.parametrize(("name", "content", "message"), [
-    ("empty.jsonl", "", "empty.jsonl has no posts"),
-    ("blank.jsonl", "\n\n", "blank.jsonl has no posts"),
-    ("empty.csv", "", "empty.csv is empty: expected a header row with columns 'id' and 'text'"),
-    ("header.csv", "id,text\n", "header.csv has no posts"),
+    ("empty.jsonl", "", "empty.jsonl is empty"),
+    ("blank.jsonl", "\n\n", "blank.jsonl is empty"),
+    ("empty.csv", "", "empty.csv is empty"),
+    ("header.csv", "id,text\n", "header.csv has a header but no rows"),
+    ("posts.csv", "key,body\n1,x\n", "no id column 'id' or text column 'text'; columns present: key, body"),
 ])
 def test_enqueue_refuses_a_file_without_posts(tmp_path: Path, name: str, content: str, message: str) -> None:
     (tmp_path / name).write_text(content)
