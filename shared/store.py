@@ -3,11 +3,13 @@
     MODEL_DIR/<name>/<version>/model.keras   the Keras model
     MODEL_DIR/<name>/<version>/model.json    labels, embedder, preprocessing, inputs, data, metrics
     MODEL_DIR/<name>/<version>/lexicon.json  only when the model reads words (inputs has "text")
+    MODEL_DIR/<name>/<version>/domain.json   class centroids and radii: the out-of-domain reference
     MODEL_DIR/<name>/<version>/*.png, MODEL_CARD.md
 
-The checksum covers model.keras, model.json and lexicon.json (when present);
-the registry records it and `load_model_dir` refuses a directory whose files
-changed since. Versions saved before lexicon.json existed keep their checksum.
+The checksum covers model.keras, model.json, lexicon.json and domain.json
+(each when present); the registry records it and `load_model_dir` refuses a
+directory whose files changed since. Versions saved before lexicon.json or
+domain.json existed keep their checksum (and load without an out-of-domain flag).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.classifier import TopicClassifier
+from shared.domain import DOMAIN_FILE, DomainReference, load_reference, save_reference
 from shared.errors import ModelError
 from shared.lexical import LEXICON_FILE
 
@@ -51,6 +54,7 @@ class LoadedModel:
     meta: ModelMeta
     classifier: TopicClassifier
     sha256: str
+    domain: DomainReference | None = None  # None: saved without one, no out-of-domain flag
 
     @property
     def key(self) -> str:
@@ -58,9 +62,9 @@ class LoadedModel:
 
 
 def checksum(directory: Path) -> str:
-    """sha256 over model.keras, model.json, then lexicon.json when there is one."""
+    """sha256 over model.keras, model.json, then lexicon.json and domain.json when there are."""
     digest = hashlib.sha256()
-    optional = (LEXICON_FILE,) if (directory / LEXICON_FILE).exists() else ()
+    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE) if (directory / name).exists())
     for name in (MODEL_FILE, META_FILE, *optional):
         path = directory / name
         if not path.is_file():
@@ -70,10 +74,13 @@ def checksum(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model_dir(directory: Path, classifier: TopicClassifier, meta: ModelMeta) -> str:
-    """Write the model and its metadata; returns the checksum to register."""
+def save_model_dir(directory: Path, classifier: TopicClassifier, meta: ModelMeta,
+                   domain: DomainReference | None = None) -> str:
+    """Write the model, its metadata (and out-of-domain reference); returns the checksum to register."""
     directory.mkdir(parents=True, exist_ok=True)
     classifier.save(directory / MODEL_FILE)
+    if domain is not None:
+        save_reference(directory, domain)
     reads_text = classifier.save_lexicon(directory / LEXICON_FILE)
     meta.inputs = [EMBEDDING_INPUT, TEXT_INPUT] if reads_text else [EMBEDDING_INPUT]
     (directory / META_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
@@ -106,4 +113,8 @@ def load_model_dir(directory: Path, expected_sha256: str) -> LoadedModel:
         classifier = TopicClassifier.load(directory / MODEL_FILE, meta.labels, lexicon=lexicon)
     except Exception as exc:  # Keras raises many types for a bad file
         raise ModelError(f"cannot load {directory / MODEL_FILE}: {exc}") from None
-    return LoadedModel(meta=meta, classifier=classifier, sha256=actual)
+    try:
+        domain = load_reference(directory)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"cannot read {directory / DOMAIN_FILE}: {exc}") from None
+    return LoadedModel(meta=meta, classifier=classifier, sha256=actual, domain=domain)

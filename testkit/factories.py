@@ -11,6 +11,7 @@ import numpy as np
 
 from shared import registry
 from shared.classifier import TopicClassifier
+from shared.domain import calibrate
 from shared.embedders.base import Embedder
 from shared.embedders.fake import FakeEmbedder
 from shared.preprocess import PREPROCESS_VERSION, preprocess
@@ -77,14 +78,15 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
     embedder = embedder or FakeEmbedder()
     posts = labelled_posts(30, seed=seed)
     texts = [preprocess(text) for _, text, _ in posts]
-    clf = _fit(embedder.embed(texts), [p[2] for p in posts], texts, seed=seed, lexical=lexical)
+    vectors = embedder.embed(texts)
+    clf = _fit(vectors, [p[2] for p in posts], texts, seed=seed, lexical=lexical)
     version = registry.next_version(db_url, name=name)
     directory = model_dir / name / str(version)
     meta = ModelMeta(name=name, version=version, labels=[str(c) for c in clf.classes_],
                      embedder_id=embedder.id, embedder_dim=embedder.dim,
                      preprocess_version=PREPROCESS_VERSION, data_fingerprint=f"test-{seed}",
                      created_at=datetime.now(UTC).isoformat())
-    sha = save_model_dir(directory, clf, meta)
+    sha = save_model_dir(directory, clf, meta, domain=calibrate(vectors, [p[2] for p in posts]))
     registry.register(db_url, name=name, version=version, path=directory, sha256=sha,
                       embedder_id=embedder.id, metrics={})
     if promote:

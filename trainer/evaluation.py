@@ -186,6 +186,15 @@ def _data_section(meta: dict[str, Any]) -> list[str]:
         lines.append(f"- Self-training: {training['self_trained']} of {training['unlabeled']} unlabeled "
                      f"training-side posts were labelled by the first fit with p ≥ {threshold} and joined "
                      "the second fit (never a test post)")
+    corrections = train.get("corrections")
+    if corrections:
+        left_out = {key.removeprefix("left_out_").replace("_", " "): value
+                    for key, value in corrections.items() if key.startswith("left_out_") and value}
+        note = f"; left out: {_counts_text(left_out)}" if left_out else ""
+        lines.append(f"- Corrections: {corrections['added']} corrected posts joined the training posts and "
+                     f"{corrections['relabelled']} training posts took their corrected label, of "
+                     f"{corrections['corrections']} corrections made from {corrections.get('first', '?')} "
+                     f"to {corrections.get('last', '?')}{note} (never a test post)")
     lines.append(f"- Training data fingerprint: `{meta['data_fingerprint']}`")
     return lines
 

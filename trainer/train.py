@@ -24,6 +24,7 @@ import numpy as np
 from shared import registry
 from shared.cache import CachedEmbedder, CacheStats
 from shared.db import session_scope
+from shared.domain import calibrate as calibrate_domain
 from shared.embedders import Embedder, make_embedder
 from shared.errors import DatasetError, ModelError
 from shared.migrate import ensure_schema
@@ -101,6 +102,7 @@ class TrainResult(EvalResult):
     fits: list[FitRecord]  # the first fit, then the self-training fit when there was one
     self_trained: int  # unlabeled posts that joined the second fit
     promoted: str | None  # the alias now pointing at this version
+    corrections: dict[str, Any] | None = None  # what became of the corrected posts (--with-corrections)
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -241,6 +243,18 @@ def _check_trainable(train: Dataset, test: Dataset) -> None:
         raise DatasetError(f"test posts have labels missing from the training posts: {unknown}")
 
 
+def _with_corrections(settings: Settings, name: str, train: Dataset, test: Dataset) -> Dataset:
+    from shared.corrections import corrections
+    from trainer.corrections import add_corrections
+
+    corrected = corrections(settings.db_url, model_name=name)
+    if not corrected:
+        raise DatasetError(f"no corrections of model {name!r} to train with (see `topicq review import`)")
+    merged, summary = add_corrections(train, test, corrected)
+    log.info("corrections: %s", summary)
+    return merged
+
+
 def run_training(
     *,
     dataset: str = NEWSGROUPS,
@@ -260,10 +274,13 @@ def run_training(
     hidden: int | None = None,
     epochs: int | None = None,
     self_training: float | None = None,
+    with_corrections: bool = False,
     progress: bool = True,
     settings: Settings | None = None,
 ) -> TrainResult:
-    """Train, evaluate, save and register a new version of model `name`; optionally promote it."""
+    """Train, evaluate, save and register a new version of model `name`; optionally promote it.
+
+    `with_corrections`: the corrected posts of `name` join the training posts (trainer/corrections.py)."""
     started = time.perf_counter()
     settings = settings or get_settings()
     name = name or settings.model_name
@@ -271,8 +288,10 @@ def run_training(
                     test_per_class=test_per_class, test_size=test_size, text_column=text_column,
                     label_column=label_column, id_column=id_column, data_home=data_home, seed=seed)
     train, test = spec.training_sets()
-    _check_trainable(train, test)
     ensure_schema(settings.db_url)
+    if with_corrections:
+        train = _with_corrections(settings, name, train, test)
+    _check_trainable(train, test)
     overrides = (("hidden", hidden), ("epochs", epochs), ("self_training", self_training))
     config = TrainConfig(**{key: value for key, value in overrides if value is not None})  # type: ignore[arg-type]
     pool = spec.unlabeled_pool(train) if config.self_training < 1.0 else []
@@ -301,7 +320,9 @@ def run_training(
             dataset={"train": train.description, "test": test.description},
             training=_training_record(fitted, len(pool), fit_seconds, time.perf_counter() - started),
         )
-        sha256 = save_model_dir(directory, classifier, meta)
+        # Out of domain: calibrated on the labelled training posts (shared/domain.py).
+        sha256 = save_model_dir(directory, classifier, meta,
+                                domain=calibrate_domain(x_train.vectors, train.labels))
         write_training_digests(directory, fitted.trained_texts)
         files = write_report(directory, asdict(meta), [asdict(fit) for fit in fitted.fits])
         with session_scope(settings.db_url) as session:  # registered and promoted in one transaction
@@ -317,7 +338,7 @@ def run_training(
         name=name, version=version, metrics=metrics, cache_hits=stats.hits, cache_misses=stats.misses,
         wall_seconds=time.perf_counter() - started, directory=directory, files=files,
         n_train=len(train), fits=fitted.fits, self_trained=len(fitted.self_trained),
-        promoted=alias if promote else None,
+        promoted=alias if promote else None, corrections=train.description.get("corrections"),
     )
 
 
