@@ -76,6 +76,14 @@ def test_promote_and_rollback_walk_the_alias_history(db_url: str) -> None:
         registry.rollback(db_url, name="topics")
     assert registry.resolve(db_url, name="topics", alias="staging") == 1
 
+    # Every move is in the history, with the version it replaced and how long it held the alias.
+    history = registry.alias_history(db_url, name="topics", alias="production")
+    assert [(p.version, p.previous_version, p.action) for p in history] == [
+        (1, None, "promote"), (2, 1, "promote"), (3, 2, "promote"), (2, 3, "rollback"), (1, 2, "rollback")]
+    assert all(p.until == q.since for p, q in zip(history, history[1:], strict=False))
+    assert history[-1].until is None
+    assert [p.version for p in registry.alias_history(db_url, name="topics", alias="staging")] == [1]
+
 
 def test_unknown_versions_and_aliases_are_model_errors(db_url: str) -> None:
     add(db_url, 1)

@@ -63,3 +63,21 @@ def test_metadata_is_plain_json(fitted: TopicClassifier, tmp_path: Path) -> None
     (tmp_path / META_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="cannot read"):
         read_meta(tmp_path)
+
+
+def test_the_domain_reference_is_saved_checked_and_optional(fitted: TopicClassifier, tmp_path: Path) -> None:
+    from shared.domain import DOMAIN_FILE, calibrate
+
+    x, labels = clusters()
+    sha = save_model_dir(tmp_path / "with", fitted, meta_for(fitted), domain=calibrate(x, labels))
+    loaded = load_model_dir(tmp_path / "with", sha)
+    assert loaded.domain is not None and loaded.domain.labels == sorted(set(labels))
+    far = np.full((1, x.shape[1]), -3.0, dtype=np.float32)
+    assert list(loaded.domain.out_of_domain(np.concatenate([x[:1], far]))) == [False, True]
+    with (tmp_path / "with" / DOMAIN_FILE).open("ab") as handle:
+        handle.write(b" ")
+    with pytest.raises(ModelError, match="changed since registration"):
+        load_model_dir(tmp_path / "with", sha)
+    # A version saved without one loads, with no out-of-domain flag.
+    plain = save_model_dir(tmp_path / "without", fitted, meta_for(fitted))
+    assert load_model_dir(tmp_path / "without", plain).domain is None
