@@ -257,6 +257,10 @@ def _use_section(meta: dict[str, Any]) -> list[str]:
         "score: there is no \"none of these\" answer. (Measured on a model of the four 20 Newsgroups sci "
         "groups: 300 comp.graphics posts scored 0.73 on average, 71 of them ≥ 0.9.) Do not read a high "
         "score as \"on topic\"; if off-topic posts reach the queue, train with a class for them.",
+        "- Workers flag for review (`needs_review`) the posts this version is unsure of and those farther "
+        "from every class than nearly all of its training posts (out of domain, `domain.json`); on the sci "
+        "benchmark that catches about two thirds of comp.*/rec.* posts, not all of them "
+        "(bench/results/review.md).",
         "- The test figures hold for posts like the training posts (same source, period and style); "
         "measure on your own labelled posts with `topicq evaluate` before relying on them elsewhere.",
         "- Only the start of a post is embedded (the embedder's token limit; texts are cut at 5,000 "
