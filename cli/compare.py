@@ -21,6 +21,23 @@ def _version_ref(value: str) -> tuple[str, int]:
     return name, int(version)
 
 
+def trained_corrections(db_url: str, name: str, versions: set[int]) -> dict[int, set[str]]:
+    """Per version, the corrected posts of `name` it was trained on (its training digests; a version
+    without them, or a correction without text, counts as not trained on)."""
+    from shared import registry
+    from shared.corrections import corrections
+    from shared.preprocess import preprocess
+    from trainer.seen import seen_in_training
+
+    corrected = [c for c in corrections(db_url, model_name=name) if c.text]
+    found: dict[int, set[str]] = {}
+    for version in versions:
+        info = registry.get_version(db_url, name=name, version=version)
+        seen = seen_in_training(Path(info.path), [preprocess(c.text or "") for c in corrected]) or []
+        found[version] = {c.post_id for c, was in zip(corrected, seen, strict=False) if was}
+    return found
+
+
 def _number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -34,7 +51,8 @@ def markdown(c: Comparison, png: Path | None) -> str:
              f"| | {a} | {b} |", "|---|---:|---:|",
              f"| mean confidence | {_number(c.mean_confidence['a'])} | {_number(c.mean_confidence['b'])} |",
              f"| accuracy on corrected posts | {_number(ra.accuracy)} ({ra.correct}/{ra.n}) "
-             f"| {_number(rb.accuracy)} ({rb.correct}/{rb.n}) |", "",
+             f"| {_number(rb.accuracy)} ({rb.correct}/{rb.n}) |",
+             f"| corrected posts left out (trained on them) | {ra.trained_on} | {rb.trained_on} |", "",
              f"Agreement: **{_number(c.agreement)}**", ""]
     if c.labels:
         lines += [f"Confusion (rows: {a}, columns: {b}):", "",
@@ -111,7 +129,8 @@ def compare(first: str, second: str, since: datetime | None, fmt: str, png: Path
     db_url = get_settings().db_url
     for version in (a, b):
         registry.get_version(db_url, name=name, version=version)
-    comparison = compare_versions(db_url, name=name, a=a, b=b, since=since)
+    comparison = compare_versions(db_url, name=name, a=a, b=b, since=since,
+                                  trained_on=trained_corrections(db_url, name, {a, b}))
     if fmt == "json":
         click.echo(json.dumps(comparison.to_json(), indent=2))
         return

@@ -232,7 +232,8 @@ def _number(value: Any) -> str:
               help="Refuse unless the version agrees with the alias's current version on at least X of "
                    "the posts both classified.")
 @click.option("--require-reviewed-accuracy", type=click.FloatRange(0, 1), default=None, metavar="Y",
-              help="Refuse unless the version is right on at least Y of the corrected posts it classified.")
+              help="Refuse unless the version is right on at least Y of the corrected posts it classified "
+                   "(those it was trained on left out).")
 @click.option("--since", type=Timestamp(), default=None,
               help="Guards: only rows processed at or after this time.")
 def promote(name: str, version: int, alias: str, force: bool, require_agreement: float | None,
@@ -246,6 +247,7 @@ def promote(name: str, version: int, alias: str, force: bool, require_agreement:
       topicq promote topics 3
       topicq promote topics 4 --alias staging
       topicq promote topics 4 --require-agreement 0.9 --require-reviewed-accuracy 0.8
+    Corrected posts the version was trained on do not count towards its reviewed accuracy.
     """
     from shared.errors import ModelError
 
@@ -265,6 +267,7 @@ def promote(name: str, version: int, alias: str, force: bool, require_agreement:
 def _check_guards(db_url: str, name: str, version: int, alias: str, agreement: float | None,
                   reviewed_accuracy: float | None, since: datetime | None) -> None:
     """Refuse with one line naming every guard that fails."""
+    from cli.compare import trained_corrections
     from shared.comparison import compare_versions, guard_failures
     from shared.errors import ModelError
 
@@ -272,8 +275,9 @@ def _check_guards(db_url: str, name: str, version: int, alias: str, agreement: f
     if agreement is not None and current is None:
         raise ModelError(f"not promoted: {name} has no {alias!r} version to agree with; "
                          "promote without --require-agreement")
-    comparison = compare_versions(db_url, name=name, a=current if current is not None else version,
-                                  b=version, since=since)
+    base = current if current is not None else version
+    comparison = compare_versions(db_url, name=name, a=base, b=version, since=since,
+                                  trained_on=trained_corrections(db_url, name, {base, version}))
     failures = guard_failures(comparison, require_agreement=agreement,
                               require_reviewed_accuracy=reviewed_accuracy)
     if failures:

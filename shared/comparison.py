@@ -5,7 +5,8 @@ Everything comes from the results table: the `done` rows of each version
 run), and the corrections of the model name. Agreement, the label-by-label
 confusion and the mean confidence are over the posts both versions classified
 (`since`: rows processed at or after it); accuracy on corrected posts is over
-the corrected posts each version classified.
+the corrected posts each version classified, leaving out those it was
+trained on (`train --with-corrections`: they would flatter it).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from shared.results import Result, Status
 
 @dataclass(frozen=True)
 class Reviewed:
-    n: int  # corrected posts this version classified
+    n: int  # corrected posts this version classified (and was not trained on)
     correct: int
+    trained_on: int = 0  # corrected posts it classified but was trained on: left out
 
     @property
     def accuracy(self) -> float | None:
@@ -47,7 +49,8 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["since"] = self.since.isoformat() if self.since else None
-        data["reviewed"] = {key: {"n": r.n, "correct": r.correct, "accuracy": r.accuracy}
+        data["reviewed"] = {key: {"n": r.n, "correct": r.correct, "accuracy": r.accuracy,
+                                  "trained_on": r.trained_on}
                             for key, r in self.reviewed.items()}
         return data
 
@@ -68,16 +71,21 @@ def _corrected(db: Db, name: str) -> dict[str, str]:
                                     .where(Correction.model_name == name)).all())
 
 
-def _reviewed(rows: dict[str, tuple[str, float]], truth: dict[str, str]) -> Reviewed:
-    seen = [post_id for post_id in truth if post_id in rows]
-    return Reviewed(len(seen), sum(rows[post_id][0] == truth[post_id] for post_id in seen))
+def _reviewed(rows: dict[str, tuple[str, float]], truth: dict[str, str], trained_on: set[str]) -> Reviewed:
+    classified = [post_id for post_id in truth if post_id in rows]
+    seen = [post_id for post_id in classified if post_id not in trained_on]
+    return Reviewed(len(seen), sum(rows[post_id][0] == truth[post_id] for post_id in seen),
+                    len(classified) - len(seen))
 
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def compare_versions(db: Db, *, name: str, a: int, b: int, since: datetime | None = None) -> Comparison:
+def compare_versions(db: Db, *, name: str, a: int, b: int, since: datetime | None = None,
+                     trained_on: dict[int, set[str]] | None = None) -> Comparison:
+    """`trained_on`: per version, the corrected post ids it was trained on (left out of its accuracy)."""
+    trained_on = trained_on or {}
     rows_a, rows_b = _labels_of(db, name, a, since), _labels_of(db, name, b, since)
     common = sorted(set(rows_a) & set(rows_b))
     labels = sorted({rows_a[p][0] for p in common} | {rows_b[p][0] for p in common})
@@ -92,7 +100,8 @@ def compare_versions(db: Db, *, name: str, a: int, b: int, since: datetime | Non
         agreement=agree / len(common) if common else None, labels=labels, confusion=confusion,
         mean_confidence={"a": _mean([rows_a[p][1] for p in common]),
                          "b": _mean([rows_b[p][1] for p in common])},
-        reviewed={"a": _reviewed(rows_a, truth), "b": _reviewed(rows_b, truth)},
+        reviewed={"a": _reviewed(rows_a, truth, trained_on.get(a, set())),
+                  "b": _reviewed(rows_b, truth, trained_on.get(b, set()))},
     )
 
 
@@ -111,8 +120,10 @@ def guard_failures(comparison: Comparison, *, require_agreement: float | None,
     if require_reviewed_accuracy is not None:
         reviewed = comparison.reviewed["b"]
         if reviewed.accuracy is None:
-            failures.append(f"{name}:{b} has classified none of the corrected posts, so its reviewed "
-                            f"accuracy is unknown (required {require_reviewed_accuracy:g})")
+            trained = f" (trained on {reviewed.trained_on} it classified)" if reviewed.trained_on else ""
+            failures.append(f"{name}:{b} has classified none of the corrected posts it was not trained on"
+                            f"{trained}, so its reviewed accuracy is unknown (required "
+                            f"{require_reviewed_accuracy:g})")
         elif reviewed.accuracy < require_reviewed_accuracy:
             failures.append(f"{name}:{b} is right on {reviewed.correct} of {reviewed.n} corrected posts "
                             f"({reviewed.accuracy:.3f}), below the required {require_reviewed_accuracy:g}")

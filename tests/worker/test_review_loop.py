@@ -181,7 +181,8 @@ def test_promotion_guards_refuse_and_accept_as_set_and_the_history_shows_it(
     assert topicq("review", "import", str(corrections)).exit_code == 0
 
     compared = json.loads(topicq("compare", "topics:1", "topics:2", "--format", "json").stdout)
-    assert compared["common"] == 24 and compared["reviewed"]["b"] == {"n": 4, "correct": 2, "accuracy": 0.5}
+    assert compared["common"] == 24 and compared["reviewed"]["b"] == {"n": 4, "correct": 2, "accuracy": 0.5,
+                                                                                "trained_on": 0}
     assert sum(map(sum, compared["confusion"])) == 24
     png = tmp_path / "cmp.png"
     report = topicq("compare", "topics:1", "topics:2", "--png", str(png)).stdout
