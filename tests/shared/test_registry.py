@@ -120,3 +120,23 @@ def test_load_checks_the_registered_checksum(db_url: str, tmp_path: Path) -> Non
     meta.write_text(meta.read_text().replace('"version": 1', '"version": 2'))
     with pytest.raises(ModelError, match="changed since registration"):
         registry.load(db_url, name="topics", version=version)
+
+
+def test_the_history_migration_starts_from_the_aliases_already_set(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from shared.migrate import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0001")
+    with session_scope(url) as session:
+        session.execute(text("INSERT INTO model_versions VALUES ('topics', 4, '/m', 'x', 'fake', '{}', "
+                             "'registered', '2026-01-01 00:00:00')"))
+        session.execute(text("INSERT INTO model_aliases VALUES ('topics', 'production', 4, '{\"past\": [3]}', "
+                             "'2026-01-02 00:00:00')"))
+    upgrade(url)
+    [period] = registry.alias_history(url, name="topics")
+    assert (period.alias, period.version, period.previous_version, period.action) == ("production", 4, None,
+                                                                                      "recorded")
+    assert period.since.isoformat().startswith("2026-01-02") and period.until is None
