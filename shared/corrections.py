@@ -125,7 +125,7 @@ def corrections(db: Db, *, model_name: str, since: datetime | None = None) -> li
 def review_queue(db: Db, *, model_name: str, version: int | None = None,
                  limit: int | None = None) -> list[dict[str, Any]]:
     """`done` rows flagged for review whose post has no correction yet, the most uncertain first:
-    smallest margin over the runner-up, then lowest score. One row per post (its newest version's)."""
+    smallest margin over the runner-up, then lowest score. One row per post: its most uncertain one."""
     corrected = select(Correction.post_id).where(Correction.model_name == model_name)
     query = (select(Result).where(Result.model_name == model_name, Result.needs_review.is_(True),
                                   Result.status == Status.DONE.value, Result.post_id.not_in(corrected))
