@@ -31,6 +31,8 @@ COMMANDS = {
     "enqueue": "cli.worker:enqueue",
     "backfill": "cli.worker:backfill",
     "results": "cli.worker:results",
+    "review": "cli.review:review",
+    "compare": "cli.compare:compare",
     "stats": "cli.worker:stats",
     "retry-failed": "cli.worker:retry_failed",
     "dead-letters": "cli.dead_letters:dead_letters_command",
@@ -40,7 +42,7 @@ COMMANDS = {
 
 # Verbs that use the database: the group brings its schema up to date before they run.
 USES_DATABASE = {"train", "evaluate", "models", "promote", "rollback", "worker", "backfill", "results",
-                 "stats", "retry-failed", "demo"}
+                 "stats", "retry-failed", "demo", "compare"}
 
 
 def _schema_first(command: click.Command) -> click.Command:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.options import split_words
+from cli.options import Timestamp, split_words
 from shared import registry
 from shared.settings import get_settings
 from trainer.datasets import NEWSGROUPS
@@ -75,8 +76,10 @@ def _echo_metrics(metrics: dict[str, Any], hits: int, misses: int) -> None:
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True, help="Alias --promote moves.")
 @click.option("--hidden", type=click.IntRange(min=1), help="Hidden layer width (default 256).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Most epochs; early stopping ends sooner.")
+@click.option("--with-corrections", is_flag=True,
+              help="Add the model's corrected posts (`topicq review import`) to the training posts.")
 def train(per_class: int | None, name: str | None, promote: bool, alias: str, hidden: int | None,
-          epochs: int | None, **data: Any) -> None:
+          epochs: int | None, with_corrections: bool, **data: Any) -> None:
     """Embed labelled posts, fit the classifier, evaluate, save and register a new version.
 
     20 Newsgroups trains on its train subset and tests on its test subset;
@@ -87,15 +90,21 @@ def train(per_class: int | None, name: str | None, promote: bool, alias: str, hi
     Examples:
       topicq train --dataset 20newsgroups --groups sci --per-class 100 --promote
       topicq train --dataset posts.csv --text-column body --label-column topic --test-size 0.25
+      topicq train --dataset 20newsgroups --groups sci --per-class 100 --with-corrections
     """
     from trainer.train import run_training
 
     result = run_training(per_class=per_class, name=name, promote=promote, alias=alias,
-                          hidden=hidden, epochs=epochs, **data)
+                          hidden=hidden, epochs=epochs, with_corrections=with_corrections, **data)
     fits = "; ".join(f"{fit.title}: {fit.epochs} epochs, kept {fit.best_epoch}" for fit in result.fits)
     taken = f" + {result.self_trained} self-training posts" if len(result.fits) > 1 else ""
     click.echo(f"trained {result.name} version {result.version} on {result.n_train} posts{taken} "
                f"({fits}) in {result.wall_seconds:.1f} s")
+    if result.corrections:
+        c = result.corrections
+        left_out = sum(value for key, value in c.items() if key.startswith("left_out_"))
+        click.echo(f"corrections: {c['added']} posts added, {c['relabelled']} relabelled, "
+                   f"{left_out} left out (test posts, no text kept or unknown label) of {c['corrections']}")
     _echo_metrics(result.metrics, result.cache_hits, result.cache_misses)
     click.echo(f"model, plots and model card in {result.directory}:")
     for path in result.files:
@@ -146,15 +155,21 @@ def _warn_about_training_posts(result: EvalResult) -> None:
 
 @click.command()
 @click.option("--name", help="Only this model's versions.")
+@click.option("--history", "history_of", metavar="NAME",
+              help="Instead: which version held each alias of NAME when.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def models(name: str | None, fmt: str) -> None:
+def models(name: str | None, history_of: str | None, fmt: str) -> None:
     """List registered model versions with their aliases and test metrics.
 
     \b
     Examples:
       topicq models
       topicq models --name topics --format json
+      topicq models --history topics
     """
+    if history_of:
+        _echo_history(history_of, fmt)
+        return
     versions = registry.list_versions(_db_url(), name=name)
     if fmt == "json":
         rows = [{"name": v.name, "version": v.version, "aliases": list(v.aliases), "status": v.status,
@@ -173,6 +188,25 @@ def models(name: str | None, fmt: str) -> None:
                    f"{_number(accuracy):>8} {_number(macro_f1):>8}  "
                    f"{v.created_at:%Y-%m-%d %H:%M}  {v.embedder_id}")
     _echo_workers(name)
+
+
+def _echo_history(name: str, fmt: str) -> None:
+    periods = registry.alias_history(_db_url(), name=name)
+    if fmt == "json":
+        rows = [{"alias": p.alias, "version": p.version, "previous_version": p.previous_version,
+                 "action": p.action, "since": p.since.isoformat(),
+                 "until": p.until.isoformat() if p.until else None} for p in periods]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not periods:
+        click.echo(f"no alias of {name} was ever set (see `topicq promote --help`)")
+        return
+    click.echo(f"{'ALIAS':<12} {'VERSION':>7}  {'SINCE':<19}  {'UNTIL':<19}  {'ACTION':<9} FROM")
+    for p in periods:
+        until = f"{p.until:%Y-%m-%d %H:%M:%S}" if p.until else "(now)"
+        before = "-" if p.previous_version is None else str(p.previous_version)
+        click.echo(f"{p.alias:<12} {p.version:>7}  {p.since:%Y-%m-%d %H:%M:%S}  {until:<19}  {p.action:<9} "
+                   f"{before}")
 
 
 def _echo_workers(name: str | None) -> None:
@@ -194,24 +228,60 @@ def _number(value: Any) -> str:
 @click.option("--force", is_flag=True,
               help="Promote a version of another embedder than the current one (restart the workers "
                    "with its EMBEDDER).")
-def promote(name: str, version: int, alias: str, force: bool) -> None:
+@click.option("--require-agreement", type=click.FloatRange(0, 1), default=None, metavar="X",
+              help="Refuse unless the version agrees with the alias's current version on at least X of "
+                   "the posts both classified.")
+@click.option("--require-reviewed-accuracy", type=click.FloatRange(0, 1), default=None, metavar="Y",
+              help="Refuse unless the version is right on at least Y of the corrected posts it classified "
+                   "(those it was trained on left out).")
+@click.option("--since", type=Timestamp(), default=None,
+              help="Guards: only rows processed at or after this time.")
+def promote(name: str, version: int, alias: str, force: bool, require_agreement: float | None,
+            require_reviewed_accuracy: float | None, since: datetime | None) -> None:
     """Point an alias (default: production) at a version; workers switch to it within seconds.
 
     \b
-    Example:
+    With guards, the version must first have classified posts (e.g. served under
+    another alias, or in shadow); see `topicq compare`.
+    Examples:
       topicq promote topics 3
       topicq promote topics 4 --alias staging
+      topicq promote topics 4 --require-agreement 0.9 --require-reviewed-accuracy 0.8
+    Corrected posts the version was trained on do not count towards its reviewed accuracy.
     """
     from shared.errors import ModelError
 
     db_url = _db_url()
+    registry.get_version(db_url, name=name, version=version)
     change = registry.embedder_change(db_url, name=name, version=version, alias=alias)
     if change and not force:
         raise ModelError(f"not promoted: {change}; train it with the same --embedder, or --force "
                          "and restart the workers with its EMBEDDER")
+    if require_agreement is not None or require_reviewed_accuracy is not None:
+        _check_guards(db_url, name, version, alias, require_agreement, require_reviewed_accuracy, since)
     previous = registry.promote(db_url, name=name, version=version, alias=alias)
     before = f"{name}:{previous}" if previous is not None else "(unset)"
     click.echo(f"{alias}: {before} -> {name}:{version}")
+
+
+def _check_guards(db_url: str, name: str, version: int, alias: str, agreement: float | None,
+                  reviewed_accuracy: float | None, since: datetime | None) -> None:
+    """Refuse with one line naming every guard that fails."""
+    from cli.compare import trained_corrections
+    from shared.comparison import compare_versions, guard_failures
+    from shared.errors import ModelError
+
+    current = registry.resolve(db_url, name=name, alias=alias)
+    if agreement is not None and current is None:
+        raise ModelError(f"not promoted: {name} has no {alias!r} version to agree with; "
+                         "promote without --require-agreement")
+    base = current if current is not None else version
+    comparison = compare_versions(db_url, name=name, a=base, b=version, since=since,
+                                  trained_on=trained_corrections(db_url, name, {base, version}))
+    failures = guard_failures(comparison, require_agreement=agreement,
+                              require_reviewed_accuracy=reviewed_accuracy)
+    if failures:
+        raise ModelError("not promoted: " + "; ".join(failures))
 
 
 @click.command()

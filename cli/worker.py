@@ -265,7 +265,8 @@ def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
         for row in rows:
             click.echo(json.dumps(row, default=lambda value: str(_iso(value)), ensure_ascii=False))
         return
-    columns = ["post_id", "label", "score", "model_name", "model_version", "status", "error", "processed_at"]
+    columns = ["post_id", "label", "score", "model_name", "model_version", "status", "review_reason", "error",
+               "processed_at"]
     if fmt == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -318,16 +319,20 @@ def _check_registered(db_url: str, model: str | None) -> None:
 @click.option("--since", type=Timestamp(), default=None,
               help="Processed at or after: ISO 8601 time (no zone = UTC) or a date.")
 @click.option("--until", type=Timestamp(), default=None, help="Processed before; like --since.")
+@click.option("--needs-review", is_flag=True,
+              help="Only rows flagged for review (low score or margin, or out of domain).")
 @click.option("--limit", type=int, default=50, show_default=True, help="0 = no limit.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
               show_default=True)
 def results(label: str | None, model: str | None, min_score: float | None, status: str | None,
-            since: datetime | None, until: datetime | None, limit: int, fmt: str) -> None:
+            since: datetime | None, until: datetime | None, needs_review: bool, limit: int,
+            fmt: str) -> None:
     """Show classification results, newest first.
 
     \b
     Examples:
       topicq results --label sci.space --min-score 0.9
+      topicq results --needs-review --model topics
       topicq results --status rejected --format jsonl
       topicq results --model topics:2 --since 2026-01-01 --limit 0 --format csv > out.csv
       topicq results --since 2026-11-30T14:21:00Z
@@ -337,7 +342,8 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
     db_url = get_settings().db_url
     _check_registered(db_url, model)
     rows = query_results(db_url, label=label, model=model, min_score=min_score, status=status,
-                         since=since, until=until, limit=limit or None, with_scores=fmt == "jsonl")
+                         since=since, until=until, needs_review=True if needs_review else None,
+                         limit=limit or None, with_scores=fmt == "jsonl")
     if not rows:
         click.echo("no rows match", err=True)
         return

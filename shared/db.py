@@ -5,7 +5,8 @@ caller's session), and nothing else turns driver exceptions into ours: connectio
 trouble becomes DatabaseUnavailableError there, whatever the query.
 
 Tables (documented for plain-SQL users in the README):
-- model_versions, model_aliases: the model registry.
+- model_versions, model_aliases, alias_changes: the model registry and each alias's history.
+- corrections: labels given by reviewers, in shared/corrections.py.
 - embedding_cache: vectors keyed by (embedder id, sha256 of preprocessed text).
 - results: one row per (post_id, model_name, model_version), in shared/results.py.
 The schema is created by Alembic (shared/migrate.py), never on import.
@@ -23,6 +24,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     ForeignKeyConstraint,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -94,6 +96,20 @@ class ModelAlias(Base):
     __table_args__ = (
         ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
     )
+
+
+class AliasChange(Base):
+    """One move of an alias: `topicq models --history` shows which version held it when."""
+
+    __tablename__ = "alias_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    alias: Mapped[str] = mapped_column(String(50))
+    version: Mapped[int] = mapped_column(Integer)
+    previous_version: Mapped[int | None] = mapped_column(Integer)  # None: the alias was unset (or unknown)
+    action: Mapped[str] = mapped_column(String(20))  # promote, rollback, recorded (before history was kept)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ix_alias_changes_name", "name", "alias", "changed_at"),)
 
 
 class CachedEmbedding(Base):

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from shared.db import Db, ModelAlias, ModelVersion, session_scope, transaction, utcnow
+from shared.db import AliasChange, Db, ModelAlias, ModelVersion, session_scope, transaction, utcnow
 from shared.errors import ModelError
 from shared.store import TopicModel
 
@@ -127,12 +127,16 @@ def promote(db: Db, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> i
         row = session.get(ModelAlias, (name, alias))
         if row is None:
             session.add(ModelAlias(name=name, alias=alias, version=version, history={"past": []}))
+            session.add(AliasChange(name=name, alias=alias, version=version, previous_version=None,
+                                    action="promote"))
             return None
         previous = row.version
         if previous != version:
             row.history = {"past": [*row.history.get("past", []), previous]}
             row.version = version
             row.updated_at = utcnow()
+            session.add(AliasChange(name=name, alias=alias, version=version, previous_version=previous,
+                                    action="promote"))
         return previous
 
 
@@ -147,7 +151,37 @@ def rollback(db: Db, *, name: str, alias: str = DEFAULT_ALIAS) -> tuple[int, int
         row.version = target
         row.history = {"past": past}
         row.updated_at = utcnow()
+        session.add(AliasChange(name=name, alias=alias, version=target, previous_version=current,
+                                action="rollback"))
         return current, target
+
+
+@dataclass(frozen=True)
+class AliasPeriod:
+    """One stretch of time during which `alias` pointed at `version` (`until` None: it still does)."""
+
+    alias: str
+    version: int
+    previous_version: int | None
+    action: str
+    since: datetime
+    until: datetime | None
+
+
+def alias_history(db: Db, *, name: str, alias: str | None = None) -> list[AliasPeriod]:
+    """Which version held each alias of `name` when, oldest first."""
+    query = select(AliasChange).where(AliasChange.name == name).order_by(AliasChange.changed_at,
+                                                                          AliasChange.id)
+    if alias is not None:
+        query = query.where(AliasChange.alias == alias)
+    with transaction(db) as session:
+        changes = list(session.scalars(query))
+    periods: list[AliasPeriod] = []
+    for i, change in enumerate(changes):
+        following = next((c for c in changes[i + 1:] if c.alias == change.alias), None)
+        periods.append(AliasPeriod(change.alias, change.version, change.previous_version, change.action,
+                                   change.changed_at, following.changed_at if following else None))
+    return periods
 
 
 def load(db: Db, *, name: str, version: int) -> TopicModel:

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Float,
     Index,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     exists,
+    false,
     func,
     select,
 )
@@ -67,7 +69,13 @@ class Result(Base):
     # One id per embed call: posts per call = count(*) / count(distinct batch_id).
     batch_id: Mapped[str | None] = mapped_column(String(32))
     post_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-    text: Mapped[str | None] = mapped_column(Text)  # kept only for `failed`, for retry-failed
+    # Kept for `failed` rows (retry-failed) and, as KEEP_TEXT says, for rows that need review.
+    text: Mapped[str | None] = mapped_column(Text)
+    # The review flag (shared/review.py), set when the row is written.
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    review_reason: Mapped[str | None] = mapped_column(String(60))  # comma-separated reasons
+    margin: Mapped[float | None] = mapped_column(Float)  # top probability minus the runner-up's
+    domain_score: Mapped[float | None] = mapped_column(Float)  # > 1: out of domain (shared/domain.py)
     received_at: Mapped[datetime | None] = mapped_column()
     processed_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (
@@ -75,6 +83,7 @@ class Result(Base):
         Index("ix_results_label", "label"),
         Index("ix_results_status", "status"),
         Index("ix_results_processed_at", "processed_at"),
+        Index("ix_results_needs_review", "needs_review", "model_name"),
     )
 
 
@@ -91,10 +100,14 @@ class ResultRow:
     error: str | None = None
     attempts: int = 1
     metadata: dict[str, Any] | None = None
-    text: str | None = None  # kept for `failed` rows only, so retry-failed can resend
+    text: str | None = None  # failed rows (retry-failed), and rows KEEP_TEXT keeps
     received_at: datetime | None = None
     processed_at: datetime = field(default_factory=utcnow)
     batch_id: str | None = None
+    needs_review: bool = False
+    review_reason: str | None = None
+    margin: float | None = None
+    domain_score: float | None = None
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -149,7 +162,8 @@ def _record_unstorable(db_url: str, row: ResultRow, exc: BaseException) -> None:
 
 
 _UPDATABLE = ("status", "label", "score", "scores", "embedder_id", "error", "attempts",
-              "metadata", "text", "received_at", "processed_at", "batch_id")
+              "metadata", "text", "received_at", "processed_at", "batch_id", "needs_review",
+              "review_reason", "margin", "domain_score")
 
 
 def _upsert_statement(postgres: bool) -> Any:
@@ -184,7 +198,8 @@ def _upsert(db_url: str, rows: list[ResultRow]) -> None:
 
 _IDS_PER_QUERY = 500  # keys per IN (...): well under SQLite's variable limit
 COLUMNS = ("post_id", "label", "score", "model_name", "model_version", "status", "error",
-           "embedder_id", "attempts", "received_at", "processed_at")
+           "embedder_id", "attempts", "received_at", "processed_at", "needs_review", "review_reason",
+           "margin", "domain_score")
 
 
 def _of_model(query: Any, model: str | None) -> Any:
@@ -215,6 +230,7 @@ def query_results(
     since: datetime | None = None,
     until: datetime | None = None,
     post_ids: list[str] | None = None,
+    needs_review: bool | None = None,
     limit: int | None = None,
     with_scores: bool = True,
 ) -> list[dict[str, Any]]:
@@ -233,6 +249,8 @@ def query_results(
         query = query.where(Result.processed_at < until)
     if post_ids is not None:
         query = query.where(Result.post_id.in_(post_ids))
+    if needs_review is not None:
+        query = query.where(Result.needs_review.is_(needs_review))
     if limit:
         query = query.limit(limit)
     with transaction(db) as session:

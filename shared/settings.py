@@ -74,12 +74,30 @@ class Settings(BaseSettings):
     dead_letter_max: int = 10_000  # newest malformed messages kept in `<queue>.dead`
     cache_embeddings: bool = True  # workers reuse embeddings of texts seen before
 
+    # The review flag (shared/review.py): a post is flagged when its top probability is below
+    # REVIEW_BELOW or its lead over the runner-up below REVIEW_MARGIN, or when it is out of domain.
+    # Chosen on the sci benchmark (bench/review.py, bench/results/review.md; 4 classes): together they
+    # flag 13.5% of the in-domain test posts and hold 87% of the model's mistakes (accuracy 0.994 on
+    # the rest). Below 0.6 alone holds 67%; a margin under 2 x REVIEW_BELOW - 1 adds nothing.
+    review_below: float = 0.6
+    review_margin: float = 0.4
+    # Whose text a `done` row keeps: review = flagged posts only (for `topicq review export`
+    # and training on corrections), all, none. Failed rows always keep theirs (retry-failed).
+    keep_text: Literal["review", "all", "none"] = "review"
+
     @field_validator("batch_size", "backfill_chunk", "max_text_chars", "max_retries",
                      "dead_letter_max")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("review_below", "review_margin")
+    @classmethod
+    def _probability(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("must be between 0 and 1")
         return value
 
     @field_validator("database_url")

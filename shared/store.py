@@ -3,11 +3,13 @@
     MODEL_DIR/<name>/<version>/model.keras   the Keras model
     MODEL_DIR/<name>/<version>/model.json    labels, embedder, preprocessing, inputs, data, metrics
     MODEL_DIR/<name>/<version>/lexicon.json  only when the model reads words (inputs has "text")
+    MODEL_DIR/<name>/<version>/domain.json   class centroids and radii: the out-of-domain reference
     MODEL_DIR/<name>/<version>/*.png, MODEL_CARD.md
 
-The checksum covers model.keras, model.json and lexicon.json (when present);
-the registry records it and `TopicModel.load` refuses a directory whose files
-changed since. Versions saved before lexicon.json existed keep their checksum.
+The checksum covers model.keras, model.json, lexicon.json and domain.json
+(each when present); the registry records it and `TopicModel.load` refuses a
+directory whose files changed since. Versions saved before lexicon.json or
+domain.json existed keep their checksum (and load without an out-of-domain flag).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.classifier import TopicClassifier
+from shared.domain import DOMAIN_FILE, DomainReference, load_reference, save_reference
 from shared.errors import ModelError
 from shared.lexical import LEXICON_FILE
 
@@ -47,9 +50,9 @@ class ModelMeta:
 
 
 def checksum(directory: Path) -> str:
-    """sha256 over model.keras, model.json, then lexicon.json when there is one."""
+    """sha256 over model.keras, model.json, then lexicon.json and domain.json when there are."""
     digest = hashlib.sha256()
-    optional = (LEXICON_FILE,) if (directory / LEXICON_FILE).exists() else ()
+    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE) if (directory / name).exists())
     for name in (MODEL_FILE, META_FILE, *optional):
         path = directory / name
         if not path.is_file():
@@ -78,6 +81,7 @@ class TopicModel:
     meta: ModelMeta
     classifier: TopicClassifier
     sha256: str = ""
+    domain: DomainReference | None = None  # None: saved without one, no out-of-domain flag
 
     @property
     def key(self) -> str:
@@ -87,6 +91,8 @@ class TopicModel:
         """Write the version into `directory`; returns (and keeps) the checksum to register."""
         directory.mkdir(parents=True, exist_ok=True)
         self.classifier.save(directory / MODEL_FILE)
+        if self.domain is not None:
+            save_reference(directory, self.domain)
         reads_text = self.classifier.save_lexicon(directory / LEXICON_FILE)
         self.meta.inputs = [EMBEDDING_INPUT, TEXT_INPUT] if reads_text else [EMBEDDING_INPUT]
         self.meta.labels = [str(label) for label in self.classifier.classes_]
@@ -116,7 +122,11 @@ class TopicModel:
                                               params=meta.hyperparameters)
         except Exception as exc:  # Keras raises many types for a bad file
             raise ModelError(f"cannot load {directory / MODEL_FILE}: {exc}") from None
-        return cls(meta=meta, classifier=classifier, sha256=actual)
+        try:
+            domain = load_reference(directory)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"cannot read {directory / DOMAIN_FILE}: {exc}") from None
+        return cls(meta=meta, classifier=classifier, sha256=actual, domain=domain)
 
     def check_embedder(self, embedder_id: str) -> None:
         """Refuse an embedder other than the one the version was trained with: its vectors mean

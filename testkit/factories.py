@@ -11,6 +11,7 @@ import numpy as np
 
 from shared import registry
 from shared.classifier import TopicClassifier
+from shared.domain import calibrate
 from shared.embedders.base import Embedder
 from shared.embedders.fake import FakeEmbedder
 from shared.preprocess import PREPROCESS_VERSION, preprocess
@@ -77,11 +78,13 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
     embedder = embedder or FakeEmbedder()
     posts = labelled_posts(30, seed=seed)
     texts = [preprocess(text) for _, text, _ in posts]
-    clf = _fit(embedder.embed(texts), [p[2] for p in posts], texts, seed=seed, lexical=lexical)
+    vectors = embedder.embed(texts)
+    clf = _fit(vectors, [p[2] for p in posts], texts, seed=seed, lexical=lexical)
     meta = ModelMeta(name=name, version=0, labels=[str(c) for c in clf.classes_],
                      embedder_id=embedder.id, embedder_dim=embedder.dim,
                      preprocess_version=PREPROCESS_VERSION, data_fingerprint=f"test-{seed}",
                      created_at=datetime.now(UTC).isoformat())
-    version, _ = registry.publish_version(db_url, model_dir, TopicModel(meta, clf),
+    model = TopicModel(meta, clf, domain=calibrate(vectors, [p[2] for p in posts]))
+    version, _ = registry.publish_version(db_url, model_dir, model,
                                           promote_to=registry.DEFAULT_ALIAS if promote else None)
     return version

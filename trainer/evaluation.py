@@ -186,6 +186,15 @@ def _data_section(meta: dict[str, Any]) -> list[str]:
         lines.append(f"- Self-training: {training['self_trained']} of {training['unlabeled']} unlabeled "
                      f"training-side posts were labelled by the first fit with p ≥ {threshold} and joined "
                      "the second fit (never a test post)")
+    corrections = train.get("corrections")
+    if corrections:
+        left_out = {key.removeprefix("left_out_").replace("_", " "): value
+                    for key, value in corrections.items() if key.startswith("left_out_") and value}
+        note = f"; left out: {_counts_text(left_out)}" if left_out else ""
+        lines.append(f"- Corrections: {corrections['added']} corrected posts joined the training posts and "
+                     f"{corrections['relabelled']} training posts took their corrected label, of "
+                     f"{corrections['corrections']} corrections made from {corrections.get('first', '?')} "
+                     f"to {corrections.get('last', '?')}{note} (never a test post)")
     lines.append(f"- Training data fingerprint: `{meta['data_fingerprint']}`")
     return lines
 
@@ -248,6 +257,10 @@ def _use_section(meta: dict[str, Any]) -> list[str]:
         "score: there is no \"none of these\" answer. (Measured on a model of the four 20 Newsgroups sci "
         "groups: 300 comp.graphics posts scored 0.73 on average, 71 of them ≥ 0.9.) Do not read a high "
         "score as \"on topic\"; if off-topic posts reach the queue, train with a class for them.",
+        "- Workers flag for review (`needs_review`) the posts this version is unsure of and those farther "
+        "from every class than nearly all of its training posts (out of domain, `domain.json`); on the sci "
+        "benchmark that catches about two thirds of comp.*/rec.* posts, not all of them "
+        "(bench/results/review.md).",
         "- The test figures hold for posts like the training posts (same source, period and style); "
         "measure on your own labelled posts with `topicq evaluate` before relying on them elsewhere.",
         "- Only the start of a post is embedded (the embedder's token limit; texts are cut at 5,000 "

@@ -22,6 +22,7 @@ import numpy as np
 
 from shared import registry
 from shared.cache import CachedEmbedder, CacheStats
+from shared.domain import calibrate as calibrate_domain
 from shared.embedders import Embedder, make_embedder
 from shared.errors import DatasetError
 from shared.migrate import ensure_schema
@@ -99,6 +100,7 @@ class TrainResult(EvalResult):
     fits: list[FitRecord]  # the first fit, then the self-training fit when there was one
     self_trained: int  # unlabeled posts that joined the second fit
     promoted: str | None  # the alias now pointing at this version
+    corrections: dict[str, Any] | None = None  # what became of the corrected posts (--with-corrections)
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -229,6 +231,18 @@ def _check_trainable(train: Dataset, test: Dataset) -> None:
         raise DatasetError(f"test posts have labels missing from the training posts: {unknown}")
 
 
+def _with_corrections(settings: Settings, name: str, train: Dataset, test: Dataset) -> Dataset:
+    from shared.corrections import corrections
+    from trainer.corrections import add_corrections
+
+    corrected = corrections(settings.db_url, model_name=name)
+    if not corrected:
+        raise DatasetError(f"no corrections of model {name!r} to train with (see `topicq review import`)")
+    merged, summary = add_corrections(train, test, corrected)
+    log.info("corrections: %s", summary)
+    return merged
+
+
 def run_training(
     *,
     dataset: str = NEWSGROUPS,
@@ -248,10 +262,13 @@ def run_training(
     hidden: int | None = None,
     epochs: int | None = None,
     self_training: float | None = None,
+    with_corrections: bool = False,
     progress: bool = True,
     settings: Settings | None = None,
 ) -> TrainResult:
-    """Train, evaluate, save and register a new version of model `name`; optionally promote it."""
+    """Train, evaluate, save and register a new version of model `name`; optionally promote it.
+
+    `with_corrections`: the corrected posts of `name` join the training posts (trainer/corrections.py)."""
     started = time.perf_counter()
     settings = settings or get_settings()
     name = name or settings.model_name
@@ -259,8 +276,10 @@ def run_training(
                     test_per_class=test_per_class, test_size=test_size, text_column=text_column,
                     label_column=label_column, id_column=id_column, data_home=data_home, seed=seed)
     train, test, unlabeled_texts = spec.training_sets()
-    _check_trainable(train, test)
     ensure_schema(settings.db_url)
+    if with_corrections:
+        train = _with_corrections(settings, name, train, test)
+    _check_trainable(train, test)
     overrides = (("hidden", hidden), ("epochs", epochs), ("self_training", self_training))
     config = TrainConfig(**{key: value for key, value in overrides if value is not None})  # type: ignore[arg-type]
     pool = unlabeled_texts if config.self_training < 1.0 else []
@@ -292,14 +311,16 @@ def run_training(
         files.extend(write_report(directory, asdict(meta), [asdict(fit) for fit in fitted.fits]))
 
     version, directory = registry.publish_version(
-        settings.db_url, settings.models_path, TopicModel(meta, classifier),
+        settings.db_url, settings.models_path,
+        # Out of domain: calibrated on the labelled training posts (shared/domain.py).
+        TopicModel(meta, classifier, domain=calibrate_domain(x_train.vectors, train.labels)),
         metrics={key: metrics[key] for key in SUMMARY_METRICS}, promote_to=alias if promote else None,
         beside=card_and_digests)
     return TrainResult(
         name=name, version=version, metrics=metrics, cache_hits=stats.hits, cache_misses=stats.misses,
         wall_seconds=time.perf_counter() - started, directory=directory, files=files,
         n_train=len(train), fits=fitted.fits, self_trained=len(fitted.self_trained),
-        promoted=alias if promote else None,
+        promoted=alias if promote else None, corrections=train.description.get("corrections"),
     )
 
 

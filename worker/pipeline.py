@@ -28,6 +28,7 @@ from shared.errors import (
 )
 from shared.preprocess import preprocess
 from shared.results import ResultRow, Status, write_rows
+from shared.review import ReviewPolicy, flag_row, review_flags
 from shared.settings import Settings
 from shared.store import TopicModel
 from worker.payload import Post, parse_post, storable_metadata
@@ -49,8 +50,9 @@ class BatchReport:
 
 
 def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
-                   cache_url: str | None = None) -> list[ResultRow]:
-    """One embed call for the batch, then one row per post (done, or rejected by the embedder)."""
+                   cache_url: str | None = None, review: ReviewPolicy | None = None) -> list[ResultRow]:
+    """One embed call for the batch, then one row per post (done, or rejected by the embedder),
+    flagged for review as `review` says."""
     if not posts:
         return []
     batch_id = uuid.uuid4().hex
@@ -62,6 +64,7 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
     # The texts serve a model that reads words; rejected posts' rows are ignored.
     probabilities = model.classifier.predict_proba(vectors, texts)
     labels = [str(label) for label in model.classifier.classes_]
+    flags = review_flags(probabilities, vectors, labels, model, review)
     rows = []
     for i, post in enumerate(posts):
         row = ResultRow(post_id=post.id, model_name=model.meta.name, model_version=model.meta.version,
@@ -73,6 +76,8 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
             best = int(probabilities[i].argmax())
             row.label, row.score = labels[best], float(probabilities[i][best])
             row.scores = dict(zip(labels, map(float, probabilities[i]), strict=True))
+            if flags is not None and review is not None:
+                flag_row(row, flags[i], post.text, review)
         rows.append(row)
     return rows
 
@@ -147,7 +152,8 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
             raise model_error or TransientError("no model to serve")
         started = time.perf_counter()
         rows += classify_batch(batch.valid, embedder, model,
-                               cache_url=settings.db_url if cache_embeddings else None)
+                               cache_url=settings.db_url if cache_embeddings else None,
+                               review=ReviewPolicy.from_settings(settings))
         report.classify_ms = (time.perf_counter() - started) * 1000
     except TopicqError as exc:
         if not policy.retries(exc):

@@ -76,6 +76,14 @@ def test_promote_and_rollback_walk_the_alias_history(db_url: str) -> None:
         registry.rollback(db_url, name="topics")
     assert registry.resolve(db_url, name="topics", alias="staging") == 1
 
+    # Every move is in the history, with the version it replaced and how long it held the alias.
+    history = registry.alias_history(db_url, name="topics", alias="production")
+    assert [(p.version, p.previous_version, p.action) for p in history] == [
+        (1, None, "promote"), (2, 1, "promote"), (3, 2, "promote"), (2, 3, "rollback"), (1, 2, "rollback")]
+    assert all(p.until == q.since for p, q in zip(history, history[1:], strict=False))
+    assert history[-1].until is None
+    assert [p.version for p in registry.alias_history(db_url, name="topics", alias="staging")] == [1]
+
 
 def test_unknown_versions_and_aliases_are_model_errors(db_url: str) -> None:
     add(db_url, 1)
@@ -112,3 +120,23 @@ def test_load_checks_the_registered_checksum(db_url: str, tmp_path: Path) -> Non
     meta.write_text(meta.read_text().replace('"version": 1', '"version": 2'))
     with pytest.raises(ModelError, match="changed since registration"):
         registry.load(db_url, name="topics", version=version)
+
+
+def test_the_history_migration_starts_from_the_aliases_already_set(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from shared.migrate import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0001")
+    with session_scope(url) as session:
+        session.execute(text("INSERT INTO model_versions VALUES ('topics', 4, '/m', 'x', 'fake', '{}', "
+                             "'registered', '2026-01-01 00:00:00')"))
+        session.execute(text("INSERT INTO model_aliases VALUES ('topics', 'production', 4, '{\"past\": [3]}', "
+                             "'2026-01-02 00:00:00')"))
+    upgrade(url)
+    [period] = registry.alias_history(url, name="topics")
+    assert (period.alias, period.version, period.previous_version, period.action) == ("production", 4, None,
+                                                                                      "recorded")
+    assert period.since.isoformat().startswith("2026-01-02") and period.until is None

@@ -72,3 +72,21 @@ def test_metadata_is_plain_json(fitted: TopicClassifier, tmp_path: Path) -> None
     (tmp_path / META_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="cannot read"):
         read_meta(tmp_path)
+
+
+def test_the_domain_reference_is_saved_checked_and_optional(fitted: TopicClassifier, tmp_path: Path) -> None:
+    from shared.domain import DOMAIN_FILE, calibrate
+
+    x, labels = clusters()
+    sha = TopicModel(meta_for(fitted), fitted, domain=calibrate(x, labels)).save(tmp_path / "with")
+    loaded = TopicModel.load(tmp_path / "with", sha)
+    assert loaded.domain is not None and loaded.domain.labels == sorted(set(labels))
+    far = np.full((1, x.shape[1]), -3.0, dtype=np.float32)
+    assert list(loaded.domain.out_of_domain(np.concatenate([x[:1], far]))) == [False, True]
+    with (tmp_path / "with" / DOMAIN_FILE).open("ab") as handle:
+        handle.write(b" ")
+    with pytest.raises(ModelError, match="changed since registration"):
+        TopicModel.load(tmp_path / "with", sha)
+    # A version saved without one loads, with no out-of-domain flag.
+    plain = TopicModel(meta_for(fitted), fitted).save(tmp_path / "without")
+    assert TopicModel.load(tmp_path / "without", plain).domain is None

@@ -1,0 +1,162 @@
+"""`topicq review export` and `topicq review import`: the review queue out, corrections in."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shared.errors import DatasetError, ModelError
+from shared.settings import get_settings
+
+EXPORT_COLUMNS = ["post_id", "label", "score", "runner_up", "runner_up_score", "margin", "reason",
+                  "domain_score", "model", "text"]
+_MAX_SHOWN = 50  # problem lines printed; the rest are counted
+
+
+def _model_labels(db_url: str, name: str) -> list[str]:
+    """The classes a correction of model `name` may take: those of its production (else newest) version."""
+    from shared import registry
+    from shared.store import read_meta
+
+    info = registry.resolve_ref(db_url, name)
+    return read_meta(Path(info.path)).labels
+
+
+@click.group()
+def review() -> None:
+    """The review queue: export posts flagged for review, import their corrected labels.
+
+    \b
+    Examples:
+      topicq review export --limit 100 > queue.csv
+      topicq review import queue.csv            # post_id,label[,reviewer]; other columns ignored
+    """
+
+
+@review.command("export")
+@click.option("--model", default=None, help="NAME or NAME:VERSION (default: MODEL_NAME, all its versions).")
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True, help="0 = no limit.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+def export(model: str | None, limit: int, fmt: str) -> None:
+    """List posts flagged for review and not yet corrected, the most uncertain first.
+
+    \b
+    Columns: post_id, label (the model's), score, runner_up, runner_up_score, margin,
+    reason, domain_score (> 1: out of domain), model, text (when kept: KEEP_TEXT).
+    Fix the label column of the rows you reviewed, delete the others, and import the file.
+    Examples:
+      topicq review export --limit 50 > queue.csv
+      topicq review export --model topics:3 --format jsonl
+    """
+    from shared.corrections import review_queue
+    from shared.migrate import ensure_schema
+
+    settings = get_settings()
+    ensure_schema(settings.db_url)
+    name, _, version = (model or settings.model_name).partition(":")
+    if version and not version.isdigit():
+        raise click.BadParameter(f"expected NAME or NAME:VERSION, got {model!r}", param_hint="--model")
+    rows = review_queue(settings.db_url, model_name=name, version=int(version) if version else None,
+                        limit=limit or None)
+    if not rows:
+        click.echo(f"no posts of {model or name} wait for review", err=True)
+        return
+    if fmt == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        records = []
+        for number, line in enumerate(content.splitlines(), start=1):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError as exc:
+                    raise DatasetError(f"{path}, line {number}: not valid JSON ({exc})") from None
+                if not isinstance(record, dict):
+                    raise DatasetError(f"{path}, line {number}: not a JSON object")
+                records.append(record)
+        return records
+    try:
+        return list(csv.DictReader(io.StringIO(content, newline="")))
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: not valid CSV ({exc})") from None
+
+
+def read_corrections(path: Path, reviewer: str | None) -> tuple[list[Any], list[str]]:
+    """The file's rows as CorrectionInputs, and the problems of rows that cannot be one."""
+    from shared.corrections import CorrectionInput
+
+    records = _records(path)
+    if not records:
+        raise DatasetError(f"{path} holds no corrections")
+    missing = [column for column in ("post_id", "label") if column not in records[0]]
+    if missing:
+        raise DatasetError(f"{path}: no {' or '.join(missing)} column; columns present: "
+                           f"{', '.join(map(str, records[0])) or '(none)'} "
+                           "(expected post_id,label[,reviewer])")
+    rows, problems = [], []
+    for line, record in enumerate(records, start=1):
+        post_id, label = (str(record.get(key) or "").strip() for key in ("post_id", "label"))
+        if not post_id or not label:
+            problems.append(f"line {line}: {'post_id' if not post_id else 'label'} is empty")
+            continue
+        text = record.get("text")
+        who = str(record.get("reviewer") or "").strip() or reviewer
+        rows.append(CorrectionInput(line, post_id, label, who,
+                                    text if isinstance(text, str) and text.strip() else None))
+    return rows, problems
+
+
+@review.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "name", default=None, help="Model name the labels belong to (default MODEL_NAME).")
+@click.option("--reviewer", default=None, help="Reviewer for rows without a reviewer column.")
+def import_(file: Path, name: str | None, reviewer: str | None) -> None:
+    """Store corrected labels from a CSV or JSONL file (post_id,label[,reviewer]); all or nothing.
+
+    \b
+    Each label must be a class of the model; each post must have a result of it.
+    Every bad row is listed on its own line, and then nothing is imported.
+    Examples:
+      topicq review import queue.csv
+      topicq review import labels.jsonl --reviewer ana
+    """
+    from shared.corrections import check_corrections, store_corrections
+    from shared.migrate import ensure_schema
+
+    settings = get_settings()
+    ensure_schema(settings.db_url)
+    name = name or settings.model_name
+    try:
+        labels = _model_labels(settings.db_url, name)
+    except ModelError:
+        raise ModelError(f"model {name!r} is not registered (see `topicq models`)") from None
+    rows, problems = read_corrections(file, reviewer)
+    problems += check_corrections(settings.db_url, model_name=name, rows=rows, labels=labels)
+    if problems:
+        problems.sort(key=lambda line: int(line.split(":")[0].split()[1]))
+        for line in problems[:_MAX_SHOWN]:
+            click.echo(f"{file}: {line}", err=True)
+        more = f" ({len(problems) - _MAX_SHOWN} not shown)" if len(problems) > _MAX_SHOWN else ""
+        raise DatasetError(f"{file}: {len(problems)} bad rows{more}; nothing was imported")
+    stored = store_corrections(settings.db_url, model_name=name, rows=rows)
+    click.echo(f"imported {stored} corrections of {name} from {file}")
