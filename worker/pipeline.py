@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ from shared.preprocess import preprocess
 from shared.results import ResultRow, Status, write_rows
 from shared.settings import Settings
 from shared.store import LoadedModel
+from worker.embedded import EmbeddedBatch
+from worker.followers import BatchFollowers
 from worker.payload import Post, parse_post, storable_metadata
 from worker.retry_policy import RetryPolicy
 from worker.serving import ModelServer
@@ -50,8 +53,11 @@ class BatchReport:
 
 
 def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
-                   cache_url: str | None = None) -> list[ResultRow]:
-    """One embed call for the batch, then one row per post (done, or rejected by the embedder)."""
+                   cache_url: str | None = None,
+                   embedded: Callable[[EmbeddedBatch], None] | None = None) -> list[ResultRow]:
+    """One embed call for the batch, then one row per post (done, or rejected by the embedder).
+
+    `embedded` is handed the batch's embeddings and rows, for the followers to reuse."""
     if not posts:
         return []
     batch_id = uuid.uuid4().hex
@@ -75,6 +81,8 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
             row.label, row.score = labels[best], float(probabilities[i][best])
             row.scores = dict(zip(labels, map(float, probabilities[i]), strict=True))
         rows.append(row)
+    if embedded is not None:
+        embedded(EmbeddedBatch(texts=texts, vectors=vectors, refused=rejected, model=model, rows=rows))
     return rows
 
 
@@ -131,14 +139,17 @@ def _validate(payloads: list[Any], attempts: list[int] | None, settings: Setting
 
 
 def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, models: ModelServer,
-            cache_embeddings: bool = True, attempts: list[int] | None = None) -> BatchReport:
+            cache_embeddings: bool = True, attempts: list[int] | None = None,
+            followers: BatchFollowers | None = None) -> BatchReport:
     """Validate, classify and record a batch; returns what was written and what to retry.
 
-    `attempts[i]` is how often payload i was delivered before (from its message header)."""
+    `attempts[i]` is how often payload i was delivered before (from its message header);
+    `followers` (shadow scoring, drift sums) run once the rows are written."""
     received = utcnow()  # when this worker took the batch up; processed_at is set at write
     report = BatchReport()
     policy = RetryPolicy(settings)
     batch = _validate(payloads, attempts, settings)
+    embedded: list[EmbeddedBatch] = []
     model, name, version, model_error = _serving(models, settings)
     rows = batch.rejected
     for row in rows:
@@ -148,7 +159,8 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
             raise model_error or TransientError("no model to serve")
         started = time.perf_counter()
         rows += classify_batch(batch.valid, embedder, model,
-                               cache_url=settings.db_url if cache_embeddings else None)
+                               cache_url=settings.db_url if cache_embeddings else None,
+                               embedded=embedded.append)
         report.classify_ms = (time.perf_counter() - started) * 1000
     except TopicqError as exc:
         if not policy.retries(exc):
@@ -163,6 +175,8 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
         return report
     report.written = rows
     _log_batch(report, len(payloads), name, version)
+    if followers is not None:
+        followers.after_write(embedded)
     return report
 
 
