@@ -32,6 +32,7 @@ COMMANDS = {
     "backfill": "cli.worker:backfill",
     "results": "cli.worker:results",
     "stats": "cli.worker:stats",
+    "drift": "cli.drift:drift",
     "retry-failed": "cli.worker:retry_failed",
     "dead-letters": "cli.dead_letters:dead_letters_command",
     "demo": "cli.demo:demo",
@@ -40,7 +41,7 @@ COMMANDS = {
 
 # Verbs that use the database: the group brings its schema up to date before they run.
 USES_DATABASE = {"train", "evaluate", "models", "promote", "rollback", "worker", "backfill", "results",
-                 "stats", "retry-failed", "demo"}
+                 "stats", "drift", "retry-failed", "demo"}
 
 
 def _schema_first(command: click.Command) -> click.Command:

@@ -14,6 +14,7 @@ from shared.classifier import TopicClassifier
 from shared.embedders.base import Embedder
 from shared.embedders.fake import FakeEmbedder
 from shared.preprocess import PREPROCESS_VERSION, preprocess
+from shared.reference import compute_reference, save_reference
 from shared.store import ModelMeta, save_model_dir
 
 # Each topic has its own vocabulary, so the fake (bag-of-words) embedder separates them.
@@ -71,9 +72,10 @@ def _fit(vectors: np.ndarray, labels: list[str], texts: list[str], *, seed: int,
 
 
 def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", promote: bool = True,
-                        seed: int = 0, embedder: Embedder | None = None, lexical: int = 0) -> int:
+                        seed: int = 0, embedder: Embedder | None = None, lexical: int = 0,
+                        reference: bool = True) -> int:
     """Train a small classifier on `embedder`'s vectors (default the fake embedder; with `lexical`, also on
-    the words), store it, register it (and promote it)."""
+    the words), store it with its drift reference (unless not `reference`), register it (and promote it)."""
     embedder = embedder or FakeEmbedder()
     posts = labelled_posts(30, seed=seed)
     texts = [preprocess(text) for _, text, _ in posts]
@@ -85,6 +87,11 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
                      preprocess_version=PREPROCESS_VERSION, data_fingerprint=f"test-{seed}",
                      created_at=datetime.now(UTC).isoformat())
     sha = save_model_dir(directory, clf, meta)
+    if reference:  # from held-out posts of the same topics, as training computes it on its test split
+        held_out = [preprocess(text) for _, text, _ in labelled_posts(10, seed=seed + 1000)]
+        vectors = embedder.embed(held_out)
+        save_reference(directory, compute_reference(clf.predict_proba(vectors, held_out),
+                                                    [str(c) for c in clf.classes_], vectors))
     registry.register(db_url, name=name, version=version, path=directory, sha256=sha,
                       embedder_id=embedder.id, metrics={})
     if promote:

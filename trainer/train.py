@@ -28,6 +28,8 @@ from shared.embedders import Embedder, make_embedder
 from shared.errors import DatasetError, ModelError
 from shared.migrate import ensure_schema
 from shared.preprocess import PREPROCESS_VERSION, preprocess
+from shared.reference import Reference, compute_reference, save_reference
+from shared.review_hooks import reference_shares
 from shared.settings import Settings, get_settings
 from shared.store import ModelMeta, save_model_dir
 from trainer.datasets import NEWSGROUPS, Dataset
@@ -241,6 +243,13 @@ def _check_trainable(train: Dataset, test: Dataset) -> None:
         raise DatasetError(f"test posts have labels missing from the training posts: {unknown}")
 
 
+def test_reference(classifier: TopicClassifier, x_test: ModelInputs) -> Reference:
+    """What `topicq drift` compares live rows with: the version's predictions on its test split."""
+    probabilities = classifier.predict_proba(x_test.vectors, x_test.texts)
+    return compute_reference(probabilities, [str(c) for c in classifier.classes_], x_test.vectors,
+                             **reference_shares(probabilities, x_test.vectors))
+
+
 def run_training(
     *,
     dataset: str = NEWSGROUPS,
@@ -302,6 +311,7 @@ def run_training(
             training=_training_record(fitted, len(pool), fit_seconds, time.perf_counter() - started),
         )
         sha256 = save_model_dir(directory, classifier, meta)
+        save_reference(directory, test_reference(classifier, x_test))
         write_training_digests(directory, fitted.trained_texts)
         files = write_report(directory, asdict(meta), [asdict(fit) for fit in fitted.fits])
         with session_scope(settings.db_url) as session:  # registered and promoted in one transaction
