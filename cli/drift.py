@@ -50,6 +50,8 @@ def _text(name: str, version: int, reference: Any, reports: list[Any], window: t
               help="Default MODEL_NAME's production version; NAME:3 or NAME:staging for a challenger.")
 @click.option("--since", type=TimeOrAgo(), default="1d", show_default=True,
               help="From this time (ISO 8601, no zone = UTC) or this long ago (10m, 2h, 1d).")
+@click.option("--until", type=TimeOrAgo(), default=None,
+              help="Up to this time or this long ago; default now.")
 @click.option("--window", type=Duration(), default="1h", show_default=True,
               help="Length of each window compared (a multiple of DRIFT_BUCKET_S).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -64,9 +66,9 @@ def _text(name: str, version: int, reference: Any, reports: list[Any], window: t
               help="Centroid distance in reference spreads (and 3x what sampling explains).")
 @click.option("--min-posts", type=click.IntRange(1), default=20, show_default=True,
               help="Windows with fewer posts are shown, not judged.")
-def drift(model: str | None, since: datetime, window: timedelta, fmt: str, plots: Path | None,
-          max_js: float, max_p: float, max_confidence_drop: float, max_centroid_shift: float,
-          min_posts: int) -> None:
+def drift(model: str | None, since: datetime, until: datetime | None, window: timedelta, fmt: str,
+          plots: Path | None, max_js: float, max_p: float, max_confidence_drop: float,
+          max_centroid_shift: float, min_posts: int) -> None:
     """Compare live windows of a model version with its training reference; exit status 3 on drift.
 
     Figures per window: label distribution (Jensen-Shannon distance, chi-square p-value), mean
@@ -101,7 +103,8 @@ def drift(model: str | None, since: datetime, window: timedelta, fmt: str, plots
                             max_centroid_shift=max_centroid_shift, min_posts=min_posts)
     reports = [compare(w, reference, window_s, thresholds)
                for w in window_sums(settings.db_url, model_name=name, model_version=version, since=start,
-                                    window_s=window_s)]
+                                    window_s=window_s,
+                                    until=bucket_start(until, settings.drift_bucket_s) if until else None)]
     if fmt == "json":
         ref = {k: v for k, v in asdict(reference).items() if k != "centroid"}
         click.echo(json.dumps({"model": f"{name}:{version}", "since": start.isoformat(),
