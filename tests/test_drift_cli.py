@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
+from shared.embedders.fake import FakeEmbedder
 from testkit.factories import register_fake_model
 
 
@@ -41,3 +42,13 @@ def test_no_rows_yet_is_no_drift_and_an_old_version_says_it_has_no_reference(hom
     register_fake_model(home, tmp_path / "models", reference=False)  # saved as before references existed
     result = topicq("drift")
     assert result.exit_code == 2 and "topics:2 has no drift reference" in result.stderr, result.output
+
+
+def test_promoting_to_the_shadow_alias_says_whether_workers_will_score_it(home: str, tmp_path: Path) -> None:
+    register_fake_model(home, tmp_path / "models")
+    register_fake_model(home, tmp_path / "models", promote=False)
+    same = topicq("promote", "topics", "2", "--alias", "staging")
+    assert same.exit_code == 0 and "workers score topics:2 in shadow" in same.stdout
+    register_fake_model(home, tmp_path / "models", promote=False, embedder=FakeEmbedder(dim=32))
+    other = topicq("promote", "topics", "3", "--alias", "staging", "--force")
+    assert other.exit_code == 0 and "warning: workers will not score it in shadow" in other.stderr, other.output
