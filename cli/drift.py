@@ -63,7 +63,7 @@ def _text(name: str, version: int, reference: Any, reports: list[Any], window: t
               help="... and chi-square p-value below this.")
 @click.option("--max-confidence-drop", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--max-centroid-shift", type=click.FloatRange(0), default=0.25, show_default=True,
-              help="Centroid distance in reference spreads (and 3x what sampling explains).")
+              help="Centroid distance in reference spreads (and 2x what sampling explains).")
 @click.option("--min-posts", type=click.IntRange(1), default=20, show_default=True,
               help="Windows with fewer posts are shown, not judged.")
 def drift(model: str | None, since: datetime, until: datetime | None, window: timedelta, fmt: str,
