@@ -34,6 +34,7 @@ COMMANDS = {
     "review": "cli.review:review",
     "compare": "cli.compare:compare",
     "stats": "cli.worker:stats",
+    "drift": "cli.drift:drift",
     "retry-failed": "cli.worker:retry_failed",
     "dead-letters": "cli.dead_letters:dead_letters_command",
     "demo": "cli.demo:demo",
@@ -42,7 +43,7 @@ COMMANDS = {
 
 # Verbs that use the database: the group brings its schema up to date before they run.
 USES_DATABASE = {"train", "evaluate", "models", "promote", "rollback", "worker", "backfill", "results",
-                 "stats", "retry-failed", "demo", "compare"}
+                 "stats", "drift", "retry-failed", "demo", "compare"}
 
 
 def _schema_first(command: click.Command) -> click.Command:

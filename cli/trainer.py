@@ -262,6 +262,11 @@ def promote(name: str, version: int, alias: str, force: bool, require_agreement:
     previous = registry.promote(db_url, name=name, version=version, alias=alias)
     before = f"{name}:{previous}" if previous is not None else "(unset)"
     click.echo(f"{alias}: {before} -> {name}:{version}")
+    if alias == get_settings().shadow_alias and alias != registry.DEFAULT_ALIAS:
+        # The challenger reuses production's embeddings: a version of another embedder is not scored.
+        other = registry.embedder_change(db_url, name=name, version=version)
+        click.echo(f"warning: workers will not score it in shadow: {other}" if other
+                   else f"workers score {name}:{version} in shadow within MODEL_REFRESH_S", err=bool(other))
 
 
 def _check_guards(db_url: str, name: str, version: int, alias: str, agreement: float | None,

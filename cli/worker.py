@@ -324,9 +324,11 @@ def _check_registered(db_url: str, model: str | None) -> None:
 @click.option("--limit", type=int, default=50, show_default=True, help="0 = no limit.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
               show_default=True)
+@click.option("--shadow", is_flag=True,
+              help="Add the rows of challengers scored in shadow (SHADOW_ALIAS).")
 def results(label: str | None, model: str | None, min_score: float | None, status: str | None,
             since: datetime | None, until: datetime | None, needs_review: bool, limit: int,
-            fmt: str) -> None:
+            fmt: str, shadow: bool) -> None:
     """Show classification results, newest first.
 
     \b
@@ -336,6 +338,7 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
       topicq results --status rejected --format jsonl
       topicq results --model topics:2 --since 2026-01-01 --limit 0 --format csv > out.csv
       topicq results --since 2026-11-30T14:21:00Z
+      topicq results --model topics:3      # a challenger's rows, scored in shadow
     """
     from shared.results import query_results
 
@@ -343,7 +346,7 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
     _check_registered(db_url, model)
     rows = query_results(db_url, label=label, model=model, min_score=min_score, status=status,
                          since=since, until=until, needs_review=True if needs_review else None,
-                         limit=limit or None, with_scores=fmt == "jsonl")
+                         limit=limit or None, with_scores=fmt == "jsonl", shadow=shadow)
     if not rows:
         click.echo("no rows match", err=True)
         return
@@ -353,19 +356,21 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
 @click.command()
 @click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def stats(model: str | None, fmt: str) -> None:
+@click.option("--shadow", is_flag=True, help="Count the rows of challengers scored in shadow too.")
+def stats(model: str | None, fmt: str, shadow: bool) -> None:
     """Counts of results by status, label and model version.
 
     \b
-    Example:
+    Examples:
       topicq stats --model topics
+      topicq stats --shadow                # the production and the challenger's rows side by side
     """
     from shared.results import stats as compute
     from shared.serving_status import TTL_S, worker_states
 
     db_url = get_settings().db_url
     _check_registered(db_url, model)
-    summary = compute(db_url, model=model)
+    summary = compute(db_url, model=model, shadow=shadow)
     workers = worker_states(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
     if fmt == "json":
         click.echo(json.dumps({**summary, "workers": [asdict(w) for w in workers]}, indent=2))

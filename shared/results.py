@@ -78,6 +78,8 @@ class Result(Base):
     domain_score: Mapped[float | None] = mapped_column(Float)  # > 1: out of domain (shared/domain.py)
     received_at: Mapped[datetime | None] = mapped_column()
     processed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Written by a challenger version scored in shadow (SHADOW_ALIAS), not by the one served.
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     __table_args__ = (
         UniqueConstraint("post_id", "model_name", "model_version", name="uq_results_post_model"),
         Index("ix_results_label", "label"),
@@ -108,6 +110,7 @@ class ResultRow:
     review_reason: str | None = None
     margin: float | None = None
     domain_score: float | None = None
+    shadow: bool = False
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -163,7 +166,7 @@ def _record_unstorable(db_url: str, row: ResultRow, exc: BaseException) -> None:
 
 _UPDATABLE = ("status", "label", "score", "scores", "embedder_id", "error", "attempts",
               "metadata", "text", "received_at", "processed_at", "batch_id", "needs_review",
-              "review_reason", "margin", "domain_score")
+              "review_reason", "margin", "domain_score", "shadow")
 
 
 def _upsert_statement(postgres: bool) -> Any:
@@ -202,13 +205,17 @@ COLUMNS = ("post_id", "label", "score", "model_name", "model_version", "status",
            "margin", "domain_score")
 
 
-def _of_model(query: Any, model: str | None) -> Any:
-    """`query` narrowed to `model`: NAME or NAME:VERSION (None: every model)."""
-    if model:
-        name, _, version = model.partition(":")
+def _of_model(query: Any, model: str | None, shadow: bool = False) -> Any:
+    """`query` narrowed to `model`: NAME or NAME:VERSION (None: every model).
+
+    Rows scored in shadow are left out unless `shadow` or `model` names their version."""
+    name, _, version = (model or "").partition(":")
+    if name:
         query = query.where(Result.model_name == name)
-        if version:
-            query = query.where(Result.model_version == int(version))
+    if version:
+        query = query.where(Result.model_version == int(version))
+    elif not shadow:
+        query = query.where(Result.shadow.is_(False))
     return query
 
 
@@ -233,10 +240,11 @@ def query_results(
     needs_review: bool | None = None,
     limit: int | None = None,
     with_scores: bool = True,
+    shadow: bool = False,
 ) -> list[dict[str, Any]]:
-    """Result rows, newest first. `model` is NAME or NAME:VERSION."""
+    """Result rows, newest first. `model` is NAME or NAME:VERSION; `shadow` adds challengers' rows."""
     query = _of_model(
-        select(Result).order_by(Result.processed_at.desc(), Result.id.desc()), model)
+        select(Result).order_by(Result.processed_at.desc(), Result.id.desc()), model, shadow)
     if label is not None:
         query = query.where(Result.label == label)
     if min_score is not None:
@@ -257,25 +265,26 @@ def query_results(
         return [_as_dict(row, with_scores) for row in session.scalars(query)]
 
 
-def stats(db: Db, *, model: str | None = None) -> dict[str, Any]:
-    """Counts by status, label and model version; posts per embed call."""
+def stats(db: Db, *, model: str | None = None, shadow: bool = False) -> dict[str, Any]:
+    """Counts by status, label and model version; posts per embed call (`shadow`: challengers too)."""
     with transaction(db) as session:
         by_status = dict(session.execute(
-            _of_model(select(Result.status, func.count()).group_by(Result.status), model)
+            _of_model(select(Result.status, func.count()).group_by(Result.status), model, shadow)
         ).all())
         by_label = dict(session.execute(
             _of_model(select(Result.label, func.count()).where(Result.label.is_not(None))
-                      .group_by(Result.label), model)
+                      .group_by(Result.label), model, shadow)
         ).all())
         by_version = {
             f"{name}:{version}": count
             for name, version, count in session.execute(
                 _of_model(select(Result.model_name, Result.model_version, func.count())
-                          .group_by(Result.model_name, Result.model_version), model)
+                          .group_by(Result.model_name, Result.model_version), model, shadow)
             )
         }
         posts, batches = session.execute(
-            _of_model(select(func.count(Result.batch_id), func.count(Result.batch_id.distinct())), model)
+            _of_model(select(func.count(Result.batch_id), func.count(Result.batch_id.distinct())),
+                      model, shadow)
         ).one()
     return {
         "total": sum(by_status.values()),

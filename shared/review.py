@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
+    from shared.domain import DomainReference
     from shared.results import ResultRow
     from shared.settings import Settings
     from shared.store import TopicModel
@@ -96,3 +97,22 @@ def flag_row(row: ResultRow, uncertainty: Uncertainty, text: str, policy: Review
     row.domain_score = uncertainty.domain_score
     if policy.keeps_text(uncertainty.needs_review):
         row.text = text
+
+
+def count_flags(rows: list[ResultRow]) -> tuple[int, int | None]:
+    """How many done `rows` need review, and how many are out of domain (None when their version has no
+    domain reference: not measured). What the drift sums count."""
+    scored = [row.domain_score for row in rows if row.domain_score is not None]
+    out_of_domain = sum(score > 1.0 for score in scored) if scored or not rows else None
+    return sum(bool(row.needs_review) for row in rows), out_of_domain
+
+
+def flagged_shares(probabilities: np.ndarray, vectors: np.ndarray, labels: list[str],
+                   domain: DomainReference | None, policy: ReviewPolicy) -> dict[str, float | None]:
+    """The shares of posts flagged for review and out of domain (e.g. on a version's test split)."""
+    if len(probabilities) == 0:
+        return {"review_share": None, "out_of_domain_share": None}
+    scores = domain.scores(vectors) if domain is not None else None
+    flags = assess(probabilities, labels, scores, policy)
+    return {"review_share": float(np.mean([flag.needs_review for flag in flags])),
+            "out_of_domain_share": None if scores is None else float(np.mean(scores > 1.0))}

@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     model_alias: str = "production"
     # How often a worker re-reads the alias, so a promotion takes effect without restart.
     model_refresh_s: float = 5.0
+    # The challenger: when this alias of MODEL_NAME names another version trained with the same
+    # embedder, workers also classify every batch with it, from the same embeddings, and write its
+    # rows under its own version (marked shadow). Empty: no challenger is followed.
+    shadow_alias: str = "staging"
+    # Drift sums are kept per bucket of this many seconds; `topicq drift --window` adds buckets up,
+    # so a window is a multiple of it (5 minutes: 10m, 1h and 1d windows all fit).
+    drift_bucket_s: int = 300
 
     embedder: EmbedderChoice = "auto"
     local_model_max_tokens: int = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
@@ -86,7 +93,7 @@ class Settings(BaseSettings):
     keep_text: Literal["review", "all", "none"] = "review"
 
     @field_validator("batch_size", "backfill_chunk", "max_text_chars", "max_retries",
-                     "dead_letter_max")
+                     "dead_letter_max", "drift_bucket_s")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

@@ -15,6 +15,7 @@ from shared.domain import calibrate
 from shared.embedders.base import Embedder
 from shared.embedders.fake import FakeEmbedder
 from shared.preprocess import PREPROCESS_VERSION, preprocess
+from shared.reference import compute_reference, save_reference
 from shared.store import ModelMeta, TopicModel
 
 # Each topic has its own vocabulary, so the fake (bag-of-words) embedder separates them.
@@ -72,9 +73,10 @@ def _fit(vectors: np.ndarray, labels: list[str], texts: list[str], *, seed: int,
 
 
 def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", promote: bool = True,
-                        seed: int = 0, embedder: Embedder | None = None, lexical: int = 0) -> int:
+                        seed: int = 0, embedder: Embedder | None = None, lexical: int = 0,
+                        reference: bool = True) -> int:
     """Train a small classifier on `embedder`'s vectors (default the fake embedder; with `lexical`, also on
-    the words), store it, register it (and promote it)."""
+    the words), store it with its drift reference (unless not `reference`), register it (and promote it)."""
     embedder = embedder or FakeEmbedder()
     posts = labelled_posts(30, seed=seed)
     texts = [preprocess(text) for _, text, _ in posts]
@@ -85,6 +87,15 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
                      preprocess_version=PREPROCESS_VERSION, data_fingerprint=f"test-{seed}",
                      created_at=datetime.now(UTC).isoformat())
     model = TopicModel(meta, clf, domain=calibrate(vectors, [p[2] for p in posts]))
+
+    def drift_reference(directory: Path) -> None:
+        # From held-out posts of the same topics, as training computes it on its test split.
+        held_out = [preprocess(text) for _, text, _ in labelled_posts(10, seed=seed + 1000)]
+        held_vectors = embedder.embed(held_out)
+        save_reference(directory, compute_reference(clf.predict_proba(held_vectors, held_out),
+                                                    [str(c) for c in clf.classes_], held_vectors))
+
     version, _ = registry.publish_version(db_url, model_dir, model,
-                                          promote_to=registry.DEFAULT_ALIAS if promote else None)
+                                          promote_to=registry.DEFAULT_ALIAS if promote else None,
+                                          beside=drift_reference if reference else None)
     return version

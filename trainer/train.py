@@ -22,11 +22,14 @@ import numpy as np
 
 from shared import registry
 from shared.cache import CachedEmbedder, CacheStats
+from shared.domain import DomainReference
 from shared.domain import calibrate as calibrate_domain
 from shared.embedders import Embedder, make_embedder
 from shared.errors import DatasetError
 from shared.migrate import ensure_schema
 from shared.preprocess import PREPROCESS_VERSION, preprocess
+from shared.reference import Reference, compute_reference, save_reference
+from shared.review import ReviewPolicy, flagged_shares
 from shared.settings import Settings, get_settings
 from shared.store import ModelMeta, TopicModel
 from trainer.datasets import NEWSGROUPS, Dataset
@@ -243,6 +246,15 @@ def _with_corrections(settings: Settings, name: str, train: Dataset, test: Datas
     return merged
 
 
+def test_reference(classifier: TopicClassifier, x_test: ModelInputs, domain: DomainReference | None,
+                   review: ReviewPolicy) -> Reference:
+    """What `topicq drift` compares live rows with: the version's predictions on its test split."""
+    probabilities = classifier.predict_proba(x_test.vectors, x_test.texts)
+    labels = [str(c) for c in classifier.classes_]
+    return compute_reference(probabilities, labels, x_test.vectors,
+                             **flagged_shares(probabilities, x_test.vectors, labels, domain, review))
+
+
 def run_training(
     *,
     dataset: str = NEWSGROUPS,
@@ -275,53 +287,89 @@ def run_training(
     spec = DataSpec(dataset=dataset, groups=tuple(groups), per_class=per_class,
                     test_per_class=test_per_class, test_size=test_size, text_column=text_column,
                     label_column=label_column, id_column=id_column, data_home=data_home, seed=seed)
-    train, test, unlabeled_texts = spec.training_sets()
+    overrides = (("hidden", hidden), ("epochs", epochs), ("self_training", self_training))
+    config = TrainConfig(**{key: value for key, value in overrides if value is not None})  # type: ignore[arg-type]
+    train, test, pool = _training_posts(spec, config, settings, name, with_corrections)
+    # One pass, so the embedder is built once: training, test, then unlabeled posts.
+    inputs, stats, embedder_id, embedder_dim = prepare_inputs(
+        settings, config, train.texts + test.texts + pool, progress, embedder=embedder)
+    run = _fit_and_test(config, inputs, train, test, seed=seed, unlabeled=len(pool))
+    meta = ModelMeta(
+        name=name, version=0, labels=list(run.classifier.classes_),
+        embedder_id=embedder_id, embedder_dim=embedder_dim, preprocess_version=PREPROCESS_VERSION,
+        data_fingerprint=data_fingerprint(train), created_at=datetime.now(UTC).isoformat(),
+        hyperparameters={"self_training": config.self_training}, metrics=run.metrics,
+        dataset={"train": train.description, "test": test.description},
+        training=_training_record(run.fitted, len(pool), run.fit_seconds, time.perf_counter() - started),
+    )
+    promoted = alias if promote else None
+    version, directory, files = _publish(settings, meta, run, train.labels, promote_to=promoted)
+    return TrainResult(
+        name=name, version=version, metrics=run.metrics, cache_hits=stats.hits, cache_misses=stats.misses,
+        wall_seconds=time.perf_counter() - started, directory=directory, files=files,
+        n_train=len(train), fits=run.fitted.fits, self_trained=len(run.fitted.self_trained),
+        promoted=promoted, corrections=train.description.get("corrections"),
+    )
+
+
+def _training_posts(spec: DataSpec, config: TrainConfig, settings: Settings, name: str,
+                    with_corrections: bool) -> tuple[Dataset, Dataset, list[str]]:
+    """The training and test posts, and the unlabeled texts for self-training (none when it is off)."""
+    train, test, unlabeled = spec.training_sets()
     ensure_schema(settings.db_url)
     if with_corrections:
         train = _with_corrections(settings, name, train, test)
     _check_trainable(train, test)
-    overrides = (("hidden", hidden), ("epochs", epochs), ("self_training", self_training))
-    config = TrainConfig(**{key: value for key, value in overrides if value is not None})  # type: ignore[arg-type]
-    pool = unlabeled_texts if config.self_training < 1.0 else []
-    # One pass, so the embedder is built once: training, test, then unlabeled posts.
-    inputs, stats, embedder_id, embedder_dim = prepare_inputs(
-        settings, config, train.texts + test.texts + pool, progress, embedder=embedder)
+    return train, test, unlabeled if config.self_training < 1.0 else []
+
+
+@dataclass
+class _Run:
+    """A fitted classifier and how it did on the test posts."""
+
+    fitted: Fitted
+    x_train: ModelInputs
+    x_test: ModelInputs
+    metrics: dict[str, Any]
+    fit_seconds: float
+
+    @property
+    def classifier(self) -> TopicClassifier:
+        return self.fitted.classifier
+
+
+def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test: Dataset, *, seed: int,
+                  unlabeled: int) -> _Run:
+    """Fit on the training inputs (then self-train on the last `unlabeled` ones) and score the test ones."""
     seen = len(train) + len(test)
     x_train, x_test = inputs.take(slice(0, len(train))), inputs.take(slice(len(train), seen))
-    unlabeled = inputs.take(slice(seen, None)) if pool else None
-    fit_started = time.perf_counter()
-    fitted = fit_with_self_training(config, x_train, train.labels, seed=seed, unlabeled=unlabeled)
-    fit_seconds = time.perf_counter() - fit_started
-    classifier = fitted.classifier
-    predicted = classifier.predict(x_test.vectors, x_test.texts)
-    metrics = compute_metrics(test.labels, predicted, list(classifier.classes_))
+    started = time.perf_counter()
+    fitted = fit_with_self_training(config, x_train, train.labels, seed=seed,
+                                    unlabeled=inputs.take(slice(seen, None)) if unlabeled else None)
+    fit_seconds = time.perf_counter() - started
+    predicted = fitted.classifier.predict(x_test.vectors, x_test.texts)
+    metrics = compute_metrics(test.labels, predicted, list(fitted.classifier.classes_))
+    return _Run(fitted, x_train, x_test, metrics, fit_seconds)
 
-    meta = ModelMeta(
-        name=name, version=0, labels=list(classifier.classes_),
-        embedder_id=embedder_id, embedder_dim=embedder_dim, preprocess_version=PREPROCESS_VERSION,
-        data_fingerprint=data_fingerprint(train), created_at=datetime.now(UTC).isoformat(),
-        hyperparameters={"self_training": config.self_training}, metrics=metrics,
-        dataset={"train": train.description, "test": test.description},
-        training=_training_record(fitted, len(pool), fit_seconds, time.perf_counter() - started),
-    )
+
+def _publish(settings: Settings, meta: ModelMeta, run: _Run, train_labels: list[str], *,
+             promote_to: str | None) -> tuple[int, Path, list[Path]]:
+    """Publish the version with what goes beside it: training digests, drift reference, model card."""
+    # Out of domain: calibrated on the labelled training posts (shared/domain.py).
+    domain = calibrate_domain(run.x_train.vectors, train_labels)
     files: list[Path] = []
 
-    def card_and_digests(directory: Path) -> None:
-        write_training_digests(directory, fitted.trained_texts)
-        files.extend(write_report(directory, asdict(meta), [asdict(fit) for fit in fitted.fits]))
+    def beside_the_model(directory: Path) -> None:
+        write_training_digests(directory, run.fitted.trained_texts)
+        review = ReviewPolicy.from_settings(settings)  # what `topicq drift` compares live rows with
+        save_reference(directory, test_reference(run.classifier, run.x_test, domain, review))
+        files.extend(write_report(directory, asdict(meta), [asdict(fit) for fit in run.fitted.fits]))
 
     version, directory = registry.publish_version(
-        settings.db_url, settings.models_path,
-        # Out of domain: calibrated on the labelled training posts (shared/domain.py).
-        TopicModel(meta, classifier, domain=calibrate_domain(x_train.vectors, train.labels)),
-        metrics={key: metrics[key] for key in SUMMARY_METRICS}, promote_to=alias if promote else None,
-        beside=card_and_digests)
-    return TrainResult(
-        name=name, version=version, metrics=metrics, cache_hits=stats.hits, cache_misses=stats.misses,
-        wall_seconds=time.perf_counter() - started, directory=directory, files=files,
-        n_train=len(train), fits=fitted.fits, self_trained=len(fitted.self_trained),
-        promoted=alias if promote else None, corrections=train.description.get("corrections"),
-    )
+        settings.db_url, settings.models_path, TopicModel(meta, run.classifier, domain=domain),
+        metrics={key: run.metrics[key] for key in SUMMARY_METRICS}, promote_to=promote_to,
+        beside=beside_the_model)
+    return version, directory, files
 
 
 def run_evaluation(

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ from shared.results import ResultRow, Status, write_rows
 from shared.review import ReviewPolicy, flag_row, review_flags
 from shared.settings import Settings
 from shared.store import TopicModel
+from worker.embedded import EmbeddedBatch
+from worker.followers import BatchFollowers
 from worker.payload import Post, parse_post, storable_metadata
 from worker.retry_policy import RetryPolicy
 from worker.serving import ModelServer
@@ -50,9 +53,11 @@ class BatchReport:
 
 
 def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
-                   cache_url: str | None = None, review: ReviewPolicy | None = None) -> list[ResultRow]:
+                   cache_url: str | None = None, review: ReviewPolicy | None = None,
+                   embedded: Callable[[EmbeddedBatch], None] | None = None) -> list[ResultRow]:
     """One embed call for the batch, then one row per post (done, or rejected by the embedder),
-    flagged for review as `review` says."""
+    flagged for review as `review` says. `embedded` is handed the batch's embeddings and rows, for
+    the followers to reuse."""
     if not posts:
         return []
     batch_id = uuid.uuid4().hex
@@ -79,6 +84,9 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
             if flags is not None and review is not None:
                 flag_row(row, flags[i], post.text, review)
         rows.append(row)
+    if embedded is not None:
+        embedded(EmbeddedBatch(texts=texts, vectors=vectors, refused=rejected, model=model, rows=rows,
+                               posts_text=[post.text for post in posts]))
     return rows
 
 
@@ -135,14 +143,17 @@ def _validate(payloads: list[Any], attempts: list[int] | None, settings: Setting
 
 
 def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, models: ModelServer,
-            cache_embeddings: bool = True, attempts: list[int] | None = None) -> BatchReport:
+            cache_embeddings: bool = True, attempts: list[int] | None = None,
+            followers: BatchFollowers | None = None) -> BatchReport:
     """Validate, classify and record a batch; returns what was written and what to retry.
 
-    `attempts[i]` is how often payload i was delivered before (from its message header)."""
+    `attempts[i]` is how often payload i was delivered before (from its message header);
+    `followers` (shadow scoring, drift sums) run once the rows are written."""
     received = utcnow()  # when this worker took the batch up; processed_at is set at write
     report = BatchReport()
     policy = RetryPolicy(settings)
     batch = _validate(payloads, attempts, settings)
+    embedded: list[EmbeddedBatch] = []
     model, name, version, model_error = _serving(models, settings)
     rows = batch.rejected
     for row in rows:
@@ -153,7 +164,7 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
         started = time.perf_counter()
         rows += classify_batch(batch.valid, embedder, model,
                                cache_url=settings.db_url if cache_embeddings else None,
-                               review=ReviewPolicy.from_settings(settings))
+                               review=ReviewPolicy.from_settings(settings), embedded=embedded.append)
         report.classify_ms = (time.perf_counter() - started) * 1000
     except TopicqError as exc:
         if not policy.retries(exc):
@@ -168,6 +179,8 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
         return report
     report.written = rows
     _log_batch(report, len(payloads), name, version)
+    if followers is not None:
+        followers.after_write(embedded)
     return report
 
 

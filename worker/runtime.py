@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from shared.embedders import Embedder, make_embedder
 from shared.serving_status import StatusReporter
 from shared.settings import Settings
+from worker.followers import BatchFollowers, make_followers
 from worker.serving import ModelServer
 
 
@@ -19,6 +20,7 @@ class Runtime:
     settings: Settings
     embedder: Embedder
     models: ModelServer
+    followers: BatchFollowers | None = None  # shadow scoring and drift sums after each batch
 
 
 _runtime: Runtime | None = None
@@ -30,7 +32,8 @@ def build_runtime(settings: Settings, embedder: Embedder | None = None) -> Runti
     models = ModelServer(settings.db_url, name=settings.model_name, alias=settings.model_alias,
                          embedder_id=embedder.id, refresh_s=settings.model_refresh_s,
                          report=StatusReporter(settings.redis_url, settings.queue))
-    return Runtime(settings=settings, embedder=embedder, models=models)
+    return Runtime(settings=settings, embedder=embedder, models=models,
+                   followers=make_followers(settings, embedder.id))
 
 
 def get_runtime(settings: Settings) -> Runtime:

@@ -56,7 +56,8 @@ def _run(payloads: list[Any], attempts: list[int], settings: Settings) -> BatchR
     runtime = get_runtime(settings)
     try:
         return process(payloads, settings=settings, embedder=runtime.embedder, models=runtime.models,
-                       cache_embeddings=settings.cache_embeddings, attempts=attempts)
+                       cache_embeddings=settings.cache_embeddings, attempts=attempts,
+                       followers=runtime.followers)
     except Exception:  # a bug must not cost posts: send them all again, later
         log.exception("unexpected error in a batch of %d posts; sending them again", len(payloads))
         report = BatchReport(retry_delay_s=settings.retry_max_s)

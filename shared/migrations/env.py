@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import pool
 
 import shared.corrections  # noqa: F401 - its table joins Base.metadata
+import shared.drift_sums  # noqa: F401 - its table joins Base.metadata
 import shared.results  # noqa: F401 - its table joins Base.metadata
 from shared.db import Base, get_engine
 

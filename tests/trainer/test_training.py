@@ -10,6 +10,7 @@ import pytest
 from shared import registry
 from shared.embedders.fake import FakeEmbedder
 from shared.errors import DatasetError, ModelError
+from shared.reference import load_reference
 from shared.settings import get_settings
 from shared.store import META_FILE, MODEL_FILE, checksum
 from tests.trainer.tables import post_rows, write_table
@@ -48,6 +49,11 @@ def test_training_saves_registers_and_promotes_a_version(posts_csv: Path) -> Non
     assert info.metrics == {"accuracy": result.metrics["accuracy"],
                             "macro_f1": result.metrics["macro_f1"], "n": 18}
     assert registry.resolve(settings.db_url, name="topics") == 1
+    # with its drift reference: the version's own predictions on the 18 test posts
+    reference = load_reference(result.directory)
+    assert reference is not None and reference.posts == 18 and len(reference.centroid) == 64
+    assert sum(reference.label_shares.values()) == pytest.approx(1.0)
+    assert reference.mean_confidence > 0.5 and 0 < reference.spread < 1
 
 
 def test_training_again_embeds_nothing_new(posts_csv: Path) -> None:
