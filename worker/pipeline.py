@@ -31,6 +31,7 @@ from shared.preprocess import preprocess
 from shared.results import ResultRow, Status, write_rows
 from shared.settings import Settings
 from shared.store import LoadedModel
+from worker import metrics
 from worker.payload import Post, parse_post, storable_metadata
 from worker.retry_policy import RetryPolicy
 from worker.serving import ModelServer
@@ -47,6 +48,9 @@ class BatchReport:
     retry_delay_s: float = 0.0
     error: str | None = None
     classify_ms: float = 0.0  # embedding and classifying the valid posts
+    model_name: str = ""  # the version this batch was served with (0: none could be)
+    model_version: int = 0
+    retry_reason: str | None = None  # why posts go round again (worker/metrics.py:retry_reason)
 
 
 def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
@@ -56,12 +60,17 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: LoadedModel, *,
         return []
     batch_id = uuid.uuid4().hex
     texts = [preprocess(p.text) for p in posts]
-    if cache_url:
-        embedder = CachedEmbedder(embedder, cache_url)
+    cached = CachedEmbedder(embedder, cache_url) if cache_url else None
+    embedder = cached or embedder
+    started = time.perf_counter()
     outcome = embedder.embed_each(texts)
+    embedded = time.perf_counter()
+    metrics.observe_embed(embedder.id, embedded - started, hits=cached.stats.hits if cached else 0,
+                          misses=cached.stats.misses if cached else 0)
     vectors, rejected = outcome.vectors, outcome.rejected
     # The texts serve a model that reads words; rejected posts' rows are ignored.
     probabilities = model.classifier.predict_proba(vectors, texts)
+    metrics.observe_classify(time.perf_counter() - embedded)
     labels = [str(label) for label in model.classifier.classes_]
     rows = []
     for i, post in enumerate(posts):
@@ -140,6 +149,7 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     policy = RetryPolicy(settings)
     batch = _validate(payloads, attempts, settings)
     model, name, version, model_error = _serving(models, settings)
+    report.model_name, report.model_version = name, version
     rows = batch.rejected
     for row in rows:
         row.model_name, row.model_version = name, version
@@ -175,7 +185,7 @@ def _retry_unwritten(report: BatchReport, batch: _Validated, exc: TransientError
     report.retry += [p for p in batch.valid if p.id not in retry_ids]
     report.resend = batch.rejected_raw
     report.retry_delay_s = max(report.retry_delay_s, outage.delay_s)
-    report.error = str(exc)
+    report.error, report.retry_reason = str(exc), metrics.retry_reason(exc)
     log.warning("database write failed for %d posts, will retry: %s", rows, exc)
 
 
@@ -206,7 +216,7 @@ def _retry_or_fail(report: BatchReport, posts: list[Post], exc: TopicqError, pol
         else:
             report.retry.append(_with_attempt(post))
     report.retry_delay_s = max(report.retry_delay_s, decision.delay_s)
-    report.error = str(exc)
+    report.error, report.retry_reason = str(exc), metrics.retry_reason(exc)
     # The worker's own setup (key refused, no model) needs a person: say so loudly.
     what, level = type(exc).__name__, logging.WARNING
     if isinstance(exc, ConfigError):
