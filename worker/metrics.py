@@ -208,6 +208,21 @@ def time_rate_limits(embedder: Any) -> None:
         embedder = getattr(embedder, "inner", None)
 
 
+# What BacklogCollector exports, read from Redis at scrape time.
+BACKLOG_GAUGES = ("topicq_redis_up", "topicq_queue_depth", "topicq_queue_messages",
+                  "topicq_oldest_message_age_seconds")
+
+
+def exported_names() -> set[str]:
+    """Every sample name a worker can export (counters with `_total`, histograms' series), for checks
+    of dashboards and alert rules."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    names = set(BACKLOG_GAUGES)
+    for family in REGISTRY.collect():
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+    return names
+
+
 class BacklogCollector(Collector):
     """topicq_queue_depth and topicq_oldest_message_age_seconds, read from Redis at each scrape.
 
