@@ -37,6 +37,7 @@ COMMANDS = {
     "demo": "cli.demo:demo",
     "fake-gemini": "cli.fake_gemini:fake_gemini_command",
     "health": "cli.ops:health",
+    "status": "cli.ops:status",
 }
 
 # Verbs that use the database: the group brings its schema up to date before they run.

@@ -66,11 +66,17 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
                           embedder=runtime.embedder.id,
                           serving=lambda: getattr(runtime.models.report, "serving", None))
     app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
-    exporter = None
+    exporter, publisher = None, None
     if settings.metrics_port:
+        from worker.live_stats import Publisher
+
         metrics.REGISTRY.register(metrics.BacklogCollector(settings.redis_url, settings.queue))
         exporter = start_exporter(settings.metrics_host, settings.metrics_port, heartbeat=heartbeat,
                                   max_age_s=settings.heartbeat_max_age_s)
+        # `topicq status` reads each worker's recent figures from Redis.
+        publisher = Publisher(settings.redis_url, settings.queue, name, about=lambda: {
+            "serving": getattr(runtime.models.report, "serving", None), "embedder": runtime.embedder.id,
+        }).start()
     argv = ["worker", "-Q", settings.queue, "-P", "threads", "-c", str(concurrency), "-l", loglevel,
             "--without-gossip", "--without-mingle", "-n", hostname]
     try:
@@ -80,6 +86,8 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
         heartbeat.remove()
         if exporter is not None:
             exporter.stop()
+        if publisher is not None:
+            publisher.stop()
         clear = getattr(runtime.models.report, "clear", None)
         if clear is not None:
             clear()  # `topicq models` / `stats` list running workers only

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -84,3 +86,20 @@ def test_metrics_count_every_post_its_latency_and_the_backlog(
     assert labels["name"] == settings.model_name and labels["version"] == str(version) and value == 1
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
         assert reply.status == 200 and json.loads(reply.read())["alive"] is True
+
+    # `topicq status` sees the same, from Redis alone: the backlog and the worker's published figures.
+    view: dict = {}
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        done = subprocess.run([sys.executable, "-m", "cli.main", "status", "--once", "--format", "json"],
+                              env=worker.env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        view = json.loads(done.stdout)
+        if view["totals"]["done"] == sent:
+            break
+        time.sleep(1)
+    assert view["totals"]["done"] == sent and view["backlog"]["depth"] == 0
+    [seen] = view["workers"]
+    assert seen["serving"] == f"{settings.model_name}:{version}"
+    assert view["latency_s"]["posts"] == len(posts) and view["latency_s"]["unstamped"] == 2, view
+    assert 0 < view["latency_s"]["p50"] <= view["latency_s"]["p95"] < 60
