@@ -94,6 +94,8 @@ def test_health_follows_redis_and_the_depth_counts_buffered_posts(
         broker.start()
         until(lambda: health(worker)[0] == 0, 30)
         assert worker.alive()
+        beat = json.loads(settings.heartbeat_path.read_text())["at"]
+        until(lambda: json.loads(settings.heartbeat_path.read_text())["at"] > beat, 5)  # beating again
         worker.stop()  # a worker that stops takes its heartbeat file with it
         code, out = health(worker)
         assert code == 1 and "FAIL worker" in out and "no heartbeat" in out, out
