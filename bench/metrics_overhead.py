@@ -251,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                     order = SIDES[number % len(SIDES):] + SIDES[:number % len(SIDES)]
                     measured: dict[str, Any] = {"order": list(order)}
                     for side in order:
-                        single = make_posts(args.single, f"s{number}", seed=number)
-                        backfill = make_posts(args.backfill, f"b{number}", seed=100 + number)
+                        # Texts of each side's own (seeded by round and side): every side misses the
+                        # embedding cache alike, none reads what another side just stored.
+                        seed = 10 * number + SIDES.index(side)
+                        single = make_posts(args.single, f"s{number}", seed=seed, words=16)
+                        backfill = make_posts(args.backfill, f"b{number}", seed=1000 + seed, words=16)
                         measured[side] = {
                             "single": run_phase("single", client, queues[side], db, pids[side], single,
                                                 f"{side}/s{number}/", args.chunk, args.timeout),
