@@ -19,6 +19,7 @@ batch: a post must not fail because a figure could not be kept.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry()
 _enabled = False
 _low_confidence = 0.5
+_served: tuple[str, str, str] | None = None
+_serving_lock = threading.Lock()
 
 POSTS = Counter("topicq_posts", "Posts by outcome: done, rejected, failed, or retried (sent again).",
                 ["status", "model_name", "model_version"], registry=REGISTRY)
@@ -171,13 +174,17 @@ def dead_letter() -> None:
 
 def serving(name: str, version: int, embedder_id: str) -> None:
     """The version this worker serves now: the only `topicq_model_info` series set."""
-    if not _enabled:
-        return
+    global _served
     labels = (name, str(version), embedder_id)
-    for sample_labels in list(MODEL_INFO._metrics):  # drop the version served before
-        if sample_labels != labels:
-            MODEL_INFO.remove(*sample_labels)
-    MODEL_INFO.labels(*labels).set(1)
+    if not _enabled or labels == _served:  # told after every look at the alias: mostly no change
+        return
+    with _serving_lock:
+        if labels == _served:
+            return
+        if _served is not None:
+            MODEL_INFO.remove(*_served)  # one series: the version served now
+        MODEL_INFO.labels(*labels).set(1)
+        _served = labels
 
 
 class TimedRateLimiter:
