@@ -62,7 +62,9 @@ CLASSIFY_SECONDS = Histogram("topicq_classify_seconds", "Seconds per classifier 
                              registry=REGISTRY)
 END_TO_END = Histogram("topicq_end_to_end_seconds",
                        "Seconds from the producer's send stamp to the post's row committed.",
-                       buckets=(.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600),
+                       # Fine up to minutes (a backfill's wait), then coarse: p95 interpolates inside one.
+                       buckets=(.05, .1, .25, .5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600,
+                                1800, 3600, 21600),
                        registry=REGISTRY)
 UNSTAMPED = Counter("topicq_end_to_end_unstamped",
                     "Posts written whose message had no usable send stamp (e.g. a raw LPUSH).",
