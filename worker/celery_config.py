@@ -60,6 +60,6 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "dead_letter_max": settings.dead_letter_max,
         },
         "worker_hijack_root_logger": False,
-        # Flower's task view; metrics (worker/metrics.py) answer the same questions for less.
+        # Flower's task view (TASK_EVENTS); worker/metrics.py covers throughput, failures, latency.
         "worker_send_task_events": settings.task_events,
     }
