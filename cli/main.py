@@ -39,6 +39,8 @@ COMMANDS = {
     "dead-letters": "cli.dead_letters:dead_letters_command",
     "demo": "cli.demo:demo",
     "fake-gemini": "cli.fake_gemini:fake_gemini_command",
+    "health": "cli.ops:health",
+    "status": "cli.ops:status",
 }
 
 # Verbs that use the database: the group brings its schema up to date before they run.

@@ -36,12 +36,16 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
       BATCH_SIZE=64 REDIS_URL=redis://queue:6379/0 topicq worker -c 2
     """
     import logging
+    import socket
     import time
 
+    from worker import metrics
     from worker.runtime import get_runtime
 
     log = logging.getLogger("worker")
     settings = get_settings()
+    if settings.metrics_port:  # before the model loads, so topicq_model_info is set by the first look
+        metrics.enable(low_confidence_score=settings.low_confidence_score)
     runtime = get_runtime(settings)
     started = time.monotonic()
     model = runtime.models.current()  # fail fast: no model, or a model of another embedder
@@ -54,13 +58,36 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
              runtime.embedder.id, time.monotonic() - started, settings.queue, settings.batch_size,
              settings.batch_wait_s)
     from worker.app import app
+    from worker.exporter import start_exporter
+    from worker.heartbeat import Heartbeat, consumer_step
 
+    name = hostname.replace("%h", socket.gethostname())
+    heartbeat = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue,
+                          embedder=runtime.embedder.id,
+                          serving=lambda: getattr(runtime.models.report, "serving", None))
+    app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
+    exporter, publisher = None, None
+    if settings.metrics_port:
+        from worker.live_stats import Publisher
+
+        metrics.REGISTRY.register(metrics.BacklogCollector(settings.redis_url, settings.queue))
+        exporter = start_exporter(settings.metrics_host, settings.metrics_port, heartbeat=heartbeat,
+                                  max_age_s=settings.heartbeat_max_age_s)
+        # `topicq status` reads each worker's recent figures from Redis.
+        publisher = Publisher(settings.redis_url, settings.queue, name, about=lambda: {
+            "serving": getattr(runtime.models.report, "serving", None), "embedder": runtime.embedder.id,
+        }).start()
     argv = ["worker", "-Q", settings.queue, "-P", "threads", "-c", str(concurrency), "-l", loglevel,
             "--without-gossip", "--without-mingle", "-n", hostname]
     try:
         # Celery's own exit status: non-zero when the worker stopped on an error.
         status = app.start(argv) or 0
     finally:
+        heartbeat.remove()
+        if exporter is not None:
+            exporter.stop()
+        if publisher is not None:
+            publisher.stop()
         clear = getattr(runtime.models.report, "clear", None)
         if clear is not None:
             clear()  # `topicq models` / `stats` list running workers only

@@ -91,6 +91,22 @@ class Settings(BaseSettings):
     # Whose text a `done` row keeps: review = flagged posts only (for `topicq review export`
     # and training on corrections), all, none. Failed rows always keep theirs (retry-failed).
     keep_text: Literal["review", "all", "none"] = "review"
+    # Prometheus metrics and /healthz of a worker process (worker/exporter.py); 0 = no metrics at all.
+    # One port per process: several workers on one host each need their own.
+    metrics_port: int = Field(default=9800, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"  # scraped from other hosts (Prometheus, Kubernetes probes)
+    # A `done` post whose best score is below this counts in topicq_low_confidence_total.
+    low_confidence_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Liveness: the consumer loop rewrites this file every HEARTBEAT_INTERVAL_S; `topicq health`
+    # and /healthz call a worker stuck when it is older than HEARTBEAT_MAX_AGE_S (long enough to
+    # ride out a broker reconnect without a restart).
+    heartbeat_file: Path | None = None  # default: topicq_home/worker-heartbeat.json
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    heartbeat_max_age_s: float = Field(default=60.0, gt=0)
+    # Celery task events (Flower's task list): off; on, every message adds Redis publishes
+    # (task received, started, succeeded) that nobody reads unless Flower runs. Metrics cover
+    # throughput, failures and latency without them.
+    task_events: bool = False
 
     @field_validator("batch_size", "backfill_chunk", "max_text_chars", "max_retries",
                      "dead_letter_max", "drift_bucket_s")
@@ -117,6 +133,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.topicq_home / 'topicq.db').resolve()}"
+
+    @property
+    def heartbeat_path(self) -> Path:
+        return (self.heartbeat_file or self.topicq_home / "worker-heartbeat.json").resolve()
 
     @property
     def models_path(self) -> Path:

@@ -27,6 +27,8 @@ def worker_env(db_url: str, redis_url: str, home: Path, **overrides: str) -> dic
         "BATCH_SIZE": "16", "BATCH_WAIT_S": "0.3",
         "VISIBILITY_TIMEOUT_S": "8", "MODEL_REFRESH_S": "0.5",
         "RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1",
+        # Many test workers run at once on one host: no exporter unless a test gives a port.
+        "METRICS_PORT": "0",
     }
     env.update(overrides)
     return env

@@ -60,5 +60,6 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "dead_letter_max": settings.dead_letter_max,
         },
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": False,
+        # Flower's task view (TASK_EVENTS); worker/metrics.py covers throughput, failures, latency.
+        "worker_send_task_events": settings.task_events,
     }

@@ -8,6 +8,7 @@ Bad posts are refused here with InvalidPostError, before they reach a worker.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from shared.errors import InvalidPostError, TransientError
 from shared.settings import Settings, get_settings
 from worker.celery_config import celery_config
 from worker.payload import Post, parse_post
-from worker.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
+from worker.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, SENT_AT_HEADER
 
 
 class Producer:
@@ -33,12 +34,13 @@ class Producer:
         return parse_post(raw, max_text_chars=self.settings.max_text_chars)
 
     def send(self, post: Post) -> str:
-        result = self.app.send_task(CLASSIFY_TASK, kwargs=post.to_message(), queue=self.settings.queue)
+        result = self.app.send_task(CLASSIFY_TASK, kwargs=post.to_message(), queue=self.settings.queue,
+                                    headers={SENT_AT_HEADER: time.time()})
         return str(result.id)
 
     def send_chunk(self, posts: list[Post]) -> str:
         result = self.app.send_task(CLASSIFY_CHUNK_TASK, kwargs={"posts": [p.to_message() for p in posts]},
-                                    queue=self.settings.queue)
+                                    queue=self.settings.queue, headers={SENT_AT_HEADER: time.time()})
         return str(result.id)
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from worker.payload import guess_id
-from worker.protocol import ATTEMPT_HEADER, DUE_HEADER, MAX_ATTEMPT_HEADER
+from worker.protocol import ATTEMPT_HEADER, DUE_HEADER, MAX_ATTEMPT_HEADER, MAX_EPOCH_S, SENT_AT_HEADER
 
 # Deeper JSON than this in a body is refused (metadata allows 32 levels under the post).
 MAX_BODY_DEPTH = 40
@@ -52,6 +52,8 @@ class Envelope:
     message: dict[str, Any]  # the decoded list entry, as kombu will deliver it
     task: str
     post_ids: list[str] = field(default_factory=list)
+    # The producer's send stamp was there but not epoch seconds: removed, counted apart (worker/metrics.py).
+    bad_stamp: bool = False
 
 
 def inspect(raw: bytes | str, *, tasks: frozenset[str] | set[str]) -> Envelope:
@@ -69,7 +71,22 @@ def inspect(raw: bytes | str, *, tasks: frozenset[str] | set[str]) -> Envelope:
         _check_body(body, task)
     except PoisonMessage as exc:
         raise PoisonMessage(exc.reason, post_ids) from None
-    return Envelope(message=message, task=task, post_ids=post_ids)
+    return Envelope(message=message, task=task, post_ids=post_ids,
+                    bad_stamp=_drop_bad_stamp(message["headers"]))
+
+
+def _drop_bad_stamp(headers: dict[str, Any]) -> bool:
+    """Remove a send stamp that is not epoch seconds. It feeds a latency figure only, so it never
+    costs the post: the message goes on as one without a stamp."""
+    if SENT_AT_HEADER not in headers or valid_stamp(headers[SENT_AT_HEADER]):
+        return False
+    del headers[SENT_AT_HEADER]
+    return True
+
+
+def valid_stamp(value: Any) -> bool:
+    """Whether `value` is a send stamp: epoch seconds, a finite number from 0 to MAX_EPOCH_S."""
+    return _is_number(value) and 0 <= value < MAX_EPOCH_S
 
 
 def _kind(value: Any) -> str:

@@ -32,6 +32,7 @@ from shared.results import ResultRow, Status, write_rows
 from shared.review import ReviewPolicy, flag_row, review_flags
 from shared.settings import Settings
 from shared.store import TopicModel
+from worker import metrics
 from worker.embedded import EmbeddedBatch
 from worker.followers import BatchFollowers
 from worker.payload import Post, parse_post, storable_metadata
@@ -50,6 +51,9 @@ class BatchReport:
     retry_delay_s: float = 0.0
     error: str | None = None
     classify_ms: float = 0.0  # embedding and classifying the valid posts
+    model_name: str = ""  # the version this batch was served with (0: none could be)
+    model_version: int = 0
+    retry_reason: str | None = None  # why posts go round again (worker/metrics.py:retry_reason)
 
 
 def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
@@ -62,12 +66,17 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
         return []
     batch_id = uuid.uuid4().hex
     texts = [preprocess(p.text) for p in posts]
-    if cache_url:
-        embedder = CachedEmbedder(embedder, cache_url)
+    cached = CachedEmbedder(embedder, cache_url) if cache_url else None
+    embedder = cached or embedder
+    started = time.perf_counter()
     outcome = embedder.embed_each(texts)
+    embed_done = time.perf_counter()
+    metrics.observe_embed(embedder.id, embed_done - started, hits=cached.stats.hits if cached else 0,
+                          misses=cached.stats.misses if cached else 0)
     vectors, rejected = outcome.vectors, outcome.rejected
     # The texts serve a model that reads words; rejected posts' rows are ignored.
     probabilities = model.classifier.predict_proba(vectors, texts)
+    metrics.observe_classify(time.perf_counter() - embed_done)
     labels = [str(label) for label in model.classifier.classes_]
     flags = review_flags(probabilities, vectors, labels, model, review)
     rows = []
@@ -155,6 +164,7 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     batch = _validate(payloads, attempts, settings)
     embedded: list[EmbeddedBatch] = []
     model, name, version, model_error = _serving(models, settings)
+    report.model_name, report.model_version = name, version
     rows = batch.rejected
     for row in rows:
         row.model_name, row.model_version = name, version
@@ -193,7 +203,7 @@ def _retry_unwritten(report: BatchReport, batch: _Validated, exc: TransientError
     report.retry += [p for p in batch.valid if p.id not in retry_ids]
     report.resend = batch.rejected_raw
     report.retry_delay_s = max(report.retry_delay_s, outage.delay_s)
-    report.error = str(exc)
+    report.error, report.retry_reason = str(exc), metrics.retry_reason(exc)
     log.warning("database write failed for %d posts, will retry: %s", rows, exc)
 
 
@@ -224,7 +234,7 @@ def _retry_or_fail(report: BatchReport, posts: list[Post], exc: TopicqError, pol
         else:
             report.retry.append(_with_attempt(post))
     report.retry_delay_s = max(report.retry_delay_s, decision.delay_s)
-    report.error = str(exc)
+    report.error, report.retry_reason = str(exc), metrics.retry_reason(exc)
     # The worker's own setup (key refused, no model) needs a person: say so loudly.
     what, level = type(exc).__name__, logging.WARNING
     if isinstance(exc, ConfigError):

@@ -23,3 +23,9 @@ MAX_ATTEMPT_HEADER = 1000
 # When a post sent again is due (epoch seconds), for waits longer than one countdown may be
 # (worker/retry_policy.py): until then a worker passes the message on without processing it.
 DUE_HEADER = "topicq_due"
+# When the producer sent the post (epoch seconds, a number): the start of the end-to-end latency
+# (worker/metrics.py). Kept when a worker sends the post again; a message without it (a raw LPUSH
+# from another language) is counted apart, and one with a value that is not epoch seconds has it
+# removed by the envelope check (worker/envelope.py) rather than being refused.
+SENT_AT_HEADER = "topicq_sent_at"
+MAX_EPOCH_S = 1e11  # year 5138: anything larger is not epoch seconds

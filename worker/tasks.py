@@ -19,9 +19,10 @@ from celery import Celery, Task
 from celery_batches import Batches, SimpleRequest
 
 from shared.settings import Settings
+from worker import metrics
 from worker.payload import Post, payload_from_call
 from worker.pipeline import BatchReport, process
-from worker.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, DUE_HEADER
+from worker.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, DUE_HEADER, SENT_AT_HEADER
 from worker.retry_policy import RetryPolicy
 from worker.runtime import get_runtime
 
@@ -39,13 +40,21 @@ def _due(headers: dict[str, Any] | None) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
+def _sent_at(headers: dict[str, Any] | None) -> float | None:
+    """The producer's send stamp (the transport removed one that is not epoch seconds)."""
+    value = (headers or {}).get(SENT_AT_HEADER)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 # A message this close to its due time is processed rather than passed on once more.
 DUE_SLACK_S = 0.5
 
 
 def _send_again(task: Task, policy: RetryPolicy, kwargs: dict[str, Any], *, attempt: int, due_at: float,
-                task_id: str | None = None) -> None:
+                task_id: str | None = None, sent_at: float | None = None) -> None:
     headers: dict[str, Any] = {ATTEMPT_HEADER: attempt}
+    if sent_at is not None:  # a retried post keeps its first send time: latency counts every round
+        headers[SENT_AT_HEADER] = sent_at
     countdown = policy.countdown(due_at)
     if due_at - time.time() > countdown + DUE_SLACK_S:
         headers[DUE_HEADER] = due_at  # longer than one step: passed on until due
@@ -103,21 +112,28 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             due = _due(request.request_dict)
             if due > now + DUE_SLACK_S:  # a long wait, taken in steps: not yet
                 _send_again(self, policy, payload_from_call(request.args, request.kwargs),
-                            attempt=_attempt(request.request_dict), due_at=due, task_id=request.id)
+                            attempt=_attempt(request.request_dict), due_at=due, task_id=request.id,
+                            sent_at=_sent_at(request.request_dict))
             else:
                 ready.append(request)
         if not ready:
             return
         payloads = [payload_from_call(r.args, r.kwargs) for r in ready]
+        metrics.taken_up(len(ready), len(payloads))
         report = _run(payloads, [_attempt(r.request_dict) for r in ready], settings)
         due_at = now + report.retry_delay_s
         ids = {str(payload.get("id")): r.id for r, payload in zip(ready, payloads, strict=True)
                if isinstance(payload, dict)}
+        stamps = {str(payload.get("id")): stamp for r, payload in zip(ready, payloads, strict=True)
+                  if isinstance(payload, dict) and (stamp := _sent_at(r.request_dict)) is not None}
+        metrics.batch_done(report, len(payloads), stamps)
         for post in report.retry:
             _send_again(self, policy, post.to_message(), attempt=post.attempt, due_at=due_at,
-                        task_id=ids.get(post.id))
+                        task_id=ids.get(post.id), sent_at=stamps.get(post.id))
         for raw in report.resend:
-            _send_again(self, policy, raw, attempt=0, due_at=due_at, task_id=ids.get(str(raw.get("id"))))
+            raw_id = str(raw.get("id"))
+            _send_again(self, policy, raw, attempt=0, due_at=due_at, task_id=ids.get(raw_id),
+                        sent_at=stamps.get(raw_id))
 
     @app.task(name=CLASSIFY_CHUNK_TASK, bind=True, acks_late=True, shared=False)
     def classify_chunk(self: Task, posts: list[Any]) -> None:
@@ -125,11 +141,15 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             log.error("classify_chunk expects a list of posts, got %s", type(posts).__name__)
             return
         headers, now = self.request.__dict__, time.time()
-        attempt = _attempt(headers)
+        attempt, sent_at = _attempt(headers), _sent_at(headers)
         if _due(headers) > now + DUE_SLACK_S:
-            _send_again(self, policy, {"posts": posts}, attempt=attempt, due_at=_due(headers))
+            _send_again(self, policy, {"posts": posts}, attempt=attempt, due_at=_due(headers),
+                        sent_at=sent_at)
             return
+        metrics.taken_up(1, len(posts))
         report = _run(posts, [attempt] * len(posts), settings)
+        metrics.batch_done(report, len(posts), {} if sent_at is None else
+                           {str(p.get("id")): sent_at for p in posts if isinstance(p, dict)})
         # One message per attempt count: the header holds one number for the whole chunk.
         by_attempt: dict[int, list[Any]] = {}
         for post in report.retry:
@@ -137,4 +157,5 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         if report.resend:
             by_attempt.setdefault(attempt, []).extend(report.resend)
         for count, chunk in sorted(by_attempt.items()):
-            _send_again(self, policy, {"posts": chunk}, attempt=count, due_at=now + report.retry_delay_s)
+            _send_again(self, policy, {"posts": chunk}, attempt=count, due_at=now + report.retry_delay_s,
+                        sent_at=sent_at)

@@ -38,7 +38,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.imports import symbol_by_name
 from kombu.utils.json import loads
 
-from worker import dead_letters
+from worker import dead_letters, metrics
 from worker.envelope import PoisonMessage, inspect
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,8 @@ class Channel(kombu_redis.Channel):
                 self._dead_letter(queue, raw, poison.reason, poison.post_ids, inflight=key)
                 return
             payload, post_ids = envelope.message, envelope.post_ids
+            if envelope.bad_stamp:
+                metrics.bad_stamp()
         tag = payload["properties"]["delivery_tag"]
         self.inflight[tag] = (key, raw)
         try:
@@ -210,6 +212,7 @@ class Channel(kombu_redis.Channel):
             pipe.execute()
         if unacked_tag is not None:
             kombu_redis.virtual.QoS.ack(self.qos, unacked_tag)  # forget it locally too
+        metrics.dead_letter()
         ids = f" (post ids: {', '.join(map(ascii, post_ids[:5]))}{', ...' if len(post_ids) > 5 else ''})" \
             if post_ids else ""
         log.error("moved a message from queue %r to %r: %s%s", queue, key, reason, ids)

@@ -1,0 +1,103 @@
+"""`topicq health` against a real worker on a private Redis that the test stops and starts again;
+and the backlog a worker holds in its buffer, which the Redis list alone does not show."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings
+from testkit.drills.services import PrivateRedis, ServiceUnavailable, free_port
+from testkit.factories import labelled_posts, register_fake_model
+from testkit.worker_process import WorkerProcess, worker_env
+from tests.ops.scrape import scrape, total
+from worker.client import Producer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broker() -> Iterator[PrivateRedis]:
+    try:
+        server = PrivateRedis(aof=False)
+    except ServiceUnavailable as exc:
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def env(postgres_url: str, broker: PrivateRedis, tmp_path: Path) -> dict[str, str]:
+    # A batch that will not fill soon: the posts sent wait in the worker's buffer.
+    return worker_env(postgres_url, broker.url(), tmp_path, METRICS_PORT=str(free_port()),
+                      BATCH_SIZE="64", BATCH_WAIT_S="60", HEARTBEAT_INTERVAL_S="0.5")
+
+
+def health(worker: WorkerProcess) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "cli.main", "health"], env=worker.env, capture_output=True,
+                          text=True, timeout=30)
+    return done.returncode, done.stdout + done.stderr
+
+
+def until(predicate: object, timeout: float) -> float:
+    """Seconds until `predicate()` held; raises after `timeout`."""
+    started = time.monotonic()
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def test_health_follows_redis_and_the_depth_counts_buffered_posts(
+    settings: Settings, env: dict[str, str], broker: PrivateRedis, tmp_path: Path
+) -> None:
+    register_fake_model(settings.db_url, settings.models_path)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        worker.start()
+        code, out = health(worker)
+        assert code == 0, out
+        assert "ok   worker" in out and f"{settings.model_name}:1" in out
+        beat = json.loads(settings.heartbeat_path.read_text())["at"]
+        time.sleep(1.2)
+        assert json.loads(settings.heartbeat_path.read_text())["at"] > beat  # the loop refreshes it
+
+        # Posts taken into the worker's buffer leave the list empty, yet they are the backlog.
+        producer = Producer(settings)
+        sent_at = time.time()
+        for post_id, text, _ in labelled_posts(3, seed=9):
+            producer.send(producer.validate(post_id, text))
+        producer.close()
+        client = broker.client()
+        until(lambda: client.llen(settings.queue) == 0, 15)
+        time.sleep(1.0)
+        samples = scrape(int(env["METRICS_PORT"]))
+        assert total(samples, "topicq_queue_depth", queue=settings.queue) == 9
+        assert total(samples, "topicq_queue_messages", state="unacked") == 9
+        age = total(samples, "topicq_oldest_message_age_seconds", queue=settings.queue)
+        assert 1.0 <= age <= time.time() - sent_at + 1
+
+        # Redis goes away: not ready within 10 s, with the reason on the redis line.
+        broker.stop(hard=True)
+        assert until(lambda: health(worker)[0] == 1, 10) < 10
+        code, out = health(worker)
+        assert code == 1 and "FAIL redis" in out, out
+        assert total(scrape(int(env["METRICS_PORT"])), "topicq_redis_up") == 0
+        # Back: ready again, the worker reconnected and kept beating.
+        broker.start()
+        until(lambda: health(worker)[0] == 0, 30)
+        assert worker.alive()
+        beat = json.loads(settings.heartbeat_path.read_text())["at"]
+        until(lambda: json.loads(settings.heartbeat_path.read_text())["at"] > beat, 5)  # beating again
+        worker.stop()  # a worker that stops takes its heartbeat file with it
+        code, out = health(worker)
+        assert code == 1 and "FAIL worker" in out and "no heartbeat" in out, out
+    finally:
+        worker.kill()

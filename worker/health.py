@@ -1,0 +1,90 @@
+"""Is this worker ready? The checks of `topicq health`, each cheap and bounded by a timeout.
+
+    worker    the heartbeat file is fresh (the consumer loop runs) and names the model and
+              embedder the worker loaded              (liveness: this check alone)
+    redis     the broker answers PING
+    database  the results database answers SELECT 1
+
+Ready = every check passes. Nothing here imports Celery, TensorFlow or torch: a
+probe runs in a fraction of a second of CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.db import safe_url
+from shared.settings import Settings
+from worker.heartbeat import read_heartbeat
+
+TIMEOUT_S = 3.0  # a probe that hangs is a failed probe
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name:<9} {self.detail}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def check_worker(path: Path, max_age_s: float, now: float | None = None) -> Check:
+    beat = read_heartbeat(path)
+    if beat is None:
+        return Check("worker", False, f"no heartbeat in {path} (is `topicq worker` running here, "
+                                      "with the same HEARTBEAT_FILE / TOPICQ_HOME?)")
+    age = (time.time() if now is None else now) - float(beat["at"])
+    who = f"{beat.get('worker')} serving {beat.get('serving') or 'nothing'} with {beat.get('embedder')}"
+    if age > max_age_s:
+        return Check("worker", False, f"{who}: last heartbeat {age:.0f} s ago, more than {max_age_s:g} s "
+                                      "(consumer loop stuck, or reconnecting to Redis)")
+    if not beat.get("serving"):
+        return Check("worker", False, f"{who}: no model loaded")
+    return Check("worker", True, f"{who}, heartbeat {age:.1f} s ago")
+
+
+def check_redis(url: str, timeout_s: float = TIMEOUT_S) -> Check:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        return Check("redis", False, f"{safe_url(url)}: {_first_line(exc)}")
+    return Check("redis", True, f"{safe_url(url)} answers")
+
+
+def check_database(url: str, timeout_s: float = TIMEOUT_S) -> Check:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    connect_args = {"connect_timeout": int(max(1, timeout_s))} if url.startswith("postgresql") else {}
+    try:
+        engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        return Check("database", False, f"{safe_url(url)}: {_first_line(exc)}")
+    return Check("database", True, f"{safe_url(url)} answers")
+
+
+def run_checks(settings: Settings, *, liveness: bool = False) -> list[Check]:
+    checks = [check_worker(settings.heartbeat_path, settings.heartbeat_max_age_s)]
+    if not liveness:
+        checks += [check_redis(settings.redis_url), check_database(settings.db_url)]
+    return checks

@@ -1,0 +1,91 @@
+"""Liveness without `celery inspect ping`: a heartbeat the worker's consumer loop refreshes.
+
+A Celery consumer step puts `Heartbeat.beat` on the consumer's own timer, so
+the beat stops when the event loop that takes messages stops: hung, or
+reconnecting to a broker that is gone. Each beat stamps the time in memory
+(for /healthz on the metrics port) and rewrites a small JSON file
+(HEARTBEAT_FILE, for `topicq health` in the same container):
+
+    {"at": 1764520000.1, "worker": "topicq@host", "queue": "topicq", "pid": 7,
+     "serving": "topics:3", "embedder": "fake-..."}
+
+A probe costs a file read, not the ~3 s of CPU and the broker round trip of a
+ping that a long task can also make fail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    def __init__(self, path: Path, *, worker: str, queue: str, embedder: str,
+                 serving: Callable[[], str | None] = lambda: None) -> None:
+        self.path, self.worker, self.queue, self.embedder = path, worker, queue, embedder
+        self.serving = serving
+        self.last: float | None = None  # time.time() of the latest beat
+
+    def beat(self) -> None:
+        self.last = time.time()
+        record = {"at": self.last, "worker": self.worker, "queue": self.queue, "pid": os.getpid(),
+                  "serving": self.serving(), "embedder": self.embedder}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            partial.write_text(json.dumps(record))
+            partial.replace(self.path)  # a reader never sees half a file
+        except OSError as exc:  # /healthz still knows; `topicq health` will say the file is stale
+            log.warning("cannot write the heartbeat file %s: %s", self.path, exc)
+
+    def age_s(self, now: float | None = None) -> float | None:
+        return None if self.last is None else (time.time() if now is None else now) - self.last
+
+    def remove(self) -> None:
+        """A worker that stops takes its heartbeat with it: a probe must not find an old one fresh."""
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def read_heartbeat(path: Path) -> dict[str, Any] | None:
+    """The latest beat written to `path`, or None when there is none or it cannot be read."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("at"), int | float) else None
+
+
+def consumer_step(heartbeat: Heartbeat, interval_s: float) -> type:
+    """A Celery consumer bootstep that beats every `interval_s` on the consumer's timer.
+
+    Celery starts consumer steps again after every broker reconnect (and clears the
+    timer when the connection is lost), so the beat resumes with the consumer."""
+    from celery import bootsteps
+
+    class HeartbeatStep(bootsteps.StartStopStep):
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self.timer_ref: Any = None
+
+        def start(self, consumer: Any) -> None:
+            heartbeat.beat()
+            self.timer_ref = consumer.timer.call_repeatedly(interval_s, heartbeat.beat)
+
+        def stop(self, consumer: Any) -> None:
+            if self.timer_ref is not None:
+                self.timer_ref.cancel()
+                self.timer_ref = None
+
+        shutdown = stop
+
+    return HeartbeatStep
