@@ -24,7 +24,7 @@ import numpy as np
 from shared import registry
 from shared.cache import CachedEmbedder, CacheStats
 from shared.db import session_scope
-from shared.embedders import Embedder, make_embedder
+from shared.embedders import Embedder, make_embedder, make_embedder_for
 from shared.errors import DatasetError, ModelError
 from shared.migrate import ensure_schema
 from shared.preprocess import PREPROCESS_VERSION, preprocess
@@ -354,7 +354,7 @@ def run_evaluation(
     unknown = sorted(set(data.classes) - set(loaded.meta.labels))
     if unknown:
         raise DatasetError(f"{loaded.key} knows {loaded.meta.labels}; the dataset also has {unknown}")
-    with _embedder(embedder or loaded.meta.embedder_id.split(":", 1)[0], settings) as encoder:
+    with _embedder(embedder or make_embedder_for(loaded.meta.embedder_id, settings), settings) as encoder:
         if encoder.id != loaded.meta.embedder_id:
             raise ModelError(f"{loaded.key} was trained with embedder {loaded.meta.embedder_id!r}, "
                              f"not {encoder.id!r}: its vectors are not comparable")

@@ -20,8 +20,9 @@ CHUNKED_SUFFIX = "chunked"
 
 
 class ChunkedLocalEmbedder(LocalEmbedder):
-    def __init__(self, max_tokens: int = 256, batch_size: int = 64, max_windows: int = 8) -> None:
-        super().__init__(max_tokens=max_tokens, batch_size=batch_size)
+    def __init__(self, max_tokens: int = 256, batch_size: int = 64, max_windows: int = 8,
+                 batch_tokens: int = 4096) -> None:
+        super().__init__(max_tokens=max_tokens, batch_size=batch_size, batch_tokens=batch_tokens)
         self.max_windows = max_windows
         self.id = f"local:{MODEL_NAME}:{DIM}:{max_tokens}:{CHUNKED_SUFFIX}"
 
