@@ -116,6 +116,8 @@ def topicq_variant(default: bool = False, **changes: Any) -> Runner:
 def variants() -> dict[str, Runner]:
     return {
         "topicq default": topicq_variant(default=True),
+        "default on the torch encoder": topicq_variant(default=True, embedder="local"),
+        "default on the onnx fp32 encoder": topicq_variant(default=True, embedder="local-onnx-fp32"),
         "tfidf+linearsvc": tfidf_svc,
         "embedding only (before)": topicq_variant(),
         "chunked": topicq_variant(embedder="local-chunked"),
@@ -220,12 +222,16 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 NOTES = {
     "topicq default": "what `topicq train` fits now (trainer.train.TrainConfig defaults): MiniLM "
-                      "(first 256 tokens) and TF-IDF words in two branches, the mean of their "
+                      "(first 256 tokens, int8 onnx encoder) and TF-IDF words in two branches, the mean of "
+                      "their "
                       "probabilities, self-training on the unlabeled rest of the train subset (b; "
                       "none in c)",
     "embedding only (before)": "the default before this work: MiniLM (first 256 tokens) -> "
                                "Dense(256, relu) -> Dropout(0.2) -> softmax; every lever below "
                                "changes only what it names from this",
+    "default on the torch encoder": "the default on EMBEDDER=local: MiniLM through sentence-transformers "
+                                    "(torch, fp32), the encoder before the int8 one",
+    "default on the onnx fp32 encoder": "the default on EMBEDDER=local-onnx-fp32 (torch's vectors to 1e-6)",
     "tfidf+linearsvc": "scikit-learn TfidfVectorizer(sublinear_tf, min_df=2) + LinearSVC",
     "chunked": "embedder local-chunked: the whole post (<= 5,000 chars) in 256-token windows, mean-pooled",
     "words (joint)": "TF-IDF of up to 50,000 words (fitted on the training posts, rows scaled to length 10) "
