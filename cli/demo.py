@@ -18,8 +18,9 @@ def demo(data_home: str | None, timeout: int) -> None:
     """Train (if needed), run a worker, backfill the sci test set, and report from the results table.
 
     \b
-    Uses SQLite and the model store under TOPICQ_HOME (./.topicq), the local
-    embedder, and Redis at REDIS_URL (a local redis-server is started if needed).
+    Uses SQLite and the model store under TOPICQ_HOME (./.topicq), the default
+    embedder (local-onnx: int8 MiniLM, no torch in the worker), and Redis at
+    REDIS_URL (a local redis-server is started if needed).
     Example:
       SCIKIT_LEARN_DATA=../shared/data/20newsgroups topicq demo
     """
@@ -39,7 +40,8 @@ def demo(data_home: str | None, timeout: int) -> None:
     if version is None:
         from trainer.train import run_training
 
-        click.echo(f"1/4 training {name} on 20 Newsgroups sci, 100 posts per class (local embedder)")
+        click.echo(f"1/4 training {name} on 20 Newsgroups sci, 100 posts per class "
+                   f"({settings.resolved_embedder()} embedder)")
         trained = run_training(dataset="20newsgroups", groups=DEMO_GROUPS, per_class=100, seed=0,
                                name=name, promote=True, data_home=data_home, settings=settings)
         version = trained.version
