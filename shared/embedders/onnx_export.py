@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     from shared.errors import TopicqError
 
     out = args.out or encoder_path(args.quantization)
+    if args.out is None and args.weights is None and out.exists():
+        print(f"{out} (already built)")  # named by its sources' checksum: still the right file
+        return 0
     try:
         cosine = build(out, quantization=args.quantization, weights=args.weights)
     except TopicqError as exc:
