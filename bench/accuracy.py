@@ -225,7 +225,8 @@ NOTES = {
                       "(first 256 tokens, int8 onnx encoder) and TF-IDF words in two branches, the mean of "
                       "their "
                       "probabilities, self-training on the unlabeled rest of the train subset (b; "
-                      "none in c)",
+                      "none in c); its (a) and (c) cells were measured on the torch encoder, before "
+                      "the int8 one became the default",
     "embedding only (before)": "the default before this work: MiniLM (first 256 tokens) -> "
                                "Dense(256, relu) -> Dropout(0.2) -> softmax; every lever below "
                                "changes only what it names from this",
