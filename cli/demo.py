@@ -15,8 +15,9 @@ def demo(data_home: str | None, timeout: int) -> None:
     """Train (if needed), run a worker, backfill the sci test set, and report from the results table.
 
     \b
-    Uses SQLite and the model store under TOPICQ_HOME (./.topicq), the local
-    embedder, and Redis at REDIS_URL (a local redis-server is started if needed).
+    Uses SQLite and the model store under TOPICQ_HOME (./.topicq), the default
+    embedder (local-onnx: int8 MiniLM, no torch in the worker), and Redis at
+    REDIS_URL (a local redis-server is started if needed).
     Example:
       SCIKIT_LEARN_DATA=../shared/data/20newsgroups topicq demo
     """

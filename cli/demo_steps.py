@@ -82,7 +82,8 @@ def train_or_serve(settings: Settings, data_home: str | None) -> tuple[str, int]
         return name, version
     from trainer.train import run_training
 
-    click.echo(f"1/4 training {name} on 20 Newsgroups sci, 100 posts per class (local embedder)")
+    click.echo(f"1/4 training {name} on 20 Newsgroups sci, 100 posts per class "
+               f"({settings.resolved_embedder()} embedder)")
     trained = run_training(dataset="20newsgroups", groups=DEMO_GROUPS, per_class=100, seed=0,
                            name=name, promote=True, data_home=data_home, settings=settings)
     click.echo(f"    {name}:{trained.version}: test accuracy {trained.metrics['accuracy']:.4f}, "

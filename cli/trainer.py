@@ -22,7 +22,7 @@ from trainer.datasets import NEWSGROUPS
 if TYPE_CHECKING:
     from trainer.train import EvalResult
 
-EMBEDDERS = ("local", "gemini", "fake")
+EMBEDDERS = ("local-onnx", "local-onnx-fp32", "local", "gemini", "fake")
 
 
 def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,7 +46,8 @@ def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Folder with 20news-bydate_py3.pkz (default: $SCIKIT_LEARN_DATA)."),
         click.option("--seed", default=0, show_default=True, help="Seed for sampling, splits and training."),
         click.option("--embedder", type=click.Choice(EMBEDDERS),
-                     help="Default: EMBEDDER (gemini when GEMINI_API_KEY is set, else local); "
+                     help="Default: EMBEDDER (gemini when GEMINI_API_KEY is set, else local-onnx, "
+                          "the int8 encoder; local = the torch one); "
                           "evaluate: the model's own."),
     ]
     for option in reversed(options):

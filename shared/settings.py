@@ -15,7 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
 
-EmbedderChoice = Literal["auto", "local", "gemini", "fake"]
+EmbedderChoice = Literal["auto", "local-onnx", "local-onnx-fp32", "local", "gemini", "fake"]
+ResolvedEmbedder = Literal["local-onnx", "local-onnx-fp32", "local", "gemini", "fake"]
 
 
 class Settings(BaseSettings):
@@ -42,7 +43,16 @@ class Settings(BaseSettings):
 
     embedder: EmbedderChoice = "auto"
     local_model_max_tokens: int = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
-    local_batch_size: int = 64
+    local_batch_size: int = 64  # at most this many posts per forward pass of the torch encoders
+    # The torch encoder (local) batches by tokens: length-sorted posts, (posts x longest)
+    # <= this. Sorted batches pay almost no padding; 4,096 bounds the attention buffers (memory).
+    # The onnx encoders run each post alone (shared/embedders/onnx.py says why).
+    embed_batch_tokens: int = 4096
+    # Threads of the onnx encoder; 0 = every core this process may use. The classifier (TensorFlow)
+    # runs after the encoder in the same thread, so the two never compete (shared/threads.py).
+    encoder_threads: int = 0
+    # Where the onnx encoder files are built and kept; default $XDG_CACHE_HOME (~/.cache)/topicq/encoders.
+    encoder_dir: Path | None = None
     fake_embed_delay_s: float = 0.0  # the fake embedder's time per call, to simulate a slow API
 
     gemini_api_key: SecretStr | None = None
@@ -108,7 +118,7 @@ class Settings(BaseSettings):
     # throughput, failures and latency without them.
     task_events: bool = False
 
-    @field_validator("batch_size", "backfill_chunk", "max_text_chars", "max_retries",
+    @field_validator("batch_size", "embed_batch_tokens", "backfill_chunk", "max_text_chars", "max_retries",
                      "dead_letter_max", "drift_bucket_s")
     @classmethod
     def _positive(cls, value: int) -> int:
@@ -155,12 +165,12 @@ class Settings(BaseSettings):
                 ) from None
         return None
 
-    def resolved_embedder(self) -> Literal["local", "gemini", "fake"]:
-        """`auto` means gemini when an API key is configured, else the local model."""
+    def resolved_embedder(self) -> ResolvedEmbedder:
+        """`auto` means gemini when an API key is configured, else the local int8 onnx encoder."""
         if self.embedder != "auto":
             return self.embedder
         has_key = self.gemini_api_key is not None or self.gemini_api_key_file is not None
-        return "gemini" if has_key else "local"
+        return "gemini" if has_key else "local-onnx"
 
 
 # Heroku-style and plain PostgreSQL URLs name no driver, or one that is not installed.

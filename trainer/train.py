@@ -24,7 +24,7 @@ from shared import registry
 from shared.cache import CachedEmbedder, CacheStats
 from shared.domain import DomainReference
 from shared.domain import calibrate as calibrate_domain
-from shared.embedders import Embedder, make_embedder
+from shared.embedders import Embedder, make_embedder, make_embedder_for
 from shared.errors import DatasetError
 from shared.migrate import ensure_schema
 from shared.preprocess import PREPROCESS_VERSION, preprocess
@@ -405,7 +405,7 @@ def run_evaluation(
     unknown = sorted(set(data.classes) - set(loaded.meta.labels))
     if unknown:
         raise DatasetError(f"{loaded.key} knows {loaded.meta.labels}; the dataset also has {unknown}")
-    with _embedder(embedder or loaded.meta.embedder_id.split(":", 1)[0], settings) as encoder:
+    with _embedder(embedder or make_embedder_for(loaded.meta.embedder_id, settings), settings) as encoder:
         loaded.check_embedder(encoder.id)
         texts = [preprocess(text) for text in data.texts]
         vectors, stats = embed_posts(settings, encoder, texts, progress)

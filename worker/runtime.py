@@ -1,6 +1,10 @@
 """What a worker process holds: settings, its embedder and the model server.
 
 Built once per process, lazily, so importing the tasks module stays cheap.
+With EMBEDDER=auto the worker embeds with what its production model was
+trained with (a model trained on the torch encoder keeps its torch encoder
+after the default changed); a set EMBEDDER is used as it is, and a model of
+another embedder is refused (worker/serving.py).
 """
 
 from __future__ import annotations
@@ -8,9 +12,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from shared.embedders import Embedder, make_embedder
+from shared import registry
+from shared.embedders import Embedder, make_embedder, make_embedder_for
+from shared.embedders.onnx import available_cores
+from shared.errors import TopicqError
 from shared.serving_status import ServingState, StatusReporter
 from shared.settings import Settings
+from shared.threads import settle_classifier_threads
 from worker import metrics
 from worker.followers import BatchFollowers, make_followers
 from worker.serving import ModelServer
@@ -48,8 +56,29 @@ _runtime: Runtime | None = None
 _lock = threading.Lock()
 
 
+def served_embedder_id(settings: Settings) -> str | None:
+    """The embedder id of the version MODEL_ALIAS names now; None without one (or a database)."""
+    try:
+        version = registry.resolve(settings.db_url, name=settings.model_name, alias=settings.model_alias)
+        if version is None:
+            return None
+        return registry.get_version(settings.db_url, name=settings.model_name, version=version).embedder_id
+    except TopicqError:
+        return None  # the model server says why, batch by batch
+
+
+def worker_embedder(settings: Settings) -> Embedder:
+    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet)."""
+    if settings.embedder == "auto":
+        served = served_embedder_id(settings)
+        if served is not None:
+            return make_embedder_for(served, settings)
+    return make_embedder(settings=settings)
+
+
 def build_runtime(settings: Settings, embedder: Embedder | None = None) -> Runtime:
-    embedder = embedder or make_embedder(settings=settings)
+    settle_classifier_threads(available_cores())
+    embedder = embedder or worker_embedder(settings)
     models = ModelServer(settings.db_url, name=settings.model_name, alias=settings.model_alias,
                          embedder_id=embedder.id, refresh_s=settings.model_refresh_s,
                          report=ServingReport(StatusReporter(settings.redis_url, settings.queue),

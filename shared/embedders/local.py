@@ -2,6 +2,8 @@
 
 The weights ship inside site-packages; nothing is fetched at run time (the
 Hugging Face hub is switched to offline before sentence-transformers loads).
+Forward passes take token-budget batches of the length-sorted texts
+(shared/embedders/batching.py), at most `batch_size` texts each.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from shared.embedders.base import Embedder, l2_normalise
+from shared.embedders.batching import token_budget_batches
 from shared.errors import ConfigError
 
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -19,9 +22,10 @@ DIM = 384
 
 
 class LocalEmbedder(Embedder):
-    def __init__(self, max_tokens: int = 256, batch_size: int = 64) -> None:
+    def __init__(self, max_tokens: int = 256, batch_size: int = 64, batch_tokens: int = 4096) -> None:
         self.max_tokens = max_tokens
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.dim = DIM
         self.id = f"local:{MODEL_NAME}:{DIM}:{max_tokens}"
         self._model: Any = None
@@ -45,11 +49,14 @@ class LocalEmbedder(Embedder):
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._load().encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        model = self._load()
+        lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=self.max_tokens,
+                                                       verbose=False)["input_ids"]]
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for batch in token_budget_batches(lengths, self.batch_tokens):
+            for start in range(0, len(batch), self.batch_size):
+                part = batch[start: start + self.batch_size]
+                vectors[part] = model.encode([texts[i] for i in part], batch_size=len(part),
+                                             convert_to_numpy=True, normalize_embeddings=True,
+                                             show_progress_bar=False)
         return l2_normalise(vectors)

@@ -24,7 +24,7 @@ def local_embedder() -> Embedder:
     return LocalEmbedder()
 
 
-@pytest.fixture(params=["fake", "gemini", pytest.param("local", marks=pytest.mark.slow)])
+@pytest.fixture(params=["fake", "gemini", "local-onnx", pytest.param("local", marks=pytest.mark.slow)])
 def embedder(request: pytest.FixtureRequest) -> Iterator[Embedder]:
     if request.param == "fake":
         yield FakeEmbedder()
@@ -33,6 +33,10 @@ def embedder(request: pytest.FixtureRequest) -> Iterator[Embedder]:
             gemini = GeminiEmbedder("test-key", base_url=fake.base_url, retries=0, timeout_s=5)
             yield gemini
             gemini.close()
+    elif request.param == "local-onnx":
+        from shared.embedders.onnx import OnnxEmbedder
+
+        yield OnnxEmbedder()  # 0.2 s to load once the encoder file is built (make install)
     else:
         yield request.getfixturevalue("local_embedder")
 

@@ -1,4 +1,4 @@
-"""One real training run: the local MiniLM embedder on a small 20 Newsgroups sci subset."""
+"""One real training run: the default (int8 onnx) MiniLM embedder on a small 20 Newsgroups sci subset."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from trainer.train import run_evaluation, run_training
 @pytest.mark.slow
 def test_local_embedder_learns_the_sci_groups(newsgroups_home: str) -> None:
     result = run_training(dataset="20newsgroups", groups=("sci",), per_class=20, test_per_class=10,
-                          data_home=newsgroups_home, embedder="local", seed=0, progress=False,
+                          data_home=newsgroups_home, embedder="local-onnx", seed=0, progress=False,
                           self_training=1.0)  # not the 2,293 other sci posts: this test embeds for real
 
     assert result.n_train == 80 and result.metrics["n"] == 40
