@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import click
 
 from shared.errors import DatasetError, ModelError
+from shared.post_files import read_post_file
 from shared.settings import get_settings
 
 EXPORT_COLUMNS = ["post_id", "label", "score", "runner_up", "runner_up_score", "margin", "reason",
@@ -76,45 +76,17 @@ def export(model: str | None, limit: int, fmt: str) -> None:
     writer.writerows(rows)
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        records = []
-        for number, line in enumerate(content.splitlines(), start=1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except ValueError as exc:
-                    raise DatasetError(f"{path}, line {number}: not valid JSON ({exc})") from None
-                if not isinstance(record, dict):
-                    raise DatasetError(f"{path}, line {number}: not a JSON object")
-                records.append(record)
-        return records
-    try:
-        return list(csv.DictReader(io.StringIO(content, newline="")))
-    except csv.Error as exc:
-        raise DatasetError(f"{path}: not valid CSV ({exc})") from None
-
-
 def read_corrections(path: Path, reviewer: str | None) -> tuple[list[Any], list[str]]:
     """The file's rows as CorrectionInputs, and the problems of rows that cannot be one."""
     from shared.corrections import CorrectionInput
 
-    records = _records(path)
-    if not records:
-        raise DatasetError(f"{path} holds no corrections")
-    missing = [column for column in ("post_id", "label") if column not in records[0]]
-    if missing:
-        raise DatasetError(f"{path}: no {' or '.join(missing)} column; columns present: "
-                           f"{', '.join(map(str, records[0])) or '(none)'} "
-                           "(expected post_id,label[,reviewer])")
+    source = read_post_file(path)
+    try:
+        source.require_columns(id="post_id", label="label")
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} (expected post_id,label[,reviewer])") from None
     rows, problems = [], []
-    for line, record in enumerate(records, start=1):
+    for line, record in zip(source.lines, source.records, strict=True):
         post_id, label = (str(record.get(key) or "").strip() for key in ("post_id", "label"))
         if not post_id or not label:
             problems.append(f"line {line}: {'post_id' if not post_id else 'label'} is empty")

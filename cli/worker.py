@@ -68,9 +68,10 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
     app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
     exporter, publisher = None, None
     if settings.metrics_port:
+        from worker.backlog import BacklogCollector
         from worker.live_stats import Publisher
 
-        metrics.REGISTRY.register(metrics.BacklogCollector(settings.redis_url, settings.queue))
+        metrics.REGISTRY.register(BacklogCollector(settings.redis_url, settings.queue))
         exporter = start_exporter(settings.metrics_host, settings.metrics_port, heartbeat=heartbeat,
                                   max_age_s=settings.heartbeat_max_age_s)
         # `topicq status` reads each worker's recent figures from Redis.

@@ -22,12 +22,9 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from shared.errors import (
     ConfigError,
@@ -217,7 +214,7 @@ def time_rate_limits(embedder: Any) -> None:
         embedder = getattr(embedder, "inner", None)
 
 
-# What BacklogCollector exports, read from Redis at scrape time.
+# What worker/backlog.py's BacklogCollector exports, read from Redis at scrape time.
 BACKLOG_GAUGES = ("topicq_redis_up", "topicq_queue_depth", "topicq_queue_messages",
                   "topicq_oldest_message_age_seconds")
 
@@ -230,56 +227,3 @@ def exported_names() -> set[str]:
     for family in REGISTRY.collect():
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
     return names
-
-
-class BacklogCollector(Collector):
-    """topicq_queue_depth and topicq_oldest_message_age_seconds, read from Redis at each scrape.
-
-    Every worker of a queue reports the same figures: aggregate with max(), not sum()."""
-
-    def __init__(self, redis_url: str, queue: str) -> None:
-        self.redis_url, self.queue = redis_url, queue
-        self._client: Any = None
-
-    def _redis(self) -> Any:
-        if self._client is None:
-            import redis
-
-            self._client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, socket_timeout=2)
-        return self._client
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from worker.backlog import read_backlog
-
-        up = GaugeMetricFamily("topicq_redis_up", "1 when the last scrape could read the queue from Redis.",
-                               labels=["queue"])
-        try:
-            backlog = read_backlog(self._redis(), self.queue)
-        except Exception as exc:  # noqa: BLE001 - a scrape reports Redis down, it does not fail
-            log.debug("cannot read the backlog of %r: %s", self.queue, exc)
-            up.add_metric([self.queue], 0)
-            yield up
-            return
-        up.add_metric([self.queue], 1)
-        yield up
-        depth = GaugeMetricFamily("topicq_queue_depth", "Messages waiting: ready + in flight + unacked "
-                                  "(held in workers' buffers); a backfill chunk is one message.",
-                                  labels=["queue"])
-        depth.add_metric([self.queue], backlog.depth)
-        yield depth
-        parts = GaugeMetricFamily("topicq_queue_messages", "The queue depth by where the messages are.",
-                                  labels=["queue", "state"])
-        for state, count in (("ready", backlog.ready), ("in_flight", backlog.in_flight),
-                             ("unacked", backlog.unacked)):
-            parts.add_metric([self.queue, state], count)
-        yield parts
-        age = backlog.oldest_age_s()
-        if age is not None:
-            oldest = GaugeMetricFamily("topicq_oldest_message_age_seconds",
-                                       "Seconds since the producer sent the oldest waiting stamped message.",
-                                       labels=["queue"])
-            oldest.add_metric([self.queue], age)
-            yield oldest
-
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        return []

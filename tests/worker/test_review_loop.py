@@ -115,9 +115,9 @@ def test_off_topic_posts_are_flagged_and_corrections_round_trip_into_training(
     refused = CliRunner().invoke(main, ["review", "import", str(bad)])
     assert refused.exit_code == 2
     lines = refused.stderr.strip().splitlines()
-    assert lines[0] == f"{bad}: line 7: unknown post id 'no-such-post' (no result of model 'topics')"
-    assert lines[1].startswith(f"{bad}: line 8: unknown post id")
-    assert lines[2].startswith(f"{bad}: line 8: label 'sports' is not a class of topics")
+    assert lines[0] == f"{bad}: line 8: unknown post id 'no-such-post' (no result of model 'topics')"
+    assert lines[1].startswith(f"{bad}: line 9: unknown post id")
+    assert lines[2].startswith(f"{bad}: line 9: label 'sports' is not a class of topics")
     assert lines[3] == f"error: {bad}: 3 bad rows; nothing was imported"
     assert corrections_stored(settings.db_url) == 0
 
