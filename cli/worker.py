@@ -69,9 +69,13 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
     exporter, publisher = None, None
     if settings.metrics_port:
         from worker.backlog import BacklogCollector
+        from worker.drift_metrics import DriftCollector
         from worker.live_stats import Publisher
 
         metrics.REGISTRY.register(BacklogCollector(settings.redis_url, settings.queue))
+        metrics.REGISTRY.register(DriftCollector(
+            settings.db_url, name=settings.model_name, alias=settings.model_alias,
+            window_s=settings.drift_metrics_window_s, bucket_s=settings.drift_bucket_s))
         exporter = start_exporter(settings.metrics_host, settings.metrics_port, heartbeat=heartbeat,
                                   max_age_s=settings.heartbeat_max_age_s)
         # `topicq status` reads each worker's recent figures from Redis.

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Drift sums are kept per bucket of this many seconds; `topicq drift --window` adds buckets up,
     # so a window is a multiple of it (5 minutes: 10m, 1h and 1d windows all fit).
     drift_bucket_s: int = 300
+    # The window of the drift gauges each worker exports (worker/drift_metrics.py), rounded to buckets.
+    drift_metrics_window_s: int = Field(default=3600, ge=1)
 
     embedder: EmbedderChoice = "auto"
     local_model_max_tokens: int = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs

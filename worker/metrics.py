@@ -223,7 +223,9 @@ def exported_names() -> set[str]:
     """Every sample name a worker can export (counters with `_total`, histograms' series), for checks
     of dashboards and alert rules."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    names = set(BACKLOG_GAUGES)
+    from worker.drift_metrics import FIGURE_NAMES
+
+    names = {*BACKLOG_GAUGES, *FIGURE_NAMES}
     for family in REGISTRY.collect():
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
     return names
