@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import socket
 import sys
-from dataclasses import asdict
+import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,18 +38,32 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
       topicq worker
       BATCH_SIZE=64 REDIS_URL=redis://queue:6379/0 topicq worker -c 2
     """
-    import logging
-    import socket
-    import time
-
     from worker import metrics
     from worker.runtime import get_runtime
 
-    log = logging.getLogger("worker")
     settings = get_settings()
     if settings.metrics_port:  # before the model loads, so topicq_model_info is set by the first look
         metrics.enable(low_confidence_score=settings.low_confidence_score)
     runtime = get_runtime(settings)
+    _load_before_ready(runtime, settings)
+    from worker.app import app
+
+    watch = _Watch.start(app, runtime, settings, hostname.replace("%h", socket.gethostname()))
+    argv = ["worker", "-Q", settings.queue, "-P", "threads", "-c", str(concurrency), "-l", loglevel,
+            "--without-gossip", "--without-mingle", "-n", hostname]
+    try:
+        # Celery's own exit status: non-zero when the worker stopped on an error.
+        status = app.start(argv) or 0
+    finally:
+        watch.stop()
+        clear = getattr(runtime.models.report, "clear", None)
+        if clear is not None:
+            clear()  # `topicq models` / `stats` list running workers only
+    sys.exit(status)
+
+
+def _load_before_ready(runtime: Any, settings: Any) -> None:
+    """The model and the embedder's weights (or Gemini's key check) before the first message."""
     started = time.monotonic()
     model = runtime.models.current()  # fail fast: no model, or a model of another embedder
     check_access = getattr(runtime.embedder, "check_access", None)
@@ -54,22 +71,37 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
         check_access()  # Gemini: a refused key is a ConfigError here, not a failure per post
     else:
         runtime.embedder.embed(["topicq warm-up"])  # load the weights now, not at the first batch
-    log.info("serving %s with %s (loaded in %.1fs); queue %r, batches of %d or every %ss", model.key,
-             runtime.embedder.id, time.monotonic() - started, settings.queue, settings.batch_size,
-             settings.batch_wait_s)
-    from worker.app import app
-    from worker.exporter import start_exporter
-    from worker.heartbeat import Heartbeat, consumer_step
+    logging.getLogger("worker").info(
+        "serving %s with %s (loaded in %.1fs); queue %r, batches of %d or every %ss", model.key,
+        runtime.embedder.id, time.monotonic() - started, settings.queue, settings.batch_size,
+        settings.batch_wait_s)
 
-    name = hostname.replace("%h", socket.gethostname())
-    heartbeat = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue,
-                          embedder=runtime.embedder.id,
-                          serving=lambda: getattr(runtime.models.report, "serving", None))
-    app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
-    exporter, publisher = None, None
-    if settings.metrics_port:
+
+@dataclass
+class _Watch:
+    """What lets others watch a worker: the heartbeat, and with metrics on the exporter (metrics,
+    backlog, drift, /healthz) and the figures `topicq status` reads from Redis."""
+
+    heartbeat: Any
+    exporter: Any = None
+    publisher: Any = None
+
+    @classmethod
+    def start(cls, app: Any, runtime: Any, settings: Any, name: str) -> _Watch:
+        from worker import metrics
+        from worker.heartbeat import Heartbeat, consumer_step
+
+        def serving() -> str | None:
+            return getattr(runtime.models.report, "serving", None)
+
+        heartbeat = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue,
+                              embedder=runtime.embedder.id, serving=serving)
+        app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
+        if not settings.metrics_port:
+            return cls(heartbeat)
         from worker.backlog import BacklogCollector
         from worker.drift_metrics import DriftCollector
+        from worker.exporter import start_exporter
         from worker.live_stats import Publisher
 
         metrics.REGISTRY.register(BacklogCollector(settings.redis_url, settings.queue))
@@ -78,25 +110,16 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
             window_s=settings.drift_metrics_window_s, bucket_s=settings.drift_bucket_s))
         exporter = start_exporter(settings.metrics_host, settings.metrics_port, heartbeat=heartbeat,
                                   max_age_s=settings.heartbeat_max_age_s)
-        # `topicq status` reads each worker's recent figures from Redis.
         publisher = Publisher(settings.redis_url, settings.queue, name, about=lambda: {
-            "serving": getattr(runtime.models.report, "serving", None), "embedder": runtime.embedder.id,
-        }).start()
-    argv = ["worker", "-Q", settings.queue, "-P", "threads", "-c", str(concurrency), "-l", loglevel,
-            "--without-gossip", "--without-mingle", "-n", hostname]
-    try:
-        # Celery's own exit status: non-zero when the worker stopped on an error.
-        status = app.start(argv) or 0
-    finally:
-        heartbeat.remove()
-        if exporter is not None:
-            exporter.stop()
-        if publisher is not None:
-            publisher.stop()
-        clear = getattr(runtime.models.report, "clear", None)
-        if clear is not None:
-            clear()  # `topicq models` / `stats` list running workers only
-    sys.exit(status)
+            "serving": serving(), "embedder": runtime.embedder.id}).start()
+        return cls(heartbeat, exporter, publisher)
+
+    def stop(self) -> None:
+        self.heartbeat.remove()
+        if self.exporter is not None:
+            self.exporter.stop()
+        if self.publisher is not None:
+            self.publisher.stop()
 
 
 ALLOW_DUPLICATES = click.option(
