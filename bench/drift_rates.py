@@ -52,10 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
+    from shared.domain import calibrate
     from shared.drift import Thresholds, compare
     from shared.drift_sums import WindowSums
     from shared.migrate import upgrade
     from shared.results import ResultRow, Status
+    from shared.review import ReviewPolicy
     from shared.settings import Settings
     from trainer.datasets import load_newsgroups
     from trainer.train import ModelInputs, TrainConfig, fit_classifier, prepare_inputs, test_reference
@@ -86,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         inputs[key], stats, _, _ = prepare_inputs(settings, config, batch, progress=False)
         print(f"  {key}: {len(batch)} posts, {stats.hits} from the cache", flush=True)
     classifier = fit_classifier(config, inputs["train"], train.labels, seed=0)
-    reference = test_reference(classifier, inputs["reference"])
+    held_out = inputs["reference"]
+    reference = test_reference(classifier, held_out,
+                               classifier.predict_proba(held_out.vectors, held_out.texts),
+                               calibrate(inputs["train"].vectors, train.labels),
+                               ReviewPolicy.from_settings(settings))
     labels = [str(c) for c in classifier.classes_]
     thresholds = Thresholds()
     results: dict[str, Any] = {

@@ -65,7 +65,7 @@ def register_pair(db_url: str, models: Path, kind: str, home: str) -> None:
     from shared.migrate import upgrade
     from shared.preprocess import PREPROCESS_VERSION
     from shared.settings import Settings
-    from shared.store import ModelMeta, save_model_dir
+    from shared.store import ModelMeta, TopicModel
     from trainer.datasets import load_newsgroups
     from trainer.train import TrainConfig, fit_classifier, prepare_inputs
 
@@ -76,16 +76,12 @@ def register_pair(db_url: str, models: Path, kind: str, home: str) -> None:
     embedder = make_embedder(kind, settings)
     inputs, _, embedder_id, dim = prepare_inputs(settings, TrainConfig(), train.texts, progress=False,
                                                  embedder=embedder)
-    for version, alias in ((1, "production"), (2, "staging")):
-        classifier = fit_classifier(TrainConfig(), inputs, train.labels, seed=version)
-        meta = ModelMeta(name="topics", version=version, labels=list(map(str, classifier.classes_)),
+    for seed, alias in ((1, "production"), (2, "staging")):  # versions 1 and 2
+        classifier = fit_classifier(TrainConfig(), inputs, train.labels, seed=seed)
+        meta = ModelMeta(name="topics", version=0, labels=list(map(str, classifier.classes_)),
                          embedder_id=embedder_id, embedder_dim=dim, preprocess_version=PREPROCESS_VERSION,
                          data_fingerprint="bench", created_at=datetime.now(UTC).isoformat())
-        directory = models / "topics" / str(version)
-        sha = save_model_dir(directory, classifier, meta)
-        registry.register(db_url, name="topics", version=version, path=directory, sha256=sha,
-                          embedder_id=embedder_id, metrics={})
-        registry.promote(db_url, name="topics", version=version, alias=alias)
+        registry.publish_version(db_url, models, TopicModel(meta, classifier), promote_to=alias)
 
 
 def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> dict[str, Any]:
