@@ -112,6 +112,12 @@ class ResultRow:
     domain_score: float | None = None
     shadow: bool = False
 
+    def answer(self, probabilities: Any, labels: list[str]) -> None:
+        """The model's answer for this post: its top label and score, and every class's probability."""
+        best = int(probabilities.argmax())
+        self.label, self.score = labels[best], float(probabilities[best])
+        self.scores = dict(zip(labels, map(float, probabilities), strict=True))
+
 
 # --- writing -------------------------------------------------------------------------------------
 

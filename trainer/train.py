@@ -246,10 +246,10 @@ def _with_corrections(settings: Settings, name: str, train: Dataset, test: Datas
     return merged
 
 
-def test_reference(classifier: TopicClassifier, x_test: ModelInputs, domain: DomainReference | None,
-                   review: ReviewPolicy) -> Reference:
-    """What `topicq drift` compares live rows with: the version's predictions on its test split."""
-    probabilities = classifier.predict_proba(x_test.vectors, x_test.texts)
+def test_reference(classifier: TopicClassifier, x_test: ModelInputs, probabilities: np.ndarray,
+                   domain: DomainReference | None, review: ReviewPolicy) -> Reference:
+    """What `topicq drift` compares live rows with: the version's predictions (`probabilities`) on its
+    test split."""
     labels = [str(c) for c in classifier.classes_]
     return compute_reference(probabilities, labels, x_test.vectors,
                              **flagged_shares(probabilities, x_test.vectors, labels, domain, review))
@@ -330,6 +330,7 @@ class _Run:
     fitted: Fitted
     x_train: ModelInputs
     x_test: ModelInputs
+    test_probabilities: np.ndarray
     metrics: dict[str, Any]
     fit_seconds: float
 
@@ -347,9 +348,11 @@ def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test
     fitted = fit_with_self_training(config, x_train, train.labels, seed=seed,
                                     unlabeled=inputs.take(slice(seen, None)) if unlabeled else None)
     fit_seconds = time.perf_counter() - started
-    predicted = fitted.classifier.predict(x_test.vectors, x_test.texts)
+    # Once: the metrics and the drift reference both read the test posts' probabilities.
+    probabilities = fitted.classifier.predict_proba(x_test.vectors, x_test.texts)
+    predicted = fitted.classifier.classes_[probabilities.argmax(axis=1)]
     metrics = compute_metrics(test.labels, predicted, list(fitted.classifier.classes_))
-    return _Run(fitted, x_train, x_test, metrics, fit_seconds)
+    return _Run(fitted, x_train, x_test, probabilities, metrics, fit_seconds)
 
 
 def _publish(settings: Settings, meta: ModelMeta, run: _Run, train_labels: list[str], *,
@@ -362,7 +365,8 @@ def _publish(settings: Settings, meta: ModelMeta, run: _Run, train_labels: list[
     def beside_the_model(directory: Path) -> None:
         write_training_digests(directory, run.fitted.trained_texts)
         review = ReviewPolicy.from_settings(settings)  # what `topicq drift` compares live rows with
-        save_reference(directory, test_reference(run.classifier, run.x_test, domain, review))
+        save_reference(directory, test_reference(run.classifier, run.x_test, run.test_probabilities, domain,
+                                                 review))
         files.extend(write_report(directory, asdict(meta), [asdict(fit) for fit in run.fitted.fits]))
 
     version, directory = registry.publish_version(

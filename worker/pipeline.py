@@ -87,9 +87,7 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
         if i in rejected:
             row.status, row.error = Status.REJECTED, f"embedder refused the text: {rejected[i]}"
         else:
-            best = int(probabilities[i].argmax())
-            row.label, row.score = labels[best], float(probabilities[i][best])
-            row.scores = dict(zip(labels, map(float, probabilities[i]), strict=True))
+            row.answer(probabilities[i], labels)
             if flags is not None and review is not None:
                 flag_row(row, flags[i], post.text, review)
         rows.append(row)

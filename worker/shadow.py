@@ -85,10 +85,7 @@ class ShadowScorer:
             row = replace(served, model_version=model.meta.version, shadow=True, needs_review=False,
                           review_reason=None, margin=None, domain_score=None, text=None)
             if i in position:
-                p = probabilities[position[i]]
-                best = int(p.argmax())
-                row.label, row.score = labels[best], float(p[best])
-                row.scores = dict(zip(labels, map(float, p), strict=True))
+                row.answer(probabilities[position[i]], labels)
                 if flags is not None and self.review is not None:
                     flag_row(row, flags[position[i]], batch.posts_text[i], self.review)
             elif row.status != Status.REJECTED:

@@ -35,15 +35,19 @@ def _attempt(headers: dict[str, Any] | None) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
+def _seconds(headers: dict[str, Any] | None, name: str) -> float | None:
+    """An epoch-seconds header (due time, send stamp); None when absent or not a number (the
+    transport already removed a send stamp that is not epoch seconds)."""
+    value = (headers or {}).get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _due(headers: dict[str, Any] | None) -> float:
-    value = (headers or {}).get(DUE_HEADER)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    return _seconds(headers, DUE_HEADER) or 0.0
 
 
 def _sent_at(headers: dict[str, Any] | None) -> float | None:
-    """The producer's send stamp (the transport removed one that is not epoch seconds)."""
-    value = (headers or {}).get(SENT_AT_HEADER)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return _seconds(headers, SENT_AT_HEADER)
 
 
 # A message this close to its due time is processed rather than passed on once more.
