@@ -4,10 +4,11 @@
     MODEL_DIR/<name>/<version>/model.json    labels, embedder, preprocessing, inputs, data, metrics
     MODEL_DIR/<name>/<version>/lexicon.json  only when the model reads words (inputs has "text")
     MODEL_DIR/<name>/<version>/domain.json   class centroids and radii: the out-of-domain reference
+    MODEL_DIR/<name>/<version>/encoder.onnx  only when the version has its own tuned encoder (--finetune)
     MODEL_DIR/<name>/<version>/*.png, MODEL_CARD.md
 
-The checksum covers model.keras, model.json, lexicon.json and domain.json
-(each when present); the registry records it and `TopicModel.load` refuses a
+The checksum covers model.keras, model.json, lexicon.json, domain.json and
+encoder.onnx (each when present); the registry records it and `TopicModel.load` refuses a
 directory whose files changed since. Versions saved before lexicon.json or
 domain.json existed keep their checksum (and load without an out-of-domain flag).
 """
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared.classifier import TopicClassifier
 from shared.domain import DOMAIN_FILE, DomainReference, load_reference, save_reference
+from shared.embedders.tuned import ENCODER_FILE
 from shared.errors import ModelError
 from shared.lexical import LEXICON_FILE
 
@@ -50,9 +53,10 @@ class ModelMeta:
 
 
 def checksum(directory: Path) -> str:
-    """sha256 over model.keras, model.json, then lexicon.json and domain.json when there are."""
+    """sha256 over model.keras, model.json, then lexicon.json, domain.json, encoder.onnx if there."""
     digest = hashlib.sha256()
-    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE) if (directory / name).exists())
+    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE, ENCODER_FILE)
+                     if (directory / name).exists())
     for name in (MODEL_FILE, META_FILE, *optional):
         path = directory / name
         if not path.is_file():
@@ -82,6 +86,7 @@ class TopicModel:
     classifier: TopicClassifier
     sha256: str = ""
     domain: DomainReference | None = None  # None: saved without one, no out-of-domain flag
+    encoder: Path | None = None  # the version's own tuned encoder file (copied in by save), if any
 
     @property
     def key(self) -> str:
@@ -91,6 +96,9 @@ class TopicModel:
         """Write the version into `directory`; returns (and keeps) the checksum to register."""
         directory.mkdir(parents=True, exist_ok=True)
         self.classifier.save(directory / MODEL_FILE)
+        if self.encoder is not None and self.encoder != directory / ENCODER_FILE:
+            shutil.copyfile(self.encoder, directory / ENCODER_FILE)
+            self.encoder = directory / ENCODER_FILE
         if self.domain is not None:
             save_reference(directory, self.domain)
         reads_text = self.classifier.save_lexicon(directory / LEXICON_FILE)
@@ -126,7 +134,9 @@ class TopicModel:
             domain = load_reference(directory)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"cannot read {directory / DOMAIN_FILE}: {exc}") from None
-        return cls(meta=meta, classifier=classifier, sha256=actual, domain=domain)
+        encoder = directory / ENCODER_FILE
+        return cls(meta=meta, classifier=classifier, sha256=actual, domain=domain,
+                   encoder=encoder if encoder.is_file() else None)
 
     def check_embedder(self, embedder_id: str) -> None:
         """Refuse an embedder other than the one the version was trained with: its vectors mean

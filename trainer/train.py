@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from trainer.spec import DataSpec
 
 if TYPE_CHECKING:
     from shared.classifier import TopicClassifier
+    from trainer.finetune import FinetuneConfig, TunedEncoder
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ class TrainResult(EvalResult):
     self_trained: int  # unlabeled posts that joined the second fit
     promoted: str | None  # the alias now pointing at this version
     corrections: dict[str, Any] | None = None  # what became of the corrected posts (--with-corrections)
+    finetune: dict[str, Any] | None = None  # how the encoder was tuned (--finetune)
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -275,12 +278,15 @@ def run_training(
     epochs: int | None = None,
     self_training: float | None = None,
     with_corrections: bool = False,
+    finetune: FinetuneConfig | None = None,
     progress: bool = True,
     settings: Settings | None = None,
 ) -> TrainResult:
     """Train, evaluate, save and register a new version of model `name`; optionally promote it.
 
-    `with_corrections`: the corrected posts of `name` join the training posts (trainer/corrections.py)."""
+    `with_corrections`: the corrected posts of `name` join the training posts (trainer/corrections.py).
+    `finetune`: the local encoder is first tuned on the training posts and saved in the version
+    (trainer/finetune.py)."""
     started = time.perf_counter()
     settings = settings or get_settings()
     name = name or settings.model_name
@@ -290,26 +296,59 @@ def run_training(
     overrides = (("hidden", hidden), ("epochs", epochs), ("self_training", self_training))
     config = TrainConfig(**{key: value for key, value in overrides if value is not None})  # type: ignore[arg-type]
     train, test, pool = _training_posts(spec, config, settings, name, with_corrections)
-    # One pass, so the embedder is built once: training, test, then unlabeled posts.
-    inputs, stats, embedder_id, embedder_dim = prepare_inputs(
-        settings, config, train.texts + test.texts + pool, progress, embedder=embedder)
-    run = _fit_and_test(config, inputs, train, test, seed=seed, unlabeled=len(pool))
-    meta = ModelMeta(
-        name=name, version=0, labels=list(run.classifier.classes_),
-        embedder_id=embedder_id, embedder_dim=embedder_dim, preprocess_version=PREPROCESS_VERSION,
-        data_fingerprint=data_fingerprint(train), created_at=datetime.now(UTC).isoformat(),
-        hyperparameters={"self_training": config.self_training}, metrics=run.metrics,
-        dataset={"train": train.description, "test": test.description},
-        training=_training_record(run.fitted, len(pool), run.fit_seconds, time.perf_counter() - started),
-    )
-    promoted = alias if promote else None
-    version, directory, files = _publish(settings, meta, run, train.labels, promote_to=promoted)
+    with ExitStack() as stack:
+        tuned = None
+        if finetune is not None:
+            tuned = _tuned_encoder(settings, finetune, embedder, train, seed, progress, stack)
+            embedder = tuned.embedder
+        # One pass, so the embedder is built once: training, test, then unlabeled posts.
+        inputs, stats, embedder_id, embedder_dim = prepare_inputs(
+            settings, config, train.texts + test.texts + pool, progress, embedder=embedder)
+        run = _fit_and_test(config, inputs, train, test, seed=seed, unlabeled=len(pool))
+        version, directory, files, meta = _publish_run(
+            settings, run, name=name, train=train, test=test, config=config, pool=len(pool),
+            embedder=(embedder_id, embedder_dim), tuned=tuned, started=started,
+            promote_to=alias if promote else None)
     return TrainResult(
         name=name, version=version, metrics=run.metrics, cache_hits=stats.hits, cache_misses=stats.misses,
         wall_seconds=time.perf_counter() - started, directory=directory, files=files,
         n_train=len(train), fits=run.fitted.fits, self_trained=len(run.fitted.self_trained),
-        promoted=promoted, corrections=train.description.get("corrections"),
+        promoted=alias if promote else None, corrections=train.description.get("corrections"),
+        finetune=meta.training.get("finetune"),
     )
+
+
+def _tuned_encoder(settings: Settings, finetune: FinetuneConfig, embedder: str | Embedder | None,
+                   train: Dataset, seed: int, progress: bool, stack: ExitStack) -> TunedEncoder:
+    """The encoder tuned on the training posts, its file in a work directory that `stack` removes
+    (the version gets its own copy)."""
+    from trainer.finetune import check_tunable, tune_encoder
+
+    check_tunable(embedder.id if isinstance(embedder, Embedder) else embedder)
+    settings.models_path.mkdir(parents=True, exist_ok=True)
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".finetune-",
+                                                                   dir=settings.models_path)))
+    return tune_encoder([preprocess(text) for text in train.texts], train.labels, workdir, finetune,
+                        serving_tokens=settings.local_model_max_tokens, seed=seed, progress=progress)
+
+
+def _publish_run(settings: Settings, run: _Run, *, name: str, train: Dataset, test: Dataset,
+                 config: TrainConfig, pool: int, embedder: tuple[str, int], tuned: TunedEncoder | None,
+                 started: float, promote_to: str | None) -> tuple[int, Path, list[Path], ModelMeta]:
+    """The run's model card data, then the version published (see _publish)."""
+    training = _training_record(run.fitted, pool, run.fit_seconds, time.perf_counter() - started)
+    if tuned is not None:
+        training["finetune"] = tuned.record
+    meta = ModelMeta(
+        name=name, version=0, labels=list(run.classifier.classes_),
+        embedder_id=embedder[0], embedder_dim=embedder[1], preprocess_version=PREPROCESS_VERSION,
+        data_fingerprint=data_fingerprint(train), created_at=datetime.now(UTC).isoformat(),
+        hyperparameters={"self_training": config.self_training}, metrics=run.metrics,
+        dataset={"train": train.description, "test": test.description}, training=training,
+    )
+    version, directory, files = _publish(settings, meta, run, train.labels, promote_to=promote_to,
+                                         encoder=tuned.path if tuned else None)
+    return version, directory, files, meta
 
 
 def _training_posts(spec: DataSpec, config: TrainConfig, settings: Settings, name: str,
@@ -356,7 +395,7 @@ def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test
 
 
 def _publish(settings: Settings, meta: ModelMeta, run: _Run, train_labels: list[str], *,
-             promote_to: str | None) -> tuple[int, Path, list[Path]]:
+             promote_to: str | None, encoder: Path | None = None) -> tuple[int, Path, list[Path]]:
     """Publish the version with what goes beside it: training digests, drift reference, model card."""
     # Out of domain: calibrated on the labelled training posts (shared/domain.py).
     domain = calibrate_domain(run.x_train.vectors, train_labels)
@@ -369,8 +408,9 @@ def _publish(settings: Settings, meta: ModelMeta, run: _Run, train_labels: list[
                                                  review))
         files.extend(write_report(directory, asdict(meta), [asdict(fit) for fit in run.fitted.fits]))
 
+    model = TopicModel(meta, run.classifier, domain=domain, encoder=encoder)
     version, directory = registry.publish_version(
-        settings.db_url, settings.models_path, TopicModel(meta, run.classifier, domain=domain),
+        settings.db_url, settings.models_path, model,
         metrics={key: run.metrics[key] for key in SUMMARY_METRICS}, promote_to=promote_to,
         beside=beside_the_model)
     return version, directory, files
@@ -409,7 +449,8 @@ def run_evaluation(
     unknown = sorted(set(data.classes) - set(loaded.meta.labels))
     if unknown:
         raise DatasetError(f"{loaded.key} knows {loaded.meta.labels}; the dataset also has {unknown}")
-    with _embedder(embedder or make_embedder_for(loaded.meta.embedder_id, settings), settings) as encoder:
+    with _embedder(embedder or make_embedder_for(loaded.meta.embedder_id, settings, Path(info.path)),
+                   settings) as encoder:
         loaded.check_embedder(encoder.id)
         texts = [preprocess(text) for text in data.texts]
         vectors, stats = embed_posts(settings, encoder, texts, progress)

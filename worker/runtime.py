@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared import registry
 from shared.embedders import Embedder, make_embedder, make_embedder_for
@@ -56,23 +57,24 @@ _runtime: Runtime | None = None
 _lock = threading.Lock()
 
 
-def served_embedder_id(settings: Settings) -> str | None:
-    """The embedder id of the version MODEL_ALIAS names now; None without one (or a database)."""
+def served_version(settings: Settings) -> registry.VersionInfo | None:
+    """The version MODEL_ALIAS names now; None without one (or a database)."""
     try:
         version = registry.resolve(settings.db_url, name=settings.model_name, alias=settings.model_alias)
         if version is None:
             return None
-        return registry.get_version(settings.db_url, name=settings.model_name, version=version).embedder_id
+        return registry.get_version(settings.db_url, name=settings.model_name, version=version)
     except TopicqError:
         return None  # the model server says why, batch by batch
 
 
 def worker_embedder(settings: Settings) -> Embedder:
-    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet)."""
+    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet); a
+    version with its own tuned encoder is served with the encoder in its directory."""
     if settings.embedder == "auto":
-        served = served_embedder_id(settings)
+        served = served_version(settings)
         if served is not None:
-            return make_embedder_for(served, settings)
+            return make_embedder_for(served.embedder_id, settings, Path(served.path))
     return make_embedder(settings=settings)
 
 

@@ -41,7 +41,7 @@ def available_cores() -> int:
 
 class OnnxEmbedder(Embedder):
     def __init__(self, quantization: str = "int8", max_tokens: int = 256, threads: int = 0,
-                 directory: Path | None = None, path: Path | None = None) -> None:
+                 directory: Path | None = None, path: Path | None = None, tuned: str | None = None) -> None:
         if quantization not in QUANTIZATIONS:
             raise ConfigError(f"unknown ONNX quantisation {quantization!r}: choose int8 or fp32")
         if not 8 <= max_tokens <= 512:
@@ -51,6 +51,8 @@ class OnnxEmbedder(Embedder):
         self.threads = threads or available_cores()
         self.dim = DIM
         self.id = f"local:{MODEL_NAME}:{DIM}:{max_tokens}:onnx-{quantization}"
+        if tuned:  # a version's own fine-tuned encoder (shared/embedders/tuned.py): other vectors
+            self.id += f":tuned-{tuned}"
         self._directory = directory
         self._path = path
         self._session: Any = None

@@ -92,11 +92,12 @@ def quantize(source: Path, out: Path) -> None:
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def reference_vectors(texts: list[str], max_tokens: int) -> np.ndarray:
-    """sentence-transformers' own vectors (torch) of the packaged model: what the file must match."""
+def reference_vectors(texts: list[str], max_tokens: int, model_dir: Path | None = None) -> np.ndarray:
+    """sentence-transformers' own vectors (torch) of `model_dir` (default: the packaged model): what
+    the file must match."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(source_dir()), device="cpu")
+    model = SentenceTransformer(str(model_dir or source_dir()), device="cpu")
     model.max_seq_length = max_tokens
     return np.asarray(model.encode(texts, normalize_embeddings=True, convert_to_numpy=True,
                                    show_progress_bar=False), dtype=np.float32)
@@ -108,24 +109,27 @@ def mean_cosine(candidate: np.ndarray, reference: np.ndarray) -> float:
 
 
 def check_faithful(path: Path, *, max_tokens: int = 256, min_cosine: float = MIN_COSINE,
-                   texts: list[str] | None = None) -> float:
-    """The mean cosine of the file's vectors to torch's; ModelError below `min_cosine`."""
+                   texts: list[str] | None = None, reference: Path | None = None) -> float:
+    """The mean cosine of the file's vectors to torch's vectors of `reference` (a sentence-transformers
+    directory; default: the packaged model); ModelError below `min_cosine`."""
     from shared.embedders.onnx import OnnxEmbedder
     from shared.errors import ModelError
 
     texts = texts or PROBE_TEXTS
     embedder = OnnxEmbedder.from_file(path, max_tokens=max_tokens)
-    cosine = mean_cosine(embedder.embed(texts), reference_vectors(texts, max_tokens))
+    cosine = mean_cosine(embedder.embed(texts), reference_vectors(texts, max_tokens, reference))
     if not cosine >= min_cosine:  # `not >=`: a NaN from a broken file fails too
-        raise ModelError(f"the ONNX encoder {path.name} is not faithful to all-MiniLM-L6-v2: mean cosine "
+        model = reference.name if reference else "all-MiniLM-L6-v2"
+        raise ModelError(f"the ONNX encoder {path.name} is not faithful to {model}: mean cosine "
                          f"{cosine:.4f} to the torch vectors, at least {min_cosine} needed")
     return cosine
 
 
-def build(out: Path, *, quantization: str, weights: Path | None = None) -> float:
-    """Export (and quantise) `weights` (default: the packaged ones), check, then rename into `out`.
-
-    Returns the mean cosine of the check. Nothing is left at `out` when the check fails."""
+def build(out: Path, *, quantization: str, weights: Path | None = None, reference: Path | None = None,
+          texts: list[str] | None = None) -> float:
+    """Export (and quantise) `weights` (default: the packaged ones), check the file against
+    `reference` (default: the packaged model) on `texts` (default: PROBE_TEXTS), then rename it into
+    `out`. Returns the mean cosine of the check. Nothing is left at `out` when the check fails."""
     weights = weights or source_dir()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".onnx-export-", dir=out.parent) as tmp:
@@ -135,7 +139,7 @@ def build(out: Path, *, quantization: str, weights: Path | None = None) -> float
         if quantization == "int8":
             final = Path(tmp) / "int8.onnx"
             quantize(fp32, final)
-        cosine = check_faithful(final)
+        cosine = check_faithful(final, reference=reference, texts=texts)
         os.replace(final, out)  # atomic: readers see the old state or the whole file
     return cosine
 
