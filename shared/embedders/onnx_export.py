@@ -126,7 +126,7 @@ def check_faithful(path: Path, *, max_tokens: int = 256, min_cosine: float = MIN
 
 
 def build(out: Path, *, quantization: str, weights: Path | None = None, reference: Path | None = None,
-          texts: list[str] | None = None) -> float:
+          texts: list[str] | None = None, min_cosine: float = MIN_COSINE) -> float:
     """Export (and quantise) `weights` (default: the packaged ones), check the file against
     `reference` (default: the packaged model) on `texts` (default: PROBE_TEXTS), then rename it into
     `out`. Returns the mean cosine of the check. Nothing is left at `out` when the check fails."""
@@ -139,7 +139,7 @@ def build(out: Path, *, quantization: str, weights: Path | None = None, referenc
         if quantization == "int8":
             final = Path(tmp) / "int8.onnx"
             quantize(fp32, final)
-        cosine = check_faithful(final, reference=reference, texts=texts)
+        cosine = check_faithful(final, reference=reference, texts=texts, min_cosine=min_cosine)
         os.replace(final, out)  # atomic: readers see the old state or the whole file
     return cosine
 
