@@ -238,16 +238,27 @@ class TopicClassifier:
         self.lexicon_.save(path)
         return True
 
+    @property
+    def join(self) -> str:
+        """How the served model joins its branches (shared/dense_forward.py): none, mean or sum."""
+        return "none" if self.lexicon_ is None else self.lexical_join
+
     @classmethod
     def load(cls, path: Path, classes: list[str], lexicon: Path | None = None,
-             params: dict[str, Any] | None = None) -> TopicClassifier:
+             params: dict[str, Any] | None = None, forward: Path | None = None) -> TopicClassifier:
         """The classifier saved at `path`, with the hyperparameters it was built with (those this
-        class knows; a version may record more, e.g. how it was trained)."""
-        import keras
-
+        class knows; a version may record more, e.g. how it was trained). With `forward` (its
+        weights, shared/dense_forward.py) it serves in numpy and TensorFlow is never imported."""
         known = inspect.signature(cls.__init__).parameters
         clf = cls(**{key: value for key, value in (params or {}).items() if key in known and key != "self"})
-        clf.model_ = keras.saving.load_model(path, safe_mode=True, compile=False)
+        if forward is not None:
+            from shared.dense_forward import DenseForward
+
+            clf.model_ = DenseForward.load(forward)
+        else:
+            import keras
+
+            clf.model_ = keras.saving.load_model(path, safe_mode=True, compile=False)
         clf.classes_ = np.array(classes)
         if lexicon is not None:
             from shared.lexical import Lexicon

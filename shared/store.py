@@ -1,16 +1,18 @@
 """The model store: one directory per version, saved and loaded as mirror images.
 
     MODEL_DIR/<name>/<version>/model.keras   the Keras model
+    MODEL_DIR/<name>/<version>/forward.npz   its serving weights: workers classify without TensorFlow
     MODEL_DIR/<name>/<version>/model.json    labels, embedder, preprocessing, inputs, data, metrics
     MODEL_DIR/<name>/<version>/lexicon.json  only when the model reads words (inputs has "text")
     MODEL_DIR/<name>/<version>/domain.json   class centroids and radii: the out-of-domain reference
     MODEL_DIR/<name>/<version>/encoder.onnx  only when the version has its own tuned encoder (--finetune)
     MODEL_DIR/<name>/<version>/*.png, MODEL_CARD.md
 
-The checksum covers model.keras, model.json, lexicon.json, domain.json and
-encoder.onnx (each when present); the registry records it and `TopicModel.load` refuses a
-directory whose files changed since. Versions saved before lexicon.json or
-domain.json existed keep their checksum (and load without an out-of-domain flag).
+The checksum covers model.keras, model.json, lexicon.json, domain.json,
+encoder.onnx and forward.npz (each when present); the registry records it and
+`TopicModel.load` refuses a directory whose files changed since. Versions saved
+before a file existed keep their checksum: without domain.json they flag nothing
+out of domain, without forward.npz they are served by Keras.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.classifier import TopicClassifier
+from shared.dense_forward import FORWARD_FILE, save_forward
 from shared.domain import DOMAIN_FILE, DomainReference, load_reference, save_reference
 from shared.embedders.tuned import ENCODER_FILE
 from shared.errors import ModelError
@@ -53,9 +56,10 @@ class ModelMeta:
 
 
 def checksum(directory: Path) -> str:
-    """sha256 over model.keras, model.json, then lexicon.json, domain.json, encoder.onnx if there."""
+    """sha256 over model.keras, model.json, then lexicon.json, domain.json, encoder.onnx, forward.npz
+    (each when there)."""
     digest = hashlib.sha256()
-    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE, ENCODER_FILE)
+    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE, ENCODER_FILE, FORWARD_FILE)
                      if (directory / name).exists())
     for name in (MODEL_FILE, META_FILE, *optional):
         path = directory / name
@@ -96,6 +100,7 @@ class TopicModel:
         """Write the version into `directory`; returns (and keeps) the checksum to register."""
         directory.mkdir(parents=True, exist_ok=True)
         self.classifier.save(directory / MODEL_FILE)
+        save_forward(self.classifier.model_, self.classifier.join, directory / FORWARD_FILE)
         if self.encoder is not None and self.encoder != directory / ENCODER_FILE:
             shutil.copyfile(self.encoder, directory / ENCODER_FILE)
             self.encoder = directory / ENCODER_FILE
@@ -126,8 +131,10 @@ class TopicModel:
         if lexicon is not None and not lexicon.is_file():
             raise ModelError(f"{lexicon} is missing: {directory} reads the posts' words")
         try:
+            forward = directory / FORWARD_FILE
             classifier = TopicClassifier.load(directory / MODEL_FILE, meta.labels, lexicon=lexicon,
-                                              params=meta.hyperparameters)
+                                              params=meta.hyperparameters,
+                                              forward=forward if forward.is_file() else None)
         except Exception as exc:  # Keras raises many types for a bad file
             raise ModelError(f"cannot load {directory / MODEL_FILE}: {exc}") from None
         try:

@@ -1,7 +1,7 @@
 """Thread pools of a worker process: the encoder gets the cores, nothing spins against it.
 
 A worker runs the encoder (onnxruntime, or torch) and then the classifier
-(TensorFlow) on one thread per batch. Each library would size its pools to
+(numpy, or TensorFlow for versions saved before forward.npz) on one thread per batch. Each library would size its pools to
 every core and keep idle threads spinning for a while after its work, so the
 encoder's threads would share the cores with TensorFlow's spinning ones. Here
 TensorFlow gets one inter-op thread (a small dense model has no parallel
@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 log = logging.getLogger(__name__)
 
 
 def settle_classifier_threads(cores: int) -> None:
-    """TensorFlow's pools for serving; must run before TensorFlow runs its first op (else a no-op)."""
+    """TensorFlow's pools for serving, set before it runs its first op (else they stay as they are).
+
+    Versions with forward.npz are served without TensorFlow (shared/dense_forward.py): then it is
+    never imported, and only its environment variables wait for an older version's Keras model."""
     # libgomp threads (torch, when EMBEDDER=local) yield their core at once instead of spinning.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(cores))
+        return
     import tensorflow as tf
 
     try:

@@ -1,0 +1,89 @@
+"""A saved version is served in numpy (forward.npz): Keras' probabilities, without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.classifier import TopicClassifier
+from shared.dense_forward import FORWARD_FILE, DenseForward
+from shared.store import TopicModel, checksum
+from testkit.factories import labelled_posts
+from tests.shared.test_store import meta_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def posts(seed: int) -> tuple[np.ndarray, list[str], list[str]]:
+    from shared.embedders.fake import FakeEmbedder
+    from shared.preprocess import preprocess
+
+    rows = labelled_posts(15, seed=seed)
+    texts = [preprocess(text) for _, text, _ in rows]
+    return FakeEmbedder().embed(texts), texts, [label for _, _, label in rows]
+
+
+@cache
+def fit(lexical: int, join: str) -> TopicClassifier:
+    x, texts, labels = posts(seed=0)
+    return TopicClassifier(hidden=16, epochs=8, lexical=lexical, lexical_join=join, seed=0).fit(
+        x, labels, texts=texts)
+
+
+@pytest.fixture(params=[(0, "mean"), (200, "mean"), (200, "sum")],
+                ids=["embedding only", "words, mean", "words, sum"])
+def fitted(request: pytest.FixtureRequest) -> TopicClassifier:
+    return fit(*request.param)
+
+
+def test_the_numpy_forward_pass_gives_keras_probabilities(fitted: TopicClassifier, tmp_path: Path) -> None:
+    sha = TopicModel(meta_for(fitted), fitted).save(tmp_path)
+    loaded = TopicModel.load(tmp_path, sha)
+    assert isinstance(loaded.classifier.model_, DenseForward)
+    x, texts, _ = posts(seed=3)
+    texts_or_none = texts if fitted.uses_text else None
+    served = loaded.classifier.predict_proba(x, texts_or_none)
+    np.testing.assert_allclose(served, fitted.predict_proba(x, texts_or_none), atol=1e-6)
+    assert list(loaded.classifier.predict(x, texts_or_none)) == list(fitted.predict(x, texts_or_none))
+    np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_version_saved_before_forward_npz_is_served_by_keras(fitted: TopicClassifier, tmp_path: Path) -> None:
+    TopicModel(meta_for(fitted), fitted).save(tmp_path)
+    (tmp_path / FORWARD_FILE).unlink()  # as versions saved before the file existed
+    loaded = TopicModel.load(tmp_path, checksum(tmp_path))
+    assert not isinstance(loaded.classifier.model_, DenseForward)
+    x, texts, _ = posts(seed=3)
+    texts_or_none = texts if fitted.uses_text else None
+    np.testing.assert_array_equal(loaded.classifier.predict_proba(x, texts_or_none),
+                                  fitted.predict_proba(x, texts_or_none))
+
+
+def test_serving_a_version_imports_no_tensorflow(tmp_path: Path) -> None:
+    fitted = fit(200, "mean")
+    sha = TopicModel(meta_for(fitted), fitted).save(tmp_path)
+    x, texts, _ = posts(seed=3)
+    script = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "import worker.app, worker.tasks, worker.pipeline\n"
+        "from pathlib import Path\n"
+        "from shared.store import TopicModel\n"
+        "from shared.threads import settle_classifier_threads\n"
+        "settle_classifier_threads(2)\n"
+        f"model = TopicModel.load(Path({str(tmp_path)!r}), {sha!r})\n"
+        f"x = np.array({x.tolist()!r}, dtype=np.float32)\n"
+        f"texts = {texts if fitted.uses_text else None!r}\n"
+        "p = model.classifier.predict_proba(x, texts)\n"
+        "print(json.dumps({'rows': len(p), 'loaded': sorted(m for m in sys.modules\n"
+        "    if m.split('.')[0] in ('tensorflow', 'keras', 'torch'))}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"rows": len(x), "loaded": []}
