@@ -85,3 +85,18 @@ def test_a_version_saved_before_inputs_existed_still_loads(tmp_path: Path) -> No
 
     assert loaded.meta.inputs == ["embedding"] and not loaded.classifier.uses_text
     assert list(loaded.classifier.predict(x)) == list(plain.predict(x))
+
+
+@pytest.mark.parametrize("join", ["mean", "sum"])
+def test_words_stay_sparse_and_probabilities_match_the_dense_answer(join: str) -> None:
+    """predict_proba hands the model the words as a sparse tensor (a dense test set of 50,000 words
+    takes gigabytes): the same probabilities as the dense matrix, a post without a known word included."""
+    x, texts, labels = posts(7)
+    clf = TopicClassifier(hidden=16, epochs=10, learning_rate=0.01, lexical=1000, lexical_join=join,
+                          seed=0).fit(x, labels, texts=texts)
+    x, texts, _ = posts(8)
+    texts[0] = "zzzq unheardof"  # no word of the lexicon: an empty row
+
+    dense = np.asarray(clf.model_([x, clf.lexicon_.transform(texts).toarray()], training=False))
+
+    np.testing.assert_allclose(clf.predict_proba(x, texts), dense, rtol=1e-5, atol=1e-6)
