@@ -7,8 +7,9 @@ weights restored. Softmax probabilities, not the tutorial's sigmoid output
 with `from_logits=True`.
 
 With `lexical` > 0 the model also reads the post's words (wide and deep):
-a TF-IDF vector of at most `lexical` words (shared.lexical, fitted on the
-training texts) feeds a linear layer, kept sparse at serving time. `lexical_join` says
+a TF-IDF vector of at most `lexical` terms (shared.lexical, fitted on the
+training texts; words, and with `lexical_ngrams` 2 also pairs of adjacent
+words) feeds a linear layer, kept sparse at serving time. `lexical_join` says
 how the branches meet: "mean" (what `topicq train` builds) gives each
 branch its own softmax and serves the mean of their probabilities; "sum" adds
 the word scores to the embedding branch's before one softmax. Such a model needs the preprocessed
@@ -82,6 +83,7 @@ class TopicClassifier:
         lexical_l2: float = 0.0,
         lexical_scale: float = 1.0,
         lexical_join: str = "sum",
+        lexical_ngrams: int = 1,
         class_weight: bool = False,
     ) -> None:
         self.hidden = hidden
@@ -97,6 +99,7 @@ class TopicClassifier:
         self.lexical_l2 = lexical_l2
         self.lexical_scale = lexical_scale
         self.lexical_join = lexical_join
+        self.lexical_ngrams = lexical_ngrams
         self.class_weight = class_weight
         self.lexicon_: Any = None
 
@@ -173,7 +176,8 @@ class TopicClassifier:
 
             if texts is None:
                 raise ValueError("lexical > 0 needs the training texts")
-            self.lexicon_ = Lexicon(max_features=self.lexical, scale=self.lexical_scale).fit(
+            self.lexicon_ = Lexicon(max_features=self.lexical, ngram_max=self.lexical_ngrams,
+                                    scale=self.lexical_scale).fit(
                 [texts[i] for i in rows_train])
         inputs = self._inputs(x, texts)
         if self.lexicon_ is None:
@@ -258,4 +262,5 @@ class TopicClassifier:
 
             clf.lexicon_ = Lexicon.load(lexicon)
             clf.lexical = clf.lexicon_.max_features
+            clf.lexical_ngrams = clf.lexicon_.ngram_max
         return clf
