@@ -66,6 +66,7 @@ class TrainConfig:
     lexical_l2: float = 0.0
     lexical_scale: float = 10.0
     lexical_join: str = "mean"  # "mean": mean of the two branches' softmaxes; "sum": one joint softmax
+    lexical_ngrams: int = 1  # 2: pairs of adjacent words as well (they share the `lexical` budget)
     class_weight: bool = False
     # Self-training: when --per-class leaves training posts unlabeled, those the first model labels
     # with at least this probability join the labelled ones for a second fit (1.0: off). Never a
@@ -180,7 +181,8 @@ def fit_with_self_training(config: TrainConfig, inputs: ModelInputs, labels: lis
         classifier = TopicClassifier(hidden=config.hidden, dropout=config.dropout, epochs=config.epochs,
                                      lexical=config.lexical, lexical_l2=config.lexical_l2,
                                      lexical_scale=config.lexical_scale, lexical_join=config.lexical_join,
-                                     class_weight=config.class_weight, seed=seed)
+                                     lexical_ngrams=config.lexical_ngrams, class_weight=config.class_weight,
+                                     seed=seed)
         classifier.fit(x.vectors, y, texts=x.texts)
         return classifier, FitRecord(title, len(y), classifier.history_, classifier.best_epoch_)
 

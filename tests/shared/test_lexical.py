@@ -85,3 +85,39 @@ def test_a_version_saved_before_inputs_existed_still_loads(tmp_path: Path) -> No
 
     assert loaded.meta.inputs == ["embedding"] and not loaded.classifier.uses_text
     assert list(loaded.classifier.predict(x)) == list(plain.predict(x))
+
+
+def test_a_bigram_reader_serves_the_same_after_save_and_load(tmp_path: Path) -> None:
+    """Given a model that reads pairs of words, when its version is saved and loaded, then the
+    lexicon keeps its pairs and the loaded model answers with the same probabilities."""
+    x, texts, labels = posts(5)
+    bigrams = TopicClassifier(hidden=16, epochs=20, learning_rate=0.01, lexical=1000, lexical_ngrams=2,
+                              seed=0).fit(x, labels, texts=texts)
+    assert any(" " in term for term in bigrams.lexicon_.vectorizer_.vocabulary_)
+    sha = TopicModel(meta_for(bigrams), bigrams).save(tmp_path)
+
+    loaded = TopicModel.load(tmp_path, sha)
+
+    assert loaded.meta.hyperparameters["lexical_ngrams"] == 2
+    assert loaded.classifier.lexical_ngrams == loaded.classifier.lexicon_.ngram_max == 2
+    assert loaded.classifier.get_params() == bigrams.get_params()
+    x, texts, _ = posts(6)
+    np.testing.assert_array_equal(loaded.classifier.lexicon_.transform(texts).toarray(),
+                                  bigrams.lexicon_.transform(texts).toarray())
+    np.testing.assert_allclose(loaded.classifier.predict_proba(x, texts), bigrams.predict_proba(x, texts),
+                               rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("join", ["mean", "sum"])
+def test_words_stay_sparse_and_probabilities_match_the_dense_answer(join: str) -> None:
+    """predict_proba hands the model the words as a sparse tensor (a dense test set of 50,000 words
+    takes gigabytes): the same probabilities as the dense matrix, a post without a known word included."""
+    x, texts, labels = posts(7)
+    clf = TopicClassifier(hidden=16, epochs=10, learning_rate=0.01, lexical=1000, lexical_join=join,
+                          seed=0).fit(x, labels, texts=texts)
+    x, texts, _ = posts(8)
+    texts[0] = "zzzq unheardof"  # no word of the lexicon: an empty row
+
+    dense = np.asarray(clf.model_([x, clf.lexicon_.transform(texts).toarray()], training=False))
+
+    np.testing.assert_allclose(clf.predict_proba(x, texts), dense, rtol=1e-5, atol=1e-6)
