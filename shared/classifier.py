@@ -31,6 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from shared.dense_forward import DenseForward  # noqa: E402
+
 VALIDATION_SPLIT = 0.15  # share of the training posts held out to stop early
 SERVED_VAL_LOSS = "val_served_loss"  # what a two-branch fit's early stopping watches
 
@@ -226,7 +228,7 @@ class TopicClassifier:
         # Calling the model directly avoids predict()'s per-call overhead on small batches. The words
         # stay sparse: dense, 7,532 test posts of 50,000 words would take 1.5 GB.
         inputs = self._inputs(x, texts)
-        if isinstance(inputs, list):
+        if isinstance(inputs, list) and not isinstance(self.model_, DenseForward):  # Keras' sparse input
             inputs = [_tensor(part) for part in inputs]
         return np.asarray(self.model_(inputs, training=False), dtype=np.float32)
 
@@ -260,8 +262,6 @@ class TopicClassifier:
         known = inspect.signature(cls.__init__).parameters
         clf = cls(**{key: value for key, value in (params or {}).items() if key in known and key != "self"})
         if forward is not None:
-            from shared.dense_forward import DenseForward
-
             clf.model_ = DenseForward.load(forward)
         else:
             import keras

@@ -1,12 +1,13 @@
 """Thread pools of a worker process: the encoder gets the cores, nothing spins against it.
 
 A worker runs the encoder (onnxruntime, or torch) and then the classifier
-(numpy, or TensorFlow for versions saved before forward.npz) on one thread per batch. Each library would size its pools to
-every core and keep idle threads spinning for a while after its work, so the
-encoder's threads would share the cores with TensorFlow's spinning ones. Here
-TensorFlow gets one inter-op thread (a small dense model has no parallel
-branches worth a pool) and the intra-op threads of the cores; onnxruntime's
-threads sleep instead of spinning (shared/embedders/onnx.py).
+(numpy, or TensorFlow for versions saved before forward.npz) on one thread per
+batch. Each library would size its pools to every core and keep idle threads
+spinning for a while after its work, so the encoder's threads would share the
+cores with spinning ones. Here TensorFlow, when it runs at all, gets one
+inter-op thread (a small dense model has no parallel branches worth a pool)
+and the intra-op threads of the cores; onnxruntime's threads sleep instead of
+spinning (shared/embedders/onnx.py).
 """
 
 from __future__ import annotations
