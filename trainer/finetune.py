@@ -8,23 +8,30 @@ ONNX, quantised to int8 and checked faithful, here to the tuned torch model.
 The file goes into the version (shared/embedders/tuned.py says how workers
 find it); topicq's own classifier, not SetFit's head, is fitted on its vectors.
 
-The tuning runs on the CPU, so its size is set by steps (batches of pairs)
+The tuning and the export run in a child process (`python -m trainer.finetune
+WORKDIR`): torch and its memory stay out of the trainer. The tuning runs on
+the CPU, so its size is set by steps (batches of pairs)
 and a token limit shorter than serving's: each step costs a forward and a
 backward pass of 2 x `batch_size` posts.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.embedders import Embedder, kind_for_id
 from shared.embedders.onnx import OnnxEmbedder
 from shared.embedders.tuned import ENCODER_FILE, tuned_embedder
-from shared.errors import ConfigError, ModelError
+from shared.errors import ConfigError, ModelError, TopicqError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,7 @@ TUNABLE = ("local-onnx",)  # the embedder kinds --finetune can start from
 # The tuned file's check: int8 of the packaged weights measures 0.990-0.992 on the probe texts, a tuned
 # one a little less (0.985-0.99 seen); a wrong export (other weights, a broken graph) measures < 0.9.
 MIN_TUNED_COSINE = 0.98
+REQUEST_FILE, REPORT_FILE = "request.json", "tuning.json"  # between the trainer and the tuning process
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,12 @@ class TunedEncoder:
     record: dict[str, Any]  # what model.json keeps of the tuning
 
 
-def check_tunable(embedder: str | None) -> None:
-    """--finetune starts from the local encoder; other embedders' vectors cannot be tuned here."""
+def check_tunable(embedder: str | Embedder | None) -> None:
+    """--finetune starts from the local encoder (a kind name or an embedder object); other embedders'
+    vectors cannot be tuned here."""
+    if isinstance(embedder, Embedder):
+        kind = kind_for_id(embedder.id)
+        embedder = kind[0] if kind else embedder.id
     if embedder is not None and embedder not in TUNABLE:
         raise ConfigError(f"--finetune tunes the local encoder (embedder local-onnx), not {embedder!r}")
 
@@ -60,33 +72,48 @@ def check_tunable(embedder: str | None) -> None:
 def tune_encoder(texts: list[str], labels: list[str], workdir: Path, config: FinetuneConfig, *,
                  serving_tokens: int, seed: int = 0, progress: bool = True) -> TunedEncoder:
     """Tune the packaged encoder on (preprocessed) `texts`, export it as int8 ONNX into `workdir`,
-    check it and return its embedder."""
+    check it and return its embedder. The work runs in a child process (`main` below): torch and
+    its memory stay out of the trainer, and the exporter's logging out of its log."""
     if len(set(labels)) < 2:
         raise ConfigError("--finetune needs posts of at least two labels to form pairs")
+    request = {"texts": texts, "labels": labels, "config": asdict(config), "seed": seed,
+               "serving_tokens": serving_tokens}
+    (workdir / REQUEST_FILE).write_text(json.dumps(request))
+    command = [sys.executable, "-m", "trainer.finetune", str(workdir)] + ([] if progress else ["--quiet"])
+    done = subprocess.run(command, check=False)  # stderr shared: the tuning's progress bar shows
+    report_path = workdir / REPORT_FILE
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    if "error" in report or done.returncode != 0:
+        raise ModelError(report.get("error") or f"the tuning process failed (exit {done.returncode}); "
+                         "its output is above")
+    out = workdir / ENCODER_FILE
+    embedder = tuned_embedder(out, max_tokens=serving_tokens)
+    record = {**asdict(config), "pairs": config.steps * config.batch_size, "posts": len(texts),
+              **report, "embedder_id": embedder.id}
+    log.info("tuned encoder: %s", record)
+    return TunedEncoder(out, embedder, record)
+
+
+def _tune_and_export(workdir: Path, *, progress: bool) -> dict[str, Any]:
+    """The child's work: tune on the request's posts, then export, quantise and check the encoder
+    (on the probe texts and some training posts, at serving's token limit)."""
+    request = json.loads((workdir / REQUEST_FILE).read_text())
+    texts, config = request["texts"], FinetuneConfig(**request["config"])
     started = time.perf_counter()
     tuned_dir = workdir / "tuned-model"
-    _tune(texts, labels, tuned_dir, config, seed=seed, progress=progress)
+    _tune(texts, request["labels"], tuned_dir, config, seed=request["seed"], progress=progress)
     tuned_seconds = time.perf_counter() - started
     from shared.embedders.onnx_export import PROBE_TEXTS, build
 
-    out = workdir / ENCODER_FILE
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))  # the quantiser logs a line per tensor at INFO
-    try:  # checked on the probe texts and some training posts, at serving's token limit
-        cosine = build(out, quantization="int8", weights=tuned_dir, reference=tuned_dir,
-                       texts=PROBE_TEXTS + texts[:20], min_cosine=MIN_TUNED_COSINE)
+    try:
+        cosine = build(workdir / ENCODER_FILE, quantization="int8", weights=tuned_dir, reference=tuned_dir,
+                       texts=PROBE_TEXTS + texts[:20], min_cosine=MIN_TUNED_COSINE,
+                       max_tokens=request["serving_tokens"])
     except ModelError as exc:
         raise ModelError(f"the tuned encoder failed its check: {exc}") from None
-    finally:
-        root.setLevel(level)
-    embedder = tuned_embedder(out, max_tokens=serving_tokens)
-    record = {**asdict(config), "pairs": config.steps * config.batch_size, "posts": len(texts),
-              "tune_seconds": round(tuned_seconds, 1),
-              "export_seconds": round(time.perf_counter() - started - tuned_seconds, 1),
-              "mean_cosine_to_torch": round(cosine, 4), "embedder_id": embedder.id}
-    log.info("tuned encoder: %s", record)
-    return TunedEncoder(out, embedder, record)
+    return {"tune_seconds": round(tuned_seconds, 1),
+            "export_seconds": round(time.perf_counter() - started - tuned_seconds, 1),
+            "mean_cosine_to_torch": round(cosine, 4)}
 
 
 def _tune(texts: list[str], labels: list[str], out: Path, config: FinetuneConfig, *, seed: int,
@@ -103,6 +130,7 @@ def _tune(texts: list[str], labels: list[str], out: Path, config: FinetuneConfig
     transformers.logging.set_verbosity_error()
     logging.getLogger("setfit").setLevel(logging.WARNING)
     model = SetFitModel.from_pretrained(str(source_dir()), labels=sorted(set(labels)))
+    model.model_body.max_seq_length = config.max_tokens  # TrainingArguments.max_length is the head's only
     args = TrainingArguments(output_dir=str(out.parent / "checkpoints"), batch_size=config.batch_size,
                              num_epochs=1, max_steps=config.steps, max_length=config.max_tokens,
                              body_learning_rate=config.learning_rate, seed=seed, report_to="none",
@@ -111,3 +139,23 @@ def _tune(texts: list[str], labels: list[str], out: Path, config: FinetuneConfig
                       train_dataset=HFDataset.from_dict({"text": texts, "label": labels}))
     trainer.train_embeddings(texts, labels, args=args)
     model.model_body.save(str(out))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trainer.finetune WORKDIR [--quiet]`: WORKDIR/request.json in, the encoder and
+    WORKDIR/tuning.json (its figures, or {"error": ...}) out."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)  # the quantiser logs a line per tensor at INFO
+    try:
+        report = _tune_and_export(args.workdir, progress=not args.quiet)
+    except TopicqError as exc:
+        report = {"error": str(exc)}
+    (args.workdir / REPORT_FILE).write_text(json.dumps(report))
+    return 2 if "error" in report else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

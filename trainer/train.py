@@ -326,7 +326,7 @@ def _tuned_encoder(settings: Settings, finetune: FinetuneConfig, embedder: str |
     (the version gets its own copy)."""
     from trainer.finetune import check_tunable, tune_encoder
 
-    check_tunable(embedder.id if isinstance(embedder, Embedder) else embedder)
+    check_tunable(embedder)
     settings.models_path.mkdir(parents=True, exist_ok=True)
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".finetune-",
                                                                    dir=settings.models_path)))

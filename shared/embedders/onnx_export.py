@@ -126,10 +126,11 @@ def check_faithful(path: Path, *, max_tokens: int = 256, min_cosine: float = MIN
 
 
 def build(out: Path, *, quantization: str, weights: Path | None = None, reference: Path | None = None,
-          texts: list[str] | None = None, min_cosine: float = MIN_COSINE) -> float:
+          texts: list[str] | None = None, min_cosine: float = MIN_COSINE, max_tokens: int = 256) -> float:
     """Export (and quantise) `weights` (default: the packaged ones), check the file against
-    `reference` (default: the packaged model) on `texts` (default: PROBE_TEXTS), then rename it into
-    `out`. Returns the mean cosine of the check. Nothing is left at `out` when the check fails."""
+    `reference` (default: the packaged model) on `texts` (default: PROBE_TEXTS) cut at `max_tokens`,
+    then rename it into `out`. Returns the mean cosine of the check. Nothing is left at `out` when
+    the check fails."""
     weights = weights or source_dir()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".onnx-export-", dir=out.parent) as tmp:
@@ -139,7 +140,8 @@ def build(out: Path, *, quantization: str, weights: Path | None = None, referenc
         if quantization == "int8":
             final = Path(tmp) / "int8.onnx"
             quantize(fp32, final)
-        cosine = check_faithful(final, reference=reference, texts=texts, min_cosine=min_cosine)
+        cosine = check_faithful(final, reference=reference, texts=texts, min_cosine=min_cosine,
+                                max_tokens=max_tokens)
         os.replace(final, out)  # atomic: readers see the old state or the whole file
     return cosine
 

@@ -36,8 +36,10 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TrainResul
     home = tmp_path_factory.mktemp("tuned")
     settings = Settings(topicq_home=home, database_url=f"sqlite:///{home / 'topicq.db'}")
     table = write_table(home / "posts.csv", post_rows(per_topic=12))
+    # The encoder given as an object (the Python API), as a kind name on the command line.
     result = run_training(dataset=str(table), test_size=0.25, finetune=TINY, epochs=20, self_training=1.0,
-                          promote=True, progress=False, settings=settings)
+                          embedder=make_embedder("local-onnx", settings), promote=True, progress=False,
+                          settings=settings)
     yield result, settings, table
 
 
@@ -92,9 +94,11 @@ def test_a_changed_encoder_file_is_refused_by_the_store_and_the_embedder(
 
 def test_finetune_starts_from_the_local_encoder_only(sqlite_url: str, tmp_path: Path) -> None:
     table = write_table(tmp_path / "posts.csv", post_rows(per_topic=12))
-    with pytest.raises(ConfigError, match="--finetune tunes the local encoder"):
-        run_training(dataset=str(table), finetune=TINY, embedder="fake", progress=False,
-                     settings=Settings(database_url=sqlite_url))
+    settings = Settings(database_url=sqlite_url)
+    for embedder in ("fake", make_embedder("fake", settings)):
+        with pytest.raises(ConfigError, match="--finetune tunes the local encoder"):
+            run_training(dataset=str(table), finetune=TINY, embedder=embedder, progress=False,
+                         settings=settings)
 
 
 @pytest.mark.slow
