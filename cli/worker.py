@@ -94,8 +94,11 @@ class _Watch:
         def serving() -> str | None:
             return getattr(runtime.models.report, "serving", None)
 
+        def embedder() -> str:  # the served pair's: EMBEDDER=auto swaps it with the version
+            return runtime.models.embedder_id
+
         heartbeat = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue,
-                              embedder=runtime.embedder.id, serving=serving)
+                              embedder=embedder, serving=serving)
         app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
         if not settings.metrics_port:
             return cls(heartbeat)
@@ -111,7 +114,7 @@ class _Watch:
         exporter = start_exporter(settings.metrics_host, settings.metrics_port, heartbeat=heartbeat,
                                   max_age_s=settings.heartbeat_max_age_s)
         publisher = Publisher(settings.redis_url, settings.queue, name, about=lambda: {
-            "serving": serving(), "embedder": runtime.embedder.id}).start()
+            "serving": serving(), "embedder": embedder()}).start()
         return cls(heartbeat, exporter, publisher)
 
     def stop(self) -> None:

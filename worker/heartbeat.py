@@ -27,16 +27,17 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, path: Path, *, worker: str, queue: str, embedder: str,
+    def __init__(self, path: Path, *, worker: str, queue: str, embedder: Callable[[], str | None],
                  serving: Callable[[], str | None] = lambda: None) -> None:
-        self.path, self.worker, self.queue, self.embedder = path, worker, queue, embedder
-        self.serving = serving
+        self.path, self.worker, self.queue = path, worker, queue
+        # Asked at each beat: a worker on EMBEDDER=auto swaps its embedder with its version.
+        self.serving, self.embedder = serving, embedder
         self.last: float | None = None  # time.time() of the latest beat
 
     def beat(self) -> None:
         self.last = time.time()
         record = {"at": self.last, "worker": self.worker, "queue": self.queue, "pid": os.getpid(),
-                  "serving": self.serving(), "embedder": self.embedder}
+                  "serving": self.serving(), "embedder": self.embedder()}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
