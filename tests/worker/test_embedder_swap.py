@@ -16,6 +16,7 @@ from shared.results import query_results
 from shared.serving_status import ServingState, worker_states
 from shared.settings import Settings
 from testkit.factories import labelled_posts, register_fake_model
+from worker.followers import make_followers
 from worker.pipeline import process
 from worker.runtime import build_runtime, version_embedder
 from worker.serving import ModelServer
@@ -167,3 +168,32 @@ def test_a_batch_that_took_its_pair_before_the_swap_is_finished_with_that_pair(
     assert len(rows) == 9 and sum(r["label"] == r["metadata"]["truth"] for r in rows) >= 8  # type: ignore[index]
     assert process(posts("b"), settings=settings, models=models).error is None
     assert {(r["model_version"], r["embedder_id"]) for r in rows_of(sqlite_url, "b")} == {(second, NARROW)}
+
+
+def test_the_challenger_is_scored_only_on_batches_of_its_own_embedder(
+        sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Given production on the 64-wide embedder and a challenger on `staging` trained with the 32-wide one
+    settings = make_settings(sqlite_url, tmp_path)
+    register_fake_model(sqlite_url, settings.models_path)
+    challenger = register_fake_model(sqlite_url, settings.models_path, seed=2, promote=False,
+                                     embedder=FakeEmbedder(dim=32))
+    registry.promote(sqlite_url, name="topics", version=challenger, alias="staging")
+    models = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
+                         embedder_for=version_embedder(settings), refresh_s=0)
+    followers = make_followers(settings)
+
+    # When batches run before and after production moves to a version of the challenger's embedder
+    with caplog.at_level(logging.ERROR, logger="worker.shadow"):
+        for prefix in ("a", "b"):
+            process(posts(prefix), settings=settings, models=models, followers=followers)
+    second = promote_narrow(settings)
+    process(posts("c"), settings=settings, models=models, followers=followers)
+
+    # Then it is refused (logged once) while production embeds otherwise, and scored once it does not
+    shadow = [r for r in query_results(sqlite_url, shadow=True, limit=None) if r["model_version"] == challenger]
+    assert {str(r["post_id"])[0] for r in shadow} == {"c"} and len(shadow) == 9
+    assert {r["embedder_id"] for r in shadow} == {NARROW}
+    assert {r["model_version"] for r in rows_of(sqlite_url, "c")} == {second}
+    [logged] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"not scoring topics:{challenger} (staging) in shadow" in logged and NARROW in logged
+    assert followers.failures == 0
