@@ -173,7 +173,8 @@ def process(payloads: list[Any], *, settings: Settings, models: ModelServer, emb
         if served is None:
             raise model_error or TransientError("no model to serve")
         started = time.perf_counter()
-        # The snapshot's embedder, never one held elsewhere: the version was trained on its vectors.
+        # The snapshot's embedder, the one the version was trained with (the caller's only when the
+        # server holds none): a worker on EMBEDDER=auto may swap both between batches.
         pair_embedder = served.embedder or embedder
         if pair_embedder is None:
             raise ConfigError(f"no embedder for {served.model.key}: give the model server one")
