@@ -7,7 +7,10 @@ reconnecting to a broker that is gone. Each beat stamps the time in memory
 (HEARTBEAT_FILE, for `topicq health` in the same container):
 
     {"at": 1764520000.1, "worker": "topicq@host", "queue": "topicq", "pid": 7,
-     "serving": "topics:3", "embedder": "fake-..."}
+     "serving": "topics:3", "embedder": "fake:bow:64"}
+
+"serving" and "embedder" are what the worker serves at that beat (on
+EMBEDDER=auto both change together when the alias moves).
 
 A probe costs a file read, not the ~3 s of CPU and the broker round trip of a
 ping that a long task can also make fail.
