@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from shared import registry
+from shared.embedders import make_embedder
 from shared.embedders.fake import FakeEmbedder
+from shared.embedders.onnx import OnnxEmbedder
 from shared.results import query_results
 from shared.serving_status import ServingState, worker_states
 from shared.settings import Settings
@@ -197,3 +199,20 @@ def test_the_challenger_is_scored_only_on_batches_of_its_own_embedder(
     [logged] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert f"not scoring topics:{challenger} (staging) in shadow" in logged and NARROW in logged
     assert followers.failures == 0
+
+
+def test_on_auto_a_version_of_the_real_int8_encoder_is_served_with_it(sqlite_url: str, tmp_path: Path) -> None:
+    settings = make_settings(sqlite_url, tmp_path)
+    register_fake_model(sqlite_url, settings.models_path)
+    models = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
+                         embedder_for=version_embedder(settings), refresh_s=0)
+    assert models.embedder_id == WIDE and models.current()
+
+    encoder = make_embedder("local-onnx", settings)
+    second = register_fake_model(sqlite_url, settings.models_path, seed=1, embedder=encoder)
+    assert process(posts("a"), settings=settings, models=models).error is None
+
+    assert isinstance(models.embedder, OnnxEmbedder) and models.embedder is not encoder
+    rows = rows_of(sqlite_url, "a")
+    assert {(r["model_version"], r["embedder_id"], r["status"]) for r in rows} == {(second, encoder.id, "done")}
+    assert sum(r["label"] == r["metadata"]["truth"] for r in rows) >= 8  # type: ignore[index]
