@@ -99,7 +99,7 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
         register_pair(db, models, kind, args.home)
         base = dict(database_url=db, model_dir=models, embedder=kind, model_refresh_s=60.0)
         embedder = make_embedder(kind, Settings(**base))  # type: ignore[arg-type]
-        server = ModelServer(db, name="topics", alias="production", embedder_id=embedder.id, refresh_s=60)
+        server = ModelServer(db, name="topics", alias="production", embedder=embedder, refresh_s=60)
         followers = {"plain": None,
                      "sums": make_followers(Settings(**base, shadow_alias=""), embedder.id),  # type: ignore[arg-type]
                      "shadow": make_followers(Settings(**base), embedder.id)}  # type: ignore[arg-type]

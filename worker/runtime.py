@@ -38,9 +38,7 @@ class Runtime:
     @property
     def embedder(self) -> Embedder:
         """The embedder served now (warm-up, reports); a batch takes its own snapshot of the pair."""
-        embedder = self.models.embedder
-        assert embedder is not None  # a worker's server always holds one
-        return embedder
+        return self.models.embedder
 
 
 class ServingReport:

@@ -38,12 +38,10 @@ EmbedderFor = Callable[[str, Path], Embedder]
 
 @dataclass(frozen=True)
 class Served:
-    """What one batch is embedded and classified with: a version and the embedder it was trained with.
-
-    `embedder` is None only on a server that was given an embedder id alone: its caller embeds."""
+    """What one batch is embedded and classified with: a version and the embedder it was trained with."""
 
     model: TopicModel
-    embedder: Embedder | None
+    embedder: Embedder
 
 
 def warm_up(embedder: Embedder) -> None:
@@ -56,17 +54,11 @@ def warm_up(embedder: Embedder) -> None:
 
 
 class ModelServer:
-    def __init__(self, db_url: str, *, name: str, alias: str, embedder: Embedder | None = None,
-                 embedder_id: str | None = None, embedder_for: EmbedderFor | None = None,
-                 refresh_s: float = 5.0, report: Callable[[ServingState], None] | None = None) -> None:
-        """`embedder`: what the first version is served with (or only its id, `embedder_id`, when the
-        caller embeds); `embedder_for`: builds another version's embedder, to follow it (EMBEDDER=auto)."""
-        if embedder is None and embedder_id is None:
-            raise ValueError("give the embedder, or its id")
-        if embedder is not None and embedder_id not in (None, embedder.id):
-            raise ValueError(f"embedder {embedder.id!r} is not {embedder_id!r}")
-        if embedder_for is not None and embedder is None:
-            raise ValueError("a server that follows the embedder must hold one")
+    def __init__(self, db_url: str, *, name: str, alias: str, embedder: Embedder,
+                 embedder_for: EmbedderFor | None = None, refresh_s: float = 5.0,
+                 report: Callable[[ServingState], None] | None = None) -> None:
+        """`embedder`: what the first version is served with; `embedder_for`: builds another version's
+        embedder, to follow it (EMBEDDER=auto)."""
         self.db_url = db_url
         self.name = name
         self.alias = alias
@@ -74,27 +66,26 @@ class ModelServer:
         self.refresh_s = refresh_s
         self.report = report  # told what is served (and refused) after each look at the alias
         self._embedder = embedder
-        self._embedder_id = embedder.id if embedder is not None else str(embedder_id)
         self._model: TopicModel | None = None
         self._refusal: ServingState | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
 
     @property
-    def embedder(self) -> Embedder | None:
+    def embedder(self) -> Embedder:
         """The embedder of the pair served now (before the first load: the one given)."""
         return self._embedder
 
     @property
     def embedder_id(self) -> str:
         """The id of the embedder served now: metrics, heartbeat and status name it."""
-        return self._embedder_id
+        return self._embedder.id
 
     def _load(self, version: int) -> Served:
         model = registry.load(self.db_url, name=self.name, version=version)
         wanted = model.meta.embedder_id
-        if wanted == self._embedder_id or self.embedder_for is None:
-            model.check_embedder(self._embedder_id)
+        if wanted == self._embedder.id or self.embedder_for is None:
+            model.check_embedder(self._embedder.id)
             return Served(model, self._embedder)
         info = registry.get_version(self.db_url, name=self.name, version=version)
         embedder = self.embedder_for(wanted, Path(info.path))
@@ -158,8 +149,8 @@ class ModelServer:
             return
         if self._model is not None:
             log.info("switching model %s -> %s", self._model.key, loaded.model.key)
-        if loaded.embedder is not self._embedder and loaded.embedder is not None:
-            log.info("switching embedder %s -> %s", self._embedder_id, loaded.embedder.id)
+        if loaded.embedder is not self._embedder:
+            log.info("switching embedder %s -> %s", self._embedder.id, loaded.embedder.id)
             # The old embedder is dropped, not closed: a batch may still be embedding with it.
-            self._embedder, self._embedder_id = loaded.embedder, loaded.embedder.id
+            self._embedder = loaded.embedder
         self._model = loaded.model

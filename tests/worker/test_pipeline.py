@@ -25,7 +25,7 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: object) -> Settings:
 
 def server_for(settings: Settings, embedder: Embedder) -> ModelServer:
     return ModelServer(settings.db_url, name=settings.model_name, alias="production",
-                       embedder_id=embedder.id, refresh_s=0)
+                       embedder=embedder, refresh_s=0)
 
 
 class FlakyEmbedder(FakeEmbedder):

@@ -65,7 +65,7 @@ def test_a_worker_keeping_an_older_version_logs_an_error_and_models_and_stats_sh
 ) -> None:
     served = register_fake_model(sqlite_url, tmp_path / "models")
     unservable = register_fake_model(sqlite_url, tmp_path / "models", promote=False, embedder=FakeEmbedder(dim=32))
-    server = ModelServer(sqlite_url, name="topics", alias="production", embedder_id=FakeEmbedder().id,
+    server = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
                          refresh_s=0, report=StatusReporter(redis_url, "topicq", worker="w1"))
     assert server.current().meta.version == served
 
