@@ -112,8 +112,8 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
             for start in range(0, len(batch_texts), args.batch_size):
                 chunk = [{"id": f"{prefix}-{start + i}", "text": t}
                          for i, t in enumerate(batch_texts[start: start + args.batch_size])]
-                report = process(chunk, settings=settings, embedder=embedder, models=server,
-                                 cache_embeddings=False, followers=followers[mode])
+                report = process(chunk, settings=settings, models=server, cache_embeddings=False,
+                                 followers=followers[mode])
                 assert report.error is None, report.error
             return time.perf_counter() - started, time.process_time() - cpu_started
 

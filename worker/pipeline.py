@@ -150,13 +150,12 @@ def _validate(payloads: list[Any], attempts: list[int] | None, settings: Setting
     return out
 
 
-def process(payloads: list[Any], *, settings: Settings, models: ModelServer, embedder: Embedder | None = None,
-            cache_embeddings: bool = True, attempts: list[int] | None = None,
-            followers: BatchFollowers | None = None) -> BatchReport:
+def process(payloads: list[Any], *, settings: Settings, models: ModelServer, cache_embeddings: bool = True,
+            attempts: list[int] | None = None, followers: BatchFollowers | None = None) -> BatchReport:
     """Validate, classify and record a batch; returns what was written and what to retry.
 
     The batch is embedded and classified with one snapshot of `models` (a version and its
-    embedder); `embedder` only serves a server that holds none (given an embedder id alone).
+    embedder): a worker on EMBEDDER=auto may swap both between batches.
     `attempts[i]` is how often payload i was delivered before (from its message header);
     `followers` (shadow scoring, drift sums) run once the rows are written."""
     received = utcnow()  # when this worker took the batch up; processed_at is set at write
@@ -173,13 +172,7 @@ def process(payloads: list[Any], *, settings: Settings, models: ModelServer, emb
         if served is None:
             raise model_error or TransientError("no model to serve")
         started = time.perf_counter()
-        # The snapshot's embedder, the one the version was trained with (the caller's only when the
-        # server holds none): a worker on EMBEDDER=auto may swap both between batches.
-        pair_embedder = served.embedder or embedder
-        if pair_embedder is None:
-            raise ConfigError(f"no embedder for {served.model.key}: give the model server one")
-        served.model.check_embedder(pair_embedder.id)  # a caller's embedder must match too
-        rows += classify_batch(batch.valid, pair_embedder, served.model,
+        rows += classify_batch(batch.valid, served.embedder, served.model,
                                cache_url=settings.db_url if cache_embeddings else None,
                                review=ReviewPolicy.from_settings(settings), embedded=embedded.append)
         report.classify_ms = (time.perf_counter() - started) * 1000
