@@ -101,8 +101,8 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
         embedder = make_embedder(kind, Settings(**base))  # type: ignore[arg-type]
         server = ModelServer(db, name="topics", alias="production", embedder=embedder, refresh_s=60)
         followers = {"plain": None,
-                     "sums": make_followers(Settings(**base, shadow_alias=""), embedder.id),  # type: ignore[arg-type]
-                     "shadow": make_followers(Settings(**base), embedder.id)}  # type: ignore[arg-type]
+                     "sums": make_followers(Settings(**base, shadow_alias="")),  # type: ignore[arg-type]
+                     "shadow": make_followers(Settings(**base))}  # type: ignore[arg-type]
         settings = Settings(**base)  # type: ignore[arg-type]
         seconds = {mode: 0.0 for mode in MODES}
         cpu = {mode: 0.0 for mode in MODES}

@@ -69,11 +69,9 @@ class BatchFollowers:
             log.error("could not add a batch to the drift sums (%d failures so far): %s", self.failures, exc)
 
 
-def make_followers(settings: Settings, embedder_id: str | None = None) -> BatchFollowers:
-    """The followers `settings` ask for. `embedder_id` is not needed any more (the challenger is
-    matched with each batch's embedder, which a worker on EMBEDDER=auto may swap): older callers
-    may still pass it."""
-    del embedder_id
+def make_followers(settings: Settings) -> BatchFollowers:
+    """The followers `settings` ask for. The challenger is matched with each batch's embedder, which
+    a worker on EMBEDDER=auto may swap."""
     shadow = None
     if settings.shadow_alias and settings.shadow_alias != settings.model_alias:
         shadow = ShadowScorer(settings.db_url, name=settings.model_name, alias=settings.shadow_alias,

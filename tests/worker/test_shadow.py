@@ -28,7 +28,7 @@ def run(settings: Settings, embedder: FakeEmbedder, batch: list[dict[str, object
     models = ModelServer(settings.db_url, name=settings.model_name, alias="production",
                          embedder=embedder, refresh_s=0)
     report = process(batch, settings=settings, models=models, cache_embeddings=False,
-                     followers=make_followers(settings, embedder.id))
+                     followers=make_followers(settings))
     assert report.error is None and report.retry == []
 
 
