@@ -105,33 +105,40 @@ class ModelServer:
     def snapshot(self) -> Served:
         """The pair to use for the next batch (loads or switches when the alias moved)."""
         with self._lock:
-            now = time.monotonic()
-            if self._model is not None and now - self._checked_at < self.refresh_s:
-                return Served(self._model, self._embedder)
-            try:
-                version = registry.resolve(self.db_url, name=self.name, alias=self.alias)
-            except DatabaseUnavailableError:  # keep serving what we have
-                if self._model is not None:
-                    return Served(self._model, self._embedder)
-                raise
-            self._checked_at = now
-            if version is None:
-                if self._model is not None:
-                    return Served(self._model, self._embedder)
-                raise ModelError(
-                    f"no {self.alias!r} version of model {self.name!r}: train one with "
-                    f"`topicq train ... --name {self.name} --promote`"
-                )
-            if self._model is None or self._model.meta.version != version:
-                self._switch(version)
-            assert self._model is not None  # _switch raises when there is nothing to keep
-            if self._model.meta.version == version:
-                self._refusal = None
+            state = self._look()
+            assert self._model is not None  # _look raises when there is nothing to serve
             served = Served(self._model, self._embedder)
-            state = self._refusal or ServingState(serving=self._model.key)
-        if self.report:  # outside the lock: a slow Redis must not hold up other batches
+        if state is not None and self.report:  # outside the lock: a slow Redis must not hold up other batches
             self.report(state)
         return served
+
+    def _look(self) -> ServingState | None:
+        """Look at the alias when due, and load or switch when it moved: what is served (and refused)
+        to report, or None when the current pair is kept with nothing to report (too soon for a look,
+        the database down, or the alias naming no version)."""
+        now = time.monotonic()
+        if self._model is not None and now - self._checked_at < self.refresh_s:
+            return None
+        try:
+            version = registry.resolve(self.db_url, name=self.name, alias=self.alias)
+        except DatabaseUnavailableError:  # keep serving what we have
+            if self._model is not None:
+                return None
+            raise
+        self._checked_at = now
+        if version is None:
+            if self._model is not None:
+                return None
+            raise ModelError(
+                f"no {self.alias!r} version of model {self.name!r}: train one with "
+                f"`topicq train ... --name {self.name} --promote`"
+            )
+        if self._model is None or self._model.meta.version != version:
+            self._switch(version)
+        assert self._model is not None  # _switch raises when there is nothing to keep
+        if self._model.meta.version == version:
+            self._refusal = None
+        return self._refusal or ServingState(serving=self._model.key)
 
     def _switch(self, version: int) -> None:
         """Serve `version` with its embedder; when either cannot be, keep the current pair, and why is
