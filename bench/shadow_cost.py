@@ -99,10 +99,10 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
         register_pair(db, models, kind, args.home)
         base = dict(database_url=db, model_dir=models, embedder=kind, model_refresh_s=60.0)
         embedder = make_embedder(kind, Settings(**base))  # type: ignore[arg-type]
-        server = ModelServer(db, name="topics", alias="production", embedder_id=embedder.id, refresh_s=60)
+        server = ModelServer(db, name="topics", alias="production", embedder=embedder, refresh_s=60)
         followers = {"plain": None,
-                     "sums": make_followers(Settings(**base, shadow_alias=""), embedder.id),  # type: ignore[arg-type]
-                     "shadow": make_followers(Settings(**base), embedder.id)}  # type: ignore[arg-type]
+                     "sums": make_followers(Settings(**base, shadow_alias="")),  # type: ignore[arg-type]
+                     "shadow": make_followers(Settings(**base))}  # type: ignore[arg-type]
         settings = Settings(**base)  # type: ignore[arg-type]
         seconds = {mode: 0.0 for mode in MODES}
         cpu = {mode: 0.0 for mode in MODES}
@@ -112,8 +112,8 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
             for start in range(0, len(batch_texts), args.batch_size):
                 chunk = [{"id": f"{prefix}-{start + i}", "text": t}
                          for i, t in enumerate(batch_texts[start: start + args.batch_size])]
-                report = process(chunk, settings=settings, embedder=embedder, models=server,
-                                 cache_embeddings=False, followers=followers[mode])
+                report = process(chunk, settings=settings, models=server, cache_embeddings=False,
+                                 followers=followers[mode])
                 assert report.error is None, report.error
             return time.perf_counter() - started, time.process_time() - cpu_started
 

@@ -251,8 +251,9 @@ def _number(value: Any) -> str:
 @click.argument("version", type=int)
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True)
 @click.option("--force", is_flag=True,
-              help="Promote a version of another embedder than the current one (restart the workers "
-                   "with its EMBEDDER).")
+              help="Promote a version of another embedder than the current one: workers on "
+                   "EMBEDDER=auto switch to it and its embedder without restart; workers with a set "
+                   "EMBEDDER refuse it (and keep the current one) until restarted with its EMBEDDER.")
 @click.option("--require-agreement", type=click.FloatRange(0, 1), default=None, metavar="X",
               help="Refuse unless the version agrees with the alias's current version on at least X of "
                    "the posts both classified.")
@@ -280,8 +281,11 @@ def promote(name: str, version: int, alias: str, force: bool, require_agreement:
     registry.get_version(db_url, name=name, version=version)
     change = registry.embedder_change(db_url, name=name, version=version, alias=alias)
     if change and not force:
-        raise ModelError(f"not promoted: {change}; train it with the same --embedder, or --force "
-                         "and restart the workers with its EMBEDDER")
+        current = registry.resolve(db_url, name=name, alias=alias)
+        raise ModelError(f"not promoted: {change}; workers on EMBEDDER=auto would switch to it and its "
+                         "embedder without restart, but workers with a set EMBEDDER would refuse it and "
+                         f"keep {name}:{current} until restarted with its EMBEDDER: train it with the same "
+                         "--embedder, or promote it with --force")
     if require_agreement is not None or require_reviewed_accuracy is not None:
         _check_guards(db_url, name, version, alias, require_agreement, require_reviewed_accuracy, since)
     previous = registry.promote(db_url, name=name, version=version, alias=alias)

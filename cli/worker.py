@@ -65,12 +65,10 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
 def _load_before_ready(runtime: Any, settings: Any) -> None:
     """The model and the embedder's weights (or Gemini's key check) before the first message."""
     started = time.monotonic()
+    from worker.serving import warm_up
+
     model = runtime.models.current()  # fail fast: no model, or a model of another embedder
-    check_access = getattr(runtime.embedder, "check_access", None)
-    if check_access is not None:
-        check_access()  # Gemini: a refused key is a ConfigError here, not a failure per post
-    else:
-        runtime.embedder.embed(["topicq warm-up"])  # load the weights now, not at the first batch
+    warm_up(runtime.embedder)  # weights loaded now, not at the first batch; Gemini: a refused key here
     logging.getLogger("worker").info(
         "serving %s with %s (loaded in %.1fs); queue %r, batches of %d or every %ss", model.key,
         runtime.embedder.id, time.monotonic() - started, settings.queue, settings.batch_size,
@@ -94,8 +92,11 @@ class _Watch:
         def serving() -> str | None:
             return getattr(runtime.models.report, "serving", None)
 
+        def embedder() -> str:  # the served pair's: EMBEDDER=auto swaps it with the version
+            return runtime.models.embedder_id
+
         heartbeat = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue,
-                              embedder=runtime.embedder.id, serving=serving)
+                              embedder=embedder, serving=serving)
         app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
         if not settings.metrics_port:
             return cls(heartbeat)
@@ -111,7 +112,7 @@ class _Watch:
         exporter = start_exporter(settings.metrics_host, settings.metrics_port, heartbeat=heartbeat,
                                   max_age_s=settings.heartbeat_max_age_s)
         publisher = Publisher(settings.redis_url, settings.queue, name, about=lambda: {
-            "serving": serving(), "embedder": runtime.embedder.id}).start()
+            "serving": serving(), "embedder": embedder()}).start()
         return cls(heartbeat, exporter, publisher)
 
     def stop(self) -> None:

@@ -103,10 +103,11 @@ def resolve_ref(db: Db, ref: str, *, alias: str = DEFAULT_ALIAS) -> VersionInfo:
 
 
 def embedder_change(db: Db, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> str | None:
-    """Why workers serving `alias` could not switch to `version` (it needs another embedder), or None.
+    """Why `version` needs another embedder than `alias`'s current version, or None.
 
-    A worker embeds with one embedder, the one its current version was trained with:
-    a version of another embedder would be refused by every worker, which keeps the old one.
+    Workers on EMBEDDER=auto switch embedder with the version; workers with a set
+    EMBEDDER refuse it and keep the old version; a challenger in shadow is scored only
+    on batches of its own embedder.
     """
     current = resolve(db, name=name, alias=alias)
     if current is None or current == version:
@@ -115,8 +116,7 @@ def embedder_change(db: Db, *, name: str, version: int, alias: str = DEFAULT_ALI
     if wanted.embedder_id == serving.embedder_id:
         return None
     return (f"{name}:{version} was trained with embedder {wanted.embedder_id!r}, but {alias} "
-            f"{name}:{current} and so its workers embed with {serving.embedder_id!r}: they would keep "
-            f"serving {name}:{current}")
+            f"{name}:{current} with {serving.embedder_id!r}")
 
 
 def promote(db: Db, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> int | None:

@@ -16,6 +16,7 @@ class EmbeddedBatch:
     vectors: np.ndarray  # one row per text (a refused text's row means nothing)
     refused: dict[int, str]  # index -> why the embedder refused the text
     model: TopicModel  # the version served
+    embedder_id: str  # what embedded the batch: the served version's embedder
     rows: list[ResultRow]  # its rows, in the order of the texts
     posts_text: list[str]  # the posts' texts as sent, which a row flagged for review keeps
 

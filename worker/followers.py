@@ -69,10 +69,11 @@ class BatchFollowers:
             log.error("could not add a batch to the drift sums (%d failures so far): %s", self.failures, exc)
 
 
-def make_followers(settings: Settings, embedder_id: str) -> BatchFollowers:
+def make_followers(settings: Settings) -> BatchFollowers:
+    """The followers `settings` ask for. The challenger is matched with each batch's embedder, which
+    a worker on EMBEDDER=auto may swap."""
     shadow = None
     if settings.shadow_alias and settings.shadow_alias != settings.model_alias:
         shadow = ShadowScorer(settings.db_url, name=settings.model_name, alias=settings.shadow_alias,
-                              embedder_id=embedder_id, refresh_s=settings.model_refresh_s,
-                              review=ReviewPolicy.from_settings(settings))
+                              refresh_s=settings.model_refresh_s, review=ReviewPolicy.from_settings(settings))
     return BatchFollowers(settings, shadow)

@@ -1,7 +1,7 @@
 """Is this worker ready? The checks of `topicq health`, each cheap and bounded by a timeout.
 
     worker    the heartbeat file is fresh (the consumer loop runs) and names the model and
-              embedder the worker loaded              (liveness: this check alone)
+              embedder it serves now                  (liveness: this check alone)
     redis     the broker answers PING
     database  the results database answers SELECT 1
 

@@ -7,7 +7,10 @@ reconnecting to a broker that is gone. Each beat stamps the time in memory
 (HEARTBEAT_FILE, for `topicq health` in the same container):
 
     {"at": 1764520000.1, "worker": "topicq@host", "queue": "topicq", "pid": 7,
-     "serving": "topics:3", "embedder": "fake-..."}
+     "serving": "topics:3", "embedder": "fake:bow:64"}
+
+"serving" and "embedder" are what the worker serves at that beat (on
+EMBEDDER=auto both change together when the alias moves).
 
 A probe costs a file read, not the ~3 s of CPU and the broker round trip of a
 ping that a long task can also make fail.
@@ -27,16 +30,17 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, path: Path, *, worker: str, queue: str, embedder: str,
+    def __init__(self, path: Path, *, worker: str, queue: str, embedder: Callable[[], str | None],
                  serving: Callable[[], str | None] = lambda: None) -> None:
-        self.path, self.worker, self.queue, self.embedder = path, worker, queue, embedder
-        self.serving = serving
+        self.path, self.worker, self.queue = path, worker, queue
+        # Asked at each beat: a worker on EMBEDDER=auto swaps its embedder with its version.
+        self.serving, self.embedder = serving, embedder
         self.last: float | None = None  # time.time() of the latest beat
 
     def beat(self) -> None:
         self.last = time.time()
         record = {"at": self.last, "worker": self.worker, "queue": self.queue, "pid": os.getpid(),
-                  "serving": self.serving(), "embedder": self.embedder}
+                  "serving": self.serving(), "embedder": self.embedder()}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")

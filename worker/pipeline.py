@@ -37,7 +37,7 @@ from worker.embedded import EmbeddedBatch
 from worker.followers import BatchFollowers
 from worker.payload import Post, parse_post, storable_metadata
 from worker.retry_policy import RetryPolicy
-from worker.serving import ModelServer
+from worker.serving import ModelServer, Served
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
                 flag_row(row, flags[i], post.text, review)
         rows.append(row)
     if embedded is not None:
-        embedded(EmbeddedBatch(texts=texts, vectors=vectors, refused=rejected, model=model, rows=rows,
+        embedded(EmbeddedBatch(texts=texts, vectors=vectors, refused=rejected, model=model,
+                               embedder_id=embedder.id, rows=rows,
                                posts_text=[post.text for post in posts]))
     return rows
 
@@ -102,14 +103,14 @@ def _with_attempt(post: Post) -> Post:
 
 
 def _serving(models: ModelServer,
-             settings: Settings) -> tuple[TopicModel | None, str, int, TopicqError | None]:
-    """The model for this batch, its name and version, or why there is none.
+             settings: Settings) -> tuple[Served | None, str, int, TopicqError | None]:
+    """The (model, embedder) pair for this batch, the model's name and version, or why there is none.
 
     Without a usable model the posts go round again (RetryPolicy) and become `failed`
     under version 0 after MAX_RETRIES: nothing is lost and nothing loops forever."""
     try:
-        model = models.current()
-        return model, model.meta.name, model.meta.version, None
+        served = models.snapshot()
+        return served, served.model.meta.name, served.model.meta.version, None
     except TopicqError as exc:
         return None, settings.model_name, 0, exc
 
@@ -149,11 +150,12 @@ def _validate(payloads: list[Any], attempts: list[int] | None, settings: Setting
     return out
 
 
-def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, models: ModelServer,
-            cache_embeddings: bool = True, attempts: list[int] | None = None,
-            followers: BatchFollowers | None = None) -> BatchReport:
+def process(payloads: list[Any], *, settings: Settings, models: ModelServer, cache_embeddings: bool = True,
+            attempts: list[int] | None = None, followers: BatchFollowers | None = None) -> BatchReport:
     """Validate, classify and record a batch; returns what was written and what to retry.
 
+    The batch is embedded and classified with one snapshot of `models` (a version and its
+    embedder): a worker on EMBEDDER=auto may swap both between batches.
     `attempts[i]` is how often payload i was delivered before (from its message header);
     `followers` (shadow scoring, drift sums) run once the rows are written."""
     received = utcnow()  # when this worker took the batch up; processed_at is set at write
@@ -161,16 +163,16 @@ def process(payloads: list[Any], *, settings: Settings, embedder: Embedder, mode
     policy = RetryPolicy(settings)
     batch = _validate(payloads, attempts, settings)
     embedded: list[EmbeddedBatch] = []
-    model, name, version, model_error = _serving(models, settings)
+    served, name, version, model_error = _serving(models, settings)
     report.model_name, report.model_version = name, version
     rows = batch.rejected
     for row in rows:
         row.model_name, row.model_version = name, version
     try:
-        if model is None:
+        if served is None:
             raise model_error or TransientError("no model to serve")
         started = time.perf_counter()
-        rows += classify_batch(batch.valid, embedder, model,
+        rows += classify_batch(batch.valid, served.embedder, served.model,
                                cache_url=settings.db_url if cache_embeddings else None,
                                review=ReviewPolicy.from_settings(settings), embedded=embedded.append)
         report.classify_ms = (time.perf_counter() - started) * 1000

@@ -1,15 +1,19 @@
-"""What a worker process holds: settings, its embedder and the model server.
+"""What a worker process holds: settings, the model server (a version and its embedder) and the followers.
 
 Built once per process, lazily, so importing the tasks module stays cheap.
 With EMBEDDER=auto the worker embeds with what its production model was
 trained with (a model trained on the torch encoder keeps its torch encoder
-after the default changed); a set EMBEDDER is used as it is, and a model of
-another embedder is refused (worker/serving.py).
+after the default changed), and when the alias moves to a version of another
+embedder (e.g. another tuned encoder) it builds that one and swaps the pair
+between batches, without a restart. A set EMBEDDER is used as it is, and a
+model of another embedder is refused (worker/serving.py). What names the
+embedder (metrics, heartbeat, status) asks the model server for the current one.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,22 +26,26 @@ from shared.settings import Settings
 from shared.threads import settle_classifier_threads
 from worker import metrics
 from worker.followers import BatchFollowers, make_followers
-from worker.serving import ModelServer
+from worker.serving import EmbedderFor, ModelServer
 
 
 @dataclass
 class Runtime:
     settings: Settings
-    embedder: Embedder
-    models: ModelServer
+    models: ModelServer  # the served version and its embedder, swapped together
     followers: BatchFollowers | None = None  # shadow scoring and drift sums after each batch
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder served now (warm-up, reports); a batch takes its own snapshot of the pair."""
+        return self.models.embedder
 
 
 class ServingReport:
     """Told what the worker serves after each look at the alias: records it in Redis (`topicq models`),
-    in topicq_model_info, and keeps it for the heartbeat."""
+    in topicq_model_info (with the embedder `embedder_id()` names), and keeps it for the heartbeat."""
 
-    def __init__(self, status: StatusReporter, embedder_id: str) -> None:
+    def __init__(self, status: StatusReporter, embedder_id: Callable[[], str]) -> None:
         self.status, self.embedder_id = status, embedder_id
         self.serving: str | None = None
 
@@ -47,7 +55,7 @@ class ServingReport:
         if state.serving:
             name, _, version = state.serving.rpartition(":")
             if version.isdigit():
-                metrics.serving(name, int(version), self.embedder_id)
+                metrics.serving(name, int(version), self.embedder_id())
 
     def clear(self) -> None:
         self.status.clear()
@@ -78,16 +86,27 @@ def worker_embedder(settings: Settings) -> Embedder:
     return make_embedder(settings=settings)
 
 
+def version_embedder(settings: Settings) -> EmbedderFor:
+    """Builds the embedder of a version the alias moved to (EMBEDDER=auto), timed like the first."""
+
+    def build(embedder_id: str, directory: Path) -> Embedder:
+        embedder = make_embedder_for(embedder_id, settings, directory)
+        metrics.time_rate_limits(embedder)
+        return embedder
+
+    return build
+
+
 def build_runtime(settings: Settings, embedder: Embedder | None = None) -> Runtime:
     settle_classifier_threads(available_cores())
     embedder = embedder or worker_embedder(settings)
+    # Late-bound: after each look at the alias the report asks the server below which embedder it serves.
+    report = ServingReport(StatusReporter(settings.redis_url, settings.queue), lambda: models.embedder_id)
     models = ModelServer(settings.db_url, name=settings.model_name, alias=settings.model_alias,
-                         embedder_id=embedder.id, refresh_s=settings.model_refresh_s,
-                         report=ServingReport(StatusReporter(settings.redis_url, settings.queue),
-                                              embedder.id))
+                         embedder=embedder, refresh_s=settings.model_refresh_s, report=report,
+                         embedder_for=version_embedder(settings) if settings.embedder == "auto" else None)
     metrics.time_rate_limits(embedder)
-    return Runtime(settings=settings, embedder=embedder, models=models,
-                   followers=make_followers(settings, embedder.id))
+    return Runtime(settings=settings, models=models, followers=make_followers(settings))
 
 
 def get_runtime(settings: Settings) -> Runtime:

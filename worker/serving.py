@@ -1,8 +1,17 @@
-"""Which model a worker serves: the alias (default `production`) of MODEL_NAME.
+"""Which model a worker serves, and the embedder it serves it with: the alias (default `production`)
+of MODEL_NAME and the embedder that version was trained with.
 
 The alias is re-read at most every MODEL_REFRESH_S seconds; when it moves,
 the new version is loaded beside the old one and swapped in between batches,
 so no in-flight post is dropped and every row names the version that made it.
+
+A batch takes one `snapshot()`: a version and its embedder, never one without
+the other. A server given `embedder_for` (a worker on EMBEDDER=auto) follows the
+alias to a version of another embedder: it builds that version's embedder
+(e.g. the tuned encoder in its directory) beside the old pair and swaps the
+pair. Without it (a set EMBEDDER), such a version is refused. A version that
+cannot be served, or whose embedder cannot be built, is refused: the old pair
+is kept, the refusal reported and logged once.
 """
 
 from __future__ import annotations
@@ -11,69 +20,132 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from shared import registry
-from shared.errors import DatabaseUnavailableError, ModelError
+from shared.embedders.base import Embedder
+from shared.errors import ConfigError, DatabaseUnavailableError, ModelError, TransientError
 from shared.serving_status import ServingState
 from shared.store import TopicModel
 
 log = logging.getLogger(__name__)
 
+# Builds the embedder a version was trained with: (its embedder id, its directory) -> embedder.
+EmbedderFor = Callable[[str, Path], Embedder]
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one batch is embedded and classified with: a version and the embedder it was trained with."""
+
+    model: TopicModel
+    embedder: Embedder
+
+
+def warm_up(embedder: Embedder) -> None:
+    """Load the weights (or check Gemini's key) now, so a broken embedder is refused, not a batch."""
+    check_access = getattr(embedder, "check_access", None)
+    if check_access is not None:
+        check_access()
+    else:
+        embedder.embed(["topicq warm-up"])
+
 
 class ModelServer:
-    def __init__(self, db_url: str, *, name: str, alias: str, embedder_id: str,
-                 refresh_s: float = 5.0, report: Callable[[ServingState], None] | None = None) -> None:
+    def __init__(self, db_url: str, *, name: str, alias: str, embedder: Embedder,
+                 embedder_for: EmbedderFor | None = None, refresh_s: float = 5.0,
+                 report: Callable[[ServingState], None] | None = None) -> None:
+        """`embedder`: what the first version is served with; `embedder_for`: builds another version's
+        embedder, to follow it (EMBEDDER=auto)."""
         self.db_url = db_url
         self.name = name
         self.alias = alias
-        self.embedder_id = embedder_id
+        self.embedder_for = embedder_for
         self.refresh_s = refresh_s
         self.report = report  # told what is served (and refused) after each look at the alias
+        self._embedder = embedder
         self._model: TopicModel | None = None
         self._refusal: ServingState | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
 
-    def _load(self, version: int) -> TopicModel:
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder of the pair served now (before the first load: the one given)."""
+        return self._embedder
+
+    @property
+    def embedder_id(self) -> str:
+        """The id of the embedder served now: metrics, heartbeat and status name it."""
+        return self._embedder.id
+
+    def _load(self, version: int) -> Served:
         model = registry.load(self.db_url, name=self.name, version=version)
-        model.check_embedder(self.embedder_id)
-        return model
+        wanted = model.meta.embedder_id
+        if wanted == self._embedder.id or self.embedder_for is None:
+            model.check_embedder(self._embedder.id)
+            return Served(model, self._embedder)
+        info = registry.get_version(self.db_url, name=self.name, version=version)
+        embedder = self.embedder_for(wanted, Path(info.path))
+        if embedder.id != wanted:  # e.g. a kind built with other options: its vectors differ
+            raise ModelError(f"model {model.key} needs embedder {wanted!r}; the one built here is "
+                             f"{embedder.id!r}")
+        try:
+            warm_up(embedder)
+        except TransientError as exc:  # refused for now: tried again at the next look at the alias
+            raise ModelError(f"embedder {wanted!r} of {model.key} cannot be reached: {exc}") from None
+        return Served(model, embedder)
 
     def current(self) -> TopicModel:
-        """The model to use for the next batch (loads or switches when the alias moved)."""
-        with self._lock:
-            now = time.monotonic()
-            if self._model is not None and now - self._checked_at < self.refresh_s:
-                return self._model
-            try:
-                version = registry.resolve(self.db_url, name=self.name, alias=self.alias)
-            except DatabaseUnavailableError:  # keep serving what we have
-                if self._model is not None:
-                    return self._model
-                raise
-            self._checked_at = now
-            if version is None:
-                if self._model is not None:
-                    return self._model
-                raise ModelError(
-                    f"no {self.alias!r} version of model {self.name!r}: train one with "
-                    f"`topicq train ... --name {self.name} --promote`"
-                )
-            if self._model is None or self._model.meta.version != version:
-                self._model = self._switch(version)
-            if self._model.meta.version == version:
-                self._refusal = None
-            model, state = self._model, self._refusal or ServingState(serving=self._model.key)
-        if self.report:  # outside the lock: a slow Redis must not hold up other batches
-            self.report(state)
-        return model
+        """The model of the next batch's pair, for callers that only name the version."""
+        return self.snapshot().model
 
-    def _switch(self, version: int) -> TopicModel:
-        """`version` loaded; when it cannot be served, the current model, and why is logged once."""
+    def snapshot(self) -> Served:
+        """The pair to use for the next batch (loads or switches when the alias moved)."""
+        with self._lock:
+            state = self._look()
+            assert self._model is not None  # _look raises when there is nothing to serve
+            served = Served(self._model, self._embedder)
+        if state is not None and self.report:  # outside the lock: a slow Redis must not hold up other batches
+            self.report(state)
+        return served
+
+    def _look(self) -> ServingState | None:
+        """Look at the alias when due, and load or switch when it moved: what is served (and refused)
+        to report, or None when the current pair is kept with nothing to report (too soon for a look,
+        the database down, or the alias naming no version)."""
+        now = time.monotonic()
+        if self._model is not None and now - self._checked_at < self.refresh_s:
+            return None
+        try:
+            version = registry.resolve(self.db_url, name=self.name, alias=self.alias)
+        except DatabaseUnavailableError:  # keep serving what we have
+            if self._model is not None:
+                return None
+            raise
+        self._checked_at = now
+        if version is None:
+            if self._model is not None:
+                return None
+            raise ModelError(
+                f"no {self.alias!r} version of model {self.name!r}: train one with "
+                f"`topicq train ... --name {self.name} --promote`"
+            )
+        if self._model is None or self._model.meta.version != version:
+            self._switch(version)
+        assert self._model is not None  # _switch raises when there is nothing to keep
+        if self._model.meta.version == version:
+            self._refusal = None
+        return self._refusal or ServingState(serving=self._model.key)
+
+    def _switch(self, version: int) -> None:
+        """Serve `version` with its embedder; when either cannot be, keep the current pair, and why is
+        logged once."""
         try:
             loaded = self._load(version)
-        except ModelError as exc:
+        except (ModelError, ConfigError) as exc:  # ConfigError: e.g. no Gemini key for its embedder
             if self._model is None:
                 raise
             refused = f"{self.name}:{version}"
@@ -81,7 +153,11 @@ class ModelServer:
                 log.error("keeping %s: cannot switch to %s: %s", self._model.key, refused, exc)
                 self._refusal = ServingState(serving=self._model.key, refused=refused, reason=str(exc),
                                              at=datetime.now(UTC).isoformat(timespec="seconds"))
-            return self._model
+            return
         if self._model is not None:
-            log.info("switching model %s -> %s", self._model.key, loaded.key)
-        return loaded
+            log.info("switching model %s -> %s", self._model.key, loaded.model.key)
+        if loaded.embedder is not self._embedder:
+            log.info("switching embedder %s -> %s", self._embedder.id, loaded.embedder.id)
+            # The old embedder is dropped, not closed: a batch may still be embedding with it.
+            self._embedder = loaded.embedder
+        self._model = loaded.model

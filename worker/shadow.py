@@ -3,8 +3,10 @@
 It reads the batch's embeddings (no second embed call) and its rows are written
 under its own version, marked `shadow`, so production queries leave them out.
 It follows its alias as the served model does (re-read every MODEL_REFRESH_S).
-A version of another embedder, the served version itself, or an unset alias is
-simply not followed. Whatever goes wrong with the challenger is logged and
+A challenger is scored only on batches embedded with its own embedder (each
+batch says which, and a worker on EMBEDDER=auto may swap it with production),
+so one of another embedder, the served version itself, or an unset alias is
+simply not scored. Whatever goes wrong with the challenger is logged and
 counted, never raised: the production rows are written first and stay.
 """
 
@@ -26,14 +28,15 @@ log = logging.getLogger(__name__)
 
 
 class ShadowScorer:
-    def __init__(self, db_url: str, *, name: str, alias: str, embedder_id: str, refresh_s: float,
+    def __init__(self, db_url: str, *, name: str, alias: str, refresh_s: float,
                  review: ReviewPolicy | None = None) -> None:
         self.db_url, self.name, self.alias = db_url, name, alias
         self.review = review  # the challenger's rows are flagged by its own probabilities
-        self.embedder_id, self.refresh_s = embedder_id, refresh_s
+        self.refresh_s = refresh_s
         self.failures = 0  # batches the challenger could not score, since the worker started
         self._model: TopicModel | None = None
         self._refused: int | None = None  # a version that cannot be followed, logged once
+        self._mismatch: tuple[str, str] | None = None  # (challenger, batch embedder) logged once
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
 
@@ -54,7 +57,6 @@ class ShadowScorer:
     def _load(self, version: int) -> TopicModel | None:
         try:
             model = registry.load(self.db_url, name=self.name, version=version)
-            model.check_embedder(self.embedder_id)
         except ModelError as exc:
             self._refused = version
             log.error("not scoring %s:%s (%s) in shadow: %s", self.name, version, self.alias, exc)
@@ -62,11 +64,22 @@ class ShadowScorer:
         log.info("scoring %s in shadow (%s)", model.key, self.alias)
         return model
 
+    def _reads(self, model: TopicModel, embedder_id: str) -> bool:
+        """Whether the challenger was trained on `embedder_id`'s vectors; a mismatch is logged once."""
+        try:
+            model.check_embedder(embedder_id)
+            return True
+        except ModelError as exc:
+            if self._mismatch != (model.key, embedder_id):
+                self._mismatch = (model.key, embedder_id)
+                log.error("not scoring %s (%s) in shadow: %s", model.key, self.alias, exc)
+            return False
+
     def score(self, batch: EmbeddedBatch) -> list[ResultRow]:
         """The challenger's rows for the batch (none when there is no challenger); never raises."""
         try:
             model = self.current()
-            if model is None or model.key == batch.model.key:
+            if model is None or model.key == batch.model.key or not self._reads(model, batch.embedder_id):
                 return []
             done = batch.done()
             texts = [batch.texts[i] for i in done]

@@ -68,7 +68,8 @@ def _send_again(task: Task, policy: RetryPolicy, kwargs: dict[str, Any], *, atte
 def _run(payloads: list[Any], attempts: list[int], settings: Settings) -> BatchReport:
     runtime = get_runtime(settings)
     try:
-        return process(payloads, settings=settings, embedder=runtime.embedder, models=runtime.models,
+        # No embedder of its own: each batch takes the served version and its embedder together.
+        return process(payloads, settings=settings, models=runtime.models,
                        cache_embeddings=settings.cache_embeddings, attempts=attempts,
                        followers=runtime.followers)
     except Exception:  # a bug must not cost posts: send them all again, later

@@ -78,6 +78,10 @@ def make_embedder_for(embedder_id: str, settings: Settings, model_dir: Path | No
         raise ConfigError(f"no embedder here produces {embedder_id!r}: set EMBEDDER to one of "
                           f"{', '.join(KINDS)}, or serve a model trained with one")
     kind, max_tokens = found
+    if kind == "fake":  # of the id's dimension: a model trained on fake:bow:32 reads 32 numbers
+        from shared.embedders.fake import FakeEmbedder
+
+        return FakeEmbedder.for_id(embedder_id, delay_s=settings.fake_embed_delay_s)
     if kind == "local-onnx-tuned":
         from shared.embedders.tuned import open_version_encoder
 

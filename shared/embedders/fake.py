@@ -37,6 +37,12 @@ class FakeEmbedder(Embedder):
         self.id = f"fake:bow:{dim}"
         self.calls: list[int] = []  # batch sizes seen, for tests and stats
 
+    @classmethod
+    def for_id(cls, embedder_id: str, delay_s: float = 0.0) -> FakeEmbedder:
+        """The fake embedder whose id is `embedder_id` (`fake:bow:<dim>`); the default one otherwise."""
+        dim = embedder_id.removeprefix("fake:bow:")
+        return cls(dim=int(dim), delay_s=delay_s) if dim.isdigit() and int(dim) > 0 else cls(delay_s=delay_s)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         self.calls.append(len(texts))
         if self.delay_s:

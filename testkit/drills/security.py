@@ -100,6 +100,7 @@ def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
 def tampered_model(workdir: Path) -> dict[str, Any]:
     """Change model files after registration: loading refuses them, a worker will not start on them."""
     from shared import registry
+    from shared.embedders.fake import FakeEmbedder
     from shared.errors import ModelError
     from shared.store import META_FILE, MODEL_FILE
     from testkit.factories import register_fake_model
@@ -110,7 +111,7 @@ def tampered_model(workdir: Path) -> dict[str, Any]:
         env = base_env(db_url=db_url, redis_url="redis://127.0.0.1:1/0", workdir=workdir)
         settings = settings_for(env)
         good = prepare_database(db_url, settings.models_path)
-        server = ModelServer(db_url, name="topics", alias="production", embedder_id="fake:bow:64", refresh_s=0)
+        server = ModelServer(db_url, name="topics", alias="production", embedder=FakeEmbedder(), refresh_s=0)
         assert server.current().meta.version == good
         # A second version whose weights change after registration, then promoted
         bad = register_fake_model(db_url, settings.models_path, seed=1, promote=False)
@@ -130,7 +131,7 @@ def tampered_model(workdir: Path) -> dict[str, Any]:
         meta.write_text(meta.read_text().replace('"crypto"', '"CRYPTO"'))
         registry.promote(db_url, name="topics", version=good)
         try:
-            ModelServer(db_url, name="topics", alias="production", embedder_id="fake:bow:64").current()
+            ModelServer(db_url, name="topics", alias="production", embedder=FakeEmbedder()).current()
             found["meta_refused"] = False
         except ModelError as exc:
             found["meta_refused"] = "changed since registration" in str(exc)

@@ -18,13 +18,13 @@ from worker.heartbeat import Heartbeat
 def test_the_worker_check_wants_a_fresh_heartbeat_naming_a_model(tmp_path: Path) -> None:
     path = tmp_path / "beat.json"
     assert not check_worker(path, 60).ok and "no heartbeat" in check_worker(path, 60).detail
-    beat = Heartbeat(path, worker="w@h", queue="q", embedder="fake", serving=lambda: "topics:3")
+    beat = Heartbeat(path, worker="w@h", queue="q", embedder=lambda: "fake", serving=lambda: "topics:3")
     beat.beat()
     fresh = check_worker(path, 60)
     assert fresh.ok and "topics:3" in fresh.detail
     stale = check_worker(path, 60, now=json.loads(path.read_text())["at"] + 61)
     assert not stale.ok and "61 s ago" in stale.detail
-    Heartbeat(path, worker="w@h", queue="q", embedder="fake").beat()  # no model loaded
+    Heartbeat(path, worker="w@h", queue="q", embedder=lambda: "fake").beat()  # no model loaded
     assert not check_worker(path, 60).ok
     beat.remove()
     assert not path.exists()
@@ -39,7 +39,7 @@ def test_an_unreachable_database_is_one_line_without_its_password() -> None:
 
 
 def test_healthz_follows_the_heartbeat_and_a_taken_port_costs_only_the_metrics(tmp_path: Path) -> None:
-    beat = Heartbeat(tmp_path / "beat.json", worker="w", queue="q", embedder="fake")
+    beat = Heartbeat(tmp_path / "beat.json", worker="w", queue="q", embedder=lambda: "fake")
     exporter = start_exporter("127.0.0.1", 0, heartbeat=beat, max_age_s=5)
     assert exporter is not None
     try:

@@ -25,7 +25,7 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: object) -> Settings:
 
 def server_for(settings: Settings, embedder: Embedder) -> ModelServer:
     return ModelServer(settings.db_url, name=settings.model_name, alias="production",
-                       embedder_id=embedder.id, refresh_s=0)
+                       embedder=embedder, refresh_s=0)
 
 
 class FlakyEmbedder(FakeEmbedder):
@@ -62,7 +62,7 @@ def test_batch_is_classified_and_written_once_even_when_delivered_twice(db_url: 
 
     # When the same batch is processed twice (a redelivery)
     for _ in range(2):
-        report = process(payloads, settings=settings, embedder=embedder, models=server_for(settings, embedder))
+        report = process(payloads, settings=settings, models=server_for(settings, embedder))
         assert report.retry == [] and report.error is None
 
     # Then there is exactly one done row per post, with the right version and a sound label
@@ -92,7 +92,7 @@ def test_bad_posts_are_rejected_with_reasons_and_the_rest_is_done(db_url: str, t
         "not an object",
         {"id": "ok-2", "text": "doctor patient therapy"},
     ]
-    report = process(payloads, settings=settings, embedder=embedder, models=server_for(settings, embedder))
+    report = process(payloads, settings=settings, models=server_for(settings, embedder))
     assert report.retry == []
     rows = {r["post_id"]: r for r in query_results(db_url)}
     assert set(rows) == {"ok-1", "ok-2", "empty", "number", "long"}
@@ -107,7 +107,7 @@ def test_text_refused_by_the_embedder_is_rejected_alone(sqlite_url: str, tmp_pat
     embedder = RefusingEmbedder()
     register_fake_model(sqlite_url, settings.models_path, embedder=embedder)
     payloads = [{"id": "a", "text": "rocket orbit"}, {"id": "b", "text": "forbidden words"}]
-    process(payloads, settings=settings, embedder=embedder, models=server_for(settings, embedder))
+    process(payloads, settings=settings, models=server_for(settings, embedder))
     rows = {r["post_id"]: r for r in query_results(sqlite_url)}
     assert rows["a"]["status"] == "done"
     assert rows["b"]["status"] == "rejected" and "INVALID_ARGUMENT" in rows["b"]["error"]
@@ -124,7 +124,7 @@ def test_transient_failures_are_retried_then_recorded_failed(sqlite_url: str, tm
     attempts = 0
     # When each retry is fed back as the worker would send it again (attempt count in the header)
     while payloads:
-        report = process(payloads, settings=settings, embedder=embedder, models=models, attempts=counts)
+        report = process(payloads, settings=settings, models=models, attempts=counts)
         attempts += 1
         assert report.retry_delay_s <= settings.retry_max_s
         payloads = [p.to_message() for p in report.retry]
@@ -140,9 +140,9 @@ def test_transient_failure_then_success_gives_one_done_row(sqlite_url: str, tmp_
     embedder = FlakyEmbedder(failures=1)
     register_fake_model(sqlite_url, settings.models_path, embedder=embedder)
     models = server_for(settings, embedder)
-    first = process([{"id": "p1", "text": "rocket orbit"}], settings=settings, embedder=embedder, models=models)
+    first = process([{"id": "p1", "text": "rocket orbit"}], settings=settings, models=models)
     assert [p.attempt for p in first.retry] == [1]
-    process([p.to_message() for p in first.retry], settings=settings, embedder=embedder, models=models,
+    process([p.to_message() for p in first.retry], settings=settings, models=models,
             attempts=[p.attempt for p in first.retry])
     [row] = query_results(sqlite_url)
     assert row["status"] == "done" and row["attempts"] == 2
@@ -163,9 +163,9 @@ def test_promotion_switches_the_served_version(sqlite_url: str, tmp_path: Path) 
     embedder = FakeEmbedder()
     first = register_fake_model(sqlite_url, settings.models_path)
     models = server_for(settings, embedder)
-    process([{"id": "a", "text": "rocket"}], settings=settings, embedder=embedder, models=models)
+    process([{"id": "a", "text": "rocket"}], settings=settings, models=models)
     second = register_fake_model(sqlite_url, settings.models_path, seed=1)
-    process([{"id": "b", "text": "rocket"}], settings=settings, embedder=embedder, models=models)
+    process([{"id": "b", "text": "rocket"}], settings=settings, models=models)
     versions = {r["post_id"]: r["model_version"] for r in query_results(sqlite_url)}
     assert versions == {"a": first, "b": second} and first != second
 
@@ -179,7 +179,7 @@ def test_a_model_that_reads_words_gets_the_preprocessed_texts(sqlite_url: str, t
     payloads = [{"id": pid, "text": text, "metadata": {"truth": label}} for pid, text, label in posts]
 
     # When a batch is processed
-    report = process(payloads, settings=settings, embedder=embedder, models=server_for(settings, embedder))
+    report = process(payloads, settings=settings, models=server_for(settings, embedder))
 
     # Then every post is done and labelled from its vector and its words
     assert report.retry == [] and report.error is None
@@ -195,7 +195,7 @@ def test_each_batch_logs_one_line_and_each_rejected_post_its_reason(sqlite_url: 
     version = register_fake_model(sqlite_url, settings.models_path, embedder=embedder)
     with caplog.at_level(logging.INFO, logger="worker.pipeline"):
         process([{"id": "a", "text": "rocket orbit"}, {"id": "b", "text": ""}], settings=settings,
-                embedder=embedder, models=server_for(settings, embedder))
+                models=server_for(settings, embedder))
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("batch of 2 posts: 1 done, 1 rejected, 0 failed, 0 to retry")
                and line.endswith(f"model topics:{version}") for line in lines), lines

@@ -62,7 +62,6 @@ def test_a_database_down_before_the_first_model_load_spends_no_attempt(tmp_path:
     settings = Settings(database_url=down, model_dir=tmp_path / "models", embedder="fake", max_retries=3,
                         retry_base_s=0.01, retry_max_s=0.05)
     embedder = FakeEmbedder()
-    models = ModelServer(down, name="topics", alias="production", embedder_id=embedder.id, refresh_s=0)
-    report = process([{"id": "p1", "text": "rocket orbit"}], settings=settings, embedder=embedder,
-                     models=models)
+    models = ModelServer(down, name="topics", alias="production", embedder=embedder, refresh_s=0)
+    report = process([{"id": "p1", "text": "rocket orbit"}], settings=settings, models=models)
     assert [(p.id, p.attempt) for p in report.retry] == [("p1", 0)]  # the post did not fail: no attempt spent

@@ -26,9 +26,9 @@ def payloads(per_topic: int, seed: int) -> list[dict[str, object]]:
 
 def run(settings: Settings, embedder: FakeEmbedder, batch: list[dict[str, object]]) -> None:
     models = ModelServer(settings.db_url, name=settings.model_name, alias="production",
-                         embedder_id=embedder.id, refresh_s=0)
-    report = process(batch, settings=settings, embedder=embedder, models=models, cache_embeddings=False,
-                     followers=make_followers(settings, embedder.id))
+                         embedder=embedder, refresh_s=0)
+    report = process(batch, settings=settings, models=models, cache_embeddings=False,
+                     followers=make_followers(settings))
     assert report.error is None and report.retry == []
 
 

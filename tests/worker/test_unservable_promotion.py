@@ -41,6 +41,9 @@ def test_promote_refuses_a_version_of_another_embedder(local_then_fake: str) -> 
     assert result.stderr.count("\n") == 1
     assert "'fake:bow:64'" in result.stderr and "'local:all-MiniLM-L6-v2:384:256'" in result.stderr
     assert "--force" in result.stderr
+    # and says which workers would follow it: those on EMBEDDER=auto, not those with a set EMBEDDER
+    assert "workers on EMBEDDER=auto would switch to it" in result.stderr
+    assert "workers with a set EMBEDDER would refuse it and keep topics:1" in result.stderr
     assert registry.resolve(local_then_fake, name="topics") == 1
 
 
@@ -62,7 +65,7 @@ def test_a_worker_keeping_an_older_version_logs_an_error_and_models_and_stats_sh
 ) -> None:
     served = register_fake_model(sqlite_url, tmp_path / "models")
     unservable = register_fake_model(sqlite_url, tmp_path / "models", promote=False, embedder=FakeEmbedder(dim=32))
-    server = ModelServer(sqlite_url, name="topics", alias="production", embedder_id=FakeEmbedder().id,
+    server = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
                          refresh_s=0, report=StatusReporter(redis_url, "topicq", worker="w1"))
     assert server.current().meta.version == served
 
