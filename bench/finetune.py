@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in args.only.split(","):
         _, test_per_class, seeds = SCENARIOS[scenario]
         for plan in plans:
-            name = "frozen" if plan is None else (
-                f"tuned, {plan} steps" + (f", {args.max_tokens} tokens" if args.max_tokens else ""))
+            tokens = f", {args.max_tokens} tokens" if args.max_tokens else ""
+            name = "frozen" if plan is None else f"batch-hard triplets, {plan} steps{tokens}"
             started = time.perf_counter()
             runs = [one_run(seed, test_per_class, plan, args.max_tokens) for seed in seeds]
             results["cells"][f"{scenario}|{name}"] = summarise(runs)

@@ -23,7 +23,7 @@ from shared.store import TopicModel
 from testkit.factories import labelled_posts
 from testkit.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
 from tests.trainer.tables import post_rows, write_table
-from trainer.finetune import FinetuneConfig
+from trainer.finetune import FinetuneConfig, tune_encoder
 from trainer.train import TrainResult, run_evaluation, run_training
 from worker.client import Producer
 from worker.runtime import worker_embedder
@@ -52,7 +52,8 @@ def test_the_version_keeps_its_tuned_encoder_under_an_id_naming_the_file(
     assert encoder.is_file()
     assert meta["embedder_id"] == f"local:all-MiniLM-L6-v2:384:256:onnx-int8:tuned-{file_tag(encoder)}"
     assert kind_for_id(meta["embedder_id"]) == ("local-onnx-tuned", 256)
-    assert meta["training"]["finetune"]["pairs"] == TINY.steps * TINY.batch_size
+    assert meta["training"]["finetune"]["steps"] == TINY.steps
+    assert meta["training"]["finetune"]["loss"].startswith("batch-hard triplet")
     assert meta["training"]["finetune"]["mean_cosine_to_torch"] >= 0.98
     assert result.metrics["accuracy"] >= 0.5  # three topics: chance is 1/3
     # Tuning moved the vectors: the tuned encoder is not the packaged one under another name.
@@ -99,6 +100,13 @@ def test_finetune_starts_from_the_local_encoder_only(sqlite_url: str, tmp_path: 
         with pytest.raises(ConfigError, match="--finetune tunes the local encoder"):
             run_training(dataset=str(table), finetune=TINY, embedder=embedder, progress=False,
                          settings=settings)
+
+
+def test_finetune_needs_two_labels_with_two_posts_each(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="two labels with two training posts"):
+        tune_encoder(["rocket launch", "orbit", "vaccine"], ["space", "space", "med"], tmp_path, TINY,
+                     serving_tokens=256, progress=False)
+    assert not list(tmp_path.iterdir())  # refused before the tuning process starts
 
 
 @pytest.mark.slow
