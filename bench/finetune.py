@@ -76,8 +76,8 @@ def table(results: dict[str, Any]) -> str:
     lines = ["# Fine-tuned encoder (`topicq train --finetune`) against the frozen one", "",
              f"Last run {results['when']} on {results['cores']} shared cores; each run from an empty "
              "embedding cache (times: the whole `topicq train`, and of it the tuning and the export).", "",
-             "| scenario | encoder | accuracy | train s | tune s | export s | load average |",
-             "|---|---|---:|---:|---:|---:|---|"]
+             "| scenario | encoder | accuracy | train s | tune s | export s | load average | run |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     for key, cell in sorted(results["cells"].items()):
         scenario, name = key.split("|")
         accuracy = f"{cell['accuracy']:.4f}"
@@ -85,7 +85,8 @@ def table(results: dict[str, Any]) -> str:
             accuracy += f" ± {cell['accuracy_sd']:.4f}"
         loads = ", ".join(f"{r['load_average'][0]}–{r['load_average'][1]}" for r in cell["runs"])
         lines.append(f"| ({scenario}) {SCENARIOS[scenario][0]} | {name} | {accuracy} | {cell['seconds']:g} "
-                     f"| {cell.get('tune_seconds', '–')} | {cell.get('export_seconds', '–')} | {loads} |")
+                     f"| {cell.get('tune_seconds', '–')} | {cell.get('export_seconds', '–')} | {loads} "
+                     f"| {cell.get('when', '–')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             name = "frozen" if plan is None else f"batch-hard triplets, {plan} steps{tokens}"
             started = time.perf_counter()
             runs = [one_run(seed, test_per_class, plan, args.max_tokens) for seed in seeds]
-            results["cells"][f"{scenario}|{name}"] = summarise(runs)
+            results["cells"][f"{scenario}|{name}"] = {
+                **summarise(runs), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
             print(f"({scenario}) {name}: {results['cells'][f'{scenario}|{name}']['accuracy']:.4f} "
                   f"in {time.perf_counter() - started:.0f} s", flush=True)
             results.update(when=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), cores=os.cpu_count())

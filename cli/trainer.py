@@ -92,7 +92,7 @@ def _echo_metrics(metrics: dict[str, Any], hits: int, misses: int) -> None:
               help="First tune the local encoder on the training posts (SetFit, batch-hard triplets); the "
                    "version keeps its own encoder, which workers on EMBEDDER=auto load.")
 @click.option("--finetune-steps", type=click.IntRange(min=1), metavar="N",
-              help="--finetune: batches of 32 posts (default 100; each takes ~4-5 s on 2 cores).")
+              help="--finetune: batches of 32 posts (default 100; each takes ~4 s on 2 cores).")
 def train(per_class: int | None, name: str | None, promote: bool, alias: str, hidden: int | None,
           epochs: int | None, with_corrections: bool, finetune: bool, finetune_steps: int | None,
           **data: Any) -> None:

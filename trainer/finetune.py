@@ -50,7 +50,7 @@ REQUEST_FILE, REPORT_FILE = "request.json", "tuning.json"  # between the trainer
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """How much tuning a run does: on 2 cores a step takes ~4-5 s, so the default ~7-9 minutes."""
+    """How much tuning a run does: on 2 quiet cores a step takes ~4 s, so the default ~7 minutes."""
 
     steps: int = 100  # batches of posts: on (b)'s 400 posts, 8 passes
     batch_size: int = 32
