@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,6 +140,7 @@ def _tune(texts: list[str], labels: list[str], out: Path, config: FinetuneConfig
     from shared.embedders.onnx_export import source_dir
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # weight loading and saving; the tuning keeps its own
     logging.getLogger("setfit").setLevel(logging.WARNING)
     names = sorted(set(labels))
     targets = [names.index(label) for label in labels]  # the triplet loss compares label numbers
@@ -161,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)  # the quantiser logs a line per tensor at INFO
+    # This process only tunes and exports: the libraries' notices (the quantiser's advice, deprecations,
+    # weight-loading bars) would bury the tuning's own progress bar.
+    logging.basicConfig(level=logging.ERROR)
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         report = _tune_and_export(args.workdir, progress=not args.quiet)
     except TopicqError as exc:
