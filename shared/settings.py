@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     batch_size: int = 32  # posts per embed call when the queue is busy
     batch_wait_s: float = 1.0  # longest a post waits in a worker's buffer
     backfill_chunk: int = 64  # posts per backfill message
+    # A larger chunk from any producer is split by the worker into chunks of this many posts before
+    # it is processed: a chunk must be done well within VISIBILITY_TIMEOUT_S, or it runs twice.
+    max_chunk_posts: int = Field(default=256, ge=1)
+    # A message due later (eta, countdown) waits in Redis, not in a worker; one due further ahead
+    # than this is refused (dead letter and a `rejected` row). Longer than any retry's wait.
+    max_delay_s: float = Field(default=86_400.0, gt=0)
     max_text_chars: int = 200_000  # larger payloads are refused; preprocessing keeps the first 5,000
     max_retries: int = 5  # transient failures before a post is recorded `failed`
     retry_base_s: float = 2.0  # first backoff; doubles each attempt, with jitter

@@ -56,6 +56,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
             # Anything on the list that is not a well-formed message for these tasks goes to
             # `<queue>.dead` (worker/transport.py); posts with a usable id get a `rejected` row.
             "accepted_tasks": sorted(TASKS),
+            # Only topicq's queue: Celery's own lists (pidbox replies) carry other messages.
+            "checked_queues": [settings.queue],
+            # A message due later waits in `<queue><sep>delayed`, not in a prefetch slot.
+            "max_delay_s": settings.max_delay_s,
             "dead_letter_hook": "worker.dead_letters:record_rejected",
             "dead_letter_max": settings.dead_letter_max,
         },

@@ -13,6 +13,10 @@ says in plain words what is wrong; the transport moves such a message to the
 dead-letter list instead of delivering it. What is inside the payload (the
 post's id, text and metadata) is the pipeline's to judge: it records those
 posts `rejected`.
+
+A protocol-1 message (Celery's `task_protocol = 1`, celery-node's protocol 1:
+task, id, args and kwargs in the body) is rewritten as the protocol-2 message
+it stands for before it is checked, so its post is taken under its own id.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import binascii
 import json
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.payload import guess_id
@@ -54,6 +58,8 @@ class Envelope:
     post_ids: list[str] = field(default_factory=list)
     # The producer's send stamp was there but not epoch seconds: removed, counted apart (worker/metrics.py).
     bad_stamp: bool = False
+    # When the message may run (epoch seconds): the later of its `eta` and DUE_HEADER; None = now.
+    due: float | None = None
 
 
 def inspect(raw: bytes | str, *, tasks: frozenset[str] | set[str]) -> Envelope:
@@ -63,6 +69,9 @@ def inspect(raw: bytes | str, *, tasks: frozenset[str] | set[str]) -> Envelope:
         raise PoisonMessage(f"the list entry is a JSON {_kind(message)}, not a Celery message object")
     # The body first: its post ids make a `rejected` row possible whatever else is wrong.
     body, post_ids = _decode_body(message)
+    if _is_protocol_1(message, body):
+        message, body = _as_protocol_2(message, body)
+        post_ids = _post_ids(body)
     try:
         _check_values(message, "the message", MAX_ENVELOPE_DEPTH)
         _check_values(body, "the body", MAX_BODY_DEPTH)
@@ -72,7 +81,46 @@ def inspect(raw: bytes | str, *, tasks: frozenset[str] | set[str]) -> Envelope:
     except PoisonMessage as exc:
         raise PoisonMessage(exc.reason, post_ids) from None
     return Envelope(message=message, task=task, post_ids=post_ids,
-                    bad_stamp=_drop_bad_stamp(message["headers"]))
+                    bad_stamp=_drop_bad_stamp(message["headers"]), due=_due(message["headers"]))
+
+
+def _is_protocol_1(message: dict[str, Any], body: Any) -> bool:
+    """Protocol 1 carries the task name in the body and none in the headers."""
+    headers = message.get("headers")
+    return (isinstance(body, dict) and isinstance(body.get("task"), str)
+            and (headers is None or (isinstance(headers, dict) and "task" not in headers)))
+
+
+# Protocol 1's body fields that protocol 2 keeps in the headers (`taskset` is the older name of `group`).
+_PROTOCOL_1_HEADERS = {"task": "task", "id": "id", "eta": "eta", "expires": "expires", "retries": "retries",
+                       "timelimit": "timelimit", "group": "group", "taskset": "group"}
+
+
+def _as_protocol_2(message: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """The protocol-2 message a protocol-1 one stands for (Celery's own workers accept both)."""
+    headers = dict(message.get("headers") or {})  # a producer's own headers are kept
+    for field_name, header in _PROTOCOL_1_HEADERS.items():
+        if body.get(field_name) is not None:
+            headers[header] = body[field_name]
+    headers.setdefault("lang", "py")
+    headers.setdefault("root_id", headers.get("id"))
+    args, kwargs = body.get("args"), body.get("kwargs")
+    embed = {"callbacks": body.get("callbacks"), "errbacks": body.get("errbacks"), "chain": None,
+             "chord": body.get("chord")}
+    new_body = [[] if args is None else args, {} if kwargs is None else kwargs, embed]
+    encoded = base64.b64encode(json.dumps(new_body).encode("utf-8")).decode("ascii")
+    return {**message, "headers": headers, "body": encoded}, new_body
+
+
+def _due(headers: dict[str, Any]) -> float | None:
+    """The later of `eta` (ISO 8601, naive = UTC as Celery's utc=True) and DUE_HEADER, in epoch seconds."""
+    times = []
+    if headers.get("eta"):
+        eta = datetime.fromisoformat(headers["eta"])
+        times.append((eta if eta.tzinfo else eta.replace(tzinfo=UTC)).timestamp())
+    if _is_number(headers.get(DUE_HEADER)):
+        times.append(float(headers[DUE_HEADER]))
+    return max(times) if times else None
 
 
 def _drop_bad_stamp(headers: dict[str, Any]) -> bool:

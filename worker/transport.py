@@ -16,11 +16,24 @@ queue with one priority step (`priority_steps=[0]`, topicq's setting); any
 other channel falls back to kombu's BRPOP.
 
 With the transport option `accepted_tasks` (topicq's Celery config sets it),
-every message is checked before kombu and Celery see it (worker/envelope.py):
-one that is not a well-formed message for those tasks, or that Celery fails
-to take, is moved to the dead-letter list in the same MULTI that takes it out
-of flight (worker/dead_letters.py), so one bad message can neither stop the
-worker nor come back.
+every message on the queues named by `checked_queues` (all when None) is
+checked before kombu and Celery see it (worker/envelope.py): one that is not a
+well-formed message for those tasks, or that Celery fails to take, is moved to
+the dead-letter list in the same MULTI that takes it out of flight
+(worker/dead_letters.py), so one bad message can neither stop the worker nor
+come back.
+
+What a producer chose cannot reach the worker's bookkeeping: a checked message
+gets a delivery tag of its own (two messages sharing one would share one
+unacked record), is recorded as coming from the queue it was taken from
+(kombu restores an unacked message by its exchange and routing key, which may
+name no queue), and loses `expires` (Celery would discard it unanswered). A
+message due later (`eta`, `countdown`, DUE_HEADER) is not handed to Celery,
+which would hold it in a prefetch slot until due: it is parked in the sorted
+set `<queue><sep>delayed` and put back on the queue when due; one due more than
+`max_delay_s` ahead is a dead letter. The sweep also moves messages a stock
+Celery producer put on kombu's priority lists (`<queue><sep><n>`, for
+`priority=n`) onto the queue, where workers read.
 
     app.conf.broker_transport = "worker.transport:Transport"
 """
@@ -29,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,16 +54,37 @@ from kombu.utils.json import loads
 
 from worker import dead_letters, metrics
 from worker.envelope import PoisonMessage, inspect
+from worker.protocol import DUE_HEADER
 
 log = logging.getLogger(__name__)
 
 INFLIGHT_SUFFIX = "inflight"
+DELAYED_SUFFIX = "delayed"
+# kombu's Redis producers put a message with priority n on `<queue><sep><n>` (n = a priority step, 1-9).
+PRIORITY_LISTS = range(1, 10)
+# A message due within this many seconds is handed to Celery rather than parked.
+PARK_AFTER_S = 1.0
+# Entries moved per key and sweep: one sweep never holds Redis for long.
+SWEEP_LIMIT = 5000
 
-# KEYS: in-flight list, its sightings hash, the queue. ARGV: now, visibility timeout.
-# A message is put back once first seen in the list more than the timeout ago.
+# KEYS: in-flight list, its sightings hash, the queue, the delayed set, then the priority lists.
+# ARGV: now, visibility timeout, limit.
+# A message is put back once first seen in the in-flight list more than the timeout ago; delayed
+# messages that are due go to the head of the queue (taken next); priority lists' messages to its tail.
 _SWEEP = """
+local now, timeout, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local due = redis.call('ZRANGE', KEYS[4], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+for _, item in ipairs(due) do
+  redis.call('RPUSH', KEYS[3], item)
+  redis.call('ZREM', KEYS[4], item)
+end
+for i = 5, #KEYS do
+  local moved = 0
+  while moved < limit and redis.call('LMOVE', KEYS[i], KEYS[3], 'RIGHT', 'LEFT') do
+    moved = moved + 1
+  end
+end
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
-local now, timeout = tonumber(ARGV[1]), tonumber(ARGV[2])
 local present, restored = {}, 0
 for _, item in ipairs(items) do
   local digest = redis.sha1hex(item)
@@ -77,15 +112,24 @@ def inflight_key(queue: str, sep: str = kombu_redis.Channel.sep) -> str:
     return f"{queue}{sep}{INFLIGHT_SUFFIX}"
 
 
+def delayed_key(queue: str, sep: str = kombu_redis.Channel.sep) -> str:
+    return f"{queue}{sep}{DELAYED_SUFFIX}"
+
+
+def priority_keys(queue: str, sep: str = kombu_redis.Channel.sep) -> list[str]:
+    return [f"{queue}{sep}{n}" for n in PRIORITY_LISTS]
+
+
 class QoS(kombu_redis.QoS):
     def append(self, message: Any, delivery_tag: str) -> None:
         moved = self.channel.inflight.pop(delivery_tag, None)
         if moved is None:
             super().append(message, delivery_tag)
             return
-        key, raw = moved
-        delivery = message.delivery_info
-        record = kombu_redis.dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        key, raw, queue = moved
+        # Restored to the queue it came from (the default exchange routes by queue name), whatever
+        # exchange and routing key the producer wrote.
+        record = kombu_redis.dumps([message._raw, "", queue])
         with self.pipe_or_acquire() as pipe:  # MULTI: recorded and out of the in-flight list at once
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}) \
                 .hset(self.unacked_key, delivery_tag, record) \
@@ -105,8 +149,8 @@ class Channel(kombu_redis.Channel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # delivery tag -> (in-flight list, raw message) between BLMOVE and the unacked record
-        self.inflight: dict[str, tuple[str, bytes]] = {}
+        # delivery tag -> (in-flight list, raw message, queue) between BLMOVE and the unacked record
+        self.inflight: dict[str, tuple[str, bytes, str]] = {}
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -160,6 +204,9 @@ class Channel(kombu_redis.Channel):
         key = inflight_key(queue, self.sep)
         self._queue_cycle.rotate(queue)
         accepted = self._option("accepted_tasks")
+        checked = self._option("checked_queues")
+        if checked is not None and queue not in checked:  # e.g. Celery's own reply lists
+            accepted = None
         post_ids: list[str] = []
         if accepted is None:
             payload = loads(bytes_to_str(raw))
@@ -172,8 +219,12 @@ class Channel(kombu_redis.Channel):
             payload, post_ids = envelope.message, envelope.post_ids
             if envelope.bad_stamp:
                 metrics.bad_stamp()
+            _make_ours(payload, queue)
+            if envelope.due is not None and envelope.due > time.time() + PARK_AFTER_S:
+                self._park(queue, raw, payload, envelope.due, post_ids)
+                return
         tag = payload["properties"]["delivery_tag"]
-        self.inflight[tag] = (key, raw)
+        self.inflight[tag] = (key, raw, queue)
         try:
             self.connection._deliver(payload, queue)
         except (*self.connection_errors, MemoryError):
@@ -196,6 +247,21 @@ class Channel(kombu_redis.Channel):
 
     def _option(self, name: str) -> Any:
         return self.connection.client.transport_options.get(name)
+
+    def _park(self, queue: str, raw: bytes, payload: dict[str, Any], due: float, post_ids: list[str]) -> None:
+        """Keep a message due later in the delayed set (out of flight in the same MULTI), or refuse it
+        when it is due further ahead than `max_delay_s`."""
+        limit = float(self._option("max_delay_s") or 86_400)
+        wait = due - time.time()
+        if wait > limit:
+            reason = (f"due in {wait:,.0f} s (eta, countdown or {DUE_HEADER}), "
+                      f"more than MAX_DELAY_S ({limit:,.0f} s)")
+            self._dead_letter(queue, raw, reason, post_ids, inflight=inflight_key(queue, self.sep))
+            return
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.zadd(delayed_key(queue, self.sep), {kombu_redis.dumps(payload): due})
+            pipe.lrem(inflight_key(queue, self.sep), 1, raw)
+            pipe.execute()
 
     def _dead_letter(self, queue: str, raw: bytes, reason: str, post_ids: list[str], *,
                      inflight: str | None = None, unacked_tag: str | None = None) -> None:
@@ -230,9 +296,20 @@ class Channel(kombu_redis.Channel):
         if queue is None:
             return 0
         key = inflight_key(queue, self.sep)
+        keys = [key, f"{key}{self.sep}seen", queue, delayed_key(queue, self.sep),
+                *priority_keys(queue, self.sep)]
         with self.conn_or_acquire() as client:
-            return int(client.eval(_SWEEP, 3, key, f"{key}{self.sep}seen", queue,
-                                   time.time(), self.visibility_timeout))
+            return int(client.eval(_SWEEP, len(keys), *keys, time.time(), self.visibility_timeout,
+                                   SWEEP_LIMIT))
+
+
+def _make_ours(payload: dict[str, Any], queue: str) -> None:
+    """Take a checked message out of the producer's hands (see the module's docstring)."""
+    properties = payload["properties"]
+    properties["delivery_tag"] = str(uuid.uuid4())
+    properties["delivery_info"] = {**properties["delivery_info"], "exchange": "", "routing_key": queue}
+    properties.pop("priority", None)
+    payload["headers"].pop("expires", None)
 
 
 class Transport(kombu_redis.Transport):
