@@ -74,7 +74,7 @@ def _check_json(value: Any) -> None:
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError("NaN and Infinity are not JSON")
         if isinstance(item, str) and (reason := unstorable(item)):
-            raise ValueError(f"a key or string {reason}")
+            raise ValueError(f"a string {reason}")  # keys included
         if isinstance(item, dict):
             for key, child in item.items():
                 stack.append((str(key), level + 1))

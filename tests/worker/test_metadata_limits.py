@@ -4,6 +4,7 @@ Workers record such posts `rejected` with the reason; producers refuse them befo
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from shared.embedders.fake import FakeEmbedder
 from shared.errors import InvalidPostError
 from shared.results import query_results
 from shared.settings import Settings
+from testkit.drills.fuzz_cases import BUILDERS, MAX_TEXT_CHARS
 from testkit.factories import register_fake_model
 from tests.worker.test_pipeline import make_settings, server_for
 from worker.client import Producer
@@ -82,3 +84,12 @@ def test_workers_record_them_rejected_and_every_row_stays_queryable(postgres_url
         engine.dispose()
     assert found == {"ok": "fine", "nul-value": None, "nul-key": None, "big": None}
     assert sizes < 1000
+
+
+@pytest.mark.parametrize("kind", ["metadata-nul-value", "metadata-nul-key", "metadata-too-large"])
+def test_the_fuzz_drills_metadata_cases_are_rejected(kind: str) -> None:
+    [builder] = [b for b in BUILDERS if b(0, random.Random(0)).kind == kind]
+    case = builder(5, random.Random(5))
+    with pytest.raises(InvalidPostError) as caught:
+        parse_post(case.kwargs, max_text_chars=MAX_TEXT_CHARS)
+    assert caught.value.post_id == case.post_id and case.expect == "rejected"

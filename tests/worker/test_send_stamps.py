@@ -4,11 +4,13 @@ is removed and counted as bad, never turned into a latency."""
 from __future__ import annotations
 
 import json
+import random
 import time
 from types import SimpleNamespace
 
 import pytest
 
+from testkit.drills.fuzz_cases import STAMPS, _stamped
 from testkit.wire import envelope
 from worker import metrics
 from worker.envelope import inspect, valid_stamp
@@ -67,3 +69,11 @@ def test_latency_recording_ignores_a_stamp_out_of_the_window(monkeypatch: pytest
     assert delta["topicq_end_to_end_seconds_sum"] == pytest.approx(2.0)
     assert delta["topicq_end_to_end_unstamped_total"] == 2
     assert delta["topicq_bad_send_stamps_total"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(STAMPS))
+def test_the_fuzz_drills_stamp_cases_are_ignored_not_refused(name: str) -> None:
+    case = _stamped(f"stamp-{name}", STAMPS[name])(3, random.Random(3))
+    result = inspect(case.list_entry("topicq"), tasks=TASKS)
+    assert result.bad_stamp and SENT_AT_HEADER not in result.message["headers"]
+    assert result.post_ids == ["fz-3"] and case.expect == "done"
