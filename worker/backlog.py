@@ -82,8 +82,9 @@ class Backlog:
         return self.ready + self.in_flight + self.unacked + self.delayed
 
     def oldest_age_s(self, now: float | None = None) -> float | None:
-        """Seconds since the oldest stamped message was sent; 0 for an empty queue, None when unknown."""
-        if self.depth == 0:
+        """Seconds since the oldest stamped message was sent; 0 when nothing waits but delayed messages
+        (they wait by design), None when unknown."""
+        if self.depth - self.delayed == 0:
             return 0.0
         if self.oldest_sent_at is None:
             return None
@@ -131,7 +132,7 @@ def _stamp(raw: bytes | None, now: float, message: Any = None) -> float | None:
             return None
     headers = message.get("headers") if isinstance(message, dict) else None
     value = headers.get(SENT_AT_HEADER) if isinstance(headers, dict) else None
-    return float(value) if valid_stamp(value, now=now) else None
+    return float(value) if value is not None and valid_stamp(value, now=now) else None
 
 
 def _held_stamp(raw: bytes | None, queue: str, now: float) -> float | None:

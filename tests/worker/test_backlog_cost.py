@@ -15,7 +15,7 @@ import redis
 from testkit.drills.services import PrivateRedis, ServiceUnavailable
 from testkit.wire import envelope
 from worker import backlog as backlog_module
-from worker.backlog import BacklogCollector, read_backlog
+from worker.backlog import Backlog, BacklogCollector, read_backlog
 from worker.protocol import CLASSIFY_TASK, SENT_AT_HEADER
 from worker.status_view import build_view
 
@@ -86,6 +86,11 @@ def test_key_names_are_the_transports(queue: str) -> None:
     assert backlog_module.inflight_key(queue) == f"{queue}{SEP}inflight"
     assert backlog_module.delayed_key(queue) == f"{queue}{SEP}delayed"
     assert backlog_module.ready_keys(queue) == [queue] + [f"{queue}{SEP}{n}" for n in range(1, 10)]
+
+
+def test_messages_delayed_by_design_make_no_age() -> None:
+    parked = Backlog(ready=0, in_flight=0, unacked=0, delayed=3, oldest_sent_at=None)
+    assert parked.depth == 3 and parked.oldest_age_s() == 0.0
 
 
 def test_the_age_comes_from_the_send_stamp_header_only(broker: PrivateRedis, queue: str) -> None:
