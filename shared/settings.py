@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     # than this is refused (dead letter and a `rejected` row). Longer than any retry's wait.
     max_delay_s: float = Field(default=86_400.0, gt=0)
     max_text_chars: int = 200_000  # larger payloads are refused; preprocessing keeps the first 5,000
+    max_metadata_bytes: int = Field(default=64 * 1024, ge=1)  # a post's metadata as compact UTF-8 JSON
     max_retries: int = 5  # transient failures before a post is recorded `failed`
     retry_base_s: float = 2.0  # first backoff; doubles each attempt, with jitter
     retry_max_s: float = 300.0

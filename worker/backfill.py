@@ -54,7 +54,8 @@ def backfill_in_chunks(posts: Iterable[dict], *, settings: Settings, version: in
         try:
             valid.append(parse_post({"id": raw.get("id"), "text": raw.get("text"),
                                      "metadata": raw.get("metadata") or {}},
-                                    max_text_chars=settings.max_text_chars))
+                                    max_text_chars=settings.max_text_chars,
+                                    max_metadata_bytes=settings.max_metadata_bytes))
         except InvalidPostError as exc:
             report.invalid += 1
             if on_invalid:

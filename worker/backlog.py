@@ -6,17 +6,29 @@ waits for a batch to fill), and those are no longer on the list. They are in
 kombu's `unacked` hash until their rows are committed, and between the take and
 that record in topicq's in-flight list (worker/transport.py). So the depth is
 
-    ready (the list) + in flight (`<queue>\\x06\\x16inflight`) + unacked (this queue's entries)
+    ready      the queue's list and kombu's priority sub-lists `<queue>\\x06\\x16<n>`, n = 1..9
+               (a stock Celery producer sending with priority=5 pushes onto `<queue>\\x06\\x163`)
+    in flight  `<queue>\\x06\\x16inflight`: taken, not yet recorded unacknowledged
+    unacked    kombu's `unacked` hash: held in workers' buffers, processing, or a retry countdown
+    delayed    `<queue>\\x06\\x16delayed`, a sorted set: parked until their due time
 
-counted in one Lua script, so the three parts are read at one moment and no
-message is counted twice or missed while it moves. The oldest message's age is
-taken from the producer's send stamp (SENT_AT_HEADER) of the next message due
-(the list's tail) and of every message workers hold; messages without a stamp
-are left out of the age.
+A scrape costs Redis counts, never copies: LLEN, HLEN and ZCARD in one MULTI, so the
+parts are read at one moment and no message is counted twice or missed while it moves.
+The `unacked` hash is shared by every queue of the Redis db and only a message's body
+says which queue it belongs to, so its HLEN is counted whole: exact with one topicq
+queue per Redis db (the deployment topicq documents); with several, each queue's depth
+also counts the others' held messages (an over-count, which scales up, never down).
+
+The oldest message's age is the producer's send stamp (headers.SENT_AT_HEADER of the
+decoded message, judged like the transport does: worker/envelope.py) of at most one
+message per place: the next due of each non-empty list (its tail), the in-flight list's
+oldest and the longest-held unacked entry (kombu's `unacked_index`) when it is this
+queue's. Unstamped messages and delayed ones (they wait by design) are left out of it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -26,52 +38,53 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from worker.envelope import valid_stamp
 from worker.protocol import SENT_AT_HEADER
-from worker.transport import inflight_key
 
 log = logging.getLogger(__name__)
 
+# The Redis keys a message can wait in; the transport names its keys from these.
+KEY_SEP = "\x06\x16"  # kombu's Channel.sep, between a queue's name and its sub-keys
+PRIORITY_LEVELS = range(1, 10)  # kombu's sub-lists; level 0 is the queue's own list
+INFLIGHT_SUFFIX = "inflight"
+DELAYED_SUFFIX = "delayed"
 UNACKED_KEY = "unacked"  # kombu's default `unacked_key`, which topicq keeps
+UNACKED_INDEX_KEY = "unacked_index"  # kombu's: delivery tag -> when it was taken
 
-# KEYS: queue, in-flight list, unacked hash. ARGV: the suffix of this queue's unacked entries.
-_BACKLOG = f"""
-local oldest = nil
-local function stamp(item)
-  local found = string.match(item, '"{SENT_AT_HEADER}": ?([%d%.eE%+%-]+)')
-  local value = found and tonumber(found)
-  if value and (oldest == nil or value < oldest) then oldest = value end
-end
-local ready = redis.call('LLEN', KEYS[1])
-local tail = redis.call('LINDEX', KEYS[1], -1)
-if tail then stamp(tail) end
-local inflight = redis.call('LRANGE', KEYS[2], 0, -1)
-for _, item in ipairs(inflight) do stamp(item) end
-local unacked, suffix = 0, ARGV[1]
-for _, item in ipairs(redis.call('HVALS', KEYS[3])) do
-  if string.sub(item, -#suffix) == suffix then
-    unacked = unacked + 1
-    stamp(item)
-  end
-end
-if oldest then oldest = string.format('%.3f', oldest) else oldest = false end
-return {{ready, #inflight, unacked, oldest}}
-"""
+
+def priority_key(queue: str, level: int) -> str:
+    return f"{queue}{KEY_SEP}{level}" if level else queue
+
+
+def ready_keys(queue: str) -> list[str]:
+    """Every list a message waits on before a worker takes it, the queue's own first."""
+    return [queue] + [priority_key(queue, level) for level in PRIORITY_LEVELS]
+
+
+def inflight_key(queue: str) -> str:
+    return f"{queue}{KEY_SEP}{INFLIGHT_SUFFIX}"
+
+
+def delayed_key(queue: str) -> str:
+    return f"{queue}{KEY_SEP}{DELAYED_SUFFIX}"
 
 
 @dataclass(frozen=True)
 class Backlog:
-    ready: int  # on the list, not yet taken
+    ready: int  # on the queue's lists, not yet taken
     in_flight: int  # taken, not yet recorded unacknowledged (a moment, or a crash)
     unacked: int  # in workers' buffers or being processed, or waiting for a retry countdown
     oldest_sent_at: float | None  # the producer's stamp of the oldest stamped message
+    delayed: int = 0  # parked until their due time
 
     @property
     def depth(self) -> int:
-        return self.ready + self.in_flight + self.unacked
+        return self.ready + self.in_flight + self.unacked + self.delayed
 
     def oldest_age_s(self, now: float | None = None) -> float | None:
-        """Seconds since the oldest stamped message was sent; 0 for an empty queue, None when unknown."""
-        if self.depth == 0:
+        """Seconds since the oldest stamped message was sent; 0 when nothing waits but delayed messages
+        (they wait by design), None when unknown."""
+        if self.depth - self.delayed == 0:
             return 0.0
         if self.oldest_sent_at is None:
             return None
@@ -80,13 +93,57 @@ class Backlog:
 
 def read_backlog(client: Any, queue: str) -> Backlog:
     """The queue's backlog at one moment; Redis errors are the caller's to handle."""
-    import json
+    lists = ready_keys(queue) + [inflight_key(queue)]
+    with client.pipeline(transaction=True) as pipe:  # the counts: one moment, O(1) each
+        for key in lists:
+            pipe.llen(key)
+        pipe.hlen(UNACKED_KEY).zcard(delayed_key(queue)).zrange(UNACKED_INDEX_KEY, 0, 0)
+        *lengths, unacked, delayed, longest_held = pipe.execute()
+    oldest = _oldest_stamp(client, queue, [key for key, n in zip(lists, lengths, strict=True) if n],
+                           longest_held[0] if longest_held else None)
+    return Backlog(ready=sum(lengths[:-1]), in_flight=lengths[-1], unacked=int(unacked),
+                   delayed=int(delayed), oldest_sent_at=oldest)
 
-    suffix = f", {json.dumps(queue)}]"  # kombu records [message, exchange, routing_key]
-    ready, in_flight, unacked, oldest = client.eval(_BACKLOG, 3, queue, inflight_key(queue), UNACKED_KEY,
-                                                    suffix)
-    return Backlog(ready=int(ready), in_flight=int(in_flight), unacked=int(unacked),
-                   oldest_sent_at=float(oldest) if oldest else None)
+
+def _oldest_stamp(client: Any, queue: str, nonempty: list[str], held_tag: bytes | None) -> float | None:
+    """The earliest send stamp among each non-empty list's oldest entry and the longest-held one."""
+    with client.pipeline(transaction=False) as pipe:
+        for key in nonempty:
+            pipe.lindex(key, -1)  # producers LPUSH, workers take from the right: the tail is oldest
+        if held_tag is not None:
+            pipe.hget(UNACKED_KEY, held_tag)
+        replies = pipe.execute() if len(pipe) else []
+    now = time.time()
+    stamps = [_stamp(raw, now) for raw in replies[:len(nonempty)]]
+    if held_tag is not None:
+        stamps.append(_held_stamp(replies[-1], queue, now))
+    found = [stamp for stamp in stamps if stamp is not None]
+    return min(found) if found else None
+
+
+def _stamp(raw: bytes | None, now: float, message: Any = None) -> float | None:
+    """headers.SENT_AT_HEADER of a message, when it is a plausible send stamp."""
+    if message is None:
+        if raw is None:
+            return None
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return None
+    headers = message.get("headers") if isinstance(message, dict) else None
+    value = headers.get(SENT_AT_HEADER) if isinstance(headers, dict) else None
+    return float(value) if value is not None and valid_stamp(value, now=now) else None
+
+
+def _held_stamp(raw: bytes | None, queue: str, now: float) -> float | None:
+    """The stamp of an unacked record, kombu's [message, exchange, routing_key], of this queue."""
+    try:
+        record = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    if not (isinstance(record, list) and len(record) == 3 and record[2] == queue):
+        return None
+    return _stamp(None, now, message=record[0])
 
 
 class BacklogCollector(Collector):
@@ -118,14 +175,14 @@ class BacklogCollector(Collector):
         up.add_metric([self.queue], 1)
         yield up
         depth = GaugeMetricFamily("topicq_queue_depth", "Messages waiting: ready + in flight + unacked "
-                                  "(held in workers' buffers); a backfill chunk is one message.",
+                                  "(held in workers' buffers) + delayed; a backfill chunk is one message.",
                                   labels=["queue"])
         depth.add_metric([self.queue], backlog.depth)
         yield depth
         parts = GaugeMetricFamily("topicq_queue_messages", "The queue depth by where the messages are.",
                                   labels=["queue", "state"])
         for state, count in (("ready", backlog.ready), ("in_flight", backlog.in_flight),
-                             ("unacked", backlog.unacked)):
+                             ("unacked", backlog.unacked), ("delayed", backlog.delayed)):
             parts.add_metric([self.queue, state], count)
         yield parts
         age = backlog.oldest_age_s()

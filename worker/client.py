@@ -31,7 +31,8 @@ class Producer:
 
     def validate(self, post_id: Any, text: Any, metadata: dict[str, Any] | None = None) -> Post:
         raw = {"id": post_id, "text": text, "metadata": metadata or {}}
-        return parse_post(raw, max_text_chars=self.settings.max_text_chars)
+        return parse_post(raw, max_text_chars=self.settings.max_text_chars,
+                          max_metadata_bytes=self.settings.max_metadata_bytes)
 
     def send(self, post: Post) -> str:
         result = self.app.send_task(CLASSIFY_TASK, kwargs=post.to_message(), queue=self.settings.queue,

@@ -25,12 +25,20 @@ import base64
 import binascii
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from worker.payload import guess_id
-from worker.protocol import ATTEMPT_HEADER, DUE_HEADER, MAX_ATTEMPT_HEADER, MAX_EPOCH_S, SENT_AT_HEADER
+from worker.protocol import (
+    ATTEMPT_HEADER,
+    DUE_HEADER,
+    MAX_ATTEMPT_HEADER,
+    MAX_CLOCK_SKEW_S,
+    MAX_STAMP_AGE_S,
+    SENT_AT_HEADER,
+)
 
 # Deeper JSON than this in a body is refused (metadata allows 32 levels under the post).
 MAX_BODY_DEPTH = 40
@@ -124,17 +132,21 @@ def _due(headers: dict[str, Any]) -> float | None:
 
 
 def _drop_bad_stamp(headers: dict[str, Any]) -> bool:
-    """Remove a send stamp that is not epoch seconds. It feeds a latency figure only, so it never
-    costs the post: the message goes on as one without a stamp."""
+    """Remove a send stamp that is not a recent time in epoch seconds. It feeds a latency figure
+    only, so it never costs the post: the message goes on as one without a stamp."""
     if SENT_AT_HEADER not in headers or valid_stamp(headers[SENT_AT_HEADER]):
         return False
     del headers[SENT_AT_HEADER]
     return True
 
 
-def valid_stamp(value: Any) -> bool:
-    """Whether `value` is a send stamp: epoch seconds, a finite number from 0 to MAX_EPOCH_S."""
-    return _is_number(value) and 0 <= value < MAX_EPOCH_S
+def valid_stamp(value: Any, *, now: float | None = None) -> bool:
+    """Whether `value` is a send stamp: epoch seconds (a finite number) from MAX_STAMP_AGE_S before
+    `now` (default: this clock) to MAX_CLOCK_SKEW_S after it."""
+    if not _is_number(value):
+        return False
+    now = time.time() if now is None else now
+    return now - MAX_STAMP_AGE_S <= value <= now + MAX_CLOCK_SKEW_S
 
 
 def _kind(value: Any) -> str:

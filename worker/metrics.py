@@ -9,7 +9,8 @@ batch: a post must not fail because a figure could not be kept.
     topicq_batch_size, topicq_embed_seconds{embedder}, topicq_classify_seconds
     topicq_end_to_end_seconds         producer's send stamp -> row committed, per post
     topicq_end_to_end_unstamped_total posts whose message carried no usable stamp
-    topicq_bad_send_stamps_total      messages whose stamp was not epoch seconds (removed, not refused)
+    topicq_bad_send_stamps_total      stamps that were not a recent time in epoch seconds (ignored, the
+                                      post is not refused; worker/protocol.py, MAX_STAMP_AGE_S)
     topicq_queue_depth{queue}, topicq_oldest_message_age_seconds{queue}   read from Redis at scrape
     topicq_retries_total{reason}, topicq_rate_limit_wait_seconds
     topicq_embedding_cache_hits_total / _misses_total
@@ -33,6 +34,7 @@ from shared.errors import (
     RateLimitedError,
     TopicqError,
 )
+from worker.envelope import valid_stamp
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,8 @@ END_TO_END = Histogram("topicq_end_to_end_seconds",
 UNSTAMPED = Counter("topicq_end_to_end_unstamped",
                     "Posts written whose message had no usable send stamp (e.g. a raw LPUSH).",
                     registry=REGISTRY)
-BAD_STAMPS = Counter("topicq_bad_send_stamps", "Messages whose send stamp was not epoch seconds (ignored).",
-                     registry=REGISTRY)
+BAD_STAMPS = Counter("topicq_bad_send_stamps",
+                     "Send stamps that were not a recent time in epoch seconds (ignored).", registry=REGISTRY)
 RETRIES = Counter("topicq_retries", "Posts sent again, by the error that made them go round.", ["reason"],
                   registry=REGISTRY)
 RATE_LIMIT_WAIT = Histogram("topicq_rate_limit_wait_seconds",
@@ -139,16 +141,19 @@ def batch_done(report: Any, posts: int, sent_at: dict[str, float], now: float | 
     now = time.time() if now is None else now
     model = (report.model_name, str(report.model_version))
     outcomes: Tally[tuple[str, str, str]] = Tally()
-    low, unstamped = 0, 0
+    low, unstamped, bad = 0, 0, 0
     for row in report.written:
         outcomes[(str(row.status), row.model_name, str(row.model_version))] += 1
         if row.score is not None and row.score < _low_confidence:
             low += 1
         stamp = sent_at.get(row.post_id)
+        if stamp is not None and not valid_stamp(stamp, now=now):
+            bad += 1  # e.g. a task called in-process with a stamp the envelope never judged
+            stamp = None
         if stamp is None:
             unstamped += 1
         else:
-            END_TO_END.observe(max(0.0, now - stamp))
+            END_TO_END.observe(max(0.0, now - stamp))  # a producer's clock ahead within the skew: 0 s
     for (status, name, version), count in outcomes.items():
         POSTS.labels(status, name, version).inc(count)
     retried = len(report.retry) + len(report.resend)
@@ -159,6 +164,8 @@ def batch_done(report: Any, posts: int, sent_at: dict[str, float], now: float | 
         LOW_CONFIDENCE.labels(*model).inc(low)
     if unstamped:
         UNSTAMPED.inc(unstamped)
+    if bad:
+        BAD_STAMPS.inc(bad)
 
 
 def bad_stamp() -> None:

@@ -9,10 +9,16 @@ Everything accepted here must be storable as it is: PostgreSQL refuses NUL
 characters in text columns and NaN/Infinity in JSON, and no database driver
 encodes a lone UTF-16 surrogate (JSON's "\ud800"). A post carrying them would
 fail its whole batch's write again on every redelivery, so it is refused here.
+Metadata must also stay queryable: a NUL in a key or value is stored in the json
+column as "\u0000", after which `metadata->>'x'` and `metadata::jsonb` fail for every
+query reaching the row; and it is bounded, MAX_METADATA_BYTES of compact UTF-8 JSON
+(64 KiB by default), so no post can fill the table. Producers (worker/client.py)
+validate with this same code.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -23,6 +29,9 @@ from shared.errors import InvalidPostError
 MAX_ID_CHARS = 200
 # Deeper metadata is refused: nobody queries it, and JSON encoders recurse once per level.
 MAX_METADATA_DEPTH = 32
+# The default of the MAX_METADATA_BYTES setting (shared/settings.py): metadata is for filtering and
+# joining results, not for carrying documents.
+MAX_METADATA_BYTES = 64 * 1024
 
 
 def unstorable(value: str) -> str | None:
@@ -36,7 +45,7 @@ def unstorable(value: str) -> str | None:
     return None
 
 
-def storable_metadata(value: Any) -> dict[str, Any] | None:
+def storable_metadata(value: Any, max_bytes: int = MAX_METADATA_BYTES) -> dict[str, Any] | None:
     """`value` when it is metadata a result row can hold, else None (kept off rejected rows)."""
     if not isinstance(value, dict):
         return None
@@ -44,7 +53,15 @@ def storable_metadata(value: Any) -> dict[str, Any] | None:
         _check_json(value)
     except ValueError:
         return None
-    return value
+    return value if metadata_bytes(value) <= max_bytes else None
+
+
+def metadata_bytes(value: dict[str, Any]) -> int:
+    """The size of `value` as compact UTF-8 JSON, the measure of MAX_METADATA_BYTES."""
+    if not value:
+        return 0
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _check_json(value: Any) -> None:
@@ -56,8 +73,8 @@ def _check_json(value: Any) -> None:
             raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError("NaN and Infinity are not JSON")
-        if isinstance(item, str) and "\x00" not in item and unstorable(item):
-            raise ValueError(f"a string {unstorable(item)}")
+        if isinstance(item, str) and (reason := unstorable(item)):
+            raise ValueError(f"a string {reason}")  # keys included
         if isinstance(item, dict):
             for key, child in item.items():
                 stack.append((str(key), level + 1))
@@ -144,7 +161,8 @@ def guess_id(raw: Any) -> str | None:
     return None
 
 
-def parse_post(raw: Any, *, max_text_chars: int, attempt: int = 0) -> Post:
+def parse_post(raw: Any, *, max_text_chars: int, max_metadata_bytes: int = MAX_METADATA_BYTES,
+               attempt: int = 0) -> Post:
     """Validate one payload; InvalidPostError (with the id when known) says what is wrong."""
     if not isinstance(raw, dict):
         raise InvalidPostError(f"payload must be a JSON object, got {type(raw).__name__}")
@@ -156,6 +174,12 @@ def parse_post(raw: Any, *, max_text_chars: int, attempt: int = 0) -> Post:
         raise InvalidPostError(
             f"invalid post: text has {len(post.text):,} characters, more than MAX_TEXT_CHARS "
             f"({max_text_chars:,})",
+            post_id=post.id,
+        )
+    if (size := metadata_bytes(post.metadata)) > max_metadata_bytes:
+        raise InvalidPostError(
+            f"invalid post: metadata has {size:,} bytes of JSON, more than MAX_METADATA_BYTES "
+            f"({max_metadata_bytes:,})",
             post_id=post.id,
         )
     return post.delivered(attempt) if attempt else post

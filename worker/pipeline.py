@@ -138,14 +138,16 @@ def _validate(payloads: list[Any], attempts: list[int] | None, settings: Setting
     for i, raw in enumerate(payloads):
         attempt = min(attempts[i], settings.max_retries) if attempts else 0
         try:
-            out.valid.append(parse_post(raw, max_text_chars=settings.max_text_chars, attempt=attempt))
+            out.valid.append(parse_post(raw, max_text_chars=settings.max_text_chars,
+                                        max_metadata_bytes=settings.max_metadata_bytes, attempt=attempt))
         except InvalidPostError as exc:
             if exc.post_id is None:
                 log.warning("rejected a post without a usable id: %s", exc)
                 continue
             out.rejected.append(ResultRow(post_id=exc.post_id, model_name="", model_version=0,
                                           status=Status.REJECTED, error=str(exc),
-                                          metadata=storable_metadata(raw.get("metadata"))))
+                                          metadata=storable_metadata(raw.get("metadata"),
+                                                                     settings.max_metadata_bytes)))
             out.rejected_raw.append(raw)
     return out
 

@@ -25,7 +25,13 @@ MAX_ATTEMPT_HEADER = 1000
 DUE_HEADER = "topicq_due"
 # When the producer sent the post (epoch seconds, a number): the start of the end-to-end latency
 # (worker/metrics.py). Kept when a worker sends the post again; a message without it (a raw LPUSH
-# from another language) is counted apart, and one with a value that is not epoch seconds has it
+# from another language) is counted apart, and one with a value that is not a recent time has it
 # removed by the envelope check (worker/envelope.py) rather than being refused.
 SENT_AT_HEADER = "topicq_sent_at"
-MAX_EPOCH_S = 1e11  # year 5138: anything larger is not epoch seconds
+# A stamp is judged against the worker's clock: valid from MAX_STAMP_AGE_S back to MAX_CLOCK_SKEW_S
+# ahead. A retried post keeps its first stamp, so the window back covers the longest retry chain
+# (MAX_RETRIES waits of at most RETRY_MAX_S, plus waits out a database outage that spend no attempt)
+# and a backlog left over a long weekend. Anything else (a monotonic clock's reading, milliseconds,
+# a far-future year) is not a send time and would swamp the latency figures.
+MAX_STAMP_AGE_S = 7 * 86400.0
+MAX_CLOCK_SKEW_S = 300.0  # producers' clocks running ahead of the worker's

@@ -1,6 +1,7 @@
 """What `topicq status` shows, computed from Redis alone: the backlog and the workers' live figures.
 
-    queue depth   ready + in flight + held by workers (worker/backlog.py), oldest message's age
+    queue depth   ready + in flight + held by workers + delayed (worker/backlog.py, the same figures
+                  as topicq_queue_depth), oldest message's age
     posts/s       out: rows written, by outcome; taken: posts workers took up; in: taken plus the
                   change of the backlog between two views (live mode only)
     latency       p50 / p95 from send to row over the workers' last WINDOW_S (worker/live_stats.py)
@@ -66,7 +67,8 @@ def build_view(queue: str, backlog: Backlog | None, live: list[dict[str, Any]], 
         "queue": queue, "at": now,
         "backlog": None if backlog is None else {
             "depth": backlog.depth, "ready": backlog.ready, "in_flight": backlog.in_flight,
-            "held_by_workers": backlog.unacked, "oldest_age_s": _round(backlog.oldest_age_s(now))},
+            "held_by_workers": backlog.unacked, "delayed": backlog.delayed,
+            "oldest_age_s": _round(backlog.oldest_age_s(now))},
         "posts_per_s": {"in": None, "taken": taken, "out": _total(out), **out},
         "latency_s": {"p50": _round(p50), "p95": _round(p95),
                       "posts": int(window.get("topicq_end_to_end_seconds_count", 0)),
@@ -120,7 +122,8 @@ def render(view: dict[str, Any]) -> str:
         lines.append("backlog     Redis unreachable")
     else:
         lines.append(f"backlog     {backlog['depth']} messages: {backlog['ready']} ready, "
-                     f"{backlog['in_flight']} in flight, {backlog['held_by_workers']} held by workers; "
+                     f"{backlog['in_flight']} in flight, {backlog['held_by_workers']} held by workers, "
+                     f"{backlog['delayed']} delayed; "
                      f"oldest {num(backlog['oldest_age_s'], ' s')}")
     lines.append(f"posts/s     in {num(rates['in'])}   taken {num(rates['taken'])}   out {num(rates['out'])} "
                  f"(done {num(rates['done'])}, rejected {num(rates['rejected'])}, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,26 @@ def _args(kind: str, expect: str, make: Callable[[int, random.Random], list[Any]
     return build
 
 
+# Send stamps (headers.topicq_sent_at) a worker must ignore: a monotonic clock, milliseconds, the
+# year 5107, older than MAX_STAMP_AGE_S, ahead by more than MAX_CLOCK_SKEW_S.
+STAMPS: dict[str, Callable[[random.Random], float]] = {
+    "monotonic": lambda r: r.uniform(1_000.0, 100_000.0),
+    "milliseconds": lambda r: time.time() * 1000,
+    "year-5107": lambda r: 99_000_000_000.0,
+    "month-old": lambda r: time.time() - 30 * 86400,
+    "hour-ahead": lambda r: time.time() + 3600,
+}
+
+
+def _stamped(kind: str, make: Callable[[random.Random], float]):
+    """A well-formed message for one post whose send stamp is not a recent time: the post is done."""
+    def build(n: int, rng: random.Random) -> Case:
+        message = _good(f"fz-{n}", rng)
+        message["headers"]["topicq_sent_at"] = make(rng)
+        return Case(kind, "done", f"fz-{n}", entry=_entry(message), meta={"bad_stamp": True})
+    return build
+
+
 BUILDERS: list[Callable[[int, random.Random], Case]] = [
     # wrong types and missing fields, with a usable id -> rejected
     _with_id("text-int", "rejected", lambda i, r: {"id": i, "text": r.randint(-10**6, 10**6)}),
@@ -115,6 +136,11 @@ BUILDERS: list[Callable[[int, random.Random], Case]] = [
     _with_id("metadata-string", "rejected", lambda i, r: {"id": i, "text": _text(r), "metadata": "x"}),
     _with_id("metadata-nan", "rejected", lambda i, r: {"id": i, "text": _text(r),
                                                          "metadata": {"score": r.choice([float("nan"), float("inf")])}}),
+    # metadata PostgreSQL could store but not query (NUL), or too large (MAX_METADATA_BYTES, 64 KiB)
+    _with_id("metadata-nul-value", "rejected", lambda i, r: {"id": i, "text": _text(r), "metadata": {"k": "a\x00b"}}),
+    _with_id("metadata-nul-key", "rejected", lambda i, r: {"id": i, "text": _text(r), "metadata": {"k\x00": 1}}),
+    _with_id("metadata-too-large", "rejected", lambda i, r: {"id": i, "text": _text(r),
+                                                          "metadata": {"blob": "m" * r.randint(66_000, 90_000)}}),
     _with_id("metadata-deep", "rejected", lambda i, r: {"id": i, "text": _text(r), "metadata": _deep(r.randint(100, 800))},
              dead=True),
     _with_id("metadata-null", "done", lambda i, r: {"id": i, "text": _text(r), "metadata": None}),
@@ -128,7 +154,9 @@ BUILDERS: list[Callable[[int, random.Random], Case]] = [
     _with_id("id-unicode", "done", lambda i, r: {"id": i, "text": _text(r)}),
     _with_id("metadata-shallow-nest", "done", lambda i, r: {"id": i, "text": _text(r), "metadata": _deep(5)}),
     _with_id("metadata-unicode", "done", lambda i, r: {"id": i, "text": _text(r),
-                                                        "metadata": {"\u202ekey": "\U0001f680\x00ok", "n": 10**30}}),
+                                                        "metadata": {"\u202ekey": "\U0001f680 ok", "n": 10**30}}),
+    # send stamps that are not a recent time: ignored (counted bad), never the post's undoing
+    *[_stamped(f"stamp-{name}", make) for name, make in STAMPS.items()],
     _args("args-pair", "done", lambda i, r: [f"fz-{i}", _text(r)], post_id=True),
     _args("args-dict", "done", lambda i, r: [{"id": f"fz-{i}", "text": _text(r)}], post_id=True),
     # no usable id -> logged, no row

@@ -42,7 +42,7 @@ def test_two_workers_add_up_and_the_rate_in_follows_the_backlog() -> None:
     assert rates["in"] == pytest.approx(8.7 + 40 / 2)  # 40 more messages in 2 s, one post each
     assert before["posts_per_s"]["in"] is None  # one view: no growth to measure yet
     assert view["backlog"] == {"depth": 150, "ready": 140, "in_flight": 0, "held_by_workers": 10,
-                               "oldest_age_s": 12.0}
+                               "delayed": 0, "oldest_age_s": 12.0}
     assert view["errors"] == {"retry: rate_limited": 5, "rejected": 2}
     assert view["totals"]["done"] == 800 and view["latency_s"]["posts"] == 82
     assert 0 < view["latency_s"]["p50"] <= 1.0 and view["latency_s"]["p95"] == 1.0  # 12 posts beyond 1 s
