@@ -13,7 +13,9 @@ COPY testkit ./testkit
 # The default embedder's ONNX encoder, built from the packaged weights into the image.
 ENV ENCODER_DIR=/opt/topicq/encoders
 RUN pip install --no-cache-dir . && python -m shared.embedders.onnx_export --quantization int8 \
-    && useradd --create-home topicq && mkdir -p /data && chown topicq /data
-USER topicq
+    && groupadd --gid 10001 topicq && useradd --create-home --uid 10001 --gid 10001 topicq \
+    && mkdir -p /data && chown topicq:topicq /data
+# Numeric, so that Kubernetes' runAsNonRoot can check it (deploy/kubernetes runs it as 10001).
+USER 10001:10001
 ENTRYPOINT ["topicq"]
 CMD ["worker"]

@@ -51,6 +51,12 @@ REQUIRED = re.compile(r"^\$\{(\w+):\?[^}]*\}$")
 DEFAULTED = re.compile(r"\$\{\w+:?-([^}]*)\}")
 
 
+def required(value: str) -> str | None:
+    """The variable a `${VAR:?message}` value requires, else None."""
+    match = REQUIRED.match(value)
+    return match.group(1) if match else None
+
+
 def services() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
 
@@ -91,12 +97,12 @@ def test_no_default_passwords_every_secret_comes_from_the_environment() -> None:
     secrets = {key: value for service in spec.values() for key, value in environment(service).items()
                if re.search(r"PASSWORD|SECRET", key) and not key.endswith("_FILE")}
     assert secrets, "PostgreSQL and Grafana take their passwords from the environment"
-    assert {k: v for k, v in secrets.items() if not REQUIRED.match(v)} == {}
-    assert REQUIRED.match(environment(spec["postgres"])["POSTGRES_PASSWORD"]).group(1) == "POSTGRES_PASSWORD"
+    assert {k: v for k, v in secrets.items() if not required(v)} == {}
+    assert required(environment(spec["postgres"])["POSTGRES_PASSWORD"]) == "POSTGRES_PASSWORD"
     # Redis asks for a password, and the URLs the services use carry the same variables.
     command = spec["redis"]["command"]
     password = command[command.index("--requirepass") + 1]
-    assert REQUIRED.match(password).group(1) == "REDIS_PASSWORD"
+    assert required(password) == "REDIS_PASSWORD"
     for name, service in spec.items():
         env = environment(service)
         if "REDIS_URL" in env:
@@ -111,7 +117,7 @@ def test_no_default_passwords_every_secret_comes_from_the_environment() -> None:
 def test_grafana_has_no_anonymous_access_and_its_admin_password_is_required() -> None:
     env = environment(services()["grafana"])
     assert env.get("GF_AUTH_ANONYMOUS_ENABLED", "false").lower() == "false"
-    assert REQUIRED.match(env["GF_SECURITY_ADMIN_PASSWORD"]).group(1) == "GRAFANA_ADMIN_PASSWORD"
+    assert required(env["GF_SECURITY_ADMIN_PASSWORD"]) == "GRAFANA_ADMIN_PASSWORD"
 
 
 def test_nothing_in_compose_can_control_workers_through_the_broker() -> None:
