@@ -30,7 +30,7 @@ def env(postgres_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def worker(settings: Settings, env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
     register_fake_model(settings.db_url, settings.models_path)
-    process = WorkerProcess(env, tmp_path / "worker.log", hostname="remote-control@test")
+    process = WorkerProcess(env, tmp_path / "worker.log")
     process.start()
     yield process
     process.kill()
