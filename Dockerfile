@@ -14,8 +14,9 @@ COPY testkit ./testkit
 ENV ENCODER_DIR=/opt/topicq/encoders
 RUN pip install --no-cache-dir . && python -m shared.embedders.onnx_export --quantization int8 \
     && groupadd --gid 10001 topicq && useradd --create-home --uid 10001 --gid 10001 topicq \
-    && mkdir -p /data && chown topicq:topicq /data
-# Numeric, so that Kubernetes' runAsNonRoot can check it (deploy/kubernetes runs it as 10001).
+    && mkdir -p /data /models && chown topicq:topicq /data /models
+# /models owned by topicq: a new named volume there (compose's `models`) takes its owner, so the
+# trainer can write. Numeric, so that Kubernetes' runAsNonRoot can check it (deploy/kubernetes runs it as 10001).
 USER 10001:10001
 ENTRYPOINT ["topicq"]
 CMD ["worker"]
