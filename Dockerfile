@@ -16,7 +16,7 @@ RUN pip install --no-cache-dir . && python -m shared.embedders.onnx_export --qua
     && groupadd --gid 10001 topicq && useradd --create-home --uid 10001 --gid 10001 topicq \
     && mkdir -p /data /models && chown topicq:topicq /data /models
 # /models owned by topicq: a new named volume there (compose's `models`) takes its owner, so the
-# trainer can write. Numeric, so that Kubernetes' runAsNonRoot can check it (deploy/kubernetes runs it as 10001).
+# trainer can write. The user is numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 10001:10001
 ENTRYPOINT ["topicq"]
 CMD ["worker"]
