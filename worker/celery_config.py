@@ -64,6 +64,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "dead_letter_max": settings.dead_letter_max,
         },
         "worker_hijack_root_logger": False,
+        # No remote control: anyone who can publish to Redis could otherwise send `shutdown` or
+        # `cancel_consumer` (a worker alive, heartbeat fresh, taking nothing). `topicq status`,
+        # `topicq health` and the metrics watch the workers; SIGTERM stops one.
+        "worker_enable_remote_control": False,
         # Flower's task view (TASK_EVENTS); worker/metrics.py covers throughput, failures, latency.
         "worker_send_task_events": settings.task_events,
     }
