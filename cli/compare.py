@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from cli.options import Timestamp
+from cli.safe_output import json_line, printable_lines
 from shared.comparison import Comparison, compare_versions
 from shared.errors import ModelError
 from shared.settings import get_settings
@@ -132,10 +132,10 @@ def compare(first: str, second: str, since: datetime | None, fmt: str, png: Path
     comparison = compare_versions(db_url, name=name, a=a, b=b, since=since,
                                   trained_on=trained_corrections(db_url, name, {a, b}))
     if fmt == "json":
-        click.echo(json.dumps(comparison.to_json(), indent=2))
+        click.echo(json_line(comparison.to_json(), indent=2))
         return
     if comparison.common == 0 and comparison.reviewed["a"].n == comparison.reviewed["b"].n == 0:
         raise ModelError(f"{name}:{a} and {name}:{b} share no classified posts and no corrected ones"
                          f"{' since ' + since.isoformat() if since else ''}: nothing to compare")
     path = plot(comparison, png or Path(f"compare-{name}-{a}-{b}.png"))
-    click.echo(markdown(comparison, path), nl=False)
+    click.echo(printable_lines(markdown(comparison, path)), nl=False)

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from cli.errors import describe
+from cli.safe_output import printable
 
 # verb -> "module:attribute"
 COMMANDS = {
@@ -97,7 +98,7 @@ class LazyGroup(click.Group):
                 raise
             if ctx.params.get("verbose"):
                 traceback.print_exc()
-            click.echo(f"error: {line}", err=True)
+            click.echo(f"error: {printable(line)}", err=True)
             sys.exit(2)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from cli.safe_output import json_line, printable, printable_lines
 from shared.settings import get_settings
 
 
@@ -29,10 +29,10 @@ def health(liveness: bool, fmt: str) -> None:
     checks = run_checks(get_settings(), liveness=liveness)
     ready = all(check.ok for check in checks)
     if fmt == "json":
-        click.echo(json.dumps({"ready": ready, "checks": [vars(c) for c in checks]}))
+        click.echo(json_line({"ready": ready, "checks": [vars(c) for c in checks]}))
     else:
         for check in checks:
-            click.echo(check.line())
+            click.echo(printable(check.line()))
     sys.exit(0 if ready else 1)
 
 
@@ -77,7 +77,7 @@ def status(once: bool, fmt: str, interval: float) -> None:
                                          "start it or set REDIS_URL") from None
                 backlog, live = None, []
             view = build_view(settings.queue, backlog, live, now=time.time(), previous=previous)
-            text = json.dumps(view) if fmt == "json" else render(view)
+            text = json_line(view) if fmt == "json" else printable_lines(render(view))
             if once:
                 click.echo(text)
                 return

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cli.options import Timestamp, split_words
+from cli.safe_output import printable
 from shared import registry
 from shared.settings import get_settings
 from trainer.datasets import NEWSGROUPS
@@ -72,7 +73,7 @@ def _echo_metrics(metrics: dict[str, Any], hits: int, misses: int) -> None:
     click.echo(f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
                f"on {metrics['n']} posts")
     for label, row in metrics["per_class"].items():
-        click.echo(f"  {label:<28} precision {row['precision']:.3f}  recall {row['recall']:.3f}"
+        click.echo(f"  {printable(label):<28} precision {row['precision']:.3f}  recall {row['recall']:.3f}"
                    f"  support {row['support']}")
     note = " (all from cache)" if misses == 0 else ""
     click.echo(f"embeddings: {hits} from cache, {misses} newly computed{note}")
@@ -209,9 +210,9 @@ def models(name: str | None, history_of: str | None, fmt: str) -> None:
                f"{'CREATED':<16}  EMBEDDER")
     for v in versions:
         accuracy, macro_f1 = (v.metrics.get(key) for key in ("accuracy", "macro_f1"))
-        click.echo(f"{v.name:<16} {v.version:>7}  {','.join(v.aliases) or '-':<20} "
+        click.echo(f"{printable(v.name):<16} {v.version:>7}  {','.join(v.aliases) or '-':<20} "
                    f"{_number(accuracy):>8} {_number(macro_f1):>8}  "
-                   f"{v.created_at:%Y-%m-%d %H:%M}  {v.embedder_id}")
+                   f"{v.created_at:%Y-%m-%d %H:%M}  {printable(v.embedder_id)}")
     _echo_workers(name)
 
 
@@ -239,7 +240,7 @@ def _echo_workers(name: str | None) -> None:
     from shared.serving_status import worker_states
 
     for state in worker_states(get_settings().redis_url, model_name=name):
-        click.echo(state.describe())
+        click.echo(printable(state.describe()))
 
 
 def _number(value: Any) -> str:
