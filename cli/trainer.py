@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.options import Timestamp, split_words
+from cli.options import Timestamp, model_name, split_words
 from cli.safe_output import printable
 from shared import registry
 from shared.settings import get_settings
@@ -82,7 +82,7 @@ def _echo_metrics(metrics: dict[str, Any], hits: int, misses: int) -> None:
 @click.command()
 @dataset_options
 @click.option("--per-class", type=click.IntRange(min=1), help="Sample this many training posts per class.")
-@click.option("--name", help="Model name (default: MODEL_NAME, 'topics').")
+@click.option("--name", callback=model_name, help="Model name (default: MODEL_NAME, 'topics').")
 @click.option("--promote", is_flag=True, help="Point the alias at the new version.")
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True, help="Alias --promote moves.")
 @click.option("--hidden", type=click.IntRange(min=1), help="Hidden layer width (default 256).")
@@ -140,7 +140,7 @@ def train(per_class: int | None, name: str | None, promote: bool, alias: str, hi
 
 
 @click.command()
-@click.argument("ref", metavar="NAME[:VERSION|:ALIAS]")
+@click.argument("ref", metavar="NAME[:VERSION|:ALIAS]", callback=model_name)
 @dataset_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def evaluate(ref: str, fmt: str, **data: Any) -> None:
@@ -248,7 +248,7 @@ def _number(value: Any) -> str:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", callback=model_name)
 @click.argument("version", type=int)
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True)
 @click.option("--force", is_flag=True,
@@ -320,7 +320,7 @@ def _check_guards(db_url: str, name: str, version: int, alias: str, agreement: f
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", callback=model_name)
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True)
 def rollback(name: str, alias: str) -> None:
     """Move an alias back to the version it pointed to before the last promotion.
@@ -329,5 +329,10 @@ def rollback(name: str, alias: str) -> None:
     Example:
       topicq rollback topics
     """
-    current, target = registry.rollback(_db_url(), name=name, alias=alias)
+    from shared.errors import ModelError
+
+    db_url = _db_url()
+    if not registry.list_versions(db_url, name=name):
+        raise ModelError(f"model {name!r} is not registered (see `topicq models`)")
+    current, target = registry.rollback(db_url, name=name, alias=alias)
     click.echo(f"{alias}: {name}:{current} -> {name}:{target}")

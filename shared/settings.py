@@ -6,6 +6,7 @@ caches; tests call `get_settings.cache_clear()` after changing the environment.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -135,6 +136,14 @@ class Settings(BaseSettings):
             raise ValueError("must be between 0 and 1")
         return value
 
+    @field_validator("model_name")
+    @classmethod
+    def _plain_model_name(cls, value: str) -> str:
+        problem = model_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_driver(cls, value: str | None) -> str | None:
@@ -173,6 +182,17 @@ class Settings(BaseSettings):
             return self.embedder
         has_key = self.gemini_api_key is not None or self.gemini_api_key_file is not None
         return "gemini" if has_key else "local-onnx"
+
+
+# A model's versions live in MODEL_DIR/<name>/: a name is one plain path segment, never '.', '..' or a path.
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a model, or None when it can."""
+    if MODEL_NAME_PATTERN.fullmatch(name):
+        return None
+    return ("must be a plain name: a letter or digit, then at most 99 letters, digits, '.', '_' or '-'")
 
 
 # Heroku-style and plain PostgreSQL URLs name no driver, or one that is not installed.

@@ -291,7 +291,7 @@ def run_training(
     (trainer/finetune.py)."""
     started = time.perf_counter()
     settings = settings or get_settings()
-    name = name or settings.model_name
+    name = registry.check_model_name(name or settings.model_name)
     spec = DataSpec(dataset=dataset, groups=tuple(groups), per_class=per_class,
                     test_per_class=test_per_class, test_size=test_size, text_column=text_column,
                     label_column=label_column, id_column=id_column, data_home=data_home, seed=seed)
