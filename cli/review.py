@@ -57,7 +57,7 @@ def export(model: str | None, limit: int, fmt: str) -> None:
     from shared.migrate import ensure_schema
 
     settings = get_settings()
-    ensure_schema(settings.db_url)
+    ensure_schema(settings.db_url, create=False)
     name, _, version = (model or settings.model_name).partition(":")
     if version and not version.isdigit():
         raise click.BadParameter(f"expected NAME or NAME:VERSION, got {model!r}", param_hint="--model")
