@@ -247,7 +247,7 @@ def _with_corrections(settings: Settings, name: str, train: Dataset, test: Datas
     if not corrected:
         raise DatasetError(f"no corrections of model {name!r} to train with (see `topicq review import`)")
     merged, summary = add_corrections(train, test, corrected)
-    log.info("corrections: %s", summary)
+    log.debug("corrections: %s", summary)  # `topicq train` prints them as a sentence
     return merged
 
 
