@@ -231,8 +231,8 @@ def _echo_history(name: str, fmt: str) -> None:
     for p in periods:
         until = f"{p.until:%Y-%m-%d %H:%M:%S}" if p.until else "(now)"
         before = "-" if p.previous_version is None else str(p.previous_version)
-        click.echo(f"{p.alias:<12} {p.version:>7}  {p.since:%Y-%m-%d %H:%M:%S}  {until:<19}  {p.action:<9} "
-                   f"{before}")
+        click.echo(f"{printable(p.alias):<12} {p.version:>7}  {p.since:%Y-%m-%d %H:%M:%S}  {until:<19}  "
+                   f"{p.action:<9} {before}")
 
 
 def _echo_workers(name: str | None) -> None:

@@ -239,7 +239,7 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
     try:
         with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
             run_backfill(posts, settings=settings, dry_run=dry_run, chunk_size=chunk, progress=bar.update,
-                         on_invalid=lambda e: tqdm.write(f"refused: {e}"), report=report)
+                         on_invalid=lambda e: tqdm.write(f"refused: {printable(e)}"), report=report)
     except KeyboardInterrupt:
         _interrupted(f"interrupted: sent {len(report.sent_ids)} of {len(posts)} posts in {report.chunks} "
                      "chunks; run the same command again to resume (posts already done are skipped)")
@@ -301,7 +301,7 @@ def _backfill_with_batch_api(posts: list[dict[str, Any]], settings: Any, *, chun
             report = backfill_with_batch_api(posts, settings=settings, embedder=embedder,
                                              chunk_size=chunk or CHUNK, dry_run=dry_run,
                                              progress=bar.update,
-                                             on_invalid=lambda e: tqdm.write(f"refused: {e}"))
+                                             on_invalid=lambda e: tqdm.write(f"refused: {printable(e)}"))
     finally:
         embedder.close()
     verb = "would embed" if dry_run else "classified"

@@ -202,6 +202,7 @@ def model_name_problem(name: str) -> str | None:
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+IN_PROCESS_BROKER = "memory"  # kombu's in-memory transport: Celery inside one process (tests)
 
 
 def _without_password(url: str) -> str:
@@ -214,6 +215,8 @@ def _without_password(url: str) -> str:
 
 def _redis_url_problem(url: str) -> str | None:
     parts = urlsplit(url)
+    if parts.scheme == IN_PROCESS_BROKER:
+        return None
     if parts.scheme not in REDIS_SCHEMES:
         return f"scheme {parts.scheme or '(none)'!r} is not one of {', '.join(REDIS_SCHEMES)}"
     query = parse_qs(parts.query)

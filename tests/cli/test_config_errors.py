@@ -50,7 +50,8 @@ def test_a_bad_redis_url_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 
 @pytest.mark.parametrize("url", ["redis://localhost", "redis://:pw@127.0.0.1:6379/0", "rediss://h.example:6380/3",
-                                 "redis://[::1]:6379/0", "unix:///run/redis.sock", "unix:///run/redis.sock?db=2"])
+                                 "redis://[::1]:6379/0", "unix:///run/redis.sock", "unix:///run/redis.sock?db=2",
+                                 "memory://"])
 def test_redis_urls_of_every_form_are_taken(url: str) -> None:
     assert check_redis_url(url) == url
 
