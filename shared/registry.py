@@ -7,6 +7,7 @@ together, or neither), and keyword-only arguments after it.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,9 +201,10 @@ def check_model_name(name: str) -> str:
 
 
 def _model_root(models_path: Path, name: str) -> Path:
-    """MODEL_DIR/<name>, refused should it resolve anywhere but directly under MODEL_DIR."""
-    root = (models_path / check_model_name(name)).resolve()
-    if root.parent != models_path.resolve():
+    """MODEL_DIR/<name>, refused should it be anywhere but directly under MODEL_DIR (lexically: an
+    operator may make a model's folder a symlink)."""
+    root = Path(os.path.normpath(models_path / check_model_name(name)))
+    if root.parent != Path(os.path.normpath(models_path)):
         raise ModelError(f"model name {name!r} cannot be used: its directory {root} is outside {models_path}")
     return root
 
