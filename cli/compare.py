@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import click
 
-from cli.options import Timestamp
+from cli.options import Timestamp, model_name
+from cli.safe_output import json_line, printable_lines
 from shared.comparison import Comparison, compare_versions
 from shared.errors import ModelError
 from shared.settings import get_settings
@@ -102,14 +102,15 @@ def plot(c: Comparison, path: Path) -> Path:
 
 
 @click.command()
-@click.argument("first", metavar="NAME:A")
-@click.argument("second", metavar="NAME:B")
+@click.argument("first", metavar="NAME:A", callback=model_name)
+@click.argument("second", metavar="NAME:B", callback=model_name)
 @click.option("--since", type=Timestamp(), default=None,
               help="Only rows processed at or after: ISO 8601 time (no zone = UTC) or a date.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown",
               show_default=True)
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the plot (default: compare-NAME-A-B.png here; markdown only).")
+              help="Where to write the plot (default: TOPICQ_HOME/plots/compare-NAME-A-B.png; "
+                   "markdown only).")
 def compare(first: str, second: str, since: datetime | None, fmt: str, png: Path | None) -> None:
     """Compare two versions of a model on the posts both classified.
 
@@ -132,10 +133,14 @@ def compare(first: str, second: str, since: datetime | None, fmt: str, png: Path
     comparison = compare_versions(db_url, name=name, a=a, b=b, since=since,
                                   trained_on=trained_corrections(db_url, name, {a, b}))
     if fmt == "json":
-        click.echo(json.dumps(comparison.to_json(), indent=2))
+        click.echo(json_line(comparison.to_json(), indent=2))
         return
     if comparison.common == 0 and comparison.reviewed["a"].n == comparison.reviewed["b"].n == 0:
         raise ModelError(f"{name}:{a} and {name}:{b} share no classified posts and no corrected ones"
                          f"{' since ' + since.isoformat() if since else ''}: nothing to compare")
-    path = plot(comparison, png or Path(f"compare-{name}-{a}-{b}.png"))
-    click.echo(markdown(comparison, path), nl=False)
+    if png is None:  # not the current folder: a command that reads should not litter where it runs
+        png = get_settings().topicq_home.resolve() / "plots" / f"compare-{name}-{a}-{b}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    path = plot(comparison, png)
+    click.echo(f"wrote {path}", err=True)
+    click.echo(printable_lines(markdown(comparison, path)), nl=False)

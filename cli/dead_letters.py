@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
+from cli.safe_output import json_line, printable
 from shared.settings import get_settings
 from worker import dead_letters
 
@@ -57,15 +57,17 @@ def list_command(queue: str | None, limit: int, fmt: str) -> None:
     if fmt == "jsonl":
         for letter in letters:
             whole = letter.raw.decode("utf-8", errors="replace")
-            click.echo(json.dumps({**letter.summary(), "message": whole}))
+            click.echo(json_line({**letter.summary(), "message": whole}))
         return
     if not letters:
         click.echo(f"no dead letters for queue {queue!r}", err=True)
         return
     for letter in letters:
         summary = letter.summary()
-        ids = ", ".join(summary["post_ids"][:3]) + (", ..." if len(summary["post_ids"]) > 3 else "")
-        click.echo(f"{summary['at']}  {summary['reason']}" + (f"  [posts: {ids}]" if ids else ""))
+        post_ids = summary["post_ids"]
+        ids = ", ".join(map(printable, post_ids[:3])) + (", ..." if len(post_ids) > 3 else "")
+        line = f"{printable(summary['at'])}  {printable(summary['reason'])}"
+        click.echo(line + (f"  [posts: {ids}]" if ids else ""))
     click.echo(f"{len(letters)} of {total} shown (newest first)", err=True)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -12,6 +11,7 @@ from typing import Any
 import click
 
 from cli.options import Duration, TimeOrAgo
+from cli.safe_output import json_line, printable_lines
 
 DRIFT_EXIT = 3  # a threshold was crossed: for cron alerts, apart from errors (2)
 
@@ -107,12 +107,12 @@ def drift(model: str | None, since: datetime, until: datetime | None, window: ti
                                     until=bucket_start(until, settings.drift_bucket_s) if until else None)]
     if fmt == "json":
         ref = {k: v for k, v in asdict(reference).items() if k != "centroid"}
-        click.echo(json.dumps({"model": f"{name}:{version}", "since": start.isoformat(),
+        click.echo(json_line({"model": f"{name}:{version}", "since": start.isoformat(),
                                "window_s": window_s, "reference": ref, "thresholds": asdict(thresholds),
                                "windows": [asdict(r) for r in reports],
                                "drift": any(r.crossed for r in reports)}, indent=2, default=str))
     else:
-        click.echo(_text(name, version, reference, reports, window))
+        click.echo(printable_lines(_text(name, version, reference, reports, window)))
     if plots is not None and reports:
         from cli.drift_plots import write_plots
 

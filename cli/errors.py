@@ -17,6 +17,7 @@ def _first_line(exc: BaseException) -> str:
 def _broker_problem(exc: BaseException) -> str | None:
     from kombu.exceptions import OperationalError as KombuOperationalError
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
 
     from shared.db import safe_url
     from shared.settings import get_settings
@@ -24,6 +25,9 @@ def _broker_problem(exc: BaseException) -> str | None:
     if isinstance(exc, KombuOperationalError | RedisConnectionError):
         return (f"cannot reach Redis at {safe_url(get_settings().redis_url)} ({_first_line(exc)}); "
                 "start it or set REDIS_URL")
+    if isinstance(exc, ResponseError) and "DB index is out of range" in str(exc):
+        return (f"Redis at {safe_url(get_settings().redis_url)} has no such database (DB index is out of "
+                "range; it has 16 unless configured otherwise): set REDIS_URL to one of its databases")
     return None
 
 

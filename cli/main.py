@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from cli.errors import describe
+from cli.safe_output import printable
 
 # verb -> "module:attribute"
 COMMANDS = {
@@ -46,9 +47,12 @@ COMMANDS = {
 # Verbs that use the database: the group brings its schema up to date before they run.
 USES_DATABASE = {"train", "evaluate", "models", "promote", "rollback", "worker", "backfill", "results",
                  "stats", "drift", "retry-failed", "demo", "compare"}
+# Those that only read refuse a database that is not there rather than create an empty one (a
+# mistyped DATABASE_URL would answer "no rows"); the others may create it (a SQLite file and its folder).
+READS_ONLY = {"models", "results", "stats", "drift", "compare"}
 
 
-def _schema_first(command: click.Command) -> click.Command:
+def _schema_first(command: click.Command, *, create: bool) -> click.Command:
     """`command`, running `ensure_schema` after its arguments are parsed (so `--help` needs no database)."""
     run = command.callback
     if run is None:
@@ -59,7 +63,7 @@ def _schema_first(command: click.Command) -> click.Command:
         from shared.migrate import ensure_schema
         from shared.settings import get_settings
 
-        ensure_schema(get_settings().db_url)
+        ensure_schema(get_settings().db_url, create=create)
         return run(*args, **kwargs)
 
     wrapped = copy.copy(command)
@@ -85,7 +89,9 @@ class LazyGroup(click.Group):
         command = getattr(module, attribute, None)
         if not isinstance(command, click.Command):
             return None
-        return _schema_first(command) if cmd_name in USES_DATABASE else command
+        if cmd_name not in USES_DATABASE:
+            return command
+        return _schema_first(command, create=cmd_name not in READS_ONLY)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -97,7 +103,7 @@ class LazyGroup(click.Group):
                 raise
             if ctx.params.get("verbose"):
                 traceback.print_exc()
-            click.echo(f"error: {line}", err=True)
+            click.echo(f"error: {printable(line)}", err=True)
             sys.exit(2)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from typing import Any
 
 import click
 
+from cli.safe_output import json_line, printable, printable_lines
 from shared.settings import get_settings
 
 
@@ -24,16 +25,44 @@ def health(liveness: bool, fmt: str) -> None:
       topicq health                 # readiness
       topicq health --liveness      # heartbeat only
     """
-    from worker.health import run_checks
+    from shared.errors import ConfigError
+    from worker.health import Check
 
-    checks = run_checks(get_settings(), liveness=liveness)
+    try:
+        settings = get_settings()
+    except ConfigError as exc:  # e.g. a REDIS_URL no client can use: a failed check, not a traceback
+        checks = [Check("settings", False, str(exc))]
+    else:
+        checks = _health_checks(settings, liveness)
     ready = all(check.ok for check in checks)
     if fmt == "json":
-        click.echo(json.dumps({"ready": ready, "checks": [vars(c) for c in checks]}))
+        click.echo(json_line({"ready": ready, "checks": [vars(c) for c in checks]}))
     else:
         for check in checks:
-            click.echo(check.line())
+            click.echo(printable(check.line()))
     sys.exit(0 if ready else 1)
+
+
+def _health_checks(settings: Any, liveness: bool) -> list[Any]:
+    from worker.health import check_redis, run_checks
+
+    checks = run_checks(settings, liveness=True)
+    if not liveness:
+        checks += [check_redis(settings.redis_url), _database_check(settings.db_url)]
+    return checks
+
+
+def _database_check(url: str) -> Any:
+    """The database check, without creating a SQLite file (a probe only looks)."""
+    from shared.errors import ConfigError
+    from shared.migrate import missing_database
+    from worker.health import Check, check_database
+
+    try:
+        problem = missing_database(url)
+    except ConfigError as exc:
+        return Check("database", False, str(exc))
+    return Check("database", False, problem) if problem else check_database(url)
 
 
 @click.command()
@@ -77,7 +106,7 @@ def status(once: bool, fmt: str, interval: float) -> None:
                                          "start it or set REDIS_URL") from None
                 backlog, live = None, []
             view = build_view(settings.queue, backlog, live, now=time.time(), previous=previous)
-            text = json.dumps(view) if fmt == "json" else render(view)
+            text = json_line(view) if fmt == "json" else printable_lines(render(view))
             if once:
                 click.echo(text)
                 return

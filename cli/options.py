@@ -7,6 +7,19 @@ from datetime import UTC, datetime, timedelta
 import click
 
 
+def model_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A model NAME, or the NAME of NAME:VERSION / NAME:ALIAS, must be a plain name (it names a folder)."""
+    if value is not None:
+        from shared.errors import ModelError
+        from shared.settings import model_name_problem
+
+        name = value.partition(":")[0]
+        problem = model_name_problem(name)
+        if problem:
+            raise ModelError(f"model name {name!r} cannot be used: it {problem}")
+    return value
+
+
 def split_words(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
     """--groups sci --groups rec.autos and --groups sci,rec.autos mean the same."""
     return tuple(word.strip() for value in values for word in value.split(",") if word.strip())

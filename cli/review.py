@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from cli.safe_output import csv_value, json_line, write_csv
 from shared.errors import DatasetError, ModelError
 from shared.post_files import read_post_file
 from shared.settings import get_settings
@@ -58,7 +57,7 @@ def export(model: str | None, limit: int, fmt: str) -> None:
     from shared.migrate import ensure_schema
 
     settings = get_settings()
-    ensure_schema(settings.db_url)
+    ensure_schema(settings.db_url, create=False)
     name, _, version = (model or settings.model_name).partition(":")
     if version and not version.isdigit():
         raise click.BadParameter(f"expected NAME or NAME:VERSION, got {model!r}", param_hint="--model")
@@ -69,11 +68,18 @@ def export(model: str | None, limit: int, fmt: str) -> None:
         return
     if fmt == "jsonl":
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json_line(row))
         return
-    writer = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
+    write_csv(sys.stdout, EXPORT_COLUMNS, rows)
+
+
+def _field(record: dict[str, Any], key: str, from_csv: bool) -> str:
+    """A cell without surrounding blanks; one that `review export` defused against formulas ('=...)
+    exactly as it was exported."""
+    value = str(record.get(key) or "")
+    if from_csv and csv_value(value) != value:
+        return csv_value(value)
+    return value.strip()
 
 
 def read_corrections(path: Path, reviewer: str | None) -> tuple[list[Any], list[str]]:
@@ -86,13 +92,14 @@ def read_corrections(path: Path, reviewer: str | None) -> tuple[list[Any], list[
     except DatasetError as exc:
         raise DatasetError(f"{exc} (expected post_id,label[,reviewer])") from None
     rows, problems = [], []
+    from_csv = source.kind == "csv"
     for line, record in zip(source.lines, source.records, strict=True):
-        post_id, label = (str(record.get(key) or "").strip() for key in ("post_id", "label"))
+        post_id, label = (_field(record, key, from_csv) for key in ("post_id", "label"))
         if not post_id or not label:
             problems.append(f"line {line}: {'post_id' if not post_id else 'label'} is empty")
             continue
-        text = record.get("text")
-        who = str(record.get("reviewer") or "").strip() or reviewer
+        text = _field(record, "text", from_csv) if from_csv else record.get("text")
+        who = _field(record, "reviewer", from_csv) or reviewer
         rows.append(CorrectionInput(line, post_id, label, who,
                                     text if isinstance(text, str) and text.strip() else None))
     return rows, problems

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.options import Timestamp, split_words
+from cli.options import Timestamp, model_name, split_words
+from cli.safe_output import printable
 from shared import registry
 from shared.settings import get_settings
 from trainer.datasets import NEWSGROUPS
@@ -72,7 +73,7 @@ def _echo_metrics(metrics: dict[str, Any], hits: int, misses: int) -> None:
     click.echo(f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
                f"on {metrics['n']} posts")
     for label, row in metrics["per_class"].items():
-        click.echo(f"  {label:<28} precision {row['precision']:.3f}  recall {row['recall']:.3f}"
+        click.echo(f"  {printable(label):<28} precision {row['precision']:.3f}  recall {row['recall']:.3f}"
                    f"  support {row['support']}")
     note = " (all from cache)" if misses == 0 else ""
     click.echo(f"embeddings: {hits} from cache, {misses} newly computed{note}")
@@ -81,7 +82,7 @@ def _echo_metrics(metrics: dict[str, Any], hits: int, misses: int) -> None:
 @click.command()
 @dataset_options
 @click.option("--per-class", type=click.IntRange(min=1), help="Sample this many training posts per class.")
-@click.option("--name", help="Model name (default: MODEL_NAME, 'topics').")
+@click.option("--name", callback=model_name, help="Model name (default: MODEL_NAME, 'topics').")
 @click.option("--promote", is_flag=True, help="Point the alias at the new version.")
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True, help="Alias --promote moves.")
 @click.option("--hidden", type=click.IntRange(min=1), help="Hidden layer width (default 256).")
@@ -139,7 +140,7 @@ def train(per_class: int | None, name: str | None, promote: bool, alias: str, hi
 
 
 @click.command()
-@click.argument("ref", metavar="NAME[:VERSION|:ALIAS]")
+@click.argument("ref", metavar="NAME[:VERSION|:ALIAS]", callback=model_name)
 @dataset_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def evaluate(ref: str, fmt: str, **data: Any) -> None:
@@ -209,9 +210,9 @@ def models(name: str | None, history_of: str | None, fmt: str) -> None:
                f"{'CREATED':<16}  EMBEDDER")
     for v in versions:
         accuracy, macro_f1 = (v.metrics.get(key) for key in ("accuracy", "macro_f1"))
-        click.echo(f"{v.name:<16} {v.version:>7}  {','.join(v.aliases) or '-':<20} "
+        click.echo(f"{printable(v.name):<16} {v.version:>7}  {','.join(v.aliases) or '-':<20} "
                    f"{_number(accuracy):>8} {_number(macro_f1):>8}  "
-                   f"{v.created_at:%Y-%m-%d %H:%M}  {v.embedder_id}")
+                   f"{v.created_at:%Y-%m-%d %H:%M}  {printable(v.embedder_id)}")
     _echo_workers(name)
 
 
@@ -230,8 +231,8 @@ def _echo_history(name: str, fmt: str) -> None:
     for p in periods:
         until = f"{p.until:%Y-%m-%d %H:%M:%S}" if p.until else "(now)"
         before = "-" if p.previous_version is None else str(p.previous_version)
-        click.echo(f"{p.alias:<12} {p.version:>7}  {p.since:%Y-%m-%d %H:%M:%S}  {until:<19}  {p.action:<9} "
-                   f"{before}")
+        click.echo(f"{printable(p.alias):<12} {p.version:>7}  {p.since:%Y-%m-%d %H:%M:%S}  {until:<19}  "
+                   f"{p.action:<9} {before}")
 
 
 def _echo_workers(name: str | None) -> None:
@@ -239,7 +240,7 @@ def _echo_workers(name: str | None) -> None:
     from shared.serving_status import worker_states
 
     for state in worker_states(get_settings().redis_url, model_name=name):
-        click.echo(state.describe())
+        click.echo(printable(state.describe()))
 
 
 def _number(value: Any) -> str:
@@ -247,7 +248,7 @@ def _number(value: Any) -> str:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", callback=model_name)
 @click.argument("version", type=int)
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True)
 @click.option("--force", is_flag=True,
@@ -319,7 +320,7 @@ def _check_guards(db_url: str, name: str, version: int, alias: str, agreement: f
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", callback=model_name)
 @click.option("--alias", default=registry.DEFAULT_ALIAS, show_default=True)
 def rollback(name: str, alias: str) -> None:
     """Move an alias back to the version it pointed to before the last promotion.
@@ -328,5 +329,10 @@ def rollback(name: str, alias: str) -> None:
     Example:
       topicq rollback topics
     """
-    current, target = registry.rollback(_db_url(), name=name, alias=alias)
+    from shared.errors import ModelError
+
+    db_url = _db_url()
+    if not registry.list_versions(db_url, name=name):
+        raise ModelError(f"model {name!r} is not registered (see `topicq models`)")
+    current, target = registry.rollback(db_url, name=name, alias=alias)
     click.echo(f"{alias}: {name}:{current} -> {name}:{target}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import socket
 import sys
@@ -16,6 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from cli.options import Timestamp, split_words
+from cli.safe_output import json_line, printable, write_csv
 from shared.errors import DatasetError, InvalidPostError
 from shared.results import Status
 from shared.settings import get_settings
@@ -240,7 +239,7 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
     try:
         with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
             run_backfill(posts, settings=settings, dry_run=dry_run, chunk_size=chunk, progress=bar.update,
-                         on_invalid=lambda e: tqdm.write(f"refused: {e}"), report=report)
+                         on_invalid=lambda e: tqdm.write(f"refused: {printable(e)}"), report=report)
     except KeyboardInterrupt:
         _interrupted(f"interrupted: sent {len(report.sent_ids)} of {len(posts)} posts in {report.chunks} "
                      "chunks; run the same command again to resume (posts already done are skipped)")
@@ -302,7 +301,7 @@ def _backfill_with_batch_api(posts: list[dict[str, Any]], settings: Any, *, chun
             report = backfill_with_batch_api(posts, settings=settings, embedder=embedder,
                                              chunk_size=chunk or CHUNK, dry_run=dry_run,
                                              progress=bar.update,
-                                             on_invalid=lambda e: tqdm.write(f"refused: {e}"))
+                                             on_invalid=lambda e: tqdm.write(f"refused: {printable(e)}"))
     finally:
         embedder.close()
     verb = "would embed" if dry_run else "classified"
@@ -319,14 +318,13 @@ def _iso(value: Any) -> Any:
 def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "jsonl":
         for row in rows:
-            click.echo(json.dumps(row, default=lambda value: str(_iso(value)), ensure_ascii=False))
+            click.echo(json_line(row, default=lambda value: str(_iso(value))))
         return
     columns = ["post_id", "label", "score", "model_name", "model_version", "status", "review_reason", "error",
                "processed_at"]
     if fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({c: _iso(row.get(c)) for c in columns} for row in rows)
+        write_csv(sys.stdout, columns,
+                  ({c: _iso(row.get(c)) for c in columns} for row in rows))
         return
     table = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
@@ -340,7 +338,7 @@ def _cell(value: Any) -> str:
         return f"{value:.3f}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = "" if value is None else str(value)
+    text = printable(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -371,7 +369,7 @@ def _check_registered(db_url: str, model: str | None) -> None:
 @click.option("--label", default=None)
 @click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None, help="0 to 1.")
-@click.option("--status", type=click.Choice(list(Status)), default=None)
+@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
 @click.option("--since", type=Timestamp(), default=None,
               help="Processed at or after: ISO 8601 time (no zone = UTC) or a date.")
 @click.option("--until", type=Timestamp(), default=None, help="Processed before; like --since.")
@@ -429,16 +427,18 @@ def stats(model: str | None, fmt: str, shadow: bool) -> None:
     summary = compute(db_url, model=model, shadow=shadow)
     workers = worker_states(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
     if fmt == "json":
-        click.echo(json.dumps({**summary, "workers": [asdict(w) for w in workers]}, indent=2))
+        click.echo(json_line({**summary, "workers": [asdict(w) for w in workers]}, indent=2))
         return
-    click.echo(f"total rows: {summary['total']}   posts per embed call: {summary['posts_per_embed_call']}")
+    per_call = summary["posts_per_embed_call"]
+    click.echo(f"total rows: {summary['total']}   posts per embed call: "
+               f"{'-' if per_call is None else per_call}")
     for title in ("by_status", "by_model", "by_label"):
         click.echo(f"{title.removeprefix('by_')}:")
         for key, count in summary[title].items():
-            click.echo(f"  {key:<40} {count}")
+            click.echo(f"  {printable(key):<40} {count}")
     click.echo("workers:" if workers else f"workers: none reported in the last {TTL_S // 60} minutes")
     for state in workers:
-        click.echo(f"  {state.describe()}")
+        click.echo(f"  {printable(state.describe())}")
 
 
 def _check_queue_serves(settings: Any, name: str) -> None:

@@ -20,6 +20,8 @@ from shared.db import Base, Db, transaction, utcnow
 from shared.results import Result, Status
 
 _IDS_PER_QUERY = 500
+# The longest value each column stores (String(200) below); NUL is refused everywhere, as PostgreSQL does.
+_MAX_CHARS = {"post_id": 200, "label": 200, "reviewer": 200}
 
 
 class Correction(Base):
@@ -69,10 +71,27 @@ def _known_posts(db: Db, model_name: str, post_ids: list[str]) -> dict[str, str 
     return found
 
 
+def storable_problems(row: CorrectionInput) -> list[str]:
+    """Why the database could not store `row` as it is: a value too long, or holding a NUL character."""
+    problems = []
+    for field in ("post_id", "label", "reviewer", "text"):
+        value = getattr(row, field)
+        if value is None:
+            continue
+        if "\x00" in value:
+            problems.append(f"line {row.line}: {field} holds a NUL character")
+        elif len(value) > _MAX_CHARS.get(field, len(value)):
+            problems.append(f"line {row.line}: {field} is {len(value)} characters long, more than "
+                            f"{_MAX_CHARS[field]}")
+    return problems
+
+
 def check_corrections(db: Db, *, model_name: str, rows: list[CorrectionInput],
                       labels: list[str]) -> list[str]:
-    """Every problem of `rows`, one line each: repeated or unknown post ids, labels not in `labels`."""
-    problems = []
+    """Every problem of `rows`, one line each: values the database cannot store, repeated or unknown
+    post ids, labels not in `labels`."""
+    problems = [problem for row in rows for problem in storable_problems(row)]
+    rows = [row for row in rows if not storable_problems(row)]  # a NUL cannot even be looked up
     known = _known_posts(db, model_name, list({row.post_id for row in rows}))
     first_line: dict[str, int] = {}
     for row in rows:

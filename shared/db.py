@@ -154,12 +154,7 @@ def get_engine(url: str) -> Engine:
 
 
 def _create_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        from pathlib import Path
-
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite"):  # its folder is created by shared/migrate.py upgrade, when asked to
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

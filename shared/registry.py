@@ -7,6 +7,7 @@ together, or neither), and keyword-only arguments after it.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.db import AliasChange, Db, ModelAlias, ModelVersion, session_scope, transaction, utcnow
 from shared.errors import ModelError
+from shared.settings import model_name_problem
 from shared.store import TopicModel
 
 DEFAULT_ALIAS = "production"
@@ -190,6 +192,23 @@ def load(db: Db, *, name: str, version: int) -> TopicModel:
     return TopicModel.load(Path(info.path), info.sha256)
 
 
+def check_model_name(name: str) -> str:
+    """`name`, when it can name a model (its versions are saved under MODEL_DIR/<name>/)."""
+    problem = model_name_problem(name)
+    if problem:
+        raise ModelError(f"model name {name!r} cannot be used: it {problem}")
+    return name
+
+
+def _model_root(models_path: Path, name: str) -> Path:
+    """MODEL_DIR/<name>, refused should it be anywhere but directly under MODEL_DIR (lexically: an
+    operator may make a model's folder a symlink)."""
+    root = Path(os.path.normpath(models_path / check_model_name(name)))
+    if root.parent != Path(os.path.normpath(models_path)):
+        raise ModelError(f"model name {name!r} cannot be used: its directory {root} is outside {models_path}")
+    return root
+
+
 def _claim_directory(root: Path, version: int) -> tuple[int, Path]:
     """Create root/<version>, moving up while a concurrent run (or a crashed one) holds it."""
     while True:
@@ -208,7 +227,7 @@ def publish_version(db_url: str, models_path: Path, model: TopicModel, *,
     goes with the version but not into its checksum (model card, plots). On any failure the
     directory is removed: a version is published whole or not at all."""
     name = model.meta.name
-    version, directory = _claim_directory(models_path / name, next_version(db_url, name=name))
+    version, directory = _claim_directory(_model_root(models_path, name), next_version(db_url, name=name))
     try:
         model.meta.version = version
         sha256 = model.save(directory)

@@ -6,9 +6,11 @@ caches; tests call `get_settings.cache_clear()` after changing the environment.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -142,6 +144,19 @@ class Settings(BaseSettings):
             raise ValueError("must be between 0 and 1")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_redis_url(value)
+
+    @field_validator("model_name")
+    @classmethod
+    def _plain_model_name(cls, value: str) -> str:
+        problem = model_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_driver(cls, value: str | None) -> str | None:
@@ -180,6 +195,68 @@ class Settings(BaseSettings):
             return self.embedder
         has_key = self.gemini_api_key is not None or self.gemini_api_key_file is not None
         return "gemini" if has_key else "local-onnx"
+
+
+# A model's versions live in MODEL_DIR/<name>/: a name is one plain path segment, never '.', '..' or a path.
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a model, or None when it can."""
+    if MODEL_NAME_PATTERN.fullmatch(name):
+        return None
+    return ("must be a plain name: a letter or digit, then at most 99 letters, digits, '.', '_' or '-'")
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+IN_PROCESS_BROKER = "memory"  # kombu's in-memory transport: Celery inside one process (tests)
+
+
+def _without_password(url: str) -> str:
+    scheme, at, rest = url.partition("://")
+    if not at or "@" not in rest:
+        return url
+    user, _, host = rest.rpartition("@")  # a password may hold '/' or '@'; hosts and paths do not
+    return f"{scheme}://{user.partition(':')[0]}:***@{host}" if ":" in user else url
+
+
+def _redis_url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme == IN_PROCESS_BROKER:
+        return None
+    if parts.scheme not in REDIS_SCHEMES:
+        return f"scheme {parts.scheme or '(none)'!r} is not one of {', '.join(REDIS_SCHEMES)}"
+    query = parse_qs(parts.query)
+    if parts.scheme == "unix":
+        if not parts.path:
+            return "no socket path"
+        db = query.get("db", ["0"])[0]
+    else:
+        try:
+            port = parts.port  # ValueError: not a number, or out of 0-65535
+        except ValueError:
+            return "the port is not a number from 1 to 65535 (an IPv6 host goes in brackets: [::1])"
+        if port == 0:
+            return "the port is not a number from 1 to 65535"
+        if not parts.hostname:
+            return "no host"
+        db = parts.path.lstrip("/") or query.get("db", ["0"])[0]
+    if not db.isdigit():
+        return f"the database {db!r} is not a whole number (redis://host:6379/0)"
+    return None
+
+
+def check_redis_url(url: str) -> str:
+    """`url`, when Redis clients can use it: redis://, rediss:// or unix://, a port from 1 to 65535,
+    a whole-number database. Else a ConfigError naming REDIS_URL, its password masked."""
+    try:
+        problem = _redis_url_problem(url)
+    except ValueError as exc:  # urlsplit: e.g. an unbalanced [ in the host
+        problem = str(exc)
+    if problem:
+        raise ConfigError(f"REDIS_URL {_without_password(url)} cannot be used: {problem}; "
+                          "use redis://[:password@]host[:port][/db], rediss://... or unix:///path/to/socket")
+    return url
 
 
 # Heroku-style and plain PostgreSQL URLs name no driver, or one that is not installed.

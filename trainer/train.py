@@ -247,7 +247,7 @@ def _with_corrections(settings: Settings, name: str, train: Dataset, test: Datas
     if not corrected:
         raise DatasetError(f"no corrections of model {name!r} to train with (see `topicq review import`)")
     merged, summary = add_corrections(train, test, corrected)
-    log.info("corrections: %s", summary)
+    log.debug("corrections: %s", summary)  # `topicq train` prints them as a sentence
     return merged
 
 
@@ -291,7 +291,7 @@ def run_training(
     (trainer/finetune.py)."""
     started = time.perf_counter()
     settings = settings or get_settings()
-    name = name or settings.model_name
+    name = registry.check_model_name(name or settings.model_name)
     spec = DataSpec(dataset=dataset, groups=tuple(groups), per_class=per_class,
                     test_per_class=test_per_class, test_size=test_size, text_column=text_column,
                     label_column=label_column, id_column=id_column, data_home=data_home, seed=seed)

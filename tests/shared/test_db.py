@@ -70,5 +70,6 @@ def test_verbs_that_use_the_database_migrate_it_first_and_help_needs_none(monkey
     monkeypatch.setenv("DATABASE_URL", UNREACHABLE)
     assert CliRunner().invoke(main, ["stats", "--help"]).exit_code == 0
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")
+    (tmp_path / "fresh.db").touch()  # there, but empty: read-only verbs refuse only a missing database
     result = CliRunner().invoke(main, ["results"])
     assert result.exit_code == 0 and result.stderr == "no rows match\n", result.output

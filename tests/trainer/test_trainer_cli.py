@@ -87,7 +87,7 @@ def test_models_promote_rollback_and_evaluate(posts_jsonl: str) -> None:
         (["train", "--dataset", "absent.csv", "--embedder", "fake"], "error: no such file: absent.csv\n"),
         (["train", "--dataset", "20news", "--embedder", "fake"],
          "error: no such file: 20news; the built-in dataset is named '20newsgroups'\n"),
-        (["rollback", "topics"], "error: nothing to roll back"),
+        (["rollback", "topics"], "error: model 'topics' is not registered"),
         (["promote", "topics", "4"], "error: model topics:4 is not registered"),
         (["evaluate", "topics:7"], "error: model topics:7 is not registered"),
     ],

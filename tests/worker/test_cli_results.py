@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +61,7 @@ def test_times_in_every_format_carry_their_zone_and_read_back_as_since(two_rows:
     table_cell = topicq("results").stdout.splitlines()[1].split()[-1]
     assert post_ids(topicq("results", "--since", table_cell, "--format", "jsonl")) == ["late"]
 
-    csv_cell = topicq("results", "--format", "csv").stdout.splitlines()[1].split(",")[-1]
+    csv_cell = list(csv.reader(io.StringIO(topicq("results", "--format", "csv").stdout)))[1][-1]
     assert post_ids(topicq("results", "--since", csv_cell, "--format", "jsonl")) == ["late"]
 
     [model] = json.loads(topicq("models", "--format", "json").stdout)
