@@ -92,7 +92,8 @@ class PostIds:
 
     def post(self, tag: str) -> dict[str, Any]:
         self.count += 1
-        text = self.texts[self.count % len(self.texts)]
+        # Distinct texts: no post's embedding comes from the cache (a chunk's cost is per text).
+        text = f"{self.texts[self.count % len(self.texts)]} n{self.count}"
         return {"id": f"{tag}#{self.count}", "text": text, "metadata": {"sent_by": tag}}
 
 
