@@ -59,7 +59,7 @@ DRILLS: dict[str, tuple[Callable[[Any, Path], DrillResult], Any, Any]] = {
                  security.SecuritySize(posts=1_000, send_s=10),
                  security.SecuritySize(posts=200)),
     "producers": (producers.run,
-                  producers.ProducersSize(per_option=20, chunk_posts=10),
+                  producers.ProducersSize(per_option=20, chunk_posts=10, celery_series=("5.3", "5.4")),
                   producers.ProducersSize(per_option=1, chunk_posts=3)),
     "producer-delays": (producer_faults.delays,
                         producer_faults.DelaySize(far=500, good=2_000, short=20, workers=2, batch_size=32),

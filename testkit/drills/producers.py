@@ -41,7 +41,7 @@ CLASSIFY_OPTIONS: dict[str, dict[str, Any]] = {
 }
 CHUNK_OPTIONS: dict[str, dict[str, Any]] = {
     "plain": {}, "priority=5": {"priority": 5}, "countdown=2s": {"countdown": 2},
-    "expires=+1h": {"expires_in_s": 3600},
+    "expires=+1h": {"expires_in_s": 3600}, "expires=-1m": {"expires_in_s": -60},
 }
 # A post sent after its `expires`: the contract lets the worker answer it or refuse it, never drop it.
 EXPIRED = "expires=-1m"
@@ -51,7 +51,7 @@ EXPIRED = "expires=-1m"
 class ProducersSize:
     per_option: int = 1  # topicq.classify messages per client, protocol and option
     chunk_posts: int = 3  # posts per topicq.classify_chunk message
-    celery_series: str = "5.4"  # the stock Celery sent with, besides the project's own
+    celery_series: tuple[str, ...] = ("5.4",)  # the stock Celery releases sent with, besides the project's
     seed: int = 0
 
 
@@ -242,7 +242,6 @@ def send_all(sends_by_client: dict[str, Any], broker_url: str, queue: str,
 
 def run(size: ProducersSize, workdir: Path) -> DrillResult:
     posts = PostIds(size.seed)
-    stock = f"celery-{size.celery_series}"
     with PrivateRedis(aof=False) as broker, fresh_database() as db_url:
         stage = start_stage(db_url=db_url, redis_url=broker.url(), workdir=workdir, log_name="producers.log")
         settings, worker = stage.settings, stage.worker
@@ -259,8 +258,11 @@ def run(size: ProducersSize, workdir: Path) -> DrillResult:
             return lambda b, q, s: clients.send_celery_node(folder, b, q, s)
 
         by_client = {
-            stock: (celery_sender(lambda: clients.celery_python(size.celery_series)),
-                    celery_sends(stock, posts, size)),
+            f"celery-{series}": (celery_sender(lambda series=series: clients.celery_python(series)),
+                                 celery_sends(f"celery-{series}", posts, size))
+            for series in size.celery_series
+        }
+        by_client |= {
             "celery-project": (celery_sender(clients.project_python), celery_sends("celery-project", posts, size)),
             "celery-node": (node_sender, node_sends(posts, size)),
         }
