@@ -44,6 +44,7 @@ from testkit.drills.producers import (
     dead_letters,
     describe_keys,
     identity_failures,
+    left_in_redis,
     wait_for_no_strays,
 )
 from testkit.drills.services import PrivateRedis, fresh_database
@@ -145,7 +146,8 @@ def delays(size: DelaySize, workdir: Path) -> DrillResult:
                        len(book.lost), book.duplicates, book.reprocessed, book.wall_since(sent_at),
                        book.statuses, notes, failures=failures,
                        extra={"good_in_time": good_in_time, "far_rejected": far_rejected, "far_dead": far_dead,
-                              "short_done": short_done, "early": len(early), "strays": strays})
+                              "short_done": short_done, "early": len(early), "strays": strays,
+                              "left": left_in_redis(strays), "dead_letters": len(letters)})
 
 
 # --- messages held by a worker that is SIGKILLed --------------------------------------------------------
@@ -202,7 +204,8 @@ def _held_through_kill(name: str, kinds: dict[str, Any], size: HeldSize, workdir
              f"left in Redis: {describe_keys(strays) or 'nothing'}; dead letters: {len(letters)}"]
     return DrillResult(name, len(all_ids), "SIGKILL while held, restart", len(book.lost), book.duplicates,
                        book.reprocessed, book.wall_since(started), book.statuses, notes, failures=failures,
-                       extra={"held": held, "rows_before_kill": before, "strays": strays})
+                       extra={"held": held, "rows_before_kill": before, "strays": strays,
+                              "left": left_in_redis(strays), "dead_letters": len(letters)})
 
 
 def _wait_taken(redis_url: str, queue: str, timeout: float) -> dict[str, int]:
@@ -303,7 +306,8 @@ def big_chunk(size: ChunkSize, workdir: Path) -> DrillResult:
     return DrillResult("producer-big-chunk", len(ids), f"a chunk of ~{whole_s:.0f} s of work, visibility "
                        f"{size.visibility_timeout_s} s", len(book.lost), book.duplicates, book.reprocessed,
                        book.wall_since(started), book.statuses, notes, failures=failures,
-                       extra={"done": done, "strays": strays, "calls": len(fake.calls)})
+                       extra={"done": done, "strays": strays, "calls": len(fake.calls),
+                              "left": left_in_redis(strays), "dead_letters": len(letters)})
 
 
 class PerTextGemini(FakeGemini):

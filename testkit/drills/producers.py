@@ -158,6 +158,11 @@ def stray_keys(redis_url: str, queue: str) -> dict[str, str]:
     return out
 
 
+def left_in_redis(strays: dict[str, str]) -> dict[str, int]:
+    """`stray_keys` as counts, for bench/drills.py's "left in Redis" column."""
+    return {name: int(what.rsplit(" ", 1)[-1]) if what[-1].isdigit() else 1 for name, what in strays.items()}
+
+
 def describe_keys(keys: dict[str, str]) -> str:
     return ", ".join(f"{name} ({what})" for name, what in sorted(keys.items()))
 
@@ -292,4 +297,5 @@ def run(size: ProducersSize, workdir: Path) -> DrillResult:
                        len(book.lost), book.duplicates, book.reprocessed, book.wall_since(started),
                        book.statuses, notes, failures=failures,
                        extra={"skipped": skipped, "strays": strays, "dead_letters": len(letters),
+                              "left": left_in_redis(strays),
                               "alive": alive, "versions": versions})
