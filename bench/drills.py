@@ -1,4 +1,4 @@
-"""Fault drills at full size: kill, broker restart, database outage, 429 storm, fuzz, security.
+"""Fault drills at full size: kill, broker restart, database outage, 429 storm, fuzz, security, producers.
 
     python bench/drills.py                      # every drill, long versions (~20-30 minutes)
     python bench/drills.py --only kill fuzz     # some of them
@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from testkit.drills import broker, fuzz, kill, outage, security, storm  # noqa: E402
+from testkit.drills import broker, fuzz, kill, outage, producer_faults, producers, security, storm  # noqa: E402
 from testkit.drills.harness import DrillResult  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -58,6 +58,21 @@ DRILLS: dict[str, tuple[Callable[[Any, Path], DrillResult], Any, Any]] = {
     "security": (security.run,
                  security.SecuritySize(posts=1_000, send_s=10),
                  security.SecuritySize(posts=200)),
+    "producers": (producers.run,
+                  producers.ProducersSize(per_option=20, chunk_posts=10, celery_series=("5.3", "5.4")),
+                  producers.ProducersSize(per_option=1, chunk_posts=3)),
+    "producer-delays": (producer_faults.delays,
+                        producer_faults.DelaySize(far=500, good=2_000, short=20, workers=2, batch_size=32),
+                        producer_faults.DelaySize()),
+    "producer-shared-tag": (producer_faults.shared_tag,
+                            producer_faults.HeldSize(posts=200, embed_delay_s=1.0),
+                            producer_faults.HeldSize(posts=30)),
+    "producer-foreign-route": (producer_faults.foreign_route,
+                               producer_faults.HeldSize(posts=100, embed_delay_s=1.0),
+                               producer_faults.HeldSize(posts=15)),
+    "producer-big-chunk": (producer_faults.big_chunk,
+                           producer_faults.ChunkSize(posts=1_000, max_chunk_posts=50, per_text_s=0.03),
+                           producer_faults.ChunkSize()),
 }
 
 HEADER = ["drill", "posts", "faults injected", "lost", "duplicates", "reprocessed", "worker deaths",
