@@ -151,6 +151,14 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             _send_again(self, policy, {"posts": posts}, attempt=attempt, due_at=_due(headers),
                         sent_at=sent_at)
             return
+        if len(posts) > settings.max_chunk_posts:  # the producer's choice; bounded before any work
+            size = settings.max_chunk_posts
+            for start in range(0, len(posts), size):
+                _send_again(self, policy, {"posts": posts[start:start + size]}, attempt=attempt, due_at=now,
+                            sent_at=sent_at)
+            log.info("split a chunk of %d posts into chunks of at most %d (MAX_CHUNK_POSTS)",
+                     len(posts), size)
+            return
         metrics.taken_up(1, len(posts))
         report = _run(posts, [attempt] * len(posts), settings)
         metrics.batch_done(report, len(posts), {} if sent_at is None else

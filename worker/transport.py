@@ -138,8 +138,19 @@ class QoS(kombu_redis.QoS):
         kombu_redis.virtual.QoS.append(self, message, delivery_tag)
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        self.renew_held()
         super().restore_visible(start=start, num=num, interval=interval)
         self.channel.restore_inflight()
+
+    def renew_held(self) -> None:
+        """Re-stamp the messages this consumer holds, so the visibility timeout counts from its last
+        sign of life rather than from the delivery: a message waiting its turn in a live worker (a
+        prefetched chunk, a full buffer) is never given to a second worker. A dead worker's messages
+        stop being renewed and come back after the timeout. XX: an acknowledged one is not re-added."""
+        tags = list(self._delivered)
+        if tags:
+            with self.channel.conn_or_acquire() as client:
+                client.zadd(self.unacked_index_key, dict.fromkeys(tags, time.time()), xx=True)
 
 
 class Channel(kombu_redis.Channel):

@@ -236,3 +236,31 @@ def test_an_expired_message_is_still_answered(redis_url, client, queue_name):
     held: list[Any] = []
     assert consume(redis_url, queue_name, 1, held=held) == [{"id": "expired", "text": "orbit"}]
     assert held[0].headers.get("expires") is None  # Celery would discard it unanswered
+
+
+@pytest.mark.integration
+def test_a_live_consumer_keeps_what_it_holds_past_the_visibility_timeout(redis_url, client, queue_name):
+    """A chunk waiting its turn in a live worker is not given to a second one; a dead worker's is."""
+    client.lpush(queue_name, wire.raw_message(wire.CLASSIFY, {"id": "held", "text": "orbit"}, queue_name))
+    options = {"priority_steps": [0], "visibility_timeout": 1, "accepted_tasks": sorted(TASKS)}
+    with Connection(redis_url, transport=Transport, transport_options=options) as holder, \
+            Connection(redis_url, transport=Transport, transport_options=options) as other:
+        held: list[Any] = []
+        with Consumer(holder, queues=[Queue(queue_name)], accept=["json"],
+                      callbacks=[lambda body, message: held.append(message)]) as consumer:
+            deadline = time.monotonic() + 5
+            while not held and time.monotonic() < deadline:
+                try:
+                    holder.drain_events(timeout=0.3)
+                except TimeoutError:
+                    pass
+            assert len(held) == 1
+            with other.channel() as sweeper:
+                for _ in range(5):  # 2.5 s, over twice the timeout: the holder renews, the sweeper finds nothing
+                    consumer.channel.qos.renew_held()
+                    sweeper.qos.restore_visible(num=100, interval=1)
+                    assert client.llen(queue_name) == 0
+                    time.sleep(0.5)
+                time.sleep(1.2)  # no renewal: as if the holder had died
+                sweeper.qos.restore_visible(num=100, interval=1)
+                assert client.llen(queue_name) == 1

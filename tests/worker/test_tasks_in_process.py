@@ -142,3 +142,15 @@ def test_a_post_that_keeps_failing_is_recorded_failed_after_max_retries(
     row = rows_by_id(settings.db_url)["doomed"]
     assert (row["status"], row["attempts"]) == ("failed", settings.max_retries)
     assert "503" in row["error"]
+
+
+def test_a_chunk_larger_than_the_bound_is_split_before_any_work(
+        settings: Settings, run_worker: Callable[[FakeEmbedder], Celery]) -> None:
+    settings.max_chunk_posts = 8
+    embedder = FakeEmbedder()
+    app = run_worker(embedder)
+    posts = [{"id": f"big-{i}", "text": f"orbit rocket launch number {i}"} for i in range(30)]
+    app.send_task(CLASSIFY_CHUNK_TASK, kwargs={"posts": posts}, queue=settings.queue)
+
+    assert wait_for_rows(settings.db_url, 30, timeout=60, status="done") == 30
+    assert embedder.calls and max(embedder.calls) <= 8 and sum(embedder.calls) == 30
