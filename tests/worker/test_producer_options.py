@@ -264,3 +264,23 @@ def test_a_live_consumer_keeps_what_it_holds_past_the_visibility_timeout(redis_u
                 time.sleep(1.2)  # no renewal: as if the holder had died
                 sweeper.qos.restore_visible(num=100, interval=1)
                 assert client.llen(queue_name) == 1
+
+
+@pytest.mark.integration
+def test_lists_other_than_the_checked_queues_are_not_dead_lettered(redis_url, client, queue_name):
+    """Celery's own lists (e.g. `<uuid>.reply.celery.pidbox`) carry messages of other shapes."""
+    reply = f"{queue_name}.reply.celery.pidbox"
+    options = {"priority_steps": [0], "visibility_timeout": 30, "accepted_tasks": sorted(TASKS),
+               "checked_queues": [queue_name]}
+    with Connection(redis_url, transport=Transport, transport_options=options) as conn:
+        conn.Producer().publish({"ok": True}, routing_key=reply, declare=[Queue(reply)], serializer="json")
+        got: list[Any] = []
+        with Consumer(conn, queues=[Queue(reply)], accept=["json"],
+                      callbacks=[lambda body, message: (got.append(body), message.ack())]):
+            deadline = time.monotonic() + 5
+            while not got and time.monotonic() < deadline:
+                try:
+                    conn.drain_events(timeout=0.3)
+                except TimeoutError:
+                    pass
+    assert got == [{"ok": True}] and not client.exists(dead_letters.dead_letter_key(reply))
