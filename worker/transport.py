@@ -51,6 +51,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.imports import symbol_by_name
 from kombu.utils.json import loads
+from redis.exceptions import OutOfMemoryError
 
 from worker import dead_letters, metrics
 from worker.envelope import PoisonMessage, inspect
@@ -108,6 +109,33 @@ return restored
 """
 
 
+class RedisFull:
+    """A full Redis (maxmemory, noeviction), said once per episode; the consumer waits a growing
+    while before each reconnect instead of spinning (Celery reconnects at once)."""
+
+    def __init__(self) -> None:
+        self.streak = 0
+
+    def seen(self) -> None:
+        if self.streak == 0:
+            log.error("Redis is full (maxmemory with noeviction): no message can be taken without its "
+                      "in-flight record, so this worker waits and retries; nothing is lost. Free memory "
+                      "(raise maxmemory, purge dead letters) to resume.")
+        self.streak += 1
+
+    def wait(self) -> None:
+        self.seen()
+        time.sleep(min(0.5 * 2 ** min(self.streak, 5), 10.0))
+
+    def over(self) -> None:
+        if self.streak:
+            log.warning("Redis takes writes again: taking messages")
+        self.streak = 0
+
+
+redis_full = RedisFull()
+
+
 def inflight_key(queue: str, sep: str = kombu_redis.Channel.sep) -> str:
     return f"{queue}{sep}{INFLIGHT_SUFFIX}"
 
@@ -138,9 +166,12 @@ class QoS(kombu_redis.QoS):
         kombu_redis.virtual.QoS.append(self, message, delivery_tag)
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
-        self.renew_held()
-        super().restore_visible(start=start, num=num, interval=interval)
-        self.channel.restore_inflight()
+        try:
+            self.renew_held()
+            super().restore_visible(start=start, num=num, interval=interval)
+            self.channel.restore_inflight()
+        except OutOfMemoryError:  # its lock and moves are writes; the next sweep tries again
+            redis_full.seen()
 
     def renew_held(self) -> None:
         """Re-stamp the messages this consumer holds, so the visibility timeout counts from its last
@@ -174,6 +205,19 @@ class Channel(kombu_redis.Channel):
             self._shared_client = self._create_client()
         yield self._shared_client
 
+    def _queue_bind(self, *args: Any) -> None:
+        try:
+            super()._queue_bind(*args)
+        except OutOfMemoryError:  # a write a consumer can do without: producers' sends bind it too
+            redis_full.seen()
+
+    def _size(self, queue: str) -> int:
+        """kombu's count in a MULTI, which a full Redis refuses even for reads: plain LLENs instead."""
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            for priority in self.priority_steps:
+                pipe.llen(self._q_for_pri(queue, priority))
+            return sum(size for size in pipe.execute() if isinstance(size, int))
+
     def _single_key(self) -> str | None:
         """The one key to wait on, or None when kombu's multi-key BRPOP is needed."""
         queues = self.active_queues
@@ -200,9 +244,13 @@ class Channel(kombu_redis.Channel):
         try:
             try:
                 raw = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except OutOfMemoryError:
+                redis_full.wait()  # then reconnect, as after a lost connection
+                raise
             except self.connection_errors:
                 self.client.connection.disconnect()  # the next poll reconnects
                 raise
+            redis_full.over()
             if raw is None:  # timed out; an empty string is a (broken) message like any other
                 raise kombu_redis.Empty()
             self._deliver_moved(queue, raw)
@@ -323,5 +371,12 @@ def _make_ours(payload: dict[str, Any], queue: str) -> None:
     payload["headers"].pop("expires", None)
 
 
+# A full Redis (maxmemory with noeviction) refuses BLMOVE and every write, so no message can be taken
+# without losing its in-flight record: an outage, like a lost connection. Celery then reconnects with
+# backoff and the worker stays alive; `topicq health` names the cause (worker/health.py).
+_OUTAGE_ERRORS = (*kombu_redis.Transport.connection_errors, OutOfMemoryError)
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+    connection_errors = _OUTAGE_ERRORS
