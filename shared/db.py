@@ -192,7 +192,7 @@ _REFUSING_STATES = {
     "53": "out of resources (disk full, out of memory, too many connections)",
     "54": "a server limit exceeded",
     "55": "object not in the needed state (e.g. a lock timeout)",
-    "57": "operator intervention (shutdown, cancelled statement)",
+    "57": "the server shut down or cancelled the statement; check that it is running",
     "58": "system error (I/O)",
     "XX": "internal error of the server",
     "42P01": "a table is missing: is the schema migrated (`topicq migrate`)?",
