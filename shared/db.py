@@ -228,7 +228,7 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     state = _sqlstate(exc)
-    if state and state[:2] in ("22", "23"):  # a value it refuses: the post's fault, even in an OperationalError
+    if state and state[:2] in ("22", "23"):  # a value it refuses: the post's fault, whatever its class
         return False
     return isinstance(exc, _UNAVAILABLE) or refusal(exc) is not None
 
@@ -249,7 +249,8 @@ def database_errors(url: str) -> Iterator[None]:
         if not is_unavailable(exc):
             raise
         why = refusal(exc)
-        hint = f"the database refuses: {why}" if why else "check that it is running and that DATABASE_URL names it"
+        hint = (f"the database refuses: {why}" if why
+                else "check that it is running and that DATABASE_URL names it")
         raise DatabaseUnavailableError(
             f"cannot use the database at {safe_url(url)} ({_first_line(exc)}); {hint}") from exc
 
