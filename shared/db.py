@@ -249,6 +249,10 @@ def database_errors(url: str) -> Iterator[None]:
         if not is_unavailable(exc):
             raise
         why = refusal(exc)
+        if (_sqlstate(exc) or "").startswith("25"):
+            # A session keeps the read-only default it started with: drop the pooled sessions, so the
+            # first write after a failback (or a fixed setting) gets a session that can write.
+            get_engine(url).dispose()
         hint = (f"the database refuses: {why}" if why
                 else "check that it is running and that DATABASE_URL names it")
         raise DatabaseUnavailableError(
