@@ -50,6 +50,9 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
     name = hostname.replace("%h", socket.gethostname())
 
     def load() -> Any:
+        from shared.migrate import ensure_schema
+
+        ensure_schema(settings.db_url)
         database_ready(settings)  # before the embedder is built: it may depend on the served version
         loaded = get_runtime(settings)
         _load_before_ready(loaded, settings)

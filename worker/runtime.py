@@ -125,7 +125,7 @@ def get_runtime(settings: Settings) -> Runtime:
 
 
 def wait_for_database(load: Callable[[], T], *, heartbeat: Heartbeat | None = None, first_s: float = 1.0,
-                      max_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> T:
+                      max_s: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> T:
     """`load()` once the database can be used: while it raises DatabaseUnavailableError, wait (backoff
     from `first_s` doubling to `max_s`) and try again, as running workers hold their posts through an
     outage. A starting worker under a supervisor thus fills its slot as soon as the database is back,
