@@ -112,3 +112,14 @@ def test_a_post_that_keeps_hitting_a_bug_ends_failed_never_dropped(sqlite_url: s
     rows = query_results(sqlite_url)
     assert [(r["post_id"], r["status"]) for r in rows] == [("unlucky", "failed")]
     assert "a bug" in rows[0]["error"]
+
+
+def test_a_repeat_of_a_done_id_is_counted_apart_not_as_done(sqlite_url: str, served) -> None:
+    settings = served(sqlite_url)
+    metrics.enable()
+    before = metrics.REPEATED_IDS._value.get()
+    first = _run([{"id": "same", "text": "orbit rocket launch"}], [0], settings)
+    later = _run([{"id": "same", "text": "doctor patient clinic"}], [0], settings)
+    assert [row.status for row in first.written] == ["done"] and later.written == []
+    assert metrics.REPEATED_IDS._value.get() == before + 1
+    assert [r["label"] for r in query_results(sqlite_url)] == [first.written[0].label]
