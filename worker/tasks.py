@@ -126,6 +126,9 @@ def _after_unexpected(exc: Exception, payloads: list[Any], attempts: list[int], 
         try:
             post = Post.model_validate(raw).delivered(attempt + spend)
         except Exception:  # noqa: BLE001 - invalid posts are dropped only after logging
+            if not spend and isinstance(raw, dict):  # its `rejected` row waits for the database too
+                report.resend.append(raw)
+                continue
             log.error("dropping unparseable payload after an unexpected error")
             continue
         if spend and post.attempt >= settings.max_retries:  # bounded: a bug cannot loop a post forever
