@@ -123,3 +123,33 @@ def test_a_repeat_of_a_done_id_is_counted_apart_not_as_done(sqlite_url: str, ser
     assert [row.status for row in first.written] == ["done"] and later.written == []
     assert metrics.REPEATED_IDS._value.get() == before + 1
     assert [r["label"] for r in query_results(sqlite_url)] == [first.written[0].label]
+
+
+def test_a_starting_worker_waits_for_its_database_and_says_why(tmp_path: Path, caplog) -> None:
+    from shared.errors import DatabaseUnavailableError
+    from worker.health import check_worker
+    from worker.runtime import wait_for_database
+
+    path = tmp_path / "beat.json"
+    outcomes: list[object] = [DatabaseUnavailableError("cannot use the database at x (refused)")] * 3 + ["ready"]
+    slept: list[float] = []
+    seen: list[str] = []
+
+    def load() -> str:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return str(outcome)
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        seen.append(check_worker(path, 60).line())
+
+    beat = Heartbeat(path, worker="w", queue="q", embedder=lambda: None)
+    with caplog.at_level("INFO", logger="worker.runtime"):
+        assert wait_for_database(load, heartbeat=beat, first_s=1, max_s=3, sleep=sleep) == "ready"
+    assert slept == [1, 2, 3]
+    assert all(line.startswith("FAIL") and "waiting for the database" in line and "refused" in line
+               for line in seen)
+    assert sum("waiting for the database" in r.getMessage() for r in caplog.records) == 1
+    assert not path.exists()  # the running worker's own heartbeat takes over
