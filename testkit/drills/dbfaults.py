@@ -69,7 +69,7 @@ class HealthProbes:
     runs: int = 0
     failed: int = 0
     first_fail_s: float | None = None  # after the fault began
-    fail_lines: list[str] = field(default_factory=list)
+    fail_lines: list[str] = field(default_factory=list)  # the first FAIL line of each check
 
     def probe(self, env: dict[str, str], since: float) -> int:
         code, output = topicq(env, "health")
@@ -78,7 +78,9 @@ class HealthProbes:
             self.failed += 1
             if self.first_fail_s is None:
                 self.first_fail_s = time.monotonic() - since
-                self.fail_lines = [line for line in output.splitlines() if line.startswith("FAIL")]
+            seen = {line.split()[1] for line in self.fail_lines}
+            self.fail_lines += [line for line in output.splitlines()
+                                if line.startswith("FAIL") and line.split()[1:2] and line.split()[1] not in seen]
         return code
 
 
