@@ -1,4 +1,5 @@
-"""Fault drills at full size: kill, broker restart, database outage, 429 storm, fuzz, security, producers.
+"""Fault drills at full size: kill, broker restart, database outage and refusals, 429 storm, fuzz,
+security, dead-letter resend, producers (real Celery and celery-node clients, their options).
 
     python bench/drills.py                      # every drill, long versions (~20-30 minutes)
     python bench/drills.py --only kill fuzz     # some of them
@@ -32,7 +33,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from testkit.drills import broker, fuzz, kill, outage, producer_faults, producers, security, storm  # noqa: E402
+from testkit.drills import (  # noqa: E402
+    broker,
+    dbfaults,
+    fuzz,
+    kill,
+    outage,
+    producer_faults,
+    producers,
+    security,
+    storm,
+)
 from testkit.drills.harness import DrillResult  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -49,6 +60,18 @@ DRILLS: dict[str, tuple[Callable[[Any, Path], DrillResult], Any, Any]] = {
     "db-outage": (outage.run,
                   outage.OutageSize(posts=3_000, send_s=60, outage_at_s=10, outage_s=30),
                   outage.OutageSize(posts=400, outage_s=10)),
+    "db-read-only": (dbfaults.run_read_only,
+                     dbfaults.FaultSize(posts=3_000, send_s=50, fault_at_s=5, fault_s=60),
+                     dbfaults.FaultSize(posts=300, fault_s=10)),
+    "db-table-renamed": (dbfaults.run_renamed,
+                         dbfaults.FaultSize(posts=2_000, send_s=30, fault_at_s=5, fault_s=30),
+                         dbfaults.FaultSize(posts=200, fault_s=8)),
+    "db-down-at-start": (dbfaults.run_down_at_start,
+                         dbfaults.StartSize(down_s=60, posts=2_000, unknown=50, outage_s=30),
+                         dbfaults.StartSize()),
+    "dead-letter-resend": (dbfaults.run_resend,
+                           dbfaults.ResendSize(entries=3_000, workers=2, timeout_s=120),
+                           dbfaults.ResendSize(entries=200)),
     "429-storm": (storm.run,
                   storm.StormSize(posts=3_000, send_s=30),
                   storm.StormSize(posts=300)),

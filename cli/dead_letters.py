@@ -82,13 +82,24 @@ def count_command(queue: str | None) -> None:
 @dead_letters_command.command("resend")
 @queue_option
 @click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True, help="0 = all.")
-def resend_command(queue: str | None, limit: int) -> None:
-    """Put dead letters back on their queue, oldest first, unchanged (after fixing what refused them)."""
+@click.option("--again", is_flag=True,
+              help="Also re-send messages that came back after an earlier resend (still broken).")
+def resend_command(queue: str | None, limit: int, again: bool) -> None:
+    """Put dead letters back on their queue, oldest first, unchanged (after fixing what refused them).
+
+    \b
+    Each entry present at the start is moved at most once, so it ends while workers run. A message
+    that came back after an earlier resend is still broken: it is skipped unless --again.
+    """
     queue = _queue(queue)
     with _client() as client:
-        moved = dead_letters.resend(client, queue, limit or None)
+        report = dead_letters.resend(client, queue, limit or None, again=again)
         left = dead_letters.count(client, queue)
-    click.echo(f"re-sent {moved} message(s) to queue {queue!r}; {left} dead letter(s) left")
+    skipped = (f"; {report.skipped} skipped: they came back after an earlier resend, still broken "
+               "(--again sends them anyway)") if report.skipped else ""
+    unreadable = f"; {report.unreadable} unreadable entries left as they are" if report.unreadable else ""
+    click.echo(f"re-sent {report.moved} message(s) to queue {queue!r}{skipped}{unreadable}; "
+               f"{left} dead letter(s) left")
 
 
 @dead_letters_command.command("purge")

@@ -44,8 +44,9 @@ COMMANDS = {
     "status": "cli.ops:status",
 }
 
-# Verbs that use the database: the group brings its schema up to date before they run.
-USES_DATABASE = {"train", "evaluate", "models", "promote", "rollback", "worker", "backfill", "results",
+# Verbs that use the database: the group brings its schema up to date before they run. (`worker` does it
+# itself: a database down at start is waited for there, not an exit.)
+USES_DATABASE = {"train", "evaluate", "models", "promote", "rollback", "backfill", "results",
                  "stats", "drift", "retry-failed", "demo", "compare"}
 # Those that only read refuse a database that is not there rather than create an empty one (a
 # mistyped DATABASE_URL would answer "no rows"); the others may create it (a SQLite file and its folder).

@@ -31,29 +31,47 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
 
     \b
     Serves the `production` alias of MODEL_NAME and follows promotions. The model
-    and the embedder are loaded before the worker says `ready.`; it exits non-zero
-    when it stops on an error.
+    and the embedder are loaded before the worker says `ready.`; while the database
+    cannot be used it waits for it (logged, and `topicq health` says why). It exits
+    non-zero when it stops on an error.
     Examples:
       topicq worker
       BATCH_SIZE=64 REDIS_URL=redis://queue:6379/0 topicq worker -c 2
     """
     from worker import metrics
-    from worker.runtime import get_runtime
+    from worker.dead_letters import PendingRejections
+    from worker.heartbeat import Heartbeat
+    from worker.runtime import database_ready, get_runtime, wait_for_database
 
     settings = get_settings()
     if settings.metrics_port:  # before the model loads, so topicq_model_info is set by the first look
         metrics.enable(low_confidence_score=settings.low_confidence_score)
-    runtime = get_runtime(settings)
-    _load_before_ready(runtime, settings)
+    name = hostname.replace("%h", socket.gethostname())
+
+    def load() -> Any:
+        from shared.migrate import ensure_schema
+
+        ensure_schema(settings.db_url)
+        database_ready(settings)  # before the embedder is built: it may depend on the served version
+        loaded = get_runtime(settings)
+        _load_before_ready(loaded, settings)
+        return loaded
+
+    # A database that is down (or refusing) at start is waited for, as running workers do, not an exit.
+    waiting = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue, embedder=lambda: None)
+    runtime = wait_for_database(load, heartbeat=waiting)
     from worker.app import app
 
-    watch = _Watch.start(app, runtime, settings, hostname.replace("%h", socket.gethostname()))
+    watch = _Watch.start(app, runtime, settings, name)
+    # Dead letters' rejected rows the database could not take when they were made.
+    pending = PendingRejections(settings.redis_url, settings.queue, settings.heartbeat_interval_s).start()
     argv = ["worker", "-Q", settings.queue, "-P", "threads", "-c", str(concurrency), "-l", loglevel,
             "--without-gossip", "--without-mingle", "-n", hostname]
     try:
         # Celery's own exit status: non-zero when the worker stopped on an error.
         status = app.start(argv) or 0
     finally:
+        pending.stop()
         watch.stop()
         clear = getattr(runtime.models.report, "clear", None)
         if clear is not None:

@@ -175,9 +175,57 @@ def _driver_connection_errors() -> tuple[type[BaseException], ...]:
 _UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError,
                 *_driver_connection_errors())
 
+# SQLSTATEs (PostgreSQL) of a database that refuses every write for a reason of its own, whatever
+# the values: an outage like a lost connection (the posts wait, no retry is spent on them), never
+# the post's fault. Two-character entries are whole classes. Values it refuses (class 22 data
+# exceptions, class 23 integrity) are not here: those are the post's own (shared/results.py).
+_REFUSING_STATES = {
+    "25": "read-only or aborted transaction (a replica, or default_transaction_read_only)",
+    "3D": "no such database",
+    "3F": "no such schema",
+    "40": "serialization failure or deadlock",
+    "53": "out of resources (disk full, out of memory, too many connections)",
+    "54": "a server limit exceeded",
+    "55": "object not in the needed state (e.g. a lock timeout)",
+    "57": "the server shut down or cancelled the statement; check that it is running",
+    "58": "system error (I/O)",
+    "XX": "internal error of the server",
+    "42P01": "a table is missing: is the schema migrated (`topicq migrate`)?",
+    "42703": "a column is missing: is the schema migrated (`topicq migrate`)?",
+    "42883": "a function is missing: is the schema migrated (`topicq migrate`)?",
+    "42501": "permission denied to the database user",
+}
+
+# SQLite's messages for the same: the file read-only, a table missing, the disk full.
+_SQLITE_REFUSALS = ("readonly database", "no such table", "no such column", "disk is full",
+                    "disk i/o error", "unable to open database", "database is locked")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    state = getattr(getattr(exc, "orig", None) or exc, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def refusal(exc: BaseException) -> str | None:
+    """Why the database refuses every write, when `exc` says it does (None: the statement or value)."""
+    state = _sqlstate(exc)
+    if state:
+        return _REFUSING_STATES.get(state) or _REFUSING_STATES.get(state[:2])
+    if isinstance(exc, DBAPIError):
+        message = str(exc.orig).lower()
+        if any(marker in message for marker in _SQLITE_REFUSALS):
+            return "the database file refuses writes (read-only, locked or full) or lacks a table"
+    return None
+
 
 def is_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    """The database cannot take writes now (down, or refusing them all): an outage, not the post's fault."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    state = _sqlstate(exc)
+    if state and state[:2] in ("22", "23"):  # a value it refuses: the post's fault, whatever its class
+        return False
+    return isinstance(exc, _UNAVAILABLE) or refusal(exc) is not None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -188,15 +236,22 @@ def _first_line(exc: BaseException) -> str:
 
 @contextmanager
 def database_errors(url: str) -> Iterator[None]:
-    """Connection trouble inside the block becomes DatabaseUnavailableError; other errors pass as they are."""
+    """A database that is down or refuses every write inside the block becomes DatabaseUnavailableError;
+    other errors (a value it refuses, a bug) pass as they are."""
     try:
         yield
     except Exception as exc:
         if not is_unavailable(exc):
             raise
+        why = refusal(exc)
+        if (_sqlstate(exc) or "").startswith("25"):
+            # A session keeps the read-only default it started with: drop the pooled sessions, so the
+            # first write after a failback (or a fixed setting) gets a session that can write.
+            get_engine(url).dispose()
+        hint = (f"the database refuses: {why}" if why
+                else "check that it is running and that DATABASE_URL names it")
         raise DatabaseUnavailableError(
-            f"cannot use the database at {safe_url(url)} ({_first_line(exc)}); "
-            "check that it is running and that DATABASE_URL names it") from exc
+            f"cannot use the database at {safe_url(url)} ({_first_line(exc)}); {hint}") from exc
 
 
 @lru_cache(maxsize=8)

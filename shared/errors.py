@@ -3,7 +3,8 @@
     TopicqError
     ├── TransientError        retry later with backoff (API 429/5xx, timeouts, DB/Redis down)
     │   ├── RateLimitedError  the service asked us to wait `retry_after` seconds
-    │   └── DatabaseUnavailableError  our database is down: wait, without spending a post's retries
+    │   └── DatabaseUnavailableError  our database is down or refuses every write (read-only, a
+    │                                 table missing, ...): wait, without spending a post's retries
     └── PermanentError        the same call cannot succeed as it is
         ├── InvalidPostError  the post itself is bad (missing id, empty text, ...): recorded, never retried
         ├── DatasetError      a training file or dataset cannot be used
@@ -38,7 +39,9 @@ class RateLimitedError(TransientError):
 
 
 class DatabaseUnavailableError(TransientError):
-    """Our own database cannot be reached; the posts are not at fault, so no retry is spent on them."""
+    """Our own database cannot be reached, or refuses every write for a reason of its own (read-only,
+    a table missing, permissions, disk full, locks); the posts are not at fault, so no retry is
+    spent on them."""
 
 
 class PermanentError(TopicqError):

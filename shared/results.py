@@ -1,8 +1,10 @@
 """Results: the table, the statuses, the idempotent upsert and the queries.
 
 One row per (post_id, model_name, model_version). A redelivered message
-overwrites its own row instead of adding one, and a `done` row is never
-overwritten by a later `failed` or `rejected` attempt. Every filter is a bound
+overwrites its own row instead of adding one. One rule for an id that comes
+more than once, in one batch or in several: a `done` row is final (never
+overwritten, by a later `failed`, `rejected` or even `done` result); until an
+id has one, the latest outcome is kept. Every filter is a bound
 parameter (no SQL is built from user text).
 """
 
@@ -121,8 +123,19 @@ class ResultRow:
 
 # --- writing -------------------------------------------------------------------------------------
 
-def write_rows(db_url: str, rows: list[ResultRow]) -> None:
+Key = tuple[str, str, int]
+
+
+def _key(row: ResultRow) -> Key:
+    return (row.post_id, row.model_name, row.model_version)
+
+
+def write_rows(db_url: str, rows: list[ResultRow]) -> list[ResultRow]:
     """Upsert rows in one transaction; an unreachable database is DatabaseUnavailableError.
+
+    One rule for an id that comes more than once, whatever the batch boundaries: a `done`
+    row is final; until an id has one, the latest outcome is kept. Returns the rows not
+    kept for that reason (a repeat of an id already done), each logged once.
 
     A value the database refuses (a NUL character, NaN in JSON, ...) is not
     trouble that passes: the rows are then written one by one, and a row that
@@ -130,22 +143,44 @@ def write_rows(db_url: str, rows: list[ResultRow]) -> None:
     bad post cannot fail its whole batch on every redelivery.
     """
     if not rows:
-        return
-    # One row per key: PostgreSQL refuses to update the same row twice in one statement.
-    unique = list({(r.post_id, r.model_name, r.model_version): r for r in rows}.values())
+        return []
+    # One row per key (PostgreSQL refuses to update the same row twice in one statement): the first
+    # done row, else the last.
+    kept: dict[Key, ResultRow] = {}
+    repeats: list[ResultRow] = []
+    for row in rows:
+        current = kept.get(_key(row))
+        if current is not None and current.status == Status.DONE:
+            repeats.append(row)
+        else:
+            kept[_key(row)] = row
+    unique = list(kept.values())
     try:
-        _upsert(db_url, unique)
+        stored = _upsert(db_url, unique)
     except _DATA_ERRORS as exc:
-        if len(unique) == 1:
-            _record_unstorable(db_url, unique[0], exc)
-            return
-        log.warning("the database refused a batch of %d rows (%s); writing them one by one",
-                    len(unique), _reason(exc))
-        for row in unique:
-            try:
-                _upsert(db_url, [row])
-            except _DATA_ERRORS as row_exc:
-                _record_unstorable(db_url, row, row_exc)
+        stored = _one_by_one(db_url, unique, exc)
+    repeats += [row for row in unique if _key(row) not in stored]
+    for row in repeats:
+        log.info("post %s already has a done row for %s:%s; this %s result is not kept (a done row is "
+                 "final)", ascii(row.post_id), row.model_name, row.model_version, row.status)
+    return repeats
+
+
+def _one_by_one(db_url: str, rows: list[ResultRow], exc: BaseException) -> set[Key]:
+    """After a value was refused: each row on its own, the unstorable ones recorded `rejected`."""
+    if len(rows) == 1:
+        _record_unstorable(db_url, rows[0], exc)
+        return {_key(rows[0])}
+    log.warning("the database refused a batch of %d rows (%s); writing them one by one",
+                len(rows), _reason(exc))
+    stored: set[Key] = set()
+    for row in rows:
+        try:
+            stored |= _upsert(db_url, [row])
+        except _DATA_ERRORS as row_exc:
+            _record_unstorable(db_url, row, row_exc)
+            stored.add(_key(row))  # recorded (or logged as unstorable): not a repeat
+    return stored
 
 
 # Values the database or its driver refuse: ValueError includes UnicodeEncodeError; OverflowError is
@@ -183,20 +218,22 @@ def _upsert_statement(postgres: bool) -> Any:
         index_elements=["post_id", "model_name", "model_version"],
         set_={name: statement.excluded[name] for name in _UPDATABLE},
         where=Result.__table__.c.status != Status.DONE.value,
-    )
+    ).returning(statement.table.c.post_id, statement.table.c.model_name, statement.table.c.model_version)
 
 
 _STATEMENTS = {True: _upsert_statement(True), False: _upsert_statement(False)}
 _FIELDS = [f.name for f in fields(ResultRow)]
 
 
-def _upsert(db_url: str, rows: list[ResultRow]) -> None:
+def _upsert(db_url: str, rows: list[ResultRow]) -> set[Key]:
+    """The keys written (inserted, or updated over a row not `done`): a key missing had a done row."""
     # One statement with the rows as parameters (executemany): compiled once and cached,
     # where `.values(rows)` compiled a new statement of rows x columns parameters every batch.
     values = [{name: getattr(r, name) for name in _FIELDS} for r in rows]
     try:
         with session_scope(db_url) as session:
-            session.execute(_STATEMENTS[is_postgres(session)], values)
+            written = session.execute(_STATEMENTS[is_postgres(session)], values)
+            return {(post_id, name, int(version)) for post_id, name, version in written}
     except StatementError as exc:
         if not isinstance(exc, DBAPIError) and isinstance(exc.orig, _DATA_ERRORS):
             raise exc.orig from None  # a value that could not even be sent

@@ -2,8 +2,11 @@
 
     worker    the heartbeat file is fresh (the consumer loop runs) and names the model and
               embedder it serves now                  (liveness: this check alone)
+    writes    the worker's latest database write succeeded (from the heartbeat): a database that
+              answers SELECT 1 may still refuse every write (read-only after a failover, a
+              table renamed away), and only the worker's own writes tell
     redis     the broker answers PING
-    database  the results database answers SELECT 1
+    database  the results database answers SELECT 1 (and, on PostgreSQL, is not read-only)
 
 Ready = every check passes. Nothing here imports Celery, TensorFlow or torch: a
 probe runs in a fraction of a second of CPU.
@@ -47,9 +50,25 @@ def check_worker(path: Path, max_age_s: float, now: float | None = None) -> Chec
     if age > max_age_s:
         return Check("worker", False, f"{who}: last heartbeat {age:.0f} s ago, more than {max_age_s:g} s "
                                       "(consumer loop stuck, or reconnecting to Redis)")
+    if beat.get("waiting"):
+        return Check("worker", False, f"{who}: not ready, waiting {beat['waiting']}")
     if not beat.get("serving"):
         return Check("worker", False, f"{who}: no model loaded")
     return Check("worker", True, f"{who}, heartbeat {age:.1f} s ago")
+
+
+def check_writes(path: Path, now: float | None = None) -> Check:
+    """FAIL while the worker's writes fail, with the database's reason and since when."""
+    beat = read_heartbeat(path)
+    outcome = (beat or {}).get("database")
+    if not isinstance(outcome, dict):
+        return Check("writes", True, "no write outcome reported yet")
+    if outcome.get("ok", True):
+        return Check("writes", True, "the worker's latest write succeeded")
+    since = outcome.get("since")
+    for_how_long = (f" for {(time.time() if now is None else now) - float(since):.0f} s"
+                    if isinstance(since, int | float) else "")
+    return Check("writes", False, f"the worker cannot write{for_how_long}: {outcome.get('error')}")
 
 
 def check_redis(url: str, timeout_s: float = TIMEOUT_S) -> Check:
@@ -76,15 +95,22 @@ def check_database(url: str, timeout_s: float = TIMEOUT_S) -> Check:
         try:
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
+                # SELECT 1 succeeds on a replica: ask whether this session could write at all.
+                read_only = (connection.dialect.name == "postgresql" and
+                             connection.execute(text("SHOW transaction_read_only")).scalar() == "on")
         finally:
             engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any failure is the answer
         return Check("database", False, f"{safe_url(url)}: {_first_line(exc)}")
+    if read_only:
+        return Check("database", False, f"{safe_url(url)} answers but is read-only (a replica, or "
+                                        "default_transaction_read_only): the worker cannot write")
     return Check("database", True, f"{safe_url(url)} answers")
 
 
 def run_checks(settings: Settings, *, liveness: bool = False) -> list[Check]:
     checks = [check_worker(settings.heartbeat_path, settings.heartbeat_max_age_s)]
     if not liveness:
-        checks += [check_redis(settings.redis_url), check_database(settings.db_url)]
+        checks += [check_writes(settings.heartbeat_path), check_redis(settings.redis_url),
+                   check_database(settings.db_url)]
     return checks

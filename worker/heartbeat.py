@@ -7,10 +7,16 @@ reconnecting to a broker that is gone. Each beat stamps the time in memory
 (HEARTBEAT_FILE, for `topicq health` in the same container):
 
     {"at": 1764520000.1, "worker": "topicq@host", "queue": "topicq", "pid": 7,
-     "serving": "topics:3", "embedder": "fake:bow:64"}
+     "serving": "topics:3", "embedder": "fake:bow:64",
+     "database": {"ok": false, "error": "cannot use the database at ...", "since": 1764519990.0},
+     "waiting": "for the database: ..."}
 
 "serving" and "embedder" are what the worker serves at that beat (on
-EMBEDDER=auto both change together when the alias moves).
+EMBEDDER=auto both change together when the alias moves). "database" is the
+outcome of the worker's latest write (DATABASE_WRITES): a database that answers
+SELECT 1 may still refuse every write (read-only after a failover, a table
+missing), and only the worker's own writes tell. "waiting" is set while a
+starting worker waits for what it needs before it can serve (the database).
 
 A probe costs a file read, not the ~3 s of CPU and the broker round trip of a
 ping that a long task can also make fail.
@@ -21,12 +27,51 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+class WriteOutcome:
+    """The outcome of the worker's latest database write, and since when writes fail."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ok, self.error, self.since = True, None, None  # type: bool, str | None, float | None
+
+    def succeeded(self) -> None:
+        with self._lock:
+            if not self.ok:
+                log.info("the database takes writes again (it refused them since %s s ago)",
+                         f"{time.time() - (self.since or time.time()):.0f}")
+            self.ok, self.error, self.since = True, None, None
+        _gauge(True)
+
+    def failed(self, error: str) -> None:
+        with self._lock:
+            self.error = error.strip().splitlines()[0][:300] if error.strip() else "write failed"
+            if self.ok:
+                self.since = time.time()
+            self.ok = False
+        _gauge(False)
+
+    def record(self) -> dict[str, Any]:
+        with self._lock:
+            return {"ok": self.ok, "error": self.error, "since": self.since}
+
+
+def _gauge(ok: bool) -> None:
+    from worker import metrics
+
+    metrics.database_writable(ok)
+
+
+# This process's writes (the batches, the dead letters' rejected rows): what the heartbeat reports.
+DATABASE_WRITES = WriteOutcome()
 
 
 class Heartbeat:
@@ -36,11 +81,15 @@ class Heartbeat:
         # Asked at each beat: a worker on EMBEDDER=auto swaps its embedder with its version.
         self.serving, self.embedder = serving, embedder
         self.last: float | None = None  # time.time() of the latest beat
+        self.waiting: str | None = None  # what a starting worker waits for, and why
 
     def beat(self) -> None:
         self.last = time.time()
         record = {"at": self.last, "worker": self.worker, "queue": self.queue, "pid": os.getpid(),
-                  "serving": self.serving(), "embedder": self.embedder()}
+                  "serving": self.serving(), "embedder": self.embedder(),
+                  "database": DATABASE_WRITES.record()}
+        if self.waiting:
+            record["waiting"] = self.waiting
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")

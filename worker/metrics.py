@@ -15,6 +15,8 @@ batch: a post must not fail because a figure could not be kept.
     topicq_retries_total{reason}, topicq_rate_limit_wait_seconds
     topicq_embedding_cache_hits_total / _misses_total
     topicq_model_info{name, version, embedder} = 1, topicq_low_confidence_total
+    topicq_database_writable          1 while the worker's latest database write succeeded, else 0
+    topicq_repeated_ids_total         posts whose id already had a `done` row: their result is not kept
 """
 
 from __future__ import annotations
@@ -84,6 +86,13 @@ LOW_CONFIDENCE = Counter("topicq_low_confidence",
                          "Done posts whose best score is below LOW_CONFIDENCE_SCORE.",
                          ["model_name", "model_version"], registry=REGISTRY)
 DEAD_LETTERS = Counter("topicq_dead_letters", "Malformed messages moved to the dead-letter list.",
+                       registry=REGISTRY)
+DATABASE_WRITABLE = Gauge("topicq_database_writable",
+                          "1 while this worker's latest database write succeeded; 0 while writes fail.",
+                          registry=REGISTRY)
+DATABASE_WRITABLE.set(1)
+REPEATED_IDS = Counter("topicq_repeated_ids",
+                       "Posts whose id already had a done row for the version: their result is not kept.",
                        registry=REGISTRY)
 
 
@@ -166,6 +175,16 @@ def batch_done(report: Any, posts: int, sent_at: dict[str, float], now: float | 
         UNSTAMPED.inc(unstamped)
     if bad:
         BAD_STAMPS.inc(bad)
+
+
+def database_writable(ok: bool) -> None:
+    if _enabled:
+        DATABASE_WRITABLE.set(1 if ok else 0)
+
+
+def repeated_ids(count: int) -> None:
+    if _enabled and count:
+        REPEATED_IDS.inc(count)
 
 
 def bad_stamp() -> None:

@@ -185,11 +185,14 @@ def process(payloads: list[Any], *, settings: Settings, models: ModelServer, cac
     for row in rows:
         row.received_at = row.received_at or received
     try:
-        write_rows(settings.db_url, rows)
+        repeats = write_rows(settings.db_url, rows)
     except TransientError as exc:
         _retry_unwritten(report, batch, exc, policy, rows=len(rows))
         return report
-    report.written = rows
+    # A repeat of an id already done is not kept (a done row is final): counted apart, not as done.
+    not_kept = {id(row) for row in repeats}
+    report.written = [row for row in rows if id(row) not in not_kept]
+    metrics.repeated_ids(len(repeats))
     _log_batch(report, len(payloads), name, version)
     if followers is not None:
         followers.after_write(embedded)

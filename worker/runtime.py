@@ -12,21 +12,28 @@ embedder (metrics, heartbeat, status) asks the model server for the current one.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from shared import registry
 from shared.embedders import Embedder, make_embedder, make_embedder_for
 from shared.embedders.onnx import available_cores
-from shared.errors import TopicqError
+from shared.errors import DatabaseUnavailableError, TopicqError
 from shared.serving_status import ServingState, StatusReporter
 from shared.settings import Settings
 from shared.threads import settle_classifier_threads
 from worker import metrics
 from worker.followers import BatchFollowers, make_followers
+from worker.heartbeat import Heartbeat
 from worker.serving import EmbedderFor, ModelServer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -115,3 +122,37 @@ def get_runtime(settings: Settings) -> Runtime:
         if _runtime is None:
             _runtime = build_runtime(settings)
         return _runtime
+
+
+def wait_for_database(load: Callable[[], T], *, heartbeat: Heartbeat | None = None, first_s: float = 1.0,
+                      max_s: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> T:
+    """`load()` once the database can be used: while it raises DatabaseUnavailableError, wait (backoff
+    from `first_s` doubling to `max_s`) and try again, as running workers hold their posts through an
+    outage. A starting worker under a supervisor thus fills its slot as soon as the database is back,
+    instead of exiting. The wait is logged once, with the reason, and the heartbeat says it (not
+    ready: `topicq health` FAILs with the reason)."""
+    wait, since = first_s, None
+    while True:
+        try:
+            result = load()
+        except DatabaseUnavailableError as exc:
+            if since is None:
+                since = time.monotonic()
+                log.warning("waiting for the database before serving: %s; trying again every %g-%g s",
+                            exc, first_s, max_s)
+            if heartbeat is not None:
+                heartbeat.waiting = f"for the database: {exc}"
+                heartbeat.beat()
+            sleep(wait)
+            wait = min(wait * 2, max_s)
+            continue
+        if since is not None:
+            log.info("the database answers after %.0f s of waiting; starting", time.monotonic() - since)
+            if heartbeat is not None:
+                heartbeat.remove()  # the running worker's own heartbeat takes over
+        return result
+
+
+def database_ready(settings: Settings) -> None:
+    """Raises DatabaseUnavailableError while the database cannot be read (a cheap probe before loading)."""
+    registry.resolve(settings.db_url, name=settings.model_name, alias=settings.model_alias)

@@ -17,9 +17,12 @@ from typing import Any
 
 from celery import Celery, Task
 from celery_batches import Batches, SimpleRequest
+from sqlalchemy.exc import DBAPIError
 
+from shared.errors import DatabaseUnavailableError
+from shared.results import ResultRow, Status, write_rows
 from shared.settings import Settings
-from worker import metrics
+from worker import heartbeat, metrics
 from worker.payload import Post, payload_from_call
 from worker.pipeline import BatchReport, process
 from worker.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, DUE_HEADER, SENT_AT_HEADER
@@ -69,24 +72,99 @@ def _run(payloads: list[Any], attempts: list[int], settings: Settings) -> BatchR
     runtime = get_runtime(settings)
     try:
         # No embedder of its own: each batch takes the served version and its embedder together.
-        return process(payloads, settings=settings, models=runtime.models,
-                       cache_embeddings=settings.cache_embeddings, attempts=attempts,
-                       followers=runtime.followers)
-    except Exception:  # a bug must not cost posts: send them all again, later
+        report = process(payloads, settings=settings, models=runtime.models,
+                         cache_embeddings=settings.cache_embeddings, attempts=attempts,
+                         followers=runtime.followers)
+    except Exception as exc:  # a bug must not cost posts: send them all again, later
+        report = _after_unexpected(exc, payloads, attempts, settings, runtime)
+    _note_database(report)
+    return report
+
+
+def _note_database(report: BatchReport) -> None:
+    """What `topicq health` and topicq_database_writable say: the outcome of this batch's write."""
+    if report.retry_reason == "database_unavailable":
+        heartbeat.DATABASE_WRITES.failed(report.error or "the database refused the write")
+    elif report.written:
+        heartbeat.DATABASE_WRITES.succeeded()
+
+
+def _database_fault(exc: BaseException) -> bool:
+    """Whether the database (not the posts) is behind `exc`, wherever in its chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DatabaseUnavailableError | DBAPIError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+
+
+def _after_unexpected(exc: Exception, payloads: list[Any], attempts: list[int], settings: Settings,
+                      runtime: Any) -> BatchReport:
+    """Every post goes round again or gets a `failed` row: never dropped. A database error the
+    boundary did not sort is still the database's, not the posts': no attempt is spent on it."""
+    if _database_fault(exc):
+        log.error("the database refused a batch of %d posts (%s); sending them again without spending "
+                  "an attempt", len(payloads), _one_line(exc))
+        report = BatchReport(retry_delay_s=RetryPolicy(settings).outage().delay_s, error=_one_line(exc),
+                             retry_reason="database_unavailable")
+        spend = 0
+    else:
         log.exception("unexpected error in a batch of %d posts; sending them again", len(payloads))
-        report = BatchReport(retry_delay_s=settings.retry_max_s)
-        for raw, attempt in zip(payloads, attempts, strict=True):
-            try:
-                post = Post.model_validate(raw).delivered(attempt + 1)
-            except Exception:  # noqa: BLE001 - invalid posts are dropped only after logging
-                log.error("dropping unparseable payload after an unexpected error")
+        report = BatchReport(retry_delay_s=settings.retry_max_s, error=_one_line(exc),
+                             retry_reason="unexpected")
+        spend = 1
+    spent: list[Post] = []
+    for raw, attempt in zip(payloads, attempts, strict=True):
+        try:
+            post = Post.model_validate(raw).delivered(attempt + spend)
+        except Exception:  # noqa: BLE001 - invalid posts are dropped only after logging
+            if not spend and isinstance(raw, dict):  # its `rejected` row waits for the database too
+                report.resend.append(raw)
                 continue
-            if post.attempt < settings.max_retries:  # bounded: a bug cannot loop a post forever
-                report.retry.append(post)
-            else:
-                log.error("dropping post %s after %d attempts that each hit an unexpected error",
-                          ascii(post.id), post.attempt)
-        return report
+            log.error("dropping unparseable payload after an unexpected error")
+            continue
+        if spend and post.attempt >= settings.max_retries:  # bounded: a bug cannot loop a post forever
+            spent.append(post)
+        else:
+            report.retry.append(post)
+    if spent:
+        _record_failed(report, spent, exc, settings, runtime)
+    return report
+
+
+def _record_failed(report: BatchReport, posts: list[Post], exc: Exception, settings: Settings,
+                   runtime: Any) -> None:
+    """`failed` rows for posts out of attempts (retry-failed sends them again); when even those cannot
+    be written the posts go round again rather than vanish."""
+    try:
+        model = runtime.models.current()
+        name, version = model.meta.name, model.meta.version
+    except Exception:  # noqa: BLE001 - no model to name: version 0, as the pipeline records it
+        name, version = settings.model_name, 0
+    rows = [ResultRow(post_id=post.id, model_name=name, model_version=version, status=Status.FAILED,
+                      error=f"gave up after {post.attempt} attempts that each hit an unexpected error: "
+                            f"{_one_line(exc)}",
+                      attempts=post.attempt, metadata=post.metadata or None, text=post.text)
+            for post in posts]
+    try:
+        write_rows(settings.db_url, rows)
+    except Exception as write_exc:  # noqa: BLE001 - the database too: keep them going round
+        log.error("could not record %d posts failed (%s); sending them again", len(rows),
+                  _one_line(write_exc))
+        report.retry += posts
+        return
+    report.written += rows
+    for post in posts:
+        log.error("post %s recorded failed after %d attempts that each hit an unexpected error",
+                  ascii(post.id), post.attempt)
 
 
 class ReconnectSafeBatches(Batches):
