@@ -14,7 +14,7 @@ from typing import Any
 from shared.results import count_rows
 
 # The topicq package's folder: the worker imports the same code as the process that starts it.
-CODE_ROOT = Path(__file__).resolve().parents[2]
+CODE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def worker_env(db_url: str, redis_url: str, home: Path, **overrides: str) -> dict[str, str]:
