@@ -41,6 +41,7 @@ from testkit.drills import (  # noqa: E402
     outage,
     producer_faults,
     producers,
+    redis_full,
     security,
     storm,
 )
@@ -96,6 +97,8 @@ DRILLS: dict[str, tuple[Callable[[Any, Path], DrillResult], Any, Any]] = {
     "producer-big-chunk": (producer_faults.big_chunk,
                            producer_faults.ChunkSize(posts=1_000, max_chunk_posts=50, per_text_s=0.03),
                            producer_faults.ChunkSize()),
+    "redis-full": (redis_full.run, redis_full.RedisFullSize(posts=5_000, full_s=60),
+                   redis_full.RedisFullSize(posts=150, full_s=6)),
 }
 
 HEADER = ["drill", "posts", "faults injected", "lost", "duplicates", "reprocessed", "worker deaths",

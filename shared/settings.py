@@ -100,6 +100,8 @@ class Settings(BaseSettings):
 
     queue: str = "topicq"
     dead_letter_max: int = 10_000  # newest malformed messages kept in `<queue>.dead`
+    # ... and at most about this many bytes of them, so large junk alone cannot fill Redis.
+    dead_letter_max_bytes: int = Field(default=64 * 2**20, ge=2**16)
     cache_embeddings: bool = True  # workers reuse embeddings of texts seen before
 
     # The review flag (shared/review.py): a post is flagged when its top probability is below

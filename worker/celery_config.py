@@ -62,6 +62,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "max_delay_s": settings.max_delay_s,
             "dead_letter_hook": "worker.dead_letters:record_rejected",
             "dead_letter_max": settings.dead_letter_max,
+            "dead_letter_max_bytes": settings.dead_letter_max_bytes,
         },
         "worker_hijack_root_logger": False,
         # No remote control: anyone who can publish to Redis could otherwise send `shutdown` or

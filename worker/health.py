@@ -5,7 +5,8 @@
     writes    the worker's latest database write succeeded (from the heartbeat): a database that
               answers SELECT 1 may still refuse every write (read-only after a failover, a
               table renamed away), and only the worker's own writes tell
-    redis     the broker answers PING
+    redis     the broker answers PING and is not full (maxmemory reached with noeviction: it
+              refuses the writes that take a message, so workers wait)
     database  the results database answers SELECT 1 (and, on PostgreSQL, is not read-only)
 
 Ready = every check passes. Nothing here imports Celery, TensorFlow or torch: a
@@ -78,11 +79,24 @@ def check_redis(url: str, timeout_s: float = TIMEOUT_S) -> Check:
         client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
         try:
             client.ping()
+            full = redis_full(client.info("memory"))
         finally:
             client.close()
     except Exception as exc:  # noqa: BLE001 - any failure is the answer
         return Check("redis", False, f"{safe_url(url)}: {_first_line(exc)}")
+    if full:
+        return Check("redis", False, f"{safe_url(url)}: {full}")
     return Check("redis", True, f"{safe_url(url)} answers")
+
+
+def redis_full(memory: dict[str, object]) -> str | None:
+    """Why Redis refuses writes for lack of memory (from INFO memory), or None."""
+    limit, used = int(memory.get("maxmemory") or 0), int(memory.get("used_memory") or 0)
+    policy = str(memory.get("maxmemory_policy", ""))
+    if limit <= 0 or used < limit or policy != "noeviction":
+        return None
+    return (f"Redis is full: {used:,} bytes used of maxmemory {limit:,} (noeviction), so workers cannot "
+            "take messages and producers cannot send; raise maxmemory or purge dead letters")
 
 
 def check_database(url: str, timeout_s: float = TIMEOUT_S) -> Check:

@@ -136,6 +136,19 @@ class RedisFull:
 redis_full = RedisFull()
 
 
+# KEYS: the dead-letter list. ARGV: its byte bound. Drops the oldest entries while Redis's estimate
+# of the list's memory (sampled: O(1), not a scan of the entries) is above the bound; the newest stays.
+_TRIM_BYTES = """
+local limit, dropped = tonumber(ARGV[1]), 0
+while dropped < 1000 and redis.call('LLEN', KEYS[1]) > 1
+      and redis.call('MEMORY', 'USAGE', KEYS[1], 'SAMPLES', 5) > limit do
+  redis.call('RPOP', KEYS[1])
+  dropped = dropped + 1
+end
+return dropped
+"""
+
+
 def inflight_key(queue: str, sep: str = kombu_redis.Channel.sep) -> str:
     return f"{queue}{sep}{INFLIGHT_SUFFIX}"
 
@@ -328,8 +341,9 @@ class Channel(kombu_redis.Channel):
         key = dead_letters.dead_letter_key(queue)
         record = dead_letters.make_record(raw, reason=reason, queue=queue, post_ids=post_ids)
         keep = int(self._option("dead_letter_max") or 10_000)
+        keep_bytes = int(self._option("dead_letter_max_bytes") or 64 * 2**20)
         with self.conn_or_acquire() as client, client.pipeline() as pipe:
-            pipe.lpush(key, record).ltrim(key, 0, keep - 1)
+            pipe.lpush(key, record).ltrim(key, 0, keep - 1).eval(_TRIM_BYTES, 1, key, keep_bytes)
             if inflight is not None:
                 pipe.lrem(inflight, 1, raw)
             if unacked_tag is not None:

@@ -100,9 +100,10 @@ def client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
-def transport_connection(redis_url: str) -> Connection:
+def transport_connection(redis_url: str, **overrides: Any) -> Connection:
     options = {"priority_steps": [0], "visibility_timeout": 30, "accepted_tasks": sorted(TASKS),
-               "checked_queues": None, "dead_letter_hook": f"{__name__}:record", "max_delay_s": 3600}
+               "checked_queues": None, "dead_letter_hook": f"{__name__}:record", "max_delay_s": 3600,
+               **overrides}
     return Connection(redis_url, transport=Transport, transport_options=options)
 
 
@@ -284,3 +285,20 @@ def test_lists_other_than_the_checked_queues_are_not_dead_lettered(redis_url, cl
                 except TimeoutError:
                     pass
     assert got == [{"ok": True}] and not client.exists(dead_letters.dead_letter_key(reply))
+
+
+@pytest.mark.integration
+def test_the_dead_letters_are_bounded_by_bytes_too(redis_url, client, queue_name):
+    for n in range(30):
+        client.lpush(queue_name, f"junk {n} ".encode() + b"x" * 100_000)
+    with transport_connection(redis_url, dead_letter_max_bytes=2**20) as conn, \
+            Consumer(conn, queues=[Queue(queue_name)], accept=["json"]):
+        deadline = time.monotonic() + 10
+        while client.llen(queue_name) and time.monotonic() < deadline:
+            try:
+                conn.drain_events(timeout=0.3)
+            except TimeoutError:
+                pass
+    letters = dead_letters.read(client, queue_name)
+    assert 5 <= len(letters) < 15  # about 1 MiB of 100 kB entries
+    assert letters[0].raw.startswith(b"junk 29 ")  # the newest kept
