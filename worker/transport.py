@@ -178,6 +178,19 @@ class QoS(kombu_redis.QoS):
                 .execute()
         kombu_redis.virtual.QoS.append(self, message, delivery_tag)
 
+    def restore_unacked(self, client: Any = None) -> None:
+        """At shutdown kombu puts back what this consumer holds; with the broker gone (a SIGTERM during a
+        reconnect) that cannot be done, and need not be: the unacked records bring them back after the
+        visibility timeout. Said once, never a crash at exit."""
+        try:
+            if self.channel.connection is None:  # closed during a reconnect: no client can be made
+                raise ConnectionError("the broker connection is closed")
+            super().restore_unacked(client)
+        except (*_OUTAGE_ERRORS, ConnectionError) as exc:
+            log.warning("could not put back %d held message(s) at shutdown (%s); Redis returns them after "
+                        "VISIBILITY_TIMEOUT_S", len(self._delivered), exc)
+            self._delivered.clear()
+
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
         try:
             self.renew_held()

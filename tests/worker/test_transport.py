@@ -125,3 +125,23 @@ def test_two_queues_fall_back_to_brpop_and_still_deliver(connection, redis_url, 
                 pass
     assert sorted(b["n"] for b in got) == [0, 1]
     assert redis.Redis.from_url(redis_url).hlen("unacked") == 0
+
+
+def test_restoring_at_exit_after_a_reconnect_closed_the_channel_does_not_crash(queue_name):
+    """A SIGTERM during a reconnect: kombu's exit hook puts back what the consumer held on a channel
+    whose connection is gone. It cannot, must not crash (exit 1), and the messages stay recorded."""
+    from testkit.drills.services import PrivateRedis
+
+    with PrivateRedis(aof=True) as broker:
+        queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
+        conn = Connection(broker.url(), transport=Transport,
+                          transport_options={"priority_steps": [0], "visibility_timeout": 1})
+        publish(conn, queue, [{"n": 1}])
+        held: list = []
+        assert drain(conn, queue, 1, ack=False, on_message=held) == [{"n": 1}]
+        channel = held[0].channel
+        broker.stop()
+        channel.connection = None  # as kombu leaves a channel it closed while reconnecting
+        channel.qos.restore_unacked_once()  # the exit hook: must not raise
+        broker.start()
+        assert broker.client().hlen("unacked") == 1  # still recorded: back after the timeout
