@@ -122,20 +122,23 @@ def test_keda_scaled_object_scales_the_worker_on_the_whole_backlog() -> None:
     assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
     assert all(isinstance(spec[k], int) for k in ("pollingInterval", "cooldownPeriod"))
-    triggers = {t["type"]: t["metadata"] for t in spec["triggers"]}
-    assert set(triggers) == {"prometheus", "redis"}
-    for metadata in triggers.values():  # KEDA reads every metadata value as a string
-        assert all(isinstance(v, str) for v in metadata.values()), metadata
-    prometheus = triggers["prometheus"]
+    assert {t["type"] for t in spec["triggers"]} == {"prometheus", "redis"}
+    for trigger in spec["triggers"]:  # KEDA reads every metadata value as a string
+        assert all(isinstance(v, str) for v in trigger["metadata"].values()), trigger
+    [prometheus] = [t["metadata"] for t in spec["triggers"] if t["type"] == "prometheus"]
     assert {"serverAddress", "query", "threshold"} <= set(prometheus)
-    assert metric_names(prometheus["query"]) == {"topicq_queue_depth"}
+    assert metric_names(prometheus["query"]) == {"topicq_queue_depth", "topicq_queue_messages"}
     assert f'queue="{settings["QUEUE"]}"' in prometheus["query"]
-    redis = triggers["redis"]
-    assert redis["passwordFromEnv"] == "REDIS_PASSWORD"
-    assert set(redis) <= {"address", "addressFromEnv", "host", "port", "databaseIndex", "listName",
-                          "listLength", "activationListLength", "enableTLS", "usernameFromEnv",
-                          "passwordFromEnv"}
-    assert redis["listName"] == settings["QUEUE"]
+    lists = [t["metadata"] for t in spec["triggers"] if t["type"] == "redis"]
+    for redis in lists:
+        assert redis["passwordFromEnv"] == "REDIS_PASSWORD"
+        assert set(redis) <= {"address", "addressFromEnv", "host", "port", "databaseIndex", "listName",
+                              "listLength", "activationListLength", "enableTLS", "usernameFromEnv",
+                              "passwordFromEnv"}
+    # The queue and the lists a stock Celery producer's priorities land on (kombu's steps 3, 6, 9).
+    queue = settings["QUEUE"]
+    assert [r["listName"] for r in lists] == [queue] + [f"{queue}\x06\x16{n}" for n in (3, 6, 9)]
+    redis = lists[0]
     [worker] = deployment["spec"]["template"]["spec"]["containers"]
     assert "REDIS_PASSWORD" in env_of(worker)
     worker_url = env_of(worker)["REDIS_URL"]["value"]
