@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/topicq demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --all
 
 lint: $(STAMP)
 	$(BIN)/ruff check cli shared testkit trainer worker tests bench

@@ -37,10 +37,28 @@ def service_missing(what: str, error: Exception) -> None:
 SERVICE_FIXTURES = frozenset({"postgres_url", "redis_url"})
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--all", action="store_true",
+                     help="the whole suite: the fault drills and long training too (`make test`, CI)")
+
+
+# Left out of a plain `pytest` (the set a developer runs every few minutes); `--all` or a -m that
+# names them brings them back.
+LONG_MARKERS = ("drill", "slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+    if config.getoption("--all") or config.getoption("-m"):
+        return
+    drills = f"{os.sep}tests{os.sep}drills{os.sep}"
+    long = {item for item in items
+            if drills in str(item.path) or any(item.get_closest_marker(m) for m in LONG_MARKERS)}
+    if long:
+        config.hook.pytest_deselected(items=[item for item in items if item in long])
+        items[:] = [item for item in items if item not in long]
 
 
 @pytest.fixture(autouse=True)
