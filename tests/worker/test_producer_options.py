@@ -11,6 +11,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -140,13 +141,18 @@ def consume(redis_url: str, queue: str, seconds: float, *, ack: bool = True,
             Consumer(conn, queues=[Queue(queue)], callbacks=[receive], accept=["json"]) as consumer:
         if sweep:
             consumer.channel.restore_inflight()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                conn.drain_events(timeout=0.3)
-            except TimeoutError:
-                pass
+        drain_until(conn, lambda: False, seconds)
     return got
+
+
+def drain_until(conn: Connection, done: Callable[[], bool], seconds: float) -> None:
+    """Deliver messages to the connection's consumers until `done()` or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        try:
+            conn.drain_events(timeout=0.3)
+        except TimeoutError:
+            pass
 
 
 @pytest.mark.integration
@@ -249,12 +255,7 @@ def test_a_live_consumer_keeps_what_it_holds_past_the_visibility_timeout(redis_u
         held: list[Any] = []
         with Consumer(holder, queues=[Queue(queue_name)], accept=["json"],
                       callbacks=[lambda body, message: held.append(message)]) as consumer:
-            deadline = time.monotonic() + 5
-            while not held and time.monotonic() < deadline:
-                try:
-                    holder.drain_events(timeout=0.3)
-                except TimeoutError:
-                    pass
+            drain_until(holder, lambda: bool(held), 5)
             assert len(held) == 1
             with other.channel() as sweeper:
                 for _ in range(5):  # 2.5 s, over twice the timeout: the holder renews, the sweeper finds nothing
@@ -278,12 +279,7 @@ def test_lists_other_than_the_checked_queues_are_not_dead_lettered(redis_url, cl
         got: list[Any] = []
         with Consumer(conn, queues=[Queue(reply)], accept=["json"],
                       callbacks=[lambda body, message: (got.append(body), message.ack())]):
-            deadline = time.monotonic() + 5
-            while not got and time.monotonic() < deadline:
-                try:
-                    conn.drain_events(timeout=0.3)
-                except TimeoutError:
-                    pass
+            drain_until(conn, lambda: bool(got), 5)
     assert got == [{"ok": True}] and not client.exists(dead_letters.dead_letter_key(reply))
 
 
@@ -293,12 +289,7 @@ def test_the_dead_letters_are_bounded_by_bytes_too(redis_url, client, queue_name
         client.lpush(queue_name, f"junk {n} ".encode() + b"x" * 100_000)
     with transport_connection(redis_url, dead_letter_max_bytes=2**20) as conn, \
             Consumer(conn, queues=[Queue(queue_name)], accept=["json"]):
-        deadline = time.monotonic() + 10
-        while client.llen(queue_name) and time.monotonic() < deadline:
-            try:
-                conn.drain_events(timeout=0.3)
-            except TimeoutError:
-                pass
+        drain_until(conn, lambda: not client.llen(queue_name), 10)
     letters = dead_letters.read(client, queue_name)
     assert 5 <= len(letters) < 15  # about 1 MiB of 100 kB entries
     assert letters[0].raw.startswith(b"junk 29 ")  # the newest kept
