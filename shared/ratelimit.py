@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from shared import redis_keys
 from shared.errors import RateLimitedError, TransientError
 
 MAX_TOKENS_PER_TEXT = 2048  # Gemini truncates longer input, so it never bills more
@@ -184,7 +185,7 @@ class RedisRateLimiter(_WindowLimiter):
 
         self._redis = client or redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         # The {name} hash tag keeps the three keys in one slot on Redis Cluster.
-        base = f"topicq:ratelimit:{{{name}}}"
+        base = f"{redis_keys.RATELIMIT_PREFIX}{{{name}}}"
         self._keys = [f"{base}:log", f"{base}:totals", f"{base}:pause"]
         self._acquire = self._redis.register_script(_ACQUIRE_LUA)
         self._pause = self._redis.register_script(_PAUSE_LUA)

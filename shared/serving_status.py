@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import redis_keys
+
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "topicq:serving:"
+KEY_PREFIX = redis_keys.SERVING_PREFIX
 TTL_S = 600  # a busy worker re-reads the alias every MODEL_REFRESH_S; an idle one vanishes after this
 TIMEOUT_S = 1.0  # status is worth a second, never a hung command or worker
 

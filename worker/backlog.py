@@ -38,35 +38,15 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from shared.redis_keys import UNACKED, UNACKED_INDEX, delayed_key, inflight_key, ready_keys
 from worker.envelope import valid_stamp
 from worker.protocol import SENT_AT_HEADER
 
 log = logging.getLogger(__name__)
 
-# The Redis keys a message can wait in; the transport names its keys from these.
-KEY_SEP = "\x06\x16"  # kombu's Channel.sep, between a queue's name and its sub-keys
-PRIORITY_LEVELS = range(1, 10)  # kombu's sub-lists; level 0 is the queue's own list
-INFLIGHT_SUFFIX = "inflight"
-DELAYED_SUFFIX = "delayed"
-UNACKED_KEY = "unacked"  # kombu's default `unacked_key`, which topicq keeps
-UNACKED_INDEX_KEY = "unacked_index"  # kombu's: delivery tag -> when it was taken
-
-
-def priority_key(queue: str, level: int) -> str:
-    return f"{queue}{KEY_SEP}{level}" if level else queue
-
-
-def ready_keys(queue: str) -> list[str]:
-    """Every list a message waits on before a worker takes it, the queue's own first."""
-    return [queue] + [priority_key(queue, level) for level in PRIORITY_LEVELS]
-
-
-def inflight_key(queue: str) -> str:
-    return f"{queue}{KEY_SEP}{INFLIGHT_SUFFIX}"
-
-
-def delayed_key(queue: str) -> str:
-    return f"{queue}{KEY_SEP}{DELAYED_SUFFIX}"
+# The Redis keys a message can wait in (shared/redis_keys.py spells every key).
+UNACKED_KEY = UNACKED
+UNACKED_INDEX_KEY = UNACKED_INDEX
 
 
 @dataclass(frozen=True)

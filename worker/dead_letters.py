@@ -34,15 +34,13 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from shared import redis_keys
 from shared.errors import DatabaseUnavailableError
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".dead"
-
-
-def dead_letter_key(queue: str) -> str:
-    return f"{queue}{SUFFIX}"
+SUFFIX = redis_keys.DEAD_SUFFIX
+dead_letter_key = redis_keys.dead_letter_key
 
 
 def make_record(raw: bytes, *, reason: str, queue: str, post_ids: list[str]) -> str:
@@ -87,7 +85,6 @@ def read(client: Any, queue: str, limit: int | None = None) -> list[DeadLetter]:
     return [DeadLetter.parse(entry) for entry in entries]
 
 
-RESENT_SUFFIX = ".dead.resent"
 RESENT_TTL_S = 30 * 24 * 3600  # how long a resend is remembered (renewed by every resend)
 
 # KEYS: dead list, target queue, resend counts. ARGV: entry, raw message, its sha1, ttl.
@@ -102,11 +99,10 @@ return 1
 """
 
 
-def resent_key(queue: str) -> str:
-    """How often each message was re-sent: a hash of sha1(raw message) -> count. The transport
-    dead-letters a message that is still broken byte for byte as it was sent, so its count follows
-    it back into the dead letters."""
-    return f"{queue}{RESENT_SUFFIX}"
+# How often each message was re-sent: a hash of sha1(raw message) -> count. The transport
+# dead-letters a message that is still broken byte for byte as it was sent, so its count follows
+# it back into the dead letters.
+resent_key = redis_keys.resent_key
 
 
 def _digest(raw: bytes) -> str:
@@ -167,13 +163,11 @@ def purge(client: Any, queue: str) -> int:
     return int(removed)
 
 
-PENDING_SUFFIX = ".dead.pending"
 PENDING_BATCH = 200  # entries written per retry: bounded, the rest wait for the next one
 
 
-def pending_key(queue: str) -> str:
-    """Rejected rows of dead letters that the database could not take yet (JSON entries, oldest last)."""
-    return f"{queue}{PENDING_SUFFIX}"
+# Rejected rows of dead letters that the database could not take yet (JSON entries, oldest last).
+pending_key = redis_keys.pending_rejections_key
 
 
 def _write_rejected(post_ids: list[str], reason: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shared.db import safe_url
 from shared.settings import Settings
@@ -89,7 +90,7 @@ def check_redis(url: str, timeout_s: float = TIMEOUT_S) -> Check:
     return Check("redis", True, f"{safe_url(url)} answers")
 
 
-def redis_full(memory: dict[str, object]) -> str | None:
+def redis_full(memory: dict[str, Any]) -> str | None:
     """Why Redis refuses writes for lack of memory (from INFO memory), or None."""
     limit, used = int(memory.get("maxmemory") or 0), int(memory.get("used_memory") or 0)
     policy = str(memory.get("maxmemory_policy", ""))

@@ -18,11 +18,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from shared import redis_keys
 from worker import metrics
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "topicq:live:"
+KEY_PREFIX = redis_keys.LIVE_PREFIX
 PUBLISH_S = 3.0
 WINDOW_S = 30.0
 TTL_S = 30  # a worker that stopped publishing drops out of the view after this

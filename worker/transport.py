@@ -53,16 +53,13 @@ from kombu.utils.imports import symbol_by_name
 from kombu.utils.json import loads
 from redis.exceptions import OutOfMemoryError
 
+from shared.redis_keys import delayed_key, inflight_key, priority_keys
 from worker import dead_letters, metrics
 from worker.envelope import PoisonMessage, inspect
 from worker.protocol import DUE_HEADER
 
 log = logging.getLogger(__name__)
 
-INFLIGHT_SUFFIX = "inflight"
-DELAYED_SUFFIX = "delayed"
-# kombu's Redis producers put a message with priority n on `<queue><sep><n>` (n = a priority step, 1-9).
-PRIORITY_LISTS = range(1, 10)
 # A message due within this many seconds is handed to Celery rather than parked.
 PARK_AFTER_S = 1.0
 # Entries moved per key and sweep: one sweep never holds Redis for long.
@@ -149,16 +146,6 @@ return dropped
 """
 
 
-def inflight_key(queue: str, sep: str = kombu_redis.Channel.sep) -> str:
-    return f"{queue}{sep}{INFLIGHT_SUFFIX}"
-
-
-def delayed_key(queue: str, sep: str = kombu_redis.Channel.sep) -> str:
-    return f"{queue}{sep}{DELAYED_SUFFIX}"
-
-
-def priority_keys(queue: str, sep: str = kombu_redis.Channel.sep) -> list[str]:
-    return [f"{queue}{sep}{n}" for n in PRIORITY_LISTS]
 
 
 class QoS(kombu_redis.QoS):
@@ -187,9 +174,10 @@ class QoS(kombu_redis.QoS):
                 raise ConnectionError("the broker connection is closed")
             super().restore_unacked(client)
         except (*_OUTAGE_ERRORS, ConnectionError) as exc:
+            held: dict[str, Any] = self._delivered or {}
             log.warning("could not put back %d held message(s) at shutdown (%s); Redis returns them after "
-                        "VISIBILITY_TIMEOUT_S", len(self._delivered), exc)
-            self._delivered.clear()
+                        "VISIBILITY_TIMEOUT_S", len(held), exc)
+            held.clear()
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
         try:
@@ -204,7 +192,7 @@ class QoS(kombu_redis.QoS):
         sign of life rather than from the delivery: a message waiting its turn in a live worker (a
         prefetched chunk, a full buffer) is never given to a second worker. A dead worker's messages
         stop being renewed and come back after the timeout. XX: an acknowledged one is not re-added."""
-        tags = list(self._delivered)
+        tags: list[str] = list(self._delivered or ())
         if tags:
             with self.channel.conn_or_acquire() as client:
                 client.zadd(self.unacked_index_key, dict.fromkeys(tags, time.time()), xx=True)
