@@ -5,6 +5,12 @@ priority lists, the in-flight list, kombu's `unacked` hash (shared by every queu
 db: only the records of this queue count) and the delayed set. This copies messages, so
 it is for a one-off command (`topicq backfill`), never a scrape: each place is read in
 pages of PAGE entries, and a message that cannot be decoded is simply not counted.
+
+The places are read in the order a message moves through them (list, in flight, unacked,
+delayed), so one that moves during the read is still seen; pages count from the list's
+head, where producers push, so a push meanwhile repeats entries and never skips one. The
+one miss, a delayed message put back on the list during the read, is sent again: a
+duplicate row write, not a lost post.
 """
 
 from __future__ import annotations
