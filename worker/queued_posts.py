@@ -8,9 +8,9 @@ pages of PAGE entries, and a message that cannot be decoded is simply not counte
 
 The places are read in the order a message moves through them (list, in flight, unacked,
 delayed), so one that moves during the read is still seen; pages count from the list's
-head, where producers push, so a push meanwhile repeats entries and never skips one. The
-one miss, a delayed message put back on the list during the read, is sent again: a
-duplicate row write, not a lost post.
+head, where producers push, so a push meanwhile repeats entries and never skips one. A
+message put back on the list during the read (a delayed one come due, an unacked one
+restored) can be missed and its posts sent again: a duplicate row write, not a lost post.
 """
 
 from __future__ import annotations
