@@ -267,6 +267,10 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
         settings = settings.model_copy(update={"model_name": model or settings.model_name})
         _backfill_with_batch_api(posts, settings, chunk=chunk, dry_run=dry_run, poll_s=poll_s)
         return
+    if not (dry_run or wait_only):  # before the workers' records are read: say Redis is down, not "no worker"
+        from worker.client import check_broker
+
+        check_broker(settings.redis_url)
     name, assumed = (model or settings.model_name, None) if dry_run else queue_model(settings, model)
     settings = settings.model_copy(update={"model_name": name})
     if assumed:
@@ -274,10 +278,6 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
     if wait_only:
         _wait_only(posts, settings, timeout_s=timeout)
         return
-    if not dry_run:
-        from worker.client import check_broker
-
-        check_broker(settings.redis_url)
     report, started = BackfillReport(), datetime.now(UTC)
     try:
         with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
@@ -285,7 +285,8 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
                          on_invalid=lambda e: tqdm.write(f"refused: {printable(e)}"), report=report)
     except KeyboardInterrupt:
         _interrupted(f"interrupted: sent {len(report.sent_ids)} of {len(posts)} posts in {report.chunks} "
-                     "chunks; run the same command again to resume (posts already done are skipped)")
+                     "chunks; run the same command again to resume (posts already done or still queued are "
+                     "skipped)")
     verb = "would send" if dry_run else "sent"
     queued = f"{report.skipped_queued} still queued, " if report.skipped_queued else ""
     click.echo(f"{report.total} posts: {verb} {report.sent} in {report.chunks} chunks, "
@@ -319,7 +320,8 @@ def _wait_only(posts: list[dict[str, Any]], settings: Any, *, timeout_s: float) 
 def _wait_for_rows(settings: Any, post_ids: list[str], *, since: datetime, timeout_s: float,
                    noun: str = "sent posts",
                    interrupted: str = "interrupted while waiting: every post was sent, and the workers go "
-                                      "on with them (see `topicq stats`)") -> None:
+                                      "on with them (see `topicq stats`); --wait-only waits again, "
+                                      "sending nothing") -> None:
     """Until every sent post has a row; exit 1 when some have none in time, or failed or were rejected."""
     from tqdm import tqdm
 
