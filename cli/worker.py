@@ -212,7 +212,9 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--chunk", type=int, default=None, help="Posts per message (default BACKFILL_CHUNK).")
-@click.option("--dry-run", is_flag=True, help="Count what would be sent; send nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Count what would be sent against the database's rows; send nothing and read nothing "
+                   "from Redis (posts still queued and the workers' model are not looked up).")
 @click.option("--gemini-batch-api", is_flag=True,
               help="Embed with Gemini batch jobs (half price, up to 24 h) here, not through the workers.")
 @click.option("--poll-s", type=float, default=30.0, show_default=True,
@@ -220,39 +222,62 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
 @ALLOW_DUPLICATES
 @click.option("--wait", is_flag=True,
               help="Then wait until every sent post has a row; exit 1 if some failed or were rejected.")
+@click.option("--wait-only", is_flag=True,
+              help="Send nothing: wait until every post of the source has a row (after an interrupted "
+                   "--wait, or to follow another run's backfill); exit 1 as --wait does.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True,
-              help="With --wait: seconds to wait before giving up (exit 1).")
+              help="With --wait or --wait-only: seconds to wait before giving up (exit 1).")
+@click.option("--model", default=None, metavar="NAME",
+              help="The model QUEUE's workers serve (default: what they report, else MODEL_NAME).")
 def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], subset: str,
              data_home: str | None, id_column: str, text_column: str, chunk: int | None,
              dry_run: bool, gemini_batch_api: bool, poll_s: float, allow_duplicates: bool,
-             wait: bool, timeout: float) -> None:
+             wait: bool, wait_only: bool, timeout: float, model: str | None) -> None:
     """Classify a whole dataset through the workers, in chunks; resumable.
 
     \b
-    Posts already `done` for the production model version are skipped.
+    Posts already `done` for the production model version, and posts still queued
+    from an earlier run, are skipped. The model is the one QUEUE's workers serve.
     Examples:
       topicq backfill --dataset 20newsgroups --groups sci --subset test
       topicq backfill archive.jsonl --dry-run
       topicq backfill archive.jsonl --wait --timeout 600
+      topicq backfill archive.jsonl --wait-only        # send nothing, wait for the rows
+      QUEUE=gq topicq backfill archive.jsonl --model gq
       topicq backfill archive.jsonl --gemini-batch-api   # EMBEDDER=gemini models only
     """
     from tqdm import tqdm
 
-    from worker.backfill import BackfillReport
+    from worker.backfill import BackfillReport, queue_model
     from worker.backfill import backfill as run_backfill
 
     source = file or dataset
     if not source:
         raise click.UsageError("give a FILE or --dataset")
+    if wait_only and (dry_run or gemini_batch_api):
+        raise click.UsageError("--wait-only sends nothing: leave out --dry-run and --gemini-batch-api")
+    if model is not None:
+        from shared.settings import model_name_problem
+
+        if problem := model_name_problem(model):
+            raise click.BadParameter(problem, param_hint="--model")
     settings = get_settings()
     posts = _dataset_posts(source, groups, subset, data_home, id_column, text_column, allow_duplicates)
     if gemini_batch_api:
+        settings = settings.model_copy(update={"model_name": model or settings.model_name})
         _backfill_with_batch_api(posts, settings, chunk=chunk, dry_run=dry_run, poll_s=poll_s)
         return
-    if not dry_run:
+    if not (dry_run or wait_only):  # before the workers' records are read: say Redis is down, not "no worker"
         from worker.client import check_broker
 
         check_broker(settings.redis_url)
+    name, assumed = (model or settings.model_name, None) if dry_run else queue_model(settings, model)
+    settings = settings.model_copy(update={"model_name": name})
+    if assumed:
+        click.echo(f"warning: {assumed}", err=True)
+    if wait_only:
+        _wait_only(posts, settings, timeout_s=timeout)
+        return
     report, started = BackfillReport(), datetime.now(UTC)
     try:
         with tqdm(total=len(posts), unit="post", desc="backfill", file=sys.stderr) as bar:
@@ -260,13 +285,15 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
                          on_invalid=lambda e: tqdm.write(f"refused: {printable(e)}"), report=report)
     except KeyboardInterrupt:
         _interrupted(f"interrupted: sent {len(report.sent_ids)} of {len(posts)} posts in {report.chunks} "
-                     "chunks; run the same command again to resume (posts already done are skipped)")
+                     "chunks; run the same command again to resume (posts already done or still queued are "
+                     "skipped)")
     verb = "would send" if dry_run else "sent"
+    queued = f"{report.skipped_queued} still queued, " if report.skipped_queued else ""
     click.echo(f"{report.total} posts: {verb} {report.sent} in {report.chunks} chunks, "
                f"{report.skipped_done} already done for {settings.model_name}:{report.model_version}, "
-               f"{report.invalid} refused as invalid")
-    if wait and report.sent_ids:
-        _wait_for_rows(settings, report.sent_ids, since=started, timeout_s=timeout)
+               f"{queued}{report.invalid} refused as invalid")
+    if wait and (report.sent_ids or report.queued_ids):
+        _wait_for_rows(settings, report.sent_ids + report.queued_ids, since=started, timeout_s=timeout)
 
 
 def _interrupted(message: str) -> NoReturn:
@@ -275,7 +302,26 @@ def _interrupted(message: str) -> NoReturn:
     raise SystemExit(130)
 
 
-def _wait_for_rows(settings: Any, post_ids: list[str], *, since: datetime, timeout_s: float) -> None:
+def _wait_only(posts: list[dict[str, Any]], settings: Any, *, timeout_s: float) -> None:
+    """`--wait-only`: the rows of the source's valid posts, whenever they were written; nothing is sent."""
+    from worker.backfill import BackfillReport, valid_posts
+    from worker.wait import ANY_TIME
+
+    report = BackfillReport()
+    post_ids = [post.id for post in valid_posts(posts, settings=settings, report=report)]
+    invalid = f" ({report.invalid} invalid posts are never sent)" if report.invalid else ""
+    click.echo(f"{report.total} posts: waiting for the rows of {len(post_ids)} by "
+               f"{settings.model_name}{invalid}; nothing is sent")
+    _wait_for_rows(settings, post_ids, since=ANY_TIME, timeout_s=timeout_s, noun="posts",
+                   interrupted="interrupted while waiting: nothing was sent; the workers go on with "
+                               "what is queued (see `topicq stats`)")
+
+
+def _wait_for_rows(settings: Any, post_ids: list[str], *, since: datetime, timeout_s: float,
+                   noun: str = "sent posts",
+                   interrupted: str = "interrupted while waiting: every post was sent, and the workers go "
+                                      "on with them (see `topicq stats`); --wait-only waits again, "
+                                      "sending nothing") -> None:
     """Until every sent post has a row; exit 1 when some have none in time, or failed or were rejected."""
     from tqdm import tqdm
 
@@ -284,10 +330,9 @@ def _wait_for_rows(settings: Any, post_ids: list[str], *, since: datetime, timeo
     try:
         with tqdm(total=len(post_ids), unit="post", desc="classified", file=sys.stderr) as bar:
             report = wait_for_rows(settings.db_url, model_name=settings.model_name, post_ids=post_ids,
-                                   since=since, timeout_s=timeout_s, progress=bar.update)
+                                   since=since, timeout_s=timeout_s, progress=bar.update, noun=noun)
     except KeyboardInterrupt:
-        _interrupted("interrupted while waiting: every post was sent, and the workers go on with them "
-                     "(see `topicq stats`)")
+        _interrupted(interrupted)
     if report.pending:
         click.echo(f"timed out after {timeout_s:g} s: {report.summary()}; {report.pending} have no row yet "
                    "(their messages stay queued)", err=True)

@@ -60,11 +60,16 @@ def read_post_file(path: Path, *, unknown_hint: str = "") -> PostFile:
         raise DatasetError(f"{path}: unknown file type {path.suffix or '(none)'!r}; "
                            f"use one of {', '.join(sorted(FORMATS))}")
     try:
-        content = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        content = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        # The line, as an editor shows it; exc.start counts after a BOM that utf-8-sig dropped.
+        offset = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, offset) + 1
+        raise DatasetError(f"{path}, line {line}: not UTF-8 text ({exc.reason})") from None
     if not content.strip():
         raise DatasetError(f"{path} is empty")
     records, lines = _csv(content, path) if kind == "csv" else _json(content, path)
