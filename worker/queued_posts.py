@@ -20,7 +20,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from worker.backlog import UNACKED_KEY, delayed_key, inflight_key, ready_keys
+from shared.redis_keys import UNACKED as UNACKED_KEY
+from shared.redis_keys import delayed_key, inflight_key, ready_keys
 
 PAGE = 500  # messages read at once (a backfill chunk can hold a few hundred posts each)
 
