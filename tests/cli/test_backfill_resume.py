@@ -12,9 +12,10 @@ from click.testing import CliRunner, Result
 
 from cli.main import main
 from shared import registry
+from shared.redis_keys import UNACKED as UNACKED_KEY
+from shared.redis_keys import delayed_key, inflight_key, priority_key
 from shared.results import DONE, ResultRow, write_rows
 from testkit.worker_process import worker_env
-from worker.backlog import UNACKED_KEY, delayed_key, inflight_key, priority_key
 from worker.client import Producer
 
 pytestmark = pytest.mark.integration
