@@ -294,13 +294,13 @@ def promote(name: str, version: int, alias: str, force: bool, require_agreement:
     labels = _label_change(db_url, name, version, alias)
     if labels and not labels.shared and not force:
         raise ModelError(f"not promoted: {name}:{version} shares no label with {alias} "
-                         f"{name}:{labels.current} ({labels.describe()}): reviews of earlier posts "
+                         f"{name}:{labels.current} ({printable(labels.describe())}): reviews of earlier posts "
                          "would all be refused; promote it with --force")
     if require_agreement is not None or require_reviewed_accuracy is not None:
         _check_guards(db_url, name, version, alias, require_agreement, require_reviewed_accuracy, since)
     if labels:
         click.echo(f"warning: {name}:{version}'s labels differ from {alias} {name}:{labels.current}'s "
-                   f"({labels.describe()})", err=True)
+                   f"({printable(labels.describe())})", err=True)
     previous = registry.promote(db_url, name=name, version=version, alias=alias)
     before = f"{name}:{previous}" if previous is not None else "(unset)"
     click.echo(f"{alias}: {before} -> {name}:{version}")
