@@ -294,8 +294,8 @@ def promote(name: str, version: int, alias: str, force: bool, require_agreement:
     labels = _label_change(db_url, name, version, alias)
     if labels and not labels.shared and not force:
         raise ModelError(f"not promoted: {name}:{version} shares no label with {alias} "
-                         f"{name}:{labels.current} ({printable(labels.describe())}): reviews of earlier posts "
-                         "would all be refused; promote it with --force")
+                         f"{name}:{labels.current} ({printable(labels.describe())}): reviews of "
+                         "earlier posts would all be refused; promote it with --force")
     if require_agreement is not None or require_reviewed_accuracy is not None:
         _check_guards(db_url, name, version, alias, require_agreement, require_reviewed_accuracy, since)
     if labels:
