@@ -443,10 +443,10 @@ def stats(model: str | None, fmt: str, shadow: bool) -> None:
 
     db_url = get_settings().db_url
     _check_registered(db_url, model)
-    summary = compute(db_url, model=model)
+    summary = compute(db_url, model=model, in_shadow=False if shadow else None)
     # Each challenger apart: its rows are the same posts again, adding them would count posts twice.
-    challengers = ({key: compute(db_url, model=key, only_shadow=True)
-                    for key in compute(db_url, model=model, only_shadow=True)["by_model"]} if shadow else {})
+    challengers = ({key: compute(db_url, model=key, in_shadow=True)
+                    for key in compute(db_url, model=model, in_shadow=True)["by_model"]} if shadow else {})
     workers = worker_states(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
     if fmt == "json":
         extra = {"shadow": challengers} if shadow else {}

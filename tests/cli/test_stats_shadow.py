@@ -57,3 +57,9 @@ def test_stats_shadow_shows_each_version_apart(served_and_shadow: str) -> None:
 def test_stats_without_shadow_counts_production_only(served_and_shadow: str) -> None:
     summary = json.loads(topicq("stats", "--format", "json").stdout)
     assert summary["total"] == 3 and "shadow" not in summary
+
+
+def test_stats_shadow_of_a_challenger_version_keeps_its_shadow_rows_out_of_production(
+        served_and_shadow: str) -> None:
+    summary = json.loads(topicq("stats", "--model", "topics:2", "--shadow", "--format", "json").stdout)
+    assert summary["total"] == 0 and summary["shadow"]["topics:2"]["total"] == 2
