@@ -21,7 +21,14 @@ def demo(data_home: str | None, timeout: int) -> None:
     Example:
       SCIKIT_LEARN_DATA=../shared/data/20newsgroups topicq demo
     """
-    from cli.demo_steps import ensure_redis, report, send_and_wait, start_worker, train_or_serve
+    from cli.demo_steps import (
+        ensure_redis,
+        report,
+        send_and_wait,
+        start_worker,
+        throughput_line,
+        train_or_serve,
+    )
     from trainer.datasets import load_newsgroups
 
     settings = get_settings()
@@ -43,9 +50,7 @@ def demo(data_home: str | None, timeout: int) -> None:
     click.echo(f"4/4 results for {result.model}: {result.rows}/{result.posts} rows")
     click.echo(f"    accuracy from the results table: {result.accuracy:.4f}")
     if processed:
-        click.echo(f"    throughput: {processed} posts in {result.seconds:.0f}s = "
-                   f"{result.posts_per_second:.1f} posts/s; "
-                   f"posts per embed call: {result.posts_per_embed_call}")
+        click.echo(throughput_line(result, processed))
     else:
         click.echo("    every post was already classified by this version (nothing sent)")
     click.echo("    sample:")

@@ -254,7 +254,8 @@ def _number(value: Any) -> str:
 @click.option("--force", is_flag=True,
               help="Promote a version of another embedder than the current one: workers on "
                    "EMBEDDER=auto switch to it and its embedder without restart; workers with a set "
-                   "EMBEDDER refuse it (and keep the current one) until restarted with its EMBEDDER.")
+                   "EMBEDDER refuse it (and keep the current one) until restarted with its EMBEDDER. "
+                   "Also promote a version that shares no label with the current one.")
 @click.option("--require-agreement", type=click.FloatRange(0, 1), default=None, metavar="X",
               help="Refuse unless the version agrees with the alias's current version on at least X of "
                    "the posts both classified.")
@@ -275,6 +276,9 @@ def promote(name: str, version: int, alias: str, force: bool, require_agreement:
       topicq promote topics 4 --alias staging
       topicq promote topics 4 --require-agreement 0.9 --require-reviewed-accuracy 0.8
     Corrected posts the version was trained on do not count towards its reviewed accuracy.
+    A version with other labels than the current one is promoted with a warning naming them;
+    one that shares no label with it is refused (earlier posts' reviews would all be refused)
+    unless --force.
     """
     from shared.errors import ModelError
 
@@ -287,8 +291,16 @@ def promote(name: str, version: int, alias: str, force: bool, require_agreement:
                          "embedder without restart, but workers with a set EMBEDDER would refuse it and "
                          f"keep {name}:{current} until restarted with its EMBEDDER: train it with the same "
                          "--embedder, or promote it with --force")
+    labels = _label_change(db_url, name, version, alias)
+    if labels and not labels.shared and not force:
+        raise ModelError(f"not promoted: {name}:{version} shares no label with {alias} "
+                         f"{name}:{labels.current} ({printable(labels.describe())}): reviews of "
+                         "earlier posts would all be refused; promote it with --force")
     if require_agreement is not None or require_reviewed_accuracy is not None:
         _check_guards(db_url, name, version, alias, require_agreement, require_reviewed_accuracy, since)
+    if labels:
+        click.echo(f"warning: {name}:{version}'s labels differ from {alias} {name}:{labels.current}'s "
+                   f"({printable(labels.describe())})", err=True)
     previous = registry.promote(db_url, name=name, version=version, alias=alias)
     before = f"{name}:{previous}" if previous is not None else "(unset)"
     click.echo(f"{alias}: {before} -> {name}:{version}")
@@ -297,6 +309,18 @@ def promote(name: str, version: int, alias: str, force: bool, require_agreement:
         other = registry.embedder_change(db_url, name=name, version=version)
         click.echo(f"warning: workers will not score it in shadow: {other}" if other
                    else f"workers score {name}:{version} in shadow within MODEL_REFRESH_S", err=bool(other))
+
+
+def _label_change(db_url: str, name: str, version: int, alias: str) -> registry.LabelChange | None:
+    """The label difference, or None with a warning when a version's model.json cannot be read
+    (the workers will refuse that version and say why; promoting it is not this check's call)."""
+    from shared.errors import ModelError
+
+    try:
+        return registry.label_change(db_url, name=name, version=version, alias=alias)
+    except ModelError as exc:
+        click.echo(f"warning: labels not compared: {exc}", err=True)
+        return None
 
 
 def _check_guards(db_url: str, name: str, version: int, alias: str, agreement: float | None,

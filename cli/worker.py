@@ -473,7 +473,8 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
 @click.command()
 @click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--shadow", is_flag=True, help="Count the rows of challengers scored in shadow too.")
+@click.option("--shadow", is_flag=True,
+              help="Count the rows of each challenger scored in shadow too, beside production's.")
 def stats(model: str | None, fmt: str, shadow: bool) -> None:
     """Counts of results by status, label and model version.
 
@@ -487,21 +488,49 @@ def stats(model: str | None, fmt: str, shadow: bool) -> None:
 
     db_url = get_settings().db_url
     _check_registered(db_url, model)
-    summary = compute(db_url, model=model, shadow=shadow)
+    summary = compute(db_url, model=model, in_shadow=False if shadow else None)
+    # Each challenger apart: its rows are the same posts again, adding them would count posts twice.
+    challengers = ({key: compute(db_url, model=key, in_shadow=True)
+                    for key in compute(db_url, model=model, in_shadow=True)["by_model"]} if shadow else {})
     workers = worker_states(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
     if fmt == "json":
-        click.echo(json_line({**summary, "workers": [asdict(w) for w in workers]}, indent=2))
+        extra = {"shadow": challengers} if shadow else {}
+        click.echo(json_line({**summary, **extra, "workers": [asdict(w) for w in workers]}, indent=2))
         return
-    per_call = summary["posts_per_embed_call"]
-    click.echo(f"total rows: {summary['total']}   posts per embed call: "
-               f"{'-' if per_call is None else per_call}")
-    for title in ("by_status", "by_model", "by_label"):
-        click.echo(f"{title.removeprefix('by_')}:")
-        for key, count in summary[title].items():
-            click.echo(f"  {printable(key):<40} {count}")
+    if challengers:
+        _print_stats_side_by_side(summary, challengers)
+    else:
+        per_call = summary["posts_per_embed_call"]
+        click.echo(f"total rows: {summary['total']}   posts per embed call: "
+                   f"{'-' if per_call is None else per_call}")
+        for title in ("by_status", "by_model", "by_label"):
+            click.echo(f"{title.removeprefix('by_')}:")
+            for key, count in summary[title].items():
+                click.echo(f"  {printable(key):<40} {count}")
+        if shadow:
+            click.echo("shadow: no rows scored in shadow")
     click.echo("workers:" if workers else f"workers: none reported in the last {TTL_S // 60} minutes")
     for state in workers:
         click.echo(f"  {printable(state.describe())}")
+
+
+def _print_stats_side_by_side(summary: dict[str, Any], challengers: dict[str, dict[str, Any]]) -> None:
+    """One column for production's rows, one for each challenger's rows in shadow."""
+    columns = [summary, *challengers.values()]
+    width = max(12, *(len(key) + 9 for key in challengers))
+
+    def line(title: str, cells: list[object]) -> None:
+        click.echo(f"{printable(title):<42}" + "".join(
+            f"{'-' if cell is None else cell!s:<{width}}" for cell in cells).rstrip())
+
+    line("", ["production", *(f"{printable(key)} (shadow)" for key in challengers)])
+    line("total rows", [c["total"] for c in columns])
+    line("posts per embed call", [c["posts_per_embed_call"] for c in columns])
+    for title in ("by_status", "by_model", "by_label"):
+        click.echo(f"{title.removeprefix('by_')}:")
+        keys = sorted({key for c in columns for key in c[title]}, key=str)
+        for key in keys:
+            line(f"  {key}", [c[title].get(key) for c in columns])
 
 
 def _check_queue_serves(settings: Any, name: str) -> None:

@@ -162,7 +162,9 @@ class TopicClassifier:
 
     def fit(self, x: np.ndarray, labels: list[str] | np.ndarray, texts: list[str] | None = None,
             verbose: int = 0) -> TopicClassifier:
-        import keras
+        from shared.quiet_tensorflow import import_keras
+
+        keras = import_keras()
         from sklearn.model_selection import train_test_split
 
         x = np.asarray(x, dtype=np.float32)
@@ -264,9 +266,9 @@ class TopicClassifier:
         if forward is not None:
             clf.model_ = DenseForward.load(forward)
         else:
-            import keras
+            from shared.quiet_tensorflow import import_keras
 
-            clf.model_ = keras.saving.load_model(path, safe_mode=True, compile=False)
+            clf.model_ = import_keras().saving.load_model(path, safe_mode=True, compile=False)
         clf.classes_ = np.array(classes)
         if lexicon is not None:
             from shared.lexical import Lexicon

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from shared.db import AliasChange, Db, ModelAlias, ModelVersion, session_scope, transaction, utcnow
 from shared.errors import ModelError
 from shared.settings import model_name_problem
-from shared.store import TopicModel
+from shared.store import TopicModel, read_meta
 
 DEFAULT_ALIAS = "production"
 
@@ -119,6 +119,34 @@ def embedder_change(db: Db, *, name: str, version: int, alias: str = DEFAULT_ALI
         return None
     return (f"{name}:{version} was trained with embedder {wanted.embedder_id!r}, but {alias} "
             f"{name}:{current} with {serving.embedder_id!r}")
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """How `version`'s labels differ from those of `alias`'s current version."""
+
+    current: int
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    shared: int  # labels both know: 0 means no earlier post's review fits the new version
+
+    def describe(self) -> str:
+        return f"added: {', '.join(self.added) or '-'}; removed: {', '.join(self.removed) or '-'}"
+
+
+def label_change(db: Db, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> LabelChange | None:
+    """The labels `version` adds and drops against `alias`'s current version, or None when they
+    are the same (or the alias is unset). Corrections name labels: a review of an earlier post
+    whose label the new version does not know is refused."""
+    current = resolve(db, name=name, alias=alias)
+    if current is None or current == version:
+        return None
+    wanted, serving = (set(read_meta(Path(get_version(db, name=name, version=v).path)).labels)
+                       for v in (version, current))
+    if wanted == serving:
+        return None
+    return LabelChange(current, tuple(sorted(wanted - serving)), tuple(sorted(serving - wanted)),
+                       len(wanted & serving))
 
 
 def promote(db: Db, *, name: str, version: int, alias: str = DEFAULT_ALIAS) -> int | None:

@@ -248,16 +248,19 @@ COLUMNS = ("post_id", "label", "score", "model_name", "model_version", "status",
            "margin", "domain_score")
 
 
-def _of_model(query: Any, model: str | None, shadow: bool = False) -> Any:
+def _of_model(query: Any, model: str | None, shadow: bool = False, in_shadow: bool | None = None) -> Any:
     """`query` narrowed to `model`: NAME or NAME:VERSION (None: every model).
 
-    Rows scored in shadow are left out unless `shadow` or `model` names their version."""
+    Rows scored in shadow are left out unless `shadow` or `model` names their version;
+    `in_shadow` True keeps only them, False none of them."""
     name, _, version = (model or "").partition(":")
     if name:
         query = query.where(Result.model_name == name)
     if version:
         query = query.where(Result.model_version == int(version))
-    elif not shadow:
+    if in_shadow is not None:
+        query = query.where(Result.shadow.is_(in_shadow))
+    elif not (version or shadow):
         query = query.where(Result.shadow.is_(False))
     return query
 
@@ -308,26 +311,28 @@ def query_results(
         return [_as_dict(row, with_scores) for row in session.scalars(query)]
 
 
-def stats(db: Db, *, model: str | None = None, shadow: bool = False) -> dict[str, Any]:
-    """Counts by status, label and model version; posts per embed call (`shadow`: challengers too)."""
+def stats(db: Db, *, model: str | None = None, shadow: bool = False,
+          in_shadow: bool | None = None) -> dict[str, Any]:
+    """Counts by status, label and model version; posts per embed call (`shadow`: challengers too;
+    `in_shadow` True: rows scored in shadow alone, False: served rows alone)."""
     with transaction(db) as session:
         by_status = dict(session.execute(
-            _of_model(select(Result.status, func.count()).group_by(Result.status), model, shadow)
+            _of_model(select(Result.status, func.count()).group_by(Result.status), model, shadow, in_shadow)
         ).all())
         by_label = dict(session.execute(
             _of_model(select(Result.label, func.count()).where(Result.label.is_not(None))
-                      .group_by(Result.label), model, shadow)
+                      .group_by(Result.label), model, shadow, in_shadow)
         ).all())
         by_version = {
             f"{name}:{version}": count
             for name, version, count in session.execute(
                 _of_model(select(Result.model_name, Result.model_version, func.count())
-                          .group_by(Result.model_name, Result.model_version), model, shadow)
+                          .group_by(Result.model_name, Result.model_version), model, shadow, in_shadow)
             )
         }
         posts, batches = session.execute(
             _of_model(select(func.count(Result.batch_id), func.count(Result.batch_id.distinct())),
-                      model, shadow)
+                      model, shadow, in_shadow)
         ).one()
     return {
         "total": sum(by_status.values()),

@@ -130,7 +130,8 @@ def embed_posts(settings: Settings, embedder: Embedder, cleaned: list[str],
 
         cached = CachedEmbedder(embedder, settings.db_url, progress=advance)
         vectors, stats = cached.embed(cleaned), cached.stats
-        bar.set_postfix_str(f"{stats.hits} from cache, {stats.misses} new")
+        # Drawn once, by close(): a refresh here too would print the bar's last line twice.
+        bar.set_postfix_str(f"{stats.hits} from cache, {stats.misses} new", refresh=False)
     return vectors, stats
 
 
