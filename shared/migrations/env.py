@@ -8,6 +8,8 @@ import shared.drift_sums  # noqa: F401 - its table joins Base.metadata
 import shared.results  # noqa: F401 - its table joins Base.metadata
 from shared.db import Base, get_engine
 
+# pg_advisory_xact_lock key: "topicq" as a number, so unrelated advisory locks never collide with it.
+MIGRATION_LOCK = int.from_bytes(b"topicq", "big")
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or ""
 
@@ -24,6 +26,10 @@ def run_online() -> None:
         context.configure(connection=connection, target_metadata=Base.metadata,
                           render_as_batch=url.startswith("sqlite"))
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # One migration at a time per database (workers and the migrate Job start together):
+                # the others wait here, then find the schema current. Released at commit.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             context.run_migrations()
 
 
