@@ -44,11 +44,12 @@ def health(liveness: bool, fmt: str) -> None:
 
 
 def _health_checks(settings: Any, liveness: bool) -> list[Any]:
-    from worker.health import check_redis, run_checks
+    from worker.health import check_redis, check_writes, run_checks
 
     checks = run_checks(settings, liveness=True)
     if not liveness:
-        checks += [check_redis(settings.redis_url), _database_check(settings.db_url)]
+        checks += [check_writes(settings.heartbeat_path), check_redis(settings.redis_url),
+                   _database_check(settings.db_url)]
     return checks
 
 

@@ -55,3 +55,29 @@ def test_healthz_follows_the_heartbeat_and_a_taken_port_costs_only_the_metrics(t
         assert start_exporter("127.0.0.1", exporter.port, heartbeat=beat, max_age_s=5) is None
     finally:
         exporter.stop()
+
+
+def test_topicq_health_fails_while_the_worker_cannot_write(tmp_path: Path, sqlite_url: str, monkeypatch) -> None:
+    """The verb runs the writes check too: a database that answers SELECT 1 may refuse every write."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from shared.settings import get_settings
+
+    beat = tmp_path / "beat.json"
+    monkeypatch.setenv("HEARTBEAT_FILE", str(beat))
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # its FAIL line is not the one checked
+    get_settings.cache_clear()
+    Heartbeat(beat, worker="w@h", queue="q", embedder=lambda: "fake", serving=lambda: "topics:1").beat()
+    record = json.loads(beat.read_text())
+    record["database"] = {"ok": False, "error": "relation \"results\" does not exist", "since": record["at"]}
+    beat.write_text(json.dumps(record))
+
+    result = CliRunner().invoke(main, ["health"])
+
+    assert result.exit_code == 1
+    assert any(line.startswith("FAIL writes") and "results" in line for line in result.output.splitlines()), \
+        result.output
