@@ -93,11 +93,13 @@ class AliasFollower:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.interval_s):
+        while True:  # a first look at once: a challenger is loaded before the first batch
             for name, look in self.looks.items():
                 if self._stopping.is_set():
                     return
                 self._look(name, look)
+            if self._stopping.wait(self.interval_s):
+                return
 
     def _look(self, name: str, look: Callable[[], None]) -> None:
         try:
@@ -122,11 +124,11 @@ class ServingReport:
 
     def __call__(self, state: ServingState) -> None:
         self.status(state)
-        self.serving = state.serving
         if state.serving:
             name, _, version = state.serving.rpartition(":")
             if version.isdigit():
                 metrics.serving(name, int(version), self.embedder_id())
+        self.serving = state.serving  # last: what the heartbeat names, Redis and the metrics name already
 
     def clear(self) -> None:
         self.status.clear()

@@ -45,7 +45,7 @@ class ShadowScorer:
 
     def current(self) -> TopicModel | None:
         """The challenger for the next batch, or None (no alias, or one this worker cannot follow)."""
-        if not self.followed:
+        if not self.followed or self._checked_at == float("-inf"):  # the first look may be a batch's
             self._refresh(force=False)
         return self._model
 

@@ -43,9 +43,10 @@ def test_a_followed_challenger_is_loaded_at_the_followers_look(sqlite_url: str, 
     register_fake_model(sqlite_url, tmp_path / "models")
     shadow = ShadowScorer(sqlite_url, name="topics", alias="staging", refresh_s=0)
     shadow.followed = True
+    assert shadow.current() is None  # the first look (no challenger yet) may be a batch's
     challenger = register_fake_model(sqlite_url, tmp_path / "models", seed=1, promote=False)
     registry.promote(sqlite_url, name="topics", version=challenger, alias="staging")
-    assert shadow.current() is None
+    assert shadow.current() is None  # later ones are the follower's
     shadow.refresh()
     model = shadow.current()
     assert model is not None and model.meta.version == challenger
