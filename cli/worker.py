@@ -60,6 +60,7 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
     # A database that is down (or refusing) at start is waited for, as running workers do, not an exit.
     waiting = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue, embedder=lambda: None)
     runtime = wait_for_database(load, heartbeat=waiting)
+    follower = runtime.follow_aliases()  # an idle worker follows promotions too
     from worker.app import app
 
     watch = _Watch.start(app, runtime, settings, name)
@@ -71,6 +72,7 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
         # Celery's own exit status: non-zero when the worker stopped on an error.
         status = app.start(argv) or 0
     finally:
+        follower.stop()  # before the status is cleared: no look may list the stopped worker again
         pending.stop()
         watch.stop()
         clear = getattr(runtime.models.report, "clear", None)

@@ -1,9 +1,10 @@
 """What each worker serves, and which version it refused and why, kept in Redis for `models` and `stats`.
 
 A worker writes its state (one small key per worker, with a TTL) each time it
-re-reads the alias, so a promotion the workers cannot follow shows up where
-people look instead of only in a worker's log. A worker that stops or idles
-longer than the TTL drops out of the listing by itself; one that stops clears its key.
+re-reads the alias (every MODEL_REFRESH_S, idle or not), so a promotion the
+workers cannot follow shows up where people look instead of only in a worker's
+log. A worker that dies drops out of the listing by itself after the TTL; one
+that stops clears its key.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from shared import redis_keys
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = redis_keys.SERVING_PREFIX
-TTL_S = 600  # a busy worker re-reads the alias every MODEL_REFRESH_S; an idle one vanishes after this
+TTL_S = 600  # a running worker rewrites its key every MODEL_REFRESH_S; a dead one vanishes after this
 TIMEOUT_S = 1.0  # status is worth a second, never a hung command or worker
 
 

@@ -8,6 +8,12 @@ embedder (e.g. another tuned encoder) it builds that one and swaps the pair
 between batches, without a restart. A set EMBEDDER is used as it is, and a
 model of another embedder is refused (worker/serving.py). What names the
 embedder (metrics, heartbeat, status) asks the model server for the current one.
+
+A running worker re-reads its aliases (the served one and SHADOW_ALIAS) on a
+follower thread every MODEL_REFRESH_S, whether posts arrive or not: an idle
+worker's heartbeat, status and metrics name a promotion within MODEL_REFRESH_S
+plus the load, and the first post after it does not pay the load. Looks and
+loads run on that thread, never on Celery's event loop nor a batch's thread.
 """
 
 from __future__ import annotations
@@ -42,10 +48,70 @@ class Runtime:
     models: ModelServer  # the served version and its embedder, swapped together
     followers: BatchFollowers | None = None  # shadow scoring and drift sums after each batch
 
+    follower: AliasFollower | None = None  # re-reads the aliases while the worker runs
+
     @property
     def embedder(self) -> Embedder:
         """The embedder served now (warm-up, reports); a batch takes its own snapshot of the pair."""
         return self.models.embedder
+
+    def follow_aliases(self) -> AliasFollower:
+        """Start re-reading the aliases every MODEL_REFRESH_S on a thread of their own; from then on
+        batches take what is loaded and never look themselves."""
+        if self.follower is None:
+            looks = {f"the {self.models.alias!r} alias": self.models.refresh}
+            shadow = self.followers.shadow if self.followers is not None else None
+            if shadow is not None:
+                looks[f"the {shadow.alias!r} alias (shadow)"] = shadow.refresh
+                shadow.followed = True
+            self.models.followed = True
+            self.follower = AliasFollower(looks, self.settings.model_refresh_s).start()
+        return self.follower
+
+
+class AliasFollower:
+    """Runs each look (name -> callable) every `interval_s` on a daemon thread. A look that fails keeps
+    what was loaded; the failure is logged once (again only when it changes), its recovery too."""
+
+    MIN_INTERVAL_S = 0.2  # MODEL_REFRESH_S=0 (look at every batch) must not spin on the database
+
+    def __init__(self, looks: dict[str, Callable[[], None]], interval_s: float) -> None:
+        self.looks = looks
+        self.interval_s = max(interval_s, self.MIN_INTERVAL_S)
+        self._failing: dict[str, str] = {}  # look -> the error logged
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="topicq-alias-follower", daemon=True)
+
+    def start(self) -> AliasFollower:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """No look after this returns (unless one outlasts `timeout_s`): a stopped worker reports nothing."""
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:  # a first look at once: a challenger is loaded before the first batch
+            for name, look in self.looks.items():
+                if self._stopping.is_set():
+                    return
+                self._look(name, look)
+            if self._stopping.wait(self.interval_s):
+                return
+
+    def _look(self, name: str, look: Callable[[], None]) -> None:
+        try:
+            look()
+        except Exception as exc:  # noqa: BLE001 - the worker keeps serving what it loaded
+            error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if self._failing.get(name) != error:
+                self._failing[name] = error
+                log.warning("cannot re-read %s, keeping what is loaded: %s", name, error)
+            return
+        if self._failing.pop(name, None) is not None:
+            log.info("re-reading %s again", name)
 
 
 class ServingReport:
@@ -58,11 +124,11 @@ class ServingReport:
 
     def __call__(self, state: ServingState) -> None:
         self.status(state)
-        self.serving = state.serving
         if state.serving:
             name, _, version = state.serving.rpartition(":")
             if version.isdigit():
                 metrics.serving(name, int(version), self.embedder_id())
+        self.serving = state.serving  # last: what the heartbeat names, Redis and the metrics name already
 
     def clear(self) -> None:
         self.status.clear()

@@ -1,9 +1,14 @@
 """Which model a worker serves, and the embedder it serves it with: the alias (default `production`)
 of MODEL_NAME and the embedder that version was trained with.
 
-The alias is re-read at most every MODEL_REFRESH_S seconds; when it moves,
-the new version is loaded beside the old one and swapped in between batches,
-so no in-flight post is dropped and every row names the version that made it.
+The alias is re-read every MODEL_REFRESH_S seconds; when it moves, the new
+version is loaded beside the old one and swapped in between batches, so no
+in-flight post is dropped and every row names the version that made it. In a
+worker the runtime's follower thread re-reads it (`refresh`), posts or not, so
+an idle worker names a promotion within MODEL_REFRESH_S and its next batch does
+not pay the load; without one (`followed` unset), batches re-read it when due.
+A batch never waits for a look another thread is making: it takes the pair
+served until the new one is swapped in.
 
 A batch takes one `snapshot()`: a version and its embedder, never one without
 the other. A server given `embedder_for` (a worker on EMBEDDER=auto) follows the
@@ -69,7 +74,9 @@ class ModelServer:
         self._model: TopicModel | None = None
         self._refusal: ServingState | None = None
         self._checked_at = float("-inf")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held to swap or take the pair: never during a look
+        self._looking = threading.Lock()  # one look at the alias at a time
+        self.followed = False  # set when a follower thread re-reads the alias: batches then do not
 
     @property
     def embedder(self) -> Embedder:
@@ -103,21 +110,38 @@ class ModelServer:
         return self.snapshot().model
 
     def snapshot(self) -> Served:
-        """The pair to use for the next batch (loads or switches when the alias moved)."""
+        """The pair to use for the next batch (the first load, or a look when due and not followed)."""
+        if self._model is None:
+            self._refresh(force=False, wait=True)  # raises when there is nothing to serve
+        elif not self.followed:
+            self._refresh(force=False, wait=False)
         with self._lock:
-            state = self._look()
-            assert self._model is not None  # _look raises when there is nothing to serve
-            served = Served(self._model, self._embedder)
-        if state is not None and self.report:  # outside the lock: a slow Redis must not hold up other batches
-            self.report(state)
-        return served
+            assert self._model is not None
+            return Served(self._model, self._embedder)
 
-    def _look(self) -> ServingState | None:
-        """Look at the alias when due, and load or switch when it moved: what is served (and refused)
-        to report, or None when the current pair is kept with nothing to report (too soon for a look,
-        the database down, or the alias naming no version)."""
+    def refresh(self) -> None:
+        """Look at the alias now and load or switch when it moved (the follower's beat, off the batches'
+        threads); nothing before the first version is served, which the worker's start loads."""
+        if self._model is not None:
+            self._refresh(force=True, wait=True)
+
+    def _refresh(self, *, force: bool, wait: bool) -> None:
+        """One look at the alias (`wait`: behind one under way, else skipped), then report it."""
+        if not self._looking.acquire(blocking=wait):
+            return
+        try:
+            state = self._look(force)
+        finally:
+            self._looking.release()
+        if state is not None and self.report:  # outside the locks: a slow Redis must not hold up a batch
+            self.report(state)
+
+    def _look(self, force: bool) -> ServingState | None:
+        """Look at the alias when due (`force`: now), and load or switch when it moved: what is served
+        (and refused) to report, or None when the current pair is kept with nothing to report (too soon
+        for a look, the database down, or the alias naming no version)."""
         now = time.monotonic()
-        if self._model is not None and now - self._checked_at < self.refresh_s:
+        if not force and self._model is not None and now - self._checked_at < self.refresh_s:
             return None
         try:
             version = registry.resolve(self.db_url, name=self.name, alias=self.alias)
@@ -158,6 +182,6 @@ class ModelServer:
             log.info("switching model %s -> %s", self._model.key, loaded.model.key)
         if loaded.embedder is not self._embedder:
             log.info("switching embedder %s -> %s", self._embedder.id, loaded.embedder.id)
+        with self._lock:  # loaded and warmed up above: batches wait only for the swap itself
             # The old embedder is dropped, not closed: a batch may still be embedding with it.
-            self._embedder = loaded.embedder
-        self._model = loaded.model
+            self._embedder, self._model = loaded.embedder, loaded.model

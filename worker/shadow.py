@@ -2,7 +2,9 @@
 
 It reads the batch's embeddings (no second embed call) and its rows are written
 under its own version, marked `shadow`, so production queries leave them out.
-It follows its alias as the served model does (re-read every MODEL_REFRESH_S).
+It follows its alias as the served model does (re-read every MODEL_REFRESH_S,
+by the runtime's follower thread in a worker, posts or not: a batch does not
+pay the challenger's load nor wait for a look).
 A challenger is scored only on batches embedded with its own embedder (each
 batch says which, and a worker on EMBEDDER=auto may swap it with production),
 so one of another embedder, the served version itself, or an unset alias is
@@ -38,21 +40,31 @@ class ShadowScorer:
         self._refused: int | None = None  # a version that cannot be followed, logged once
         self._mismatch: tuple[str, str] | None = None  # (challenger, batch embedder) logged once
         self._checked_at = float("-inf")
-        self._lock = threading.Lock()
+        self._looking = threading.Lock()  # one look at the alias at a time
+        self.followed = False  # set when a follower thread re-reads the alias: batches then do not
 
     def current(self) -> TopicModel | None:
         """The challenger for the next batch, or None (no alias, or one this worker cannot follow)."""
-        with self._lock:
+        if not self.followed or self._checked_at == float("-inf"):  # the first look may be a batch's
+            self._refresh(force=False)
+        return self._model
+
+    def refresh(self) -> None:
+        """Look at the alias now and load a challenger it moved to (the follower's beat); raises when
+        the database cannot be read (the challenger loaded before is kept)."""
+        self._refresh(force=True)
+
+    def _refresh(self, *, force: bool) -> None:
+        with self._looking:
             now = time.monotonic()
-            if now - self._checked_at < self.refresh_s:
-                return self._model
+            if not force and now - self._checked_at < self.refresh_s:
+                return
             self._checked_at = now
             version = registry.resolve(self.db_url, name=self.name, alias=self.alias)
             if version is None:
                 self._model = None
             elif (self._model is None or self._model.meta.version != version) and version != self._refused:
                 self._model = self._load(version)
-            return self._model
 
     def _load(self, version: int) -> TopicModel | None:
         try:
