@@ -60,7 +60,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "checked_queues": [settings.queue],
             # A message due later waits in `<queue><sep>delayed`, not in a prefetch slot.
             "max_delay_s": settings.max_delay_s,
-            "dead_letter_hook": "worker.dead_letters:record_rejected",
+            # Dead letters and bad send stamps: counted, and the dead letters' posts recorded `rejected`.
+            "event_hook": "worker.transport_events:handle",
             "dead_letter_max": settings.dead_letter_max,
             "dead_letter_max_bytes": settings.dead_letter_max_bytes,
         },

@@ -45,7 +45,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
@@ -54,7 +55,7 @@ from kombu.utils.json import loads
 from redis.exceptions import OutOfMemoryError
 
 from shared.redis_keys import delayed_key, inflight_key, priority_keys
-from worker import dead_letters, metrics
+from worker import dead_letters
 from worker.envelope import PoisonMessage, inspect
 from worker.protocol import DUE_HEADER
 
@@ -291,7 +292,7 @@ class Channel(kombu_redis.Channel):
                 return
             payload, post_ids = envelope.message, envelope.post_ids
             if envelope.bad_stamp:
-                metrics.bad_stamp()
+                self._report(TransportEvent("bad_stamp", queue))
             _make_ours(payload, queue)
             if envelope.due is not None and envelope.due > time.time() + PARK_AFTER_S:
                 self._park(queue, raw, payload, envelope.due, post_ids)
@@ -352,17 +353,21 @@ class Channel(kombu_redis.Channel):
             pipe.execute()
         if unacked_tag is not None:
             kombu_redis.virtual.QoS.ack(self.qos, unacked_tag)  # forget it locally too
-        metrics.dead_letter()
         ids = f" (post ids: {', '.join(map(ascii, post_ids[:5]))}{', ...' if len(post_ids) > 5 else ''})" \
             if post_ids else ""
         log.error("moved a message from queue %r to %r: %s%s", queue, key, reason, ids)
-        hook = self._option("dead_letter_hook")
-        if post_ids and hook:
-            try:
-                symbol_by_name(hook)(post_ids, reason)
-            except Exception as exc:  # noqa: BLE001 - the message is safe in the dead letters
-                log.error("could not record the %d post(s) of a dead letter as rejected: %s",
-                          len(post_ids), exc)
+        self._report(TransportEvent("dead_letter", queue, reason, post_ids))
+
+    def _report(self, event: TransportEvent) -> None:
+        """Hand `event` to the `event_hook` option ("module:function"): the worker wires it to its
+        metrics and `rejected` rows, so the transport itself knows nothing of either."""
+        hook = self._option("event_hook")
+        if not hook:
+            return
+        try:
+            symbol_by_name(hook)(event)
+        except Exception as exc:  # noqa: BLE001 - what happened is logged above; the message is safe
+            log.error("the transport's event hook failed on %s: %s", event.kind, exc)
 
     def restore_inflight(self) -> int:
         """Put back messages stranded in the in-flight list longer than the visibility timeout."""
@@ -375,6 +380,16 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             return int(client.eval(_SWEEP, len(keys), *keys, time.time(), self.visibility_timeout,
                                    SWEEP_LIMIT))
+
+
+@dataclass(frozen=True)
+class TransportEvent:
+    """What the transport did that a worker counts or records."""
+
+    kind: Literal["dead_letter", "bad_stamp"]
+    queue: str
+    reason: str = ""
+    post_ids: list[str] = field(default_factory=list)  # a dead letter's posts, for `rejected` rows
 
 
 def _make_ours(payload: dict[str, Any], queue: str) -> None:

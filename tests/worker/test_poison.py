@@ -27,7 +27,7 @@ from worker import dead_letters
 from worker.envelope import PoisonMessage, inspect
 from worker.payload import parse_post
 from worker.protocol import ATTEMPT_HEADER
-from worker.transport import Transport, inflight_key
+from worker.transport import Transport, TransportEvent, inflight_key
 
 TASKS = frozenset({wire.CLASSIFY, wire.CLASSIFY_CHUNK})
 
@@ -80,9 +80,10 @@ def test_a_row_the_database_refuses_does_not_hold_back_its_neighbours(sqlite_url
 RECORDED: list[tuple[list[str], str]] = []
 
 
-def record(post_ids: list[str], reason: str) -> None:
-    """Stands in for the worker's hook that writes `rejected` rows."""
-    RECORDED.append((post_ids, reason))
+def record(event: TransportEvent) -> None:
+    """Stands in for the worker's event hook, which writes a dead letter's `rejected` rows."""
+    if event.kind == "dead_letter" and event.post_ids:
+        RECORDED.append((event.post_ids, event.reason))
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def queue_name() -> str:
 @pytest.fixture
 def connection(redis_url: str) -> Iterator[Connection]:
     options = {"priority_steps": [0], "visibility_timeout": 1, "accepted_tasks": sorted(TASKS),
-               "dead_letter_hook": f"{__name__}:record", "dead_letter_max": 50}
+               "event_hook": f"{__name__}:record", "dead_letter_max": 50}
     with Connection(redis_url, transport=Transport, transport_options=options) as conn:
         yield conn
 

@@ -22,15 +22,16 @@ from kombu import Connection, Consumer, Queue
 from testkit import wire
 from worker import dead_letters
 from worker.envelope import inspect
-from worker.transport import Transport, delayed_key, inflight_key
+from worker.transport import Transport, TransportEvent, delayed_key, inflight_key
 
 TASKS = frozenset({wire.CLASSIFY, wire.CLASSIFY_CHUNK})
 RECORDED: list[tuple[list[str], str]] = []
 
 
-def record(post_ids: list[str], reason: str) -> None:
-    """Stands in for the worker's hook that writes `rejected` rows."""
-    RECORDED.append((post_ids, reason))
+def record(event: TransportEvent) -> None:
+    """Stands in for the worker's event hook, which writes a dead letter's `rejected` rows."""
+    if event.kind == "dead_letter" and event.post_ids:
+        RECORDED.append((event.post_ids, event.reason))
 
 
 def protocol_1(kwargs: dict[str, Any], *, task: str = wire.CLASSIFY, queue: str = "topicq",
@@ -103,7 +104,7 @@ def client(redis_url: str) -> redis.Redis:
 
 def transport_connection(redis_url: str, **overrides: Any) -> Connection:
     options = {"priority_steps": [0], "visibility_timeout": 30, "accepted_tasks": sorted(TASKS),
-               "checked_queues": None, "dead_letter_hook": f"{__name__}:record", "max_delay_s": 3600,
+               "checked_queues": None, "event_hook": f"{__name__}:record", "max_delay_s": 3600,
                **overrides}
     return Connection(redis_url, transport=Transport, transport_options=options)
 

@@ -1,0 +1,21 @@
+"""What a worker does with the transport's events (worker/transport.py `event_hook`): count them in
+its metrics, and record the posts of a dead letter `rejected` (worker/dead_letters.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from worker import metrics
+from worker.dead_letters import record_rejected
+
+if TYPE_CHECKING:
+    from worker.transport import TransportEvent
+
+
+def handle(event: TransportEvent) -> None:
+    if event.kind == "bad_stamp":
+        metrics.bad_stamp()
+    elif event.kind == "dead_letter":
+        metrics.dead_letter()
+        if event.post_ids:
+            record_rejected(event.post_ids, event.reason)
