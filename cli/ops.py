@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -26,14 +25,14 @@ def health(liveness: bool, fmt: str) -> None:
       topicq health --liveness      # heartbeat only
     """
     from shared.errors import ConfigError
-    from worker.health import Check
+    from worker.health import Check, run_checks
 
     try:
         settings = get_settings()
     except ConfigError as exc:  # e.g. a REDIS_URL no client can use: a failed check, not a traceback
         checks = [Check("settings", False, str(exc))]
     else:
-        checks = _health_checks(settings, liveness)
+        checks = run_checks(settings, liveness=liveness)
     ready = all(check.ok for check in checks)
     if fmt == "json":
         click.echo(json_line({"ready": ready, "checks": [vars(c) for c in checks]}))
@@ -41,29 +40,6 @@ def health(liveness: bool, fmt: str) -> None:
         for check in checks:
             click.echo(printable(check.line()))
     sys.exit(0 if ready else 1)
-
-
-def _health_checks(settings: Any, liveness: bool) -> list[Any]:
-    from worker.health import check_redis, check_writes, run_checks
-
-    checks = run_checks(settings, liveness=True)
-    if not liveness:
-        checks += [check_writes(settings.heartbeat_path), check_redis(settings.redis_url),
-                   _database_check(settings.db_url)]
-    return checks
-
-
-def _database_check(url: str) -> Any:
-    """The database check, without creating a SQLite file (a probe only looks)."""
-    from shared.errors import ConfigError
-    from shared.migrate import missing_database
-    from worker.health import Check, check_database
-
-    try:
-        problem = missing_database(url)
-    except ConfigError as exc:
-        return Check("database", False, str(exc))
-    return Check("database", False, problem) if problem else check_database(url)
 
 
 @click.command()

@@ -101,9 +101,20 @@ def redis_full(memory: dict[str, Any]) -> str | None:
 
 
 def check_database(url: str, timeout_s: float = TIMEOUT_S) -> Check:
+    """SELECT 1 (and, on PostgreSQL, whether it takes writes); a probe only looks: a SQLite file that is
+    not there is a FAIL, never created."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
+    from shared.errors import ConfigError
+    from shared.migrate import missing_database
+
+    try:
+        problem = missing_database(url)
+    except ConfigError as exc:
+        return Check("database", False, str(exc))
+    if problem:
+        return Check("database", False, problem)
     connect_args = {"connect_timeout": int(max(1, timeout_s))} if url.startswith("postgresql") else {}
     try:
         engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
