@@ -32,9 +32,10 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
+from shared.redis_keys import UNACKED, UNACKED_INDEX, inflight_key  # noqa: E402
 from testkit.drills.services import PrivateRedis  # noqa: E402
 from testkit.wire import body_of, envelope  # noqa: E402
-from worker.backlog import UNACKED_INDEX_KEY, UNACKED_KEY, inflight_key, read_backlog  # noqa: E402
+from worker.backlog import read_backlog  # noqa: E402
 from worker.protocol import CLASSIFY_TASK, SENT_AT_HEADER  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -68,7 +69,7 @@ return {{ready, #inflight, unacked, oldest}}
 
 
 def old_scrape(client: redis.Redis, queue: str) -> tuple[int, int, int]:
-    ready, in_flight, unacked, _ = client.eval(OLD_SCRIPT, 3, queue, inflight_key(queue), UNACKED_KEY,
+    ready, in_flight, unacked, _ = client.eval(OLD_SCRIPT, 3, queue, inflight_key(queue), UNACKED,
                                                f", {json.dumps(queue)}]")
     return int(ready), int(in_flight), int(unacked)
 
@@ -95,8 +96,8 @@ def fill(client: redis.Redis, held: int, size: int, ready: int) -> None:
     for n in range(held):
         built = message(size, now - 60 + n, f"held-{n}")
         tag = built["properties"]["delivery_tag"]
-        pipe.hset(UNACKED_KEY, tag, json.dumps([built, "", QUEUE]))
-        pipe.zadd(UNACKED_INDEX_KEY, {tag: now - 30 + n})
+        pipe.hset(UNACKED, tag, json.dumps([built, "", QUEUE]))
+        pipe.zadd(UNACKED_INDEX, {tag: now - 30 + n})
     pipe.lpush(inflight_key(QUEUE), json.dumps(message(size, now - 10, "inflight-0")))
     for n in range(ready):
         pipe.lpush(QUEUE, json.dumps(message(200, now - 5, f"ready-{n}")))

@@ -44,9 +44,6 @@ from worker.protocol import SENT_AT_HEADER
 
 log = logging.getLogger(__name__)
 
-# The Redis keys a message can wait in (shared/redis_keys.py spells every key).
-UNACKED_KEY = UNACKED
-UNACKED_INDEX_KEY = UNACKED_INDEX
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def read_backlog(client: Any, queue: str) -> Backlog:
     with client.pipeline(transaction=True) as pipe:  # the counts: one moment, O(1) each
         for key in lists:
             pipe.llen(key)
-        pipe.hlen(UNACKED_KEY).zcard(delayed_key(queue)).zrange(UNACKED_INDEX_KEY, 0, 0)
+        pipe.hlen(UNACKED).zcard(delayed_key(queue)).zrange(UNACKED_INDEX, 0, 0)
         *lengths, unacked, delayed, longest_held = pipe.execute()
     oldest = _oldest_stamp(client, queue, [key for key, n in zip(lists, lengths, strict=True) if n],
                            longest_held[0] if longest_held else None)
@@ -91,7 +88,7 @@ def _oldest_stamp(client: Any, queue: str, nonempty: list[str], held_tag: bytes 
         for key in nonempty:
             pipe.lindex(key, -1)  # producers LPUSH, workers take from the right: the tail is oldest
         if held_tag is not None:
-            pipe.hget(UNACKED_KEY, held_tag)
+            pipe.hget(UNACKED, held_tag)
         replies = pipe.execute() if len(pipe) else []
     now = time.time()
     stamps = [_stamp(raw, now) for raw in replies[:len(nonempty)]]
@@ -116,14 +113,21 @@ def _stamp(raw: bytes | None, now: float, message: Any = None) -> float | None:
 
 
 def _held_stamp(raw: bytes | None, queue: str, now: float) -> float | None:
-    """The stamp of an unacked record, kombu's [message, exchange, routing_key], of this queue."""
+    """The stamp of an unacked record of this queue."""
+    message = held_message(raw, queue)
+    return None if message is None else _stamp(None, now, message=message)
+
+
+def held_message(raw: bytes | str | None, queue: str) -> Any:
+    """The message of an unacked record, kombu's [message, exchange, routing_key], when it is this
+    queue's (the hash is shared by every queue of the db); else None."""
     try:
         record = json.loads(raw) if raw is not None else None
     except ValueError:
         return None
     if not (isinstance(record, list) and len(record) == 3 and record[2] == queue):
         return None
-    return _stamp(None, now, message=record[0])
+    return record[0]
 
 
 class BacklogCollector(Collector):

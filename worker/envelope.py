@@ -79,7 +79,7 @@ def inspect(raw: bytes | str, *, tasks: frozenset[str] | set[str]) -> Envelope:
     body, post_ids = _decode_body(message)
     if _is_protocol_1(message, body):
         message, body = _as_protocol_2(message, body)
-        post_ids = _post_ids(body)
+        post_ids = body_post_ids(body)
     try:
         _check_values(message, "the message", MAX_ENVELOPE_DEPTH)
         _check_values(body, "the body", MAX_BODY_DEPTH)
@@ -223,7 +223,7 @@ def _decode_body(message: dict[str, Any]) -> tuple[Any, list[str]]:
             reason = f"content-type must be 'application/json', got {_short(message.get('content-type'))} " \
                      "(only JSON is accepted)"
         raise PoisonMessage(reason, _salvage_ids(data)) from None
-    post_ids = _post_ids(body)
+    post_ids = body_post_ids(body)
     # What kombu reads to decode the body: anything but JSON in base64 is refused.
     properties = message.get("properties")
     if not isinstance(properties, dict):
@@ -331,9 +331,10 @@ def _check_body(body: Any, task: str) -> None:
         raise PoisonMessage(f"the body links other tasks ({', '.join(linked)}); topicq tasks take none")
 
 
-def _post_ids(body: Any) -> list[str]:
-    """Usable post ids in a decoded body: kwargs.id, a single dict argument, or a chunk's posts
-    (a bare kwargs object counts too: a producer that sent only the kwargs)."""
+def body_post_ids(body: Any) -> list[str]:
+    """Usable post ids in a decoded body: kwargs.id, a single dict argument, or a chunk's posts (a bare
+    kwargs object counts too: a producer that sent only the kwargs). Also what a resumed backfill
+    reads from the messages still waiting (worker/queued_posts.py)."""
     if isinstance(body, dict):
         body = [[], body]
     if not (isinstance(body, list) and len(body) >= 2):
@@ -354,7 +355,7 @@ def _salvage_ids(data: bytes) -> list[str]:
     """Post ids of a body that does not decode (too deep, huge numbers): decode it with deep parts cut."""
     try:
         text = data.decode("utf-8")
-        return _post_ids(json.loads(_cut_deep(text, MAX_BODY_DEPTH), parse_int=_bounded_int,
+        return body_post_ids(json.loads(_cut_deep(text, MAX_BODY_DEPTH), parse_int=_bounded_int,
                                     object_hook=_mark_typed))
     except (ValueError, RecursionError):
         return []

@@ -20,8 +20,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from shared.redis_keys import UNACKED as UNACKED_KEY
-from shared.redis_keys import delayed_key, inflight_key, ready_keys
+from shared.redis_keys import UNACKED, delayed_key, inflight_key, ready_keys
+from worker.backlog import held_message
+from worker.envelope import body_post_ids
 
 PAGE = 500  # messages read at once (a backfill chunk can hold a few hundred posts each)
 
@@ -40,10 +41,10 @@ def _messages(client: Any, queue: str) -> Iterator[Any]:
         while page := client.lrange(key, start, start + PAGE - 1):
             yield from (_load(raw) for raw in page)
             start += PAGE
-    for _, raw in client.hscan_iter(UNACKED_KEY, count=PAGE):
-        record = _load(raw)  # kombu's [message, exchange, routing_key]
-        if isinstance(record, list) and len(record) == 3 and record[2] == queue:
-            yield record[0]
+    for _, raw in client.hscan_iter(UNACKED, count=PAGE):
+        message = held_message(raw, queue)
+        if message is not None:
+            yield message
     for raw, _ in client.zscan_iter(delayed_key(queue), count=PAGE):
         yield _load(raw)
 
@@ -63,8 +64,4 @@ def post_ids(message: Any) -> list[str]:
         body = json.loads(base64.b64decode(message["body"]))
     except ValueError:
         return []
-    kwargs = body[1] if isinstance(body, list) and len(body) >= 2 else None
-    if not isinstance(kwargs, dict):
-        return []
-    posts = kwargs["posts"] if isinstance(kwargs.get("posts"), list) else [kwargs]
-    return [str(post["id"]) for post in posts if isinstance(post, dict) and post.get("id") is not None]
+    return body_post_ids(body)
