@@ -15,6 +15,19 @@ class DatabaseUnreachable(ConnectionError):
     """The PostgreSQL server that would hold the throw-away database does not answer."""
 
 
+def admin_sql(*statements: str, admin_url: str = ADMIN_URL) -> None:
+    """Run statements on the server outside a transaction (ALTER DATABASE, pg_terminate_backend, ...)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
     """A new database with topicq's schema on the server of `admin_url`, dropped (FORCE) on exit."""

@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy import func, make_url, select
 
 from shared.db import get_engine, session_scope
 from shared.results import Result
 from testkit import wire
-from testkit.databases import ADMIN_URL
+from testkit.databases import admin_sql
 from testkit.drills.harness import (
     DrillResult,
     base_env,
@@ -100,16 +100,6 @@ def health_ok_within(env: dict[str, str], timeout: float) -> float | None:
     return None
 
 
-def _admin(*statements: str) -> None:
-    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
 # --- read-only and renamed table --------------------------------------------------------------------
 
 
@@ -139,7 +129,7 @@ def _read_only(on: bool) -> Callable[[str], None]:
         if on:  # a failover cuts the sessions; the new ones come up read-only
             statements.append(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
-        _admin(*statements)
+        admin_sql(*statements)
     return apply
 
 

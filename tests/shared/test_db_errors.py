@@ -13,14 +13,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url
 from sqlalchemy.exc import DataError, IntegrityError, InternalError, OperationalError, ProgrammingError
 
 from shared.db import database_errors, get_engine, is_unavailable
 from shared.errors import DatabaseUnavailableError
 from shared.migrate import upgrade
 from shared.results import ResultRow, Status, query_results, write_rows
-from testkit.databases import ADMIN_URL
+from testkit.databases import admin_sql
 
 
 def _wrapped(sqlstate: str, wrapper: type = ProgrammingError) -> Exception:
@@ -58,24 +58,15 @@ def _row(post_id: str) -> ResultRow:
     return ResultRow(post_id=post_id, model_name="topics", model_version=1, status=Status.DONE, label="a")
 
 
-def _admin(sql: str) -> None:
-    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
-
-
 def test_a_read_only_postgres_is_an_outage_and_writes_resume_after_it(postgres_url: str) -> None:
     name = make_url(postgres_url).database
-    _admin(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    admin_sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
     get_engine(postgres_url).dispose()  # new sessions take the setting, as after a failover
     try:
         with pytest.raises(DatabaseUnavailableError, match="read-only"):
             write_rows(postgres_url, [_row("p-1")])
     finally:
-        _admin(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
+        admin_sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
     # No pooled session kept the read-only default: the refusal dropped them.
     write_rows(postgres_url, [_row("p-1")])
     assert [r["post_id"] for r in query_results(postgres_url)] == ["p-1"]

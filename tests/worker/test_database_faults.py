@@ -9,14 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url
 
 from shared.db import get_engine
 from shared.embedders.base import EmbedOutcome
 from shared.embedders.fake import FakeEmbedder
 from shared.results import query_results
 from shared.settings import Settings
-from testkit.databases import ADMIN_URL
+from testkit.databases import admin_sql
 from testkit.factories import labelled_posts, register_fake_model
 from worker import heartbeat, metrics, runtime
 from worker.health import check_database, check_writes
@@ -24,17 +24,8 @@ from worker.heartbeat import Heartbeat
 from worker.tasks import _run
 
 
-def _admin(sql: str) -> None:
-    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
-
-
 def _read_only(url: str, on: bool) -> None:
-    _admin(f'ALTER DATABASE "{make_url(url).database}" SET default_transaction_read_only = '
+    admin_sql(f'ALTER DATABASE "{make_url(url).database}" SET default_transaction_read_only = '
            f'{"on" if on else "off"}')
     get_engine(url).dispose()  # new sessions take the setting, as after a failover
 
