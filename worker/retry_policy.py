@@ -8,9 +8,11 @@
     InvalidPostError            never retried: the post is recorded `rejected`
 
 A post whose attempts reach MAX_RETRIES is recorded `failed` (`topicq retry-failed`
-sends it again). No countdown exceeds half the visibility timeout: a worker holds
-a message with a countdown unacknowledged until it is due, and Redis would deliver
-it a second time after VISIBILITY_TIMEOUT_S. A longer wait is taken in steps: the
+sends it again). On redis:// the transport parks a message due later until it is
+due (worker/transport.py). Elsewhere (rediss://) a worker holds a message with a
+countdown unacknowledged until it is due, and Redis would deliver it a second time
+after VISIBILITY_TIMEOUT_S: so no countdown exceeds half that timeout, and a
+longer wait is taken in steps: the
 message carries its due time (DUE_HEADER) and is sent on again, unprocessed and
 without spending an attempt, until it is due.
 """

@@ -5,8 +5,8 @@ messages even when the batch function raises. Posts to retry are sent again
 (same task id, the attempt count in ATTEMPT_HEADER, a countdown of at most one
 RetryPolicy step, the due time in DUE_HEADER when the wait is longer) *before*
 the batch returns and is acknowledged, so a crash in between can only
-duplicate, never lose. A message that arrives before its due time is passed on
-unprocessed.
+duplicate, never lose. A message that arrives before its due time (on transports
+that do not park it: worker/transport.py does) is passed on unprocessed.
 """
 
 from __future__ import annotations
