@@ -12,7 +12,7 @@ COPY cli ./cli
 COPY testkit ./testkit
 # The default embedder's ONNX encoder, built from the packaged weights into the image.
 ENV ENCODER_DIR=/opt/topicq/encoders
-RUN pip install --no-cache-dir . && python -m shared.embedders.onnx_export --quantization int8 \
+RUN pip install --no-cache-dir . && python -m shared.model.embedders.onnx_export --quantization int8 \
     && groupadd --gid 10001 topicq && useradd --create-home --uid 10001 --gid 10001 topicq \
     && mkdir -p /data /models && chown topicq:topicq /data /models
 # /models owned by topicq: a new named volume there (compose's `models`) takes its owner, so the

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	# The default embedder's int8 ONNX encoder, exported from the packaged weights (else: on first use).
-	$(BIN)/python -m shared.embedders.onnx_export --quantization int8
+	$(BIN)/python -m shared.model.embedders.onnx_export --quantization int8
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,6 +1,6 @@
 """Accuracy on 20 Newsgroups (by-date split): topicq's model beside a TF-IDF + LinearSVC baseline.
 
-Scenarios (posts preprocessed with shared.preprocess.preprocess, as at serving):
+Scenarios (posts preprocessed with shared.model.preprocess.preprocess, as at serving):
 
   a  the four sci groups, 100 train / 25 test posts per class, 5 seeds: mean ± sd
   b  sci, 100 train posts per class (seed 0), the full sci test set (1,579 posts)
@@ -85,7 +85,7 @@ def tfidf_svc(split: Split, seed: int, settings: Any) -> list[str]:
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
-    from shared.preprocess import preprocess
+    from shared.model.preprocess import preprocess
 
     model = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=2), LinearSVC(random_state=seed))
     model.fit([preprocess(t) for t in split.train.texts], split.train.labels)
@@ -173,7 +173,7 @@ def fmt(cell: dict[str, Any] | None) -> str:
 def table(results: dict[str, Any]) -> str:
     names = list(results["variants"])
     lines = [
-        "# Accuracy on 20 Newsgroups (by-date split, shared.preprocess)", "",
+        "# Accuracy on 20 Newsgroups (by-date split, shared.model.preprocess)", "",
         f"Last run {results['when']} on {results['cores']} shared cores. Accuracy on the test posts "
         "(a: mean ± sd over 5 seeds); seconds = wall time to fit and predict one run, embeddings "
         "from the cache.", "",
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="do not merge with the earlier results file")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from shared.migrate import upgrade
+    from shared.database.migrate import upgrade
     from shared.settings import Settings
 
     settings = Settings(topicq_home=Path(args.home), database_url=os.environ.get("BENCH_DATABASE_URL"))

@@ -1,6 +1,6 @@
 """What one /metrics scrape's backlog read costs Redis, with large posts held by workers: the old Lua
 script (copies the whole unacked hash and in-flight list, then searches each message for its
-stamp) against worker/backlog.py (counts in one MULTI, then the send stamp of at most one message
+stamp) against shared/wire/backlog.py (counts in one MULTI, then the send stamp of at most one message
 per place), side by side in one run on a private redis-server.
 
 Per scenario (N held posts of a size, plus small posts ready on the list and one in flight) and
@@ -33,16 +33,16 @@ if str(ROOT) not in sys.path:
 import redis  # noqa: E402
 
 from shared.redis_keys import UNACKED, UNACKED_INDEX, inflight_key  # noqa: E402
+from shared.wire.backlog import read_backlog  # noqa: E402
+from shared.wire.protocol import CLASSIFY_TASK, SENT_AT_HEADER  # noqa: E402
 from testkit.drills.services import PrivateRedis  # noqa: E402
 from testkit.wire import body_of, envelope  # noqa: E402
-from worker.backlog import read_backlog  # noqa: E402
-from worker.protocol import CLASSIFY_TASK, SENT_AT_HEADER  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 QUEUE = "bench-backlog"
 SCENARIOS = [(64, 256 * 1024), (32, 2 * 1024 * 1024)]  # held posts x bytes of text
 
-# The script worker/backlog.py ran before, kept here for the comparison.
+# The script shared/wire/backlog.py ran before, kept here for the comparison.
 # KEYS: queue, in-flight list, unacked hash. ARGV: the suffix of this queue's unacked entries.
 OLD_SCRIPT = f"""
 local oldest = nil
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"PING p50 {r['ping_ms_p50']} ms p99 {r['ping_ms_p99']} max {r['ping_ms_max']}; "
                       f"counts {counts[side]}")
     note = ("old = the former Lua script (HVALS + LRANGE + pattern search); "
-            "new = worker/backlog.py (LLEN/HLEN/ZCARD in one MULTI, the tails' stamps)")
+            "new = shared/wire/backlog.py (LLEN/HLEN/ZCARD in one MULTI, the tails' stamps)")
     result = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "scrapers": args.scrapers,
               "seconds": args.seconds, "note": note, "scenarios": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

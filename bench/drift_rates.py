@@ -5,8 +5,8 @@ In one run, with the local embedder (all-MiniLM-L6-v2): the default model
 reference computed as training computes it (trainer.train.test_reference) on
 50 sci test posts per class; then other posts, never in the reference, in
 windows of --window posts, each window's sums built as workers build them
-(worker.followers.batch_sums) and compared with the reference with the default
-thresholds (shared.drift). Per source: the share of windows flagged, per
+(worker.after_batch.batch_sums) and compared with the reference with the default
+thresholds (shared.improvement.drift). Per source: the share of windows flagged, per
 figure and in all, and the mean figures. Sci windows flagged are false alarms;
 rec and comp windows not flagged are misses.
 
@@ -52,16 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
-    from shared.domain import calibrate
-    from shared.drift import Thresholds, compare
-    from shared.drift_sums import WindowSums
-    from shared.migrate import upgrade
-    from shared.results import ResultRow, Status
-    from shared.review import ReviewPolicy
+    from shared.database.migrate import upgrade
+    from shared.database.results import ResultRow, Status
+    from shared.improvement.drift import Thresholds, compare
+    from shared.improvement.drift_sums import WindowSums
+    from shared.improvement.review import ReviewPolicy
+    from shared.model.out_of_domain import calibrate
     from shared.settings import Settings
     from trainer.datasets import load_newsgroups
     from trainer.train import ModelInputs, TrainConfig, fit_classifier, prepare_inputs, test_reference
-    from worker.followers import batch_sums
+    from worker.after_batch import batch_sums
 
     settings = Settings(topicq_home=Path(args.home), database_url=None, embedder="local")
     upgrade(settings.db_url)

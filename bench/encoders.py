@@ -39,7 +39,7 @@ LABELS = {"local": "torch fp32 (sentence-transformers)", "local-onnx-fp32": "onn
 
 def sci_test_texts(n: int) -> list[str]:
     """`n` sci test posts spread over the set (real lengths), preprocessed."""
-    from shared.preprocess import preprocess
+    from shared.model.preprocess import preprocess
     from trainer.datasets import load_newsgroups
 
     data = load_newsgroups(subset="test", groups=("sci",))
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import numpy as np
 
-    from shared.embedders import make_embedder
+    from shared.model.embedders import make_embedder
     from shared.settings import Settings
 
     texts = sci_test_texts(args.posts)

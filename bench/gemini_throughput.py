@@ -3,7 +3,7 @@
 Real `topicq worker` processes embed through google-genai against the fake
 Gemini server (150 ms per call by default), classify and write rows to a
 fresh PostgreSQL database; posts go through Redis, sent one message per post
-(`Producer.send`) and in backfill chunks (`worker.backfill`). Figures:
+(`Producer.send`) and in backfill chunks (`cli.backfill`). Figures:
 
 - posts/s from the first send to the last row committed, per path;
 - the raw embedder rate against the same fake (same batch size and calls in
@@ -80,7 +80,7 @@ def bench_posts(n: int, tag: str, seed: int, words: int) -> list[dict[str, Any]]
 
 def measure_raw(base_url: str, texts: list[str], *, batch_size: int, in_flight: int) -> dict[str, Any]:
     """The embedder alone: the same calls as the workers make, from one process."""
-    from shared.embedders.gemini import GeminiEmbedder
+    from shared.model.embedders.gemini import GeminiEmbedder
 
     gemini = GeminiEmbedder(KEY, base_url=base_url, batch_size=min(batch_size, 100),
                             max_in_flight=in_flight, timeout_s=30)
@@ -137,7 +137,7 @@ class Workers:
 def reset_tables(db_url: str) -> None:
     from sqlalchemy import text
 
-    from shared.db import session_scope
+    from shared.database.connection import session_scope
 
     with session_scope(db_url) as session:
         session.execute(text("TRUNCATE results, embedding_cache"))
@@ -156,8 +156,8 @@ def wait_for(db_url: str, n: int, deadline: float) -> int:
 def row_summary(db_url: str, started_wall: float) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from shared.db import session_scope
-    from shared.results import Result
+    from shared.database.connection import session_scope
+    from shared.database.results import Result
 
     with session_scope(db_url) as session:
         by_status = dict(session.execute(select(Result.status, func.count()).group_by(Result.status)).all())
@@ -176,8 +176,8 @@ def row_summary(db_url: str, started_wall: float) -> dict[str, Any]:
 def run_path(path: str, posts: list[dict[str, Any]], settings: Any, fake: FakeGeminiProcess,
              timeout: float, chunk: int, meter: CpuMeter) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Send `posts` by `path`, wait for every row; the figures, and the calls the fake saw."""
-    from worker.backfill import backfill
-    from worker.client import Producer
+    from cli.backfill import backfill
+    from shared.wire.producer import Producer
 
     reset_tables(settings.db_url)
     fake.take_calls()
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         _register_model(settings, fake.base_url)
         posts = bench_posts(args.posts, "raw", 0, args.words)
-        from shared.preprocess import preprocess
+        from shared.model.preprocess import preprocess
 
         print(f"raw embedder: {len(posts)} texts ...", flush=True)
         in_flight = args.workers * args.concurrency
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _register_model(settings: Any, base_url: str) -> None:
-    from shared.embedders.gemini import GeminiEmbedder
+    from shared.model.embedders.gemini import GeminiEmbedder
     from testkit.factories import register_fake_model
 
     gemini = GeminiEmbedder(KEY, base_url=base_url, timeout_s=30)

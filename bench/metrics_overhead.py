@@ -62,8 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def count_rows(db_url: str, prefix: str) -> int:
     from sqlalchemy import func, select
 
-    from shared.db import session_scope
-    from shared.results import Result
+    from shared.database.connection import session_scope
+    from shared.database.results import Result
 
     with session_scope(db_url) as session:
         return int(session.scalar(select(func.count()).select_from(Result)
@@ -108,8 +108,8 @@ class Scraper:
 
 def messages(kind: str, queue: str, posts: list[dict[str, Any]], prefix: str, chunk: int) -> list[str]:
     """The posts as stamped messages, as the producer sends them (single posts or chunks)."""
+    from shared.wire.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, SENT_AT_HEADER
     from testkit.wire import envelope
-    from worker.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, SENT_AT_HEADER
 
     bodies = [{"id": f"{prefix}{p['id']}", "text": p["text"]} for p in posts]
     if kind == "single":
@@ -144,7 +144,7 @@ def recording_cost(posts: int = 100, repeats: int = 300) -> dict[str, float]:
     batch of `posts` (what the tasks and pipeline call), and per scrape of the registry."""
     from prometheus_client import generate_latest
 
-    from shared.results import ResultRow, Status
+    from shared.database.results import ResultRow, Status
     from worker import metrics
     from worker.pipeline import BatchReport
 

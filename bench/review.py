@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--margin", type=float, help="REVIEW_MARGIN to report (default: the setting's default)")
     args = p.parse_args(argv)
 
-    from shared.domain import DEFAULT_QUANTILE, calibrate
-    from shared.migrate import upgrade
-    from shared.review import LOW_MARGIN, LOW_SCORE, OUT_OF_DOMAIN, ReviewPolicy, assess
+    from shared.database.migrate import upgrade
+    from shared.improvement.review import LOW_MARGIN, LOW_SCORE, OUT_OF_DOMAIN, ReviewPolicy, assess
+    from shared.model.out_of_domain import DEFAULT_QUANTILE, calibrate
     from shared.settings import Settings
     from trainer.datasets import load_newsgroups, sample_per_class
     from trainer.train import TrainConfig, fit_with_self_training, prepare_inputs

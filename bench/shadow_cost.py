@@ -60,12 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def register_pair(db_url: str, models: Path, kind: str, home: str) -> None:
     """Production (seed 0) and staging (seed 1): the default model on the sci training posts."""
-    from shared import registry
-    from shared.embedders import make_embedder
-    from shared.migrate import upgrade
-    from shared.preprocess import PREPROCESS_VERSION
+    from shared.database.migrate import upgrade
+    from shared.model import registry
+    from shared.model.embedders import make_embedder
+    from shared.model.preprocess import PREPROCESS_VERSION
+    from shared.model.store import ModelMeta, TopicModel
     from shared.settings import Settings
-    from shared.store import ModelMeta, TopicModel
     from trainer.datasets import load_newsgroups
     from trainer.train import TrainConfig, fit_classifier, prepare_inputs
 
@@ -85,12 +85,12 @@ def register_pair(db_url: str, models: Path, kind: str, home: str) -> None:
 
 
 def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> dict[str, Any]:
-    from shared.embedders import make_embedder
-    from shared.migrate import upgrade
+    from shared.database.migrate import upgrade
+    from shared.model.embedders import make_embedder
     from shared.settings import Settings
-    from worker.followers import make_followers
+    from worker.after_batch import make_followers
     from worker.pipeline import process
-    from worker.serving import ModelServer
+    from worker.served_model import ModelServer
 
     with throwaway_database(args.pg_admin_url, "topicq_bench") as db:
         upgrade(db)
@@ -140,7 +140,7 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
 
 
 def _count_shadow_rows(db: str) -> int:
-    from shared.results import count_rows
+    from shared.database.results import count_rows
 
     return count_rows(db, shadow=True)
 
@@ -163,7 +163,7 @@ def table(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from shared.preprocess import preprocess
+    from shared.model.preprocess import preprocess
     from trainer.datasets import load_newsgroups
 
     test = load_newsgroups(subset="test", groups=("sci",))

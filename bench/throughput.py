@@ -84,10 +84,10 @@ def bench_posts(n: int) -> list[dict[str, Any]]:
 def register_default_model(db_url: str, models: Path, home: str, groups: tuple[str, ...],
                            kind: str) -> dict[str, Any]:
     """The default model (all 20 groups), fitted from cached embeddings, registered and promoted."""
-    from shared import registry
-    from shared.preprocess import PREPROCESS_VERSION
+    from shared.model import registry
+    from shared.model.preprocess import PREPROCESS_VERSION
+    from shared.model.store import ModelMeta, TopicModel
     from shared.settings import Settings
-    from shared.store import ModelMeta, TopicModel
     from trainer.datasets import load_newsgroups
     from trainer.train import TrainConfig, data_fingerprint, fit_classifier, prepare_inputs
 
@@ -115,7 +115,7 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
 
 def measure_raw(texts: list[str], kind: str) -> dict[str, Any]:
     """The embedder's best rate: all the texts in one call, batched its own best way."""
-    from shared.embedders import make_embedder
+    from shared.model.embedders import make_embedder
     from shared.settings import Settings
 
     embedder = make_embedder(kind, Settings(embedder=kind))
@@ -138,8 +138,8 @@ def maps_torch(pid: int) -> bool | None:
 def rows_since(db_url: str, prefix: str) -> list[tuple[str, str, datetime, dict[str, Any] | None]]:
     from sqlalchemy import select
 
-    from shared.db import session_scope
-    from shared.results import Result
+    from shared.database.connection import session_scope
+    from shared.database.results import Result
 
     with session_scope(db_url) as session:
         return [tuple(r) for r in session.execute(  # type: ignore[misc]
@@ -265,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups below
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from shared.preprocess import preprocess
+    from shared.model.preprocess import preprocess
     from shared.settings import Settings
+    from shared.wire.producer import Producer
     from testkit.worker_process import WorkerProcess
-    from worker.client import Producer
 
     loads = [float(v) for v in args.loads.split(",") if v.strip()]
     queue = f"topicq-bench-{uuid.uuid4().hex[:8]}"

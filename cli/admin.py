@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from shared.db import safe_url
-from shared.migrate import upgrade
+from shared.database.connection import safe_url
+from shared.database.migrate import upgrade
 from shared.settings import get_settings
 
 

@@ -9,8 +9,8 @@ import click
 
 from cli.options import Timestamp, model_name
 from cli.safe_output import json_line, printable_lines
-from shared.comparison import Comparison, compare_versions
 from shared.errors import ModelError
+from shared.improvement.comparison import Comparison, compare_versions
 from shared.settings import get_settings
 
 
@@ -24,10 +24,10 @@ def _version_ref(value: str) -> tuple[str, int]:
 def trained_corrections(db_url: str, name: str, versions: set[int]) -> dict[int, set[str]]:
     """Per version, the corrected posts of `name` it was trained on (its training digests; a version
     without them, or a correction without text, counts as not trained on)."""
-    from shared import registry
-    from shared.corrections import corrections
-    from shared.preprocess import preprocess
-    from trainer.seen import seen_in_training
+    from shared.improvement.corrections import corrections
+    from shared.model import registry
+    from shared.model.preprocess import preprocess
+    from trainer.training_digests import seen_in_training
 
     corrected = [c for c in corrections(db_url, model_name=name) if c.text]
     found: dict[int, set[str]] = {}
@@ -122,7 +122,7 @@ def compare(first: str, second: str, since: datetime | None, fmt: str, png: Path
       topicq compare topics:3 topics:4
       topicq compare topics:3 topics:4 --since 2026-11-01 --format json
     """
-    from shared import registry
+    from shared.model import registry
 
     (name, a), (other, b) = _version_ref(first), _version_ref(second)
     if name != other:

@@ -8,7 +8,7 @@ import click
 
 from cli.safe_output import json_line, printable
 from shared.settings import get_settings
-from worker import dead_letters
+from shared.wire import dead_letters
 
 
 def _client() -> Any:

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shared import registry
+from shared.database.results import Status
 from shared.errors import ConfigError
-from shared.results import Status
+from shared.model import registry
 from shared.settings import Settings
 from testkit.worker_process import WorkerProcess
 
@@ -100,8 +100,8 @@ def send_and_wait(settings: Settings, test: Dataset, model: str, timeout: float)
     returns how many rows were written meanwhile, and the seconds it took."""
     from tqdm import tqdm
 
-    from shared.results import count_rows
-    from worker.backfill import backfill
+    from cli.backfill import backfill
+    from shared.database.results import count_rows
 
     name, version = model.split(":")
 
@@ -139,7 +139,7 @@ def start_worker(log_path: Path, timeout: float = 180) -> WorkerProcess:
 
 def report(db_url: str, name: str, version: int, truth: dict[str, str], seconds: float,
            processed: int) -> DemoReport:
-    from shared.results import query_results, stats
+    from shared.database.results import query_results, stats
 
     rows = query_results(db_url, model=f"{name}:{version}", post_ids=list(truth), with_scores=False)
     done = [r for r in rows if r["status"] == Status.DONE]

@@ -18,7 +18,7 @@ DRIFT_EXIT = 3  # a threshold was crossed: for cron alerts, apart from errors (2
 
 def _resolve(db_url: str, model: str | None, default_name: str) -> tuple[str, int, Path]:
     """NAME (its production version), NAME:VERSION or NAME:ALIAS -> name, version, directory."""
-    from shared import registry
+    from shared.model import registry
 
     info = registry.resolve_ref(db_url, model or default_name)
     return info.name, info.version, Path(info.path)
@@ -82,10 +82,10 @@ def drift(model: str | None, since: datetime, until: datetime | None, window: ti
       topicq drift --model topics:staging --plots drift-plots/
       topicq drift --since 1d || mail -s "topics drift" ops@example.org < /dev/null   # cron
     """
-    from shared.drift import Thresholds, compare
-    from shared.drift_sums import bucket_start, window_sums
     from shared.errors import ConfigError, ModelError
-    from shared.reference import load_reference
+    from shared.improvement.drift import Thresholds, compare
+    from shared.improvement.drift_reference import load_reference
+    from shared.improvement.drift_sums import bucket_start, window_sums
     from shared.settings import get_settings
 
     settings = get_settings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.drift import Thresholds, WindowReport
+from shared.improvement.drift import Thresholds, WindowReport
 
 # figure -> (title, the Thresholds attribute drawn as its line, if any)
 FIGURES = {

@@ -19,7 +19,7 @@ def _broker_problem(exc: BaseException) -> str | None:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import ResponseError
 
-    from shared.db import safe_url
+    from shared.database.connection import safe_url
     from shared.settings import get_settings
 
     if isinstance(exc, KombuOperationalError | RedisConnectionError):

@@ -61,7 +61,7 @@ def _schema_first(command: click.Command, *, create: bool) -> click.Command:
 
     @functools.wraps(run)
     def with_schema(*args: Any, **kwargs: Any) -> Any:
-        from shared.migrate import ensure_schema
+        from shared.database.migrate import ensure_schema
         from shared.settings import get_settings
 
         ensure_schema(get_settings().db_url, create=create)

@@ -24,8 +24,8 @@ def health(liveness: bool, fmt: str) -> None:
       topicq health                 # readiness
       topicq health --liveness      # heartbeat only
     """
+    from cli.health import Check, run_checks
     from shared.errors import ConfigError
-    from worker.health import Check, run_checks
 
     try:
         settings = get_settings()
@@ -63,11 +63,11 @@ def status(once: bool, fmt: str, interval: float) -> None:
 
     import redis
 
-    from shared.db import safe_url
+    from cli.status_view import build_view, render
+    from shared.database.connection import safe_url
     from shared.errors import TransientError
-    from worker.backlog import read_backlog
+    from shared.wire.backlog import read_backlog
     from worker.live_stats import read_live
-    from worker.status_view import build_view, render
 
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)

@@ -20,8 +20,8 @@ _MAX_SHOWN = 50  # problem lines printed; the rest are counted
 
 def _model_labels(db_url: str, name: str) -> list[str]:
     """The classes a correction of model `name` may take: those of its production (else newest) version."""
-    from shared import registry
-    from shared.store import read_meta
+    from shared.model import registry
+    from shared.model.store import read_meta
 
     info = registry.resolve_ref(db_url, name)
     return read_meta(Path(info.path)).labels
@@ -53,8 +53,8 @@ def export(model: str | None, limit: int, fmt: str) -> None:
       topicq review export --limit 50 > queue.csv
       topicq review export --model topics:3 --format jsonl
     """
-    from shared.corrections import review_queue
-    from shared.migrate import ensure_schema
+    from shared.database.migrate import ensure_schema
+    from shared.improvement.corrections import review_queue
 
     settings = get_settings()
     ensure_schema(settings.db_url, create=False)
@@ -84,7 +84,7 @@ def _field(record: dict[str, Any], key: str, from_csv: bool) -> str:
 
 def read_corrections(path: Path, reviewer: str | None) -> tuple[list[Any], list[str]]:
     """The file's rows as CorrectionInputs, and the problems of rows that cannot be one."""
-    from shared.corrections import CorrectionInput
+    from shared.improvement.corrections import CorrectionInput
 
     source = read_post_file(path)
     try:
@@ -119,8 +119,8 @@ def import_(file: Path, name: str | None, reviewer: str | None) -> None:
       topicq review import queue.csv
       topicq review import labels.jsonl --reviewer ana
     """
-    from shared.corrections import check_corrections, store_corrections
-    from shared.migrate import ensure_schema
+    from shared.database.migrate import ensure_schema
+    from shared.improvement.corrections import check_corrections, store_corrections
 
     settings = get_settings()
     ensure_schema(settings.db_url)

@@ -16,7 +16,7 @@ import click
 
 from cli.options import Timestamp, model_name, split_words
 from cli.safe_output import printable
-from shared import registry
+from shared.model import registry
 from shared.settings import get_settings
 from trainer.datasets import NEWSGROUPS
 
@@ -237,7 +237,7 @@ def _echo_history(name: str, fmt: str) -> None:
 
 def _echo_workers(name: str | None) -> None:
     """What the workers serve: a version they refused is visible here, not only in their logs."""
-    from shared.serving_status import worker_states
+    from worker.serving_status import worker_states
 
     for state in worker_states(get_settings().redis_url, model_name=name):
         click.echo(printable(state.describe()))
@@ -327,8 +327,8 @@ def _check_guards(db_url: str, name: str, version: int, alias: str, agreement: f
                   reviewed_accuracy: float | None, since: datetime | None) -> None:
     """Refuse with one line naming every guard that fails."""
     from cli.compare import trained_corrections
-    from shared.comparison import compare_versions, guard_failures
     from shared.errors import ModelError
+    from shared.improvement.comparison import compare_versions, guard_failures
 
     current = registry.resolve(db_url, name=name, alias=alias)
     if agreement is not None and current is None:

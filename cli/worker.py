@@ -15,8 +15,8 @@ import click
 
 from cli.options import Timestamp, split_words
 from cli.safe_output import json_line, printable, write_csv
+from shared.database.results import Status
 from shared.errors import DatasetError, InvalidPostError
-from shared.results import Status
 from shared.settings import get_settings
 
 
@@ -39,9 +39,9 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
       BATCH_SIZE=64 REDIS_URL=redis://queue:6379/0 topicq worker -c 2
     """
     from worker import metrics
-    from worker.dead_letters import PendingRejections
     from worker.heartbeat import Heartbeat
-    from worker.runtime import database_ready, get_runtime, wait_for_database
+    from worker.rejected_posts import PendingRejections
+    from worker.worker_state import database_ready, get_worker_state, wait_for_database
 
     settings = get_settings()
     if settings.metrics_port:  # before the model loads, so topicq_model_info is set by the first look
@@ -49,11 +49,11 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
     name = hostname.replace("%h", socket.gethostname())
 
     def load() -> Any:
-        from shared.migrate import ensure_schema
+        from shared.database.migrate import ensure_schema
 
         ensure_schema(settings.db_url)
         database_ready(settings)  # before the embedder is built: it may depend on the served version
-        loaded = get_runtime(settings)
+        loaded = get_worker_state(settings)
         _load_before_ready(loaded, settings)
         return loaded
 
@@ -84,7 +84,7 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
 def _load_before_ready(runtime: Any, settings: Any) -> None:
     """The model and the embedder's weights (or Gemini's key check) before the first message."""
     started = time.monotonic()
-    from worker.serving import warm_up
+    from worker.served_model import warm_up
 
     model = runtime.models.current()  # fail fast: no model, or a model of another embedder
     warm_up(runtime.embedder)  # weights loaded now, not at the first batch; Gemini: a refused key here
@@ -119,7 +119,7 @@ class _Watch:
         app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
         if not settings.metrics_port:
             return cls(heartbeat)
-        from worker.backlog import BacklogCollector
+        from shared.wire.backlog import BacklogCollector
         from worker.drift_metrics import DriftCollector
         from worker.exporter import start_exporter
         from worker.live_stats import Publisher
@@ -148,7 +148,7 @@ ALLOW_DUPLICATES = click.option(
 
 
 def _unique_posts(posts: list[dict[str, Any]], source: str, allow_duplicates: bool) -> list[dict[str, Any]]:
-    from worker.files import last_post_per_id
+    from cli.posts_from_file import last_post_per_id
 
     kept, dropped = last_post_per_id(posts, source=source, allow_duplicates=allow_duplicates)
     if dropped:
@@ -171,8 +171,8 @@ def enqueue(file: Path, id_column: str, text_column: str, allow_duplicates: bool
       topicq enqueue posts.jsonl        # lines like {"id": "p1", "text": "..."}
       topicq enqueue posts.csv --id-column post_id --text-column body
     """
-    from worker.client import check_broker, enqueue_many
-    from worker.files import read_posts
+    from cli.posts_from_file import read_posts
+    from shared.wire.producer import check_broker, enqueue_many
 
     posts = _unique_posts(read_posts(file, id_column=id_column, text_column=text_column), str(file),
                           allow_duplicates)
@@ -195,7 +195,7 @@ def _dataset_posts(dataset: str, groups: tuple[str, ...], subset: str, data_home
                                data_home=data_home)
         return [{"id": i, "text": t, "metadata": {"group": label}}
                 for i, t, label in zip(data.ids, data.texts, data.labels, strict=True)]
-    from worker.files import read_posts
+    from cli.posts_from_file import read_posts
 
     path = Path(dataset)
     if not path.is_file():
@@ -250,8 +250,8 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
     """
     from tqdm import tqdm
 
-    from worker.backfill import BackfillReport, queue_model
-    from worker.backfill import backfill as run_backfill
+    from cli.backfill import BackfillReport, queue_model
+    from cli.backfill import backfill as run_backfill
 
     source = file or dataset
     if not source:
@@ -270,7 +270,7 @@ def backfill(file: str | None, dataset: str | None, groups: tuple[str, ...], sub
         _backfill_with_batch_api(posts, settings, chunk=chunk, dry_run=dry_run, poll_s=poll_s)
         return
     if not (dry_run or wait_only):  # before the workers' records are read: say Redis is down, not "no worker"
-        from worker.client import check_broker
+        from shared.wire.producer import check_broker
 
         check_broker(settings.redis_url)
     name, assumed = (model or settings.model_name, None) if dry_run else queue_model(settings, model)
@@ -306,8 +306,8 @@ def _interrupted(message: str) -> NoReturn:
 
 def _wait_only(posts: list[dict[str, Any]], settings: Any, *, timeout_s: float) -> None:
     """`--wait-only`: the rows of the source's valid posts, whenever they were written; nothing is sent."""
-    from worker.backfill import BackfillReport, valid_posts
-    from worker.wait import ANY_TIME
+    from cli.backfill import BackfillReport, valid_posts
+    from cli.wait_for_rows import ANY_TIME
 
     report = BackfillReport()
     post_ids = [post.id for post in valid_posts(posts, settings=settings, report=report)]
@@ -327,7 +327,7 @@ def _wait_for_rows(settings: Any, post_ids: list[str], *, since: datetime, timeo
     """Until every sent post has a row; exit 1 when some have none in time, or failed or were rejected."""
     from tqdm import tqdm
 
-    from worker.wait import wait_for_rows
+    from cli.wait_for_rows import wait_for_rows
 
     try:
         with tqdm(total=len(post_ids), unit="post", desc="classified", file=sys.stderr) as bar:
@@ -350,8 +350,8 @@ def _backfill_with_batch_api(posts: list[dict[str, Any]], settings: Any, *, chun
                              dry_run: bool, poll_s: float) -> None:
     from tqdm import tqdm
 
-    from shared.embedders.gemini_batch import GeminiBatchEmbedder
-    from worker.gemini_backfill import CHUNK, backfill_with_batch_api
+    from cli.gemini_backfill import CHUNK, backfill_with_batch_api
+    from shared.model.embedders.gemini_batch import GeminiBatchEmbedder
 
     states: dict[str, str] = {}
 
@@ -418,8 +418,8 @@ def _model_ref(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 
 def _check_registered(db_url: str, model: str | None) -> None:
     """A mistyped --model is an error, not an empty answer."""
-    from shared import registry
     from shared.errors import ModelError
+    from shared.model import registry
 
     if model is None:
         return
@@ -459,7 +459,7 @@ def results(label: str | None, model: str | None, min_score: float | None, statu
       topicq results --since 2026-11-30T14:21:00Z
       topicq results --model topics:3      # a challenger's rows, scored in shadow
     """
-    from shared.results import query_results
+    from shared.database.results import query_results
 
     db_url = get_settings().db_url
     _check_registered(db_url, model)
@@ -485,8 +485,8 @@ def stats(model: str | None, fmt: str, shadow: bool) -> None:
       topicq stats --model topics
       topicq stats --shadow                # the production and the challenger's rows side by side
     """
-    from shared.results import stats as compute
-    from shared.serving_status import TTL_S, worker_states
+    from shared.database.results import stats as compute
+    from worker.serving_status import TTL_S, worker_states
 
     db_url = get_settings().db_url
     _check_registered(db_url, model)
@@ -538,7 +538,7 @@ def _print_stats_side_by_side(summary: dict[str, Any], challengers: dict[str, di
 def _check_queue_serves(settings: Any, name: str) -> None:
     """Refuse to send `name`'s posts where the workers serve another model: their rows would be lost."""
     from shared.errors import ConfigError
-    from shared.serving_status import worker_states
+    from worker.serving_status import worker_states
 
     if name != settings.model_name:
         raise ConfigError(f"this shell sends to queue {settings.queue!r}, served for MODEL_NAME="
@@ -566,8 +566,8 @@ def retry_failed(model: str | None, limit: int | None) -> None:
       topicq retry-failed
       MODEL_NAME=gq QUEUE=gq topicq retry-failed --model gq:2
     """
-    from shared.results import drop_replaced_failed_rows, failed_rows
-    from worker.client import Producer, check_broker
+    from shared.database.results import drop_replaced_failed_rows, failed_rows
+    from shared.wire.producer import Producer, check_broker
 
     settings = get_settings()
     name, _, version = (model or settings.model_name).partition(":")

@@ -50,10 +50,10 @@ class Settings(BaseSettings):
     local_batch_size: int = 64  # at most this many posts per forward pass of the torch encoders
     # The torch encoder (local) batches by tokens: length-sorted posts, (posts x longest)
     # <= this. Sorted batches pay almost no padding; 4,096 bounds the attention buffers (memory).
-    # The onnx encoders run each post alone (shared/embedders/onnx.py says why).
+    # The onnx encoders run each post alone (shared/model/embedders/onnx.py says why).
     embed_batch_tokens: int = 4096
     # Threads of the onnx encoder; 0 = every core this process may use. The classifier (TensorFlow)
-    # runs after the encoder in the same thread, so the two never compete (shared/threads.py).
+    # runs after the encoder in the same thread, so the two never compete (shared/model/threads.py).
     encoder_threads: int = 0
     # Where the onnx encoder files are built and kept; default $XDG_CACHE_HOME (~/.cache)/topicq/encoders.
     encoder_dir: Path | None = None
@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     dead_letter_max_bytes: int = Field(default=64 * 2**20, ge=2**16)
     cache_embeddings: bool = True  # workers reuse embeddings of texts seen before
 
-    # The review flag (shared/review.py): a post is flagged when its top probability is below
+    # The review flag (shared/improvement/review.py): a post is flagged when its top probability is below
     # REVIEW_BELOW or its lead over the runner-up below REVIEW_MARGIN, or when it is out of domain.
     # Chosen on the sci benchmark (bench/review.py, bench/results/review.md; 4 classes): together they
     # flag 13.5% of the in-domain test posts and hold 87% of the model's mistakes (accuracy 0.994 on

@@ -34,8 +34,8 @@ def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from shared.db import get_engine
-    from shared.migrate import upgrade
+    from shared.database.connection import get_engine
+    from shared.database.migrate import upgrade
 
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"

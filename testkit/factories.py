@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import registry
-from shared.classifier import TopicClassifier
-from shared.domain import calibrate
-from shared.embedders.base import Embedder
-from shared.embedders.fake import FakeEmbedder
-from shared.preprocess import PREPROCESS_VERSION, preprocess
-from shared.reference import compute_reference, save_reference
-from shared.store import ModelMeta, TopicModel
+from shared.improvement.drift_reference import compute_reference, save_reference
+from shared.model import registry
+from shared.model.classifier import TopicClassifier
+from shared.model.embedders.base import Embedder
+from shared.model.embedders.fake import FakeEmbedder
+from shared.model.out_of_domain import calibrate
+from shared.model.preprocess import PREPROCESS_VERSION, preprocess
+from shared.model.store import ModelMeta, TopicModel
 
 # Each topic has its own vocabulary, so the fake (bag-of-words) embedder separates them.
 TOPICS = {

@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from shared.embedders.base import l2_normalise
+from shared.model.embedders.base import l2_normalise
 from testkit.fake_gemini_batches import FakeBatches
 from testkit.fake_gemini_replies import Reply, check_request, error_reply, quota_reply
 
@@ -118,7 +118,7 @@ def fake_vectors(texts: list[str], dim: int) -> list[list[float]]:
     return cast(list[list[float]], (unit * np.asarray(scales)[:, None]).tolist())
 
 
-_WORD = re.compile(r"\w+")  # as shared.embedders.fake splits words
+_WORD = re.compile(r"\w+")  # as shared.model.embedders.fake splits words
 
 
 @lru_cache(maxsize=200_000)

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from shared.results import count_rows
+from shared.database.results import count_rows
 
 # The topicq package's folder: the worker imports the same code as the process that starts it.
 CODE_ROOT = Path(__file__).resolve().parents[1]

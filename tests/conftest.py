@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.migrate import upgrade
+from shared.database.migrate import upgrade
 from shared.settings import get_settings
 from testkit.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
 

@@ -121,6 +121,6 @@ def test_grafana_has_no_anonymous_access_and_its_admin_password_is_required() ->
 
 
 def test_nothing_in_compose_can_control_workers_through_the_broker() -> None:
-    # Flower's pages need Celery's remote control, which the workers turn off (worker/celery_config.py).
+    # Flower's pages need Celery's remote control, which the workers turn off (shared/wire/celery_config.py).
     text = (ROOT / "docker-compose.yml").read_text().lower()
     assert "flower" not in text

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared.embedders.fake import FakeEmbedder
+from shared.model.embedders.fake import FakeEmbedder
 from testkit.factories import register_fake_model
 
 

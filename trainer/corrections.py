@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.corrections import CorrectedPost
-from shared.preprocess import preprocess
+from shared.improvement.corrections import CorrectedPost
+from shared.model.preprocess import preprocess
 from trainer.datasets import Dataset
 
 

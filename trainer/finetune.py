@@ -7,9 +7,9 @@ post closer and pushes its nearest other-label post away, by a cosine margin.
 Each post is embedded once per step, and every pair in the batch counts; on
 (b) it beat SetFit's default (cosine loss on sampled pairs, which scored below
 the frozen encoder). Then, as for the packaged encoder
-(shared/embedders/onnx_export.py), the tuned weights are exported to ONNX,
+(shared/model/embedders/onnx_export.py), the tuned weights are exported to ONNX,
 quantised to int8 and checked faithful, here to the tuned torch model. The
-file goes into the version (shared/embedders/tuned.py says how workers find
+file goes into the version (shared/model/embedders/tuned.py says how workers find
 it); topicq's own classifier, not SetFit's head, is fitted on its vectors.
 
 The tuning and the export run in a child process (`python -m trainer.finetune
@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.embedders import Embedder, kind_for_id
-from shared.embedders.onnx import OnnxEmbedder
-from shared.embedders.tuned import ENCODER_FILE, tuned_embedder
 from shared.errors import ConfigError, ModelError, TopicqError
+from shared.model.embedders import Embedder, kind_for_id
+from shared.model.embedders.onnx import OnnxEmbedder
+from shared.model.embedders.tuned import ENCODER_FILE, tuned_embedder
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _tune_and_export(workdir: Path, *, progress: bool) -> dict[str, Any]:
     tuned_dir = workdir / "tuned-model"
     _tune(texts, request["labels"], tuned_dir, config, seed=request["seed"], progress=progress)
     tuned_seconds = time.perf_counter() - started
-    from shared.embedders.onnx_export import PROBE_TEXTS, build
+    from shared.model.embedders.onnx_export import PROBE_TEXTS, build
 
     try:
         cosine = build(workdir / ENCODER_FILE, quantization="int8", weights=tuned_dir, reference=tuned_dir,
@@ -137,7 +137,7 @@ def _tune(texts: list[str], labels: list[str], out: Path, config: FinetuneConfig
     from sentence_transformers.losses import BatchHardTripletLoss
     from setfit import SetFitModel, Trainer, TrainingArguments
 
-    from shared.embedders.onnx_export import source_dir
+    from shared.model.embedders.onnx_export import source_dir
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # weight loading and saving; the tuning keeps its own

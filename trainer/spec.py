@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.classifier import VALIDATION_SPLIT
 from shared.errors import DatasetError
+from shared.model.classifier import VALIDATION_SPLIT
 from trainer.datasets import (
     NEWSGROUPS,
     Dataset,

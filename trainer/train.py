@@ -21,25 +21,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared import registry
-from shared.cache import CachedEmbedder, CacheStats
-from shared.domain import DomainReference
-from shared.domain import calibrate as calibrate_domain
-from shared.embedders import Embedder, make_embedder, make_embedder_for
+from shared.database.migrate import ensure_schema
 from shared.errors import DatasetError
-from shared.migrate import ensure_schema
-from shared.preprocess import PREPROCESS_VERSION, preprocess
-from shared.reference import Reference, compute_reference, save_reference
-from shared.review import ReviewPolicy, flagged_shares
+from shared.improvement.drift_reference import Reference, compute_reference, save_reference
+from shared.improvement.review import ReviewPolicy, flagged_shares
+from shared.model import registry
+from shared.model.embedders import Embedder, make_embedder, make_embedder_for
+from shared.model.embedding_cache import CachedEmbedder, CacheStats
+from shared.model.out_of_domain import DomainReference
+from shared.model.out_of_domain import calibrate as calibrate_domain
+from shared.model.preprocess import PREPROCESS_VERSION, preprocess
+from shared.model.store import ModelMeta, TopicModel
 from shared.settings import Settings, get_settings
-from shared.store import ModelMeta, TopicModel
 from trainer.datasets import NEWSGROUPS, Dataset
 from trainer.evaluation import compute_metrics, write_report
-from trainer.seen import seen_in_training, write_training_digests
 from trainer.spec import DataSpec
+from trainer.training_digests import seen_in_training, write_training_digests
 
 if TYPE_CHECKING:
-    from shared.classifier import TopicClassifier
+    from shared.model.classifier import TopicClassifier
     from trainer.finetune import FinetuneConfig, TunedEncoder
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def fit_with_self_training(config: TrainConfig, inputs: ModelInputs, labels: lis
                            unlabeled: ModelInputs | None = None) -> Fitted:
     """The classifier `config` describes, fitted on labelled inputs, then again with the unlabeled
     posts it labels confidently (when `unlabeled` has any and self-training is on)."""
-    from shared.classifier import TopicClassifier
+    from shared.model.classifier import TopicClassifier
 
     def fit(x: ModelInputs, y: list[str], title: str) -> tuple[TopicClassifier, FitRecord]:
         classifier = TopicClassifier(hidden=config.hidden, dropout=config.dropout, epochs=config.epochs,
@@ -241,7 +241,7 @@ def _check_trainable(train: Dataset, test: Dataset) -> None:
 
 
 def _with_corrections(settings: Settings, name: str, train: Dataset, test: Dataset) -> Dataset:
-    from shared.corrections import corrections
+    from shared.improvement.corrections import corrections
     from trainer.corrections import add_corrections
 
     corrected = corrections(settings.db_url, model_name=name)
@@ -400,7 +400,7 @@ def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test
 def _publish(settings: Settings, meta: ModelMeta, run: _Run, train_labels: list[str], *,
              promote_to: str | None, encoder: Path | None = None) -> tuple[int, Path, list[Path]]:
     """Publish the version with what goes beside it: training digests, drift reference, model card."""
-    # Out of domain: calibrated on the labelled training posts (shared/domain.py).
+    # Out of domain: calibrated on the labelled training posts (shared/model/out_of_domain.py).
     domain = calibrate_domain(run.x_train.vectors, train_labels)
     files: list[Path] = []
 

@@ -1,1 +1,1 @@
-"""topicq workers: Celery app and tasks, the classify pipeline, enqueue client, backfill, results."""
+"""The worker process: Celery app and tasks, the classify pipeline, the served model, metrics and presence."""

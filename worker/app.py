@@ -1,7 +1,7 @@
 """The Celery application of the workers: the shared settings plus the two tasks.
 
 `celery -A worker.app worker` or `topicq worker` run it. Producers do not import
-it (worker/client.py needs only worker/celery_config.py and worker/protocol.py).
+it (shared/wire/producer.py needs only shared/wire/celery_config.py and shared/wire/protocol.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import Celery
 
 from shared.settings import Settings, get_settings
-from worker.celery_config import celery_config
+from shared.wire.celery_config import celery_config
 
 
 def make_app(settings: Settings | None = None) -> Celery:

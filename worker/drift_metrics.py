@@ -1,7 +1,7 @@
 """The drift figures of `topicq drift` as Prometheus gauges, for alerts without a cron job.
 
 At a scrape, the served version's drift sums of the last DRIFT_METRICS_WINDOW_S are
-compared with its reference (shared/drift.py), exactly as `topicq drift` compares
+compared with its reference (shared/improvement/drift.py), exactly as `topicq drift` compares
 one window. The answer is kept for CACHE_S, so frequent scrapes of many workers cost
 the database one query each half minute per worker. Every worker of a model reports
 the same figures: aggregate with max().
@@ -19,11 +19,11 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared import registry
-from shared.db import utcnow
-from shared.drift import Thresholds, WindowReport, compare
-from shared.drift_sums import bucket_start, window_sums
-from shared.reference import load_reference
+from shared.database.connection import utcnow
+from shared.improvement.drift import Thresholds, WindowReport, compare
+from shared.improvement.drift_reference import load_reference
+from shared.improvement.drift_sums import bucket_start, window_sums
+from shared.model import registry
 
 log = logging.getLogger(__name__)
 

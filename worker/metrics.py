@@ -10,7 +10,7 @@ batch: a post must not fail because a figure could not be kept.
     topicq_end_to_end_seconds         producer's send stamp -> row committed, per post
     topicq_end_to_end_unstamped_total posts whose message carried no usable stamp
     topicq_bad_send_stamps_total      stamps that were not a recent time in epoch seconds (ignored, the
-                                      post is not refused; worker/protocol.py, MAX_STAMP_AGE_S)
+                                      post is not refused; shared/wire/protocol.py, MAX_STAMP_AGE_S)
     topicq_queue_depth{queue}, topicq_oldest_message_age_seconds{queue}   read from Redis at scrape
     topicq_retries_total{reason}, topicq_rate_limit_wait_seconds
     topicq_embedding_cache_hits_total / _misses_total
@@ -36,7 +36,7 @@ from shared.errors import (
     RateLimitedError,
     TopicqError,
 )
-from worker.envelope import valid_stamp
+from shared.wire.envelope import valid_stamp
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def time_rate_limits(embedder: Any) -> None:
         embedder = getattr(embedder, "inner", None)
 
 
-# What worker/backlog.py's BacklogCollector exports, read from Redis at scrape time.
+# What shared/wire/backlog.py's BacklogCollector exports, read from Redis at scrape time.
 BACKLOG_GAUGES = ("topicq_redis_up", "topicq_queue_depth", "topicq_queue_messages",
                   "topicq_oldest_message_age_seconds")
 

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.cache import CachedEmbedder
-from shared.db import utcnow
-from shared.embedders.base import Embedder
+from shared.database.connection import utcnow
+from shared.database.results import ResultRow, Status, write_rows
 from shared.errors import (
     ConfigError,
     InvalidPostError,
@@ -27,17 +26,18 @@ from shared.errors import (
     TopicqError,
     TransientError,
 )
-from shared.preprocess import preprocess
-from shared.results import ResultRow, Status, write_rows
-from shared.review import ReviewPolicy, flag_row, review_flags
+from shared.improvement.review import ReviewPolicy, flag_row, review_flags
+from shared.model.embedders.base import Embedder
+from shared.model.embedding_cache import CachedEmbedder
+from shared.model.preprocess import preprocess
+from shared.model.store import TopicModel
 from shared.settings import Settings
-from shared.store import TopicModel
+from shared.wire.payload import Post, parse_post, storable_metadata
 from worker import metrics
-from worker.embedded import EmbeddedBatch
-from worker.followers import BatchFollowers
-from worker.payload import Post, parse_post, storable_metadata
+from worker.after_batch import BatchFollowers
+from worker.embedded_batch import EmbeddedBatch
 from worker.retry_policy import RetryPolicy
-from worker.serving import ModelServer, Served
+from worker.served_model import ModelServer, Served
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@
 
 A post whose attempts reach MAX_RETRIES is recorded `failed` (`topicq retry-failed`
 sends it again). On redis:// the transport parks a message due later until it is
-due (worker/transport.py). Elsewhere (rediss://) a worker holds a message with a
+due (shared/wire/transport.py). Elsewhere (rediss://) a worker holds a message with a
 countdown unacknowledged until it is due, and Redis would deliver it a second time
 after VISIBILITY_TIMEOUT_S: so no countdown exceeds half that timeout, and a
 longer wait is taken in steps: the

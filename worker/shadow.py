@@ -19,12 +19,12 @@ import threading
 import time
 from dataclasses import replace
 
-from shared import registry
+from shared.database.results import ResultRow, Status
 from shared.errors import ModelError
-from shared.results import ResultRow, Status
-from shared.review import ReviewPolicy, flag_row, review_flags
-from shared.store import TopicModel
-from worker.embedded import EmbeddedBatch
+from shared.improvement.review import ReviewPolicy, flag_row, review_flags
+from shared.model import registry
+from shared.model.store import TopicModel
+from worker.embedded_batch import EmbeddedBatch
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ messages even when the batch function raises. Posts to retry are sent again
 RetryPolicy step, the due time in DUE_HEADER when the wait is longer) *before*
 the batch returns and is acknowledged, so a crash in between can only
 duplicate, never lose. A message that arrives before its due time (on transports
-that do not park it: worker/transport.py does) is passed on unprocessed.
+that do not park it: shared/wire/transport.py does) is passed on unprocessed.
 """
 
 from __future__ import annotations
@@ -19,15 +19,21 @@ from celery import Celery, Task
 from celery_batches import Batches, SimpleRequest
 from sqlalchemy.exc import DBAPIError
 
+from shared.database.results import ResultRow, Status, write_rows
 from shared.errors import DatabaseUnavailableError
-from shared.results import ResultRow, Status, write_rows
 from shared.settings import Settings
+from shared.wire.payload import Post, payload_from_call
+from shared.wire.protocol import (
+    ATTEMPT_HEADER,
+    CLASSIFY_CHUNK_TASK,
+    CLASSIFY_TASK,
+    DUE_HEADER,
+    SENT_AT_HEADER,
+)
 from worker import heartbeat, metrics
-from worker.payload import Post, payload_from_call
 from worker.pipeline import BatchReport, process
-from worker.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, DUE_HEADER, SENT_AT_HEADER
 from worker.retry_policy import RetryPolicy
-from worker.runtime import get_runtime
+from worker.worker_state import get_worker_state
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +75,7 @@ def _send_again(task: Task, policy: RetryPolicy, kwargs: dict[str, Any], *, atte
 
 
 def _run(payloads: list[Any], attempts: list[int], settings: Settings) -> BatchReport:
-    runtime = get_runtime(settings)
+    runtime = get_worker_state(settings)
     try:
         # No embedder of its own: each batch takes the served version and its embedder together.
         report = process(payloads, settings=settings, models=runtime.models,

@@ -1,15 +1,15 @@
-"""What a worker does with the transport's events (worker/transport.py `event_hook`): count them in
-its metrics, and record the posts of a dead letter `rejected` (worker/dead_letters.py)."""
+"""What a worker does with the transport's events (shared/wire/transport.py `event_hook`): count them in
+its metrics, and record the posts of a dead letter `rejected` (shared/wire/dead_letters.py)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from worker import metrics
-from worker.dead_letters import record_rejected
+from worker.rejected_posts import record_rejected
 
 if TYPE_CHECKING:
-    from worker.transport import TransportEvent
+    from shared.wire.transport import TransportEvent
 
 
 def handle(event: TransportEvent) -> None:

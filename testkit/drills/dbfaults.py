@@ -29,8 +29,8 @@ from pathlib import Path
 
 from sqlalchemy import func, make_url, select
 
-from shared.db import get_engine, session_scope
-from shared.results import Result
+from shared.database.connection import get_engine, session_scope
+from shared.database.results import Result
 from testkit import wire
 from testkit.databases import admin_sql
 from testkit.drills.harness import (
@@ -229,7 +229,8 @@ class StartSize:
 def run_down_at_start(size: StartSize, workdir: Path) -> DrillResult:
     import redis
 
-    from worker.dead_letters import dead_letter_key, pending_key
+    from shared.wire.dead_letters import dead_letter_key
+    from worker.rejected_posts import pending_key
 
     with PrivateRedis(aof=False) as broker, PrivatePostgres() as database:
         db_url = database.url
@@ -350,7 +351,7 @@ def _resend(env: dict[str, str], timeout: float, *args: str) -> tuple[int | None
 
 
 def run_resend(size: ResendSize, workdir: Path) -> DrillResult:
-    from worker.dead_letters import count, dead_letter_key, make_record
+    from shared.wire.dead_letters import count, dead_letter_key, make_record
 
     with PrivateRedis(aof=False) as broker, fresh_database() as db_url:
         stage = start_stage(db_url=db_url, redis_url=broker.url(), workdir=workdir, log_name="resend-1.log")

@@ -25,8 +25,8 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from shared.db import get_engine, session_scope
-from shared.results import Result
+from shared.database.connection import get_engine, session_scope
+from shared.database.results import Result
 from shared.settings import Settings
 from testkit.worker_process import WorkerProcess, count_rows
 
@@ -94,7 +94,7 @@ def settings_for(env: dict[str, str]) -> Settings:
 
 def prepare_database(db_url: str, model_dir: Path, **model: Any) -> int:
     """Migrate, install the write ledger, register and promote a model; returns its version."""
-    from shared.migrate import upgrade
+    from shared.database.migrate import upgrade
     from testkit.factories import register_fake_model
 
     upgrade(db_url)
@@ -187,8 +187,8 @@ def stream(settings: Settings, posts: list[dict[str, Any]], send_s: float, malfo
 
     A send that fails is recorded in `errors` and the stream goes on (that post is then lost).
     """
-    from worker.client import Producer
-    from worker.protocol import CLASSIFY_TASK
+    from shared.wire.producer import Producer
+    from shared.wire.protocol import CLASSIFY_TASK
 
     producer = Producer(settings)
     started = time.monotonic()
@@ -239,7 +239,7 @@ def queue_left(redis_url: str, queue: str) -> dict[str, int]:
     """Messages still queued, in flight or unacknowledged: all 0 when a drill is over."""
     import redis
 
-    from worker.transport import inflight_key
+    from shared.wire.transport import inflight_key
 
     with redis.Redis.from_url(redis_url) as client:
         return {"queued": int(client.llen(queue)), "in_flight": int(client.llen(inflight_key(queue))),

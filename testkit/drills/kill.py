@@ -39,7 +39,7 @@ class KillSize:
 
 
 def run(size: KillSize, workdir: Path) -> DrillResult:
-    from worker.backfill import backfill
+    from cli.backfill import backfill
 
     rng = random.Random(size.seed)
     with PrivateRedis(aof=False) as broker, fresh_database() as db_url:

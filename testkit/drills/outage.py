@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.results import Result
+from shared.database.connection import session_scope
+from shared.database.results import Result
 from testkit.drills.harness import (
     DrillResult,
     common_failures,
@@ -62,7 +62,7 @@ def run(size: OutageSize, workdir: Path) -> DrillResult:
         book = ledger(db_url, [str(p["id"]) for p in posts])
         with session_scope(db_url) as session:
             attempts = dict(session.execute(select(Result.attempts, func.count()).group_by(Result.attempts)).all())
-    from shared.db import get_engine
+    from shared.database.connection import get_engine
 
     get_engine(db_url).dispose()
     malformed = sum(1 for i in range(size.posts) if size.malformed_every and i % size.malformed_every == 0)

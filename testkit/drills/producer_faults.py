@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from shared.db import session_scope
+from shared.database.connection import session_scope
 from testkit import wire
 from testkit.drills import producer_clients as clients
 from testkit.drills.harness import (
@@ -212,7 +212,7 @@ def _wait_taken(redis_url: str, queue: str, timeout: float) -> dict[str, int]:
     """Wait until the worker has taken every message off the queue; what it then holds."""
     import redis
 
-    from worker.transport import inflight_key
+    from shared.wire.transport import inflight_key
 
     deadline = time.monotonic() + timeout
     with redis.Redis.from_url(redis_url) as client:

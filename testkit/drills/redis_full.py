@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.health import check_redis
 from testkit import wire
 from testkit.drills.harness import (
     DrillResult,
@@ -26,7 +27,6 @@ from testkit.drills.harness import (
 from testkit.drills.services import PrivateRedis, fresh_database
 from testkit.factories import make_posts
 from testkit.worker_process import WorkerProcess
-from worker.health import check_redis
 
 
 @dataclass
@@ -68,7 +68,7 @@ def run(size: RedisFullSize, workdir: Path) -> DrillResult:
             worker.stop()
         exit_code = worker.process.returncode if worker.process else None
         book = ledger(db_url, [str(p["id"]) for p in posts])
-        from shared.db import get_engine
+        from shared.database.connection import get_engine
 
         get_engine(db_url).dispose()
     if health.ok or "full" not in health.detail:

@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from shared.db import session_scope
-from shared.results import Result
+from shared.database.connection import session_scope
+from shared.database.results import Result
 from testkit.drills.harness import (
     DrillResult,
     base_env,
@@ -60,8 +60,8 @@ class SecuritySize:
 
 def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
     """Posts through a Redis that needs a password, plus one pickled message; the password stays out of logs."""
+    from shared.wire.protocol import CLASSIFY_TASK
     from testkit.wire import raw_message
-    from worker.protocol import CLASSIFY_TASK
 
     password = f"drill-pw-{secrets.token_hex(8)}"
     with PrivateRedis(aof=False, password=password) as broker, fresh_database() as db_url:
@@ -99,12 +99,12 @@ def password_redis(size: SecuritySize, workdir: Path) -> dict[str, Any]:
 
 def tampered_model(workdir: Path) -> dict[str, Any]:
     """Change model files after registration: loading refuses them, a worker will not start on them."""
-    from shared import registry
-    from shared.embedders.fake import FakeEmbedder
     from shared.errors import ModelError
-    from shared.store import META_FILE, MODEL_FILE
+    from shared.model import registry
+    from shared.model.embedders.fake import FakeEmbedder
+    from shared.model.store import META_FILE, MODEL_FILE
     from testkit.factories import register_fake_model
-    from worker.serving import ModelServer
+    from worker.served_model import ModelServer
 
     found: dict[str, Any] = {}
     with fresh_database() as db_url:
@@ -153,7 +153,7 @@ def injections(workdir: Path) -> dict[str, Any]:
     from click.testing import CliRunner
 
     from cli.main import main
-    from shared.results import DONE, ResultRow, write_rows
+    from shared.database.results import DONE, ResultRow, write_rows
     from shared.settings import get_settings
 
     outcome: dict[str, Any] = {"attempts": len(INJECTIONS), "leaked": [], "changed": False, "crashed": []}
@@ -185,7 +185,7 @@ def injections(workdir: Path) -> dict[str, Any]:
                 os.environ["DATABASE_URL"] = saved
             get_settings.cache_clear()
         outcome["changed"] = _fingerprint(db_url) != before
-        from shared.db import get_engine
+        from shared.database.connection import get_engine
 
         get_engine(db_url).dispose()
     return outcome

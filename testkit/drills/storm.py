@@ -42,8 +42,8 @@ class StormSize:
 
 def register_gemini_model(db_url: str, model_dir: Path, key: str, base_url: str) -> int:
     """A model trained on the fake Gemini's vectors, registered under the gemini embedder id."""
-    from shared.embedders.gemini import GeminiEmbedder
-    from shared.migrate import upgrade
+    from shared.database.migrate import upgrade
+    from shared.model.embedders.gemini import GeminiEmbedder
     from testkit.factories import register_fake_model
 
     upgrade(db_url)
@@ -82,8 +82,8 @@ def run(size: StormSize, workdir: Path) -> DrillResult:
             worker.stop()
         book = ledger(db_url, [str(p["id"]) for p in posts])
         outcomes = fake.outcomes()
-        from shared.db import session_scope
-        from shared.results import Result
+        from shared.database.connection import session_scope
+        from shared.database.results import Result
 
         with session_scope(db_url) as session:
             from sqlalchemy import select

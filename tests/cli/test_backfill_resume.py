@@ -11,12 +11,12 @@ import redis
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared import registry
+from shared.database.results import DONE, ResultRow, write_rows
+from shared.model import registry
 from shared.redis_keys import UNACKED as UNACKED_KEY
 from shared.redis_keys import delayed_key, inflight_key, priority_key
-from shared.results import DONE, ResultRow, write_rows
+from shared.wire.producer import Producer
 from testkit.worker_process import worker_env
-from worker.client import Producer
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def test_a_rerun_after_ctrl_c_sends_only_what_is_neither_done_nor_queued(
         [[], {"posts": [{"id": "p12", "text": "held for another queue"}]}, {}]).encode()).decode()}
     client.hset(UNACKED_KEY, "t-other", json.dumps([other, "", "another-queue"]))
     client.zadd(delayed_key(queue), {rest[3]: 2e9})
-    monkeypatch.setattr("worker.queued_posts.PAGE", 1)  # pages of one: every page is read
+    monkeypatch.setattr("shared.wire.queued_posts.PAGE", 1)  # pages of one: every page is read
     result = topicq("backfill", posts, "--chunk", "2")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
+from shared.database.results import DONE, ResultRow, write_rows
 from shared.errors import ConfigError
-from shared.results import DONE, ResultRow, write_rows
 from shared.settings import check_redis_url
 from testkit.factories import register_fake_model
 

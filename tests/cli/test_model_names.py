@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared import registry
 from shared.errors import ModelError
+from shared.model import registry
 from shared.settings import get_settings
 from testkit.factories import register_fake_model
 from tests.trainer.tables import post_rows, write_table

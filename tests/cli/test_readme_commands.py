@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from shared import registry
-from shared.results import DONE, ResultRow, write_rows
+from shared.database.results import DONE, ResultRow, write_rows
+from shared.model import registry
 from shared.settings import get_settings
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.worker_process import worker_env

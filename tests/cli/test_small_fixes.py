@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared.corrections import CorrectionInput, store_corrections
-from shared.results import DONE, ResultRow, write_rows
+from shared.database.results import DONE, ResultRow, write_rows
+from shared.improvement.corrections import CorrectionInput, store_corrections
 from testkit.factories import labelled_posts, register_fake_model
 from tests.trainer.tables import post_rows, write_table
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared import registry
-from shared.results import DONE, ResultRow, write_rows
+from shared.database.results import DONE, ResultRow, write_rows
+from shared.model import registry
 
 
 def topicq(*args: str) -> Result:

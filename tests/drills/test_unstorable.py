@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.results import DONE, REJECTED, Result, ResultRow, write_rows
-from worker.payload import parse_post
+from shared.database.connection import session_scope
+from shared.database.results import DONE, REJECTED, Result, ResultRow, write_rows
+from shared.wire.payload import parse_post
 
 pytestmark = pytest.mark.integration
 

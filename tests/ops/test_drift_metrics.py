@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from shared.db import utcnow
-from shared.drift import compare
-from shared.drift_sums import add_sums, bucket_start, window_sums
-from shared.preprocess import preprocess
-from shared.reference import load_reference
+from shared.database.connection import utcnow
+from shared.improvement.drift import compare
+from shared.improvement.drift_reference import load_reference
+from shared.improvement.drift_sums import add_sums, bucket_start, window_sums
+from shared.model.preprocess import preprocess
 from testkit.factories import make_posts, register_fake_model
 from testkit.off_domain import off_domain_posts
 from tests.shared.test_drift import sums_of

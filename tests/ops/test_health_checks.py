@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.health import check_database, check_worker
 from worker.exporter import start_exporter
-from worker.health import check_database, check_worker
 from worker.heartbeat import Heartbeat
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
+from shared.wire.producer import Producer
 from testkit.drills.services import PrivateRedis, ServiceUnavailable, free_port
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.worker_process import WorkerProcess, worker_env
 from tests.ops.scrape import scrape, total
-from worker.client import Producer
 
 pytestmark = pytest.mark.integration
 

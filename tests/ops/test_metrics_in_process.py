@@ -11,16 +11,16 @@ from collections.abc import Callable
 import pytest
 from celery import Celery
 
-from shared.embedders.fake import FakeEmbedder
+from shared.model.embedders.fake import FakeEmbedder
 from shared.settings import Settings
+from shared.wire.envelope import inspect
+from shared.wire.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, SENT_AT_HEADER, TASKS
 from testkit.factories import labelled_posts
 from testkit.wire import envelope
 from testkit.worker_process import wait_for_rows
 from tests.worker.test_pipeline import FlakyEmbedder
 from tests.worker.test_tasks_in_process import run_worker, settings, trained  # noqa: F401 - fixtures
 from worker import metrics
-from worker.envelope import inspect
-from worker.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, SENT_AT_HEADER, TASKS
 
 
 def value(name: str, **labels: str) -> float:

@@ -14,13 +14,13 @@ import pytest
 import redis
 
 from shared.settings import Settings
+from shared.wire.producer import Producer
+from shared.wire.protocol import CLASSIFY_TASK, SENT_AT_HEADER
 from testkit.drills.services import free_port
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.wire import envelope, raw_message
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
 from tests.ops.scrape import scrape, total
-from worker.client import Producer
-from worker.protocol import CLASSIFY_TASK, SENT_AT_HEADER
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from worker.backlog import Backlog
-from worker.status_view import build_view, quantile, render
+from cli.status_view import build_view, quantile, render
+from shared.wire.backlog import Backlog
 
 
 def test_quantile_interpolates_within_the_bucket_like_prometheus() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.cache import CachedEmbedder, CacheStats
-from shared.embedders.base import EmbedOutcome
-from shared.embedders.fake import FakeEmbedder
 from shared.errors import TransientError
+from shared.model.embedders.base import EmbedOutcome
+from shared.model.embedders.fake import FakeEmbedder
+from shared.model.embedding_cache import CachedEmbedder, CacheStats
 
 TEXTS = [f"post number {i} about orbit and moon" for i in range(7)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.classifier import TopicClassifier
+from shared.model.classifier import TopicClassifier
 
 
 def clusters(per_class: int = 20, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shared.comparison import compare_versions, guard_failures
-from shared.corrections import CorrectionInput, store_corrections
-from shared.results import ResultRow, Status, write_rows
+from shared.database.results import ResultRow, Status, write_rows
+from shared.improvement.comparison import compare_versions, guard_failures
+from shared.improvement.corrections import CorrectionInput, store_corrections
 
 # post: (label by version 1, label by version 2)
 LABELS = {"p1": ("space", "space"), "p2": ("space", "crypto"), "p3": ("crypto", "crypto"),

@@ -9,11 +9,12 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import DataError, IntegrityError
 
 from cli.main import main
-from shared import cache, registry
-from shared.db import ModelVersion, get_engine, session_scope
+from shared.database.connection import ModelVersion, get_engine, session_scope
+from shared.database.migrate import ensure_schema
+from shared.database.results import ResultRow, Status, write_rows
 from shared.errors import DatabaseUnavailableError
-from shared.migrate import ensure_schema
-from shared.results import ResultRow, Status, write_rows
+from shared.model import embedding_cache as cache
+from shared.model import registry
 from testkit.databases import ADMIN_URL as PG_ADMIN_URL
 
 UNREACHABLE = "postgresql+psycopg://topicq:hunter2@127.0.0.1:1/topicq?connect_timeout=2"

@@ -1,7 +1,7 @@
 """A database that refuses writes for any reason of its own is an outage, not the post's fault.
 
 Read-only (a replica after failover), a table renamed away, a missing catalog, permissions,
-disk full, lock timeouts...: the boundary (shared/db.py) turns them into
+disk full, lock timeouts...: the boundary (shared/database/connection.py) turns them into
 DatabaseUnavailableError, so the worker holds the posts and writes them once it recovers.
 Values the database refuses (DataError, an integrity error) stay the post's own fault.
 """
@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import make_url
 from sqlalchemy.exc import DataError, IntegrityError, InternalError, OperationalError, ProgrammingError
 
-from shared.db import database_errors, get_engine, is_unavailable
+from shared.database.connection import database_errors, get_engine, is_unavailable
+from shared.database.migrate import upgrade
+from shared.database.results import ResultRow, Status, query_results, write_rows
 from shared.errors import DatabaseUnavailableError
-from shared.migrate import upgrade
-from shared.results import ResultRow, Status, query_results, write_rows
 from testkit.databases import admin_sql
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.classifier import TopicClassifier
-from shared.dense_forward import FORWARD_FILE, DenseForward
-from shared.store import TopicModel, checksum
+from shared.model.classifier import TopicClassifier
+from shared.model.dense_forward import FORWARD_FILE, DenseForward
+from shared.model.store import TopicModel, checksum
 from testkit.factories import labelled_posts
 from tests.shared.test_store import meta_for
 
@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def posts(seed: int) -> tuple[np.ndarray, list[str], list[str]]:
-    from shared.embedders.fake import FakeEmbedder
-    from shared.preprocess import preprocess
+    from shared.model.embedders.fake import FakeEmbedder
+    from shared.model.preprocess import preprocess
 
     rows = labelled_posts(15, seed=seed)
     texts = [preprocess(text) for _, text, _ in rows]
@@ -74,8 +74,8 @@ def test_serving_a_version_imports_no_tensorflow(tmp_path: Path) -> None:
         "import numpy as np\n"
         "import worker.app, worker.tasks, worker.pipeline\n"
         "from pathlib import Path\n"
-        "from shared.store import TopicModel\n"
-        "from shared.threads import settle_classifier_threads\n"
+        "from shared.model.store import TopicModel\n"
+        "from shared.model.threads import settle_classifier_threads\n"
         "settle_classifier_threads(2)\n"
         f"model = TopicModel.load(Path({str(tmp_path)!r}), {sha!r})\n"
         f"x = np.array({x.tolist()!r}, dtype=np.float32)\n"

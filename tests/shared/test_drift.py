@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import registry
-from shared.drift import compare, label_drift
-from shared.drift_sums import BatchSums, add_sums, window_sums
-from shared.embedders.fake import FakeEmbedder
-from shared.preprocess import preprocess
-from shared.reference import Reference, load_reference
+from shared.improvement.drift import compare, label_drift
+from shared.improvement.drift_reference import Reference, load_reference
+from shared.improvement.drift_sums import BatchSums, add_sums, window_sums
+from shared.model import registry
+from shared.model.embedders.fake import FakeEmbedder
+from shared.model.preprocess import preprocess
 from testkit.factories import make_posts, register_fake_model
 from testkit.off_domain import off_domain_posts
 

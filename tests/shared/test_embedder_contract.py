@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from shared.embedders import Embedder
-from shared.embedders.fake import FakeEmbedder
-from shared.embedders.gemini import GeminiEmbedder
+from shared.model.embedders import Embedder
+from shared.model.embedders.fake import FakeEmbedder
+from shared.model.embedders.gemini import GeminiEmbedder
 from testkit.fake_gemini import running_fake_gemini
 
 TEXTS = ["The shuttle launch was delayed by weather.", "My car needs new brakes.",
@@ -19,7 +19,7 @@ TEXTS = ["The shuttle launch was delayed by weather.", "My car needs new brakes.
 @pytest.fixture(scope="module")
 def local_embedder() -> Embedder:
     """Loaded once: loading the model is most of the cost."""
-    from shared.embedders.local import LocalEmbedder
+    from shared.model.embedders.local import LocalEmbedder
 
     return LocalEmbedder()
 
@@ -34,7 +34,7 @@ def embedder(request: pytest.FixtureRequest) -> Iterator[Embedder]:
             yield gemini
             gemini.close()
     elif request.param == "local-onnx":
-        from shared.embedders.onnx import OnnxEmbedder
+        from shared.model.embedders.onnx import OnnxEmbedder
 
         yield OnnxEmbedder()  # 0.2 s to load once the encoder file is built (make install)
     else:

@@ -9,16 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.embedders import make_embedder
-from shared.embedders.base import l2_normalise
-from shared.embedders.gemini import PROMPT_PREFIX, GeminiEmbedder
 from shared.errors import (
     ConfigError,
     InvalidPostError,
     RateLimitedError,
     TransientError,
 )
-from shared.ratelimit import MemoryRateLimiter
+from shared.model.embedders import make_embedder
+from shared.model.embedders.base import l2_normalise
+from shared.model.embedders.gemini import PROMPT_PREFIX, GeminiEmbedder
+from shared.model.embedders.ratelimit import MemoryRateLimiter
 from shared.settings import Settings
 from testkit.fake_gemini import FakeGemini, fake_vector, running_fake_gemini
 

@@ -10,8 +10,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from shared.embedders.gemini_errors import DailyQuotaError, is_daily_quota, retry_delay, translate
 from shared.errors import ConfigError, InvalidPostError, RateLimitedError, TopicqError, TransientError
+from shared.model.embedders.gemini_errors import DailyQuotaError, is_daily_quota, retry_delay, translate
 from testkit.fake_gemini import running_fake_gemini
 
 

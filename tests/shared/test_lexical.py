@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.classifier import TopicClassifier
-from shared.embedders.fake import FakeEmbedder
 from shared.errors import ModelError
-from shared.lexical import LEXICON_FILE, Lexicon
-from shared.store import META_FILE, TopicModel
+from shared.model.classifier import TopicClassifier
+from shared.model.embedders.fake import FakeEmbedder
+from shared.model.lexical import LEXICON_FILE, Lexicon
+from shared.model.store import META_FILE, TopicModel
 from testkit.factories import labelled_posts
 from tests.shared.test_store import meta_for
 
@@ -79,7 +79,7 @@ def test_a_version_saved_before_inputs_existed_still_loads(tmp_path: Path) -> No
     meta = json.loads((tmp_path / META_FILE).read_text())
     del meta["inputs"]  # model.json as older versions wrote it
     (tmp_path / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    from shared.store import checksum
+    from shared.model.store import checksum
 
     loaded = TopicModel.load(tmp_path, checksum(tmp_path))
 

@@ -12,8 +12,8 @@ from testkit.databases import ADMIN_URL, throwaway_database
 
 
 def _upgrade(url: str, start_at: float) -> str | None:
-    from shared.db import get_engine
-    from shared.migrate import upgrade
+    from shared.database.connection import get_engine
+    from shared.database.migrate import upgrade
 
     get_engine(url)  # everything imported and connected beforehand: the migrations start together
     time.sleep(max(0.0, start_at - time.time()))

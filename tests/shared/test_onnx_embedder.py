@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.embedders import KINDS, kind_for_id, make_embedder
-from shared.embedders.batching import token_budget_batches
-from shared.embedders.onnx import OnnxEmbedder
-from shared.embedders.onnx_export import PROBE_TEXTS, build, mean_cosine, reference_vectors
 from shared.errors import ModelError
+from shared.model.embedders import KINDS, kind_for_id, make_embedder
+from shared.model.embedders.batching import token_budget_batches
+from shared.model.embedders.onnx import OnnxEmbedder
+from shared.model.embedders.onnx_export import PROBE_TEXTS, build, mean_cosine, reference_vectors
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_the_check_refuses_an_export_of_other_weights(tmp_path: Path) -> None:
     is never written where the embedder would load it."""
     from transformers import AutoConfig, AutoModel
 
-    from shared.embedders.onnx_export import source_dir
+    from shared.model.embedders.onnx_export import source_dir
 
     weights = tmp_path / "other-model"
     config = AutoConfig.from_pretrained(str(source_dir()))
@@ -75,8 +75,8 @@ def test_a_worker_process_on_onnx_imports_no_torch(int8: OnnxEmbedder, sqlite_ur
         "import json, sys\n"
         "from shared.settings import Settings\n"
         "import worker.app, worker.tasks, worker.pipeline\n"
-        "from worker.runtime import worker_embedder\n"
-        "from shared.threads import settle_classifier_threads\n"
+        "from worker.worker_state import worker_embedder\n"
+        "from shared.model.threads import settle_classifier_threads\n"
         "settle_classifier_threads(2)\n"
         f"embedder = worker_embedder(Settings(database_url={sqlite_url!r}))\n"
         "vectors = embedder.embed(['a post about the shuttle'])\n"

@@ -1,4 +1,4 @@
-from shared.preprocess import MAX_CHARS, preprocess, text_digest
+from shared.model.preprocess import MAX_CHARS, preprocess, text_digest
 
 # The first training post of 20 Newsgroups, as the tutorial shows it.
 TUTORIAL_POST = (

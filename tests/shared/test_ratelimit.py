@@ -8,7 +8,7 @@ import time
 import pytest
 
 from shared.errors import RateLimitedError, TransientError
-from shared.ratelimit import MemoryRateLimiter, RedisRateLimiter, estimate_tokens
+from shared.model.embedders.ratelimit import MemoryRateLimiter, RedisRateLimiter, estimate_tokens
 
 
 class FakeTime:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import registry
-from shared.db import Db, session_scope
+from shared.database.connection import Db, session_scope
 from shared.errors import ModelError
-from shared.store import META_FILE
+from shared.model import registry
+from shared.model.store import META_FILE
 from testkit.factories import register_fake_model
 
 
@@ -126,7 +126,7 @@ def test_the_history_migration_starts_from_the_aliases_already_set(tmp_path: Pat
     from alembic import command
     from sqlalchemy import text
 
-    from shared.migrate import alembic_config, upgrade
+    from shared.database.migrate import alembic_config, upgrade
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     command.upgrade(alembic_config(url), "0001")

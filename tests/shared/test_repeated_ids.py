@@ -4,7 +4,7 @@ logged by the worker), never silently counted done."""
 
 from __future__ import annotations
 
-from shared.results import ResultRow, Status, query_results, write_rows
+from shared.database.results import ResultRow, Status, query_results, write_rows
 
 
 def _row(post_id: str, status: Status = Status.DONE, label: str | None = "a") -> ResultRow:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.domain import calibrate
-from shared.review import LOW_MARGIN, LOW_SCORE, OUT_OF_DOMAIN, ReviewPolicy, assess
+from shared.improvement.review import LOW_MARGIN, LOW_SCORE, OUT_OF_DOMAIN, ReviewPolicy, assess
+from shared.model.out_of_domain import calibrate
 
 LABELS = ["crypto", "medicine", "space"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.classifier import TopicClassifier
 from shared.errors import ModelError
-from shared.store import META_FILE, MODEL_FILE, ModelMeta, TopicModel, read_meta
+from shared.model.classifier import TopicClassifier
+from shared.model.store import META_FILE, MODEL_FILE, ModelMeta, TopicModel, read_meta
 from tests.shared.test_classifier import clusters
 
 
@@ -76,7 +76,7 @@ def test_metadata_is_plain_json(fitted: TopicClassifier, tmp_path: Path) -> None
 
 
 def test_the_domain_reference_is_saved_checked_and_optional(fitted: TopicClassifier, tmp_path: Path) -> None:
-    from shared.domain import DOMAIN_FILE, calibrate
+    from shared.model.out_of_domain import DOMAIN_FILE, calibrate
 
     x, labels = clusters()
     sha = TopicModel(meta_for(fitted), fitted, domain=calibrate(x, labels)).save(tmp_path / "with")

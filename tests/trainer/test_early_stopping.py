@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.classifier import TopicClassifier
-from shared.embedders.fake import FakeEmbedder
-from shared.preprocess import preprocess
+from shared.model.classifier import TopicClassifier
+from shared.model.embedders.fake import FakeEmbedder
+from shared.model.preprocess import preprocess
 from testkit.factories import labelled_posts
 
 CAP = 150

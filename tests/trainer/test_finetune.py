@@ -14,19 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import registry
-from shared.embedders import kind_for_id, make_embedder, make_embedder_for
-from shared.embedders.tuned import ENCODER_FILE, file_tag
 from shared.errors import ConfigError, ModelError
+from shared.model import registry
+from shared.model.embedders import kind_for_id, make_embedder, make_embedder_for
+from shared.model.embedders.tuned import ENCODER_FILE, file_tag
+from shared.model.store import TopicModel
 from shared.settings import Settings
-from shared.store import TopicModel
+from shared.wire.producer import Producer
 from testkit.factories import labelled_posts
 from testkit.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
 from tests.trainer.tables import post_rows, write_table
 from trainer.finetune import FinetuneConfig, tune_encoder
 from trainer.train import TrainResult, run_evaluation, run_training
-from worker.client import Producer
-from worker.runtime import worker_embedder
+from worker.worker_state import worker_embedder
 
 TINY = FinetuneConfig(steps=2, batch_size=8, max_tokens=32)
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared.migrate import upgrade
+from shared.database.migrate import upgrade
 from shared.settings import get_settings
 from testkit.factories import register_fake_model
 from tests.trainer.tables import post_rows, write_table

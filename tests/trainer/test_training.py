@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from shared import registry
-from shared.embedders.fake import FakeEmbedder
 from shared.errors import DatasetError, ModelError
-from shared.reference import load_reference
+from shared.improvement.drift_reference import load_reference
+from shared.model import registry
+from shared.model.embedders.fake import FakeEmbedder
+from shared.model.store import META_FILE, MODEL_FILE, checksum
 from shared.settings import get_settings
-from shared.store import META_FILE, MODEL_FILE, checksum
 from tests.trainer.tables import post_rows, write_table
 from trainer.datasets import Dataset
 from trainer.evaluation import CARD_FILE, CONFUSION_PNG, CURVES_PNG

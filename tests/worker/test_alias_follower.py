@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from shared import registry
-from shared.embedders.fake import FakeEmbedder
 from shared.errors import DatabaseUnavailableError
-from shared.serving_status import ServingState
+from shared.model import registry
+from shared.model.embedders.fake import FakeEmbedder
 from testkit.factories import register_fake_model
-from worker.runtime import AliasFollower
-from worker.serving import ModelServer
+from worker.served_model import ModelServer
+from worker.serving_status import ServingState
 from worker.shadow import ShadowScorer
+from worker.worker_state import AliasFollower
 
 
 def test_a_followed_server_switches_at_the_followers_look_not_at_a_batch(sqlite_url: str,
@@ -69,13 +69,13 @@ class Looks:
 
 def test_a_failing_look_is_logged_once_and_its_recovery_too(caplog: pytest.LogCaptureFixture) -> None:
     looks = Looks(failures=3, total=5)
-    with caplog.at_level(logging.INFO, logger="worker.runtime"):
+    with caplog.at_level(logging.INFO, logger="worker.worker_state"):
         follower = AliasFollower({"the 'production' alias": looks}, interval_s=0).start()
         try:
             assert looks.done.wait(timeout=30)
         finally:
             follower.stop()
-    messages = [r.getMessage() for r in caplog.records if r.name == "worker.runtime"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "worker.worker_state"]
     assert messages == [
         "cannot re-read the 'production' alias, keeping what is loaded: cannot use the database at "
         "db:5432: connection refused",

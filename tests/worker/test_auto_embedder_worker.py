@@ -12,16 +12,16 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from shared.embedders.fake import FakeEmbedder
-from shared.results import query_results
+from shared.database.results import query_results
+from shared.model.embedders.fake import FakeEmbedder
 from shared.settings import Settings
+from shared.wire.producer import Producer
 from testkit.drills.services import free_port
 from testkit.factories import labelled_posts
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
 from tests.ops.scrape import scrape, total
 from tests.trainer.tables import post_rows, write_table
 from trainer.train import run_training
-from worker.client import Producer
 
 pytestmark = pytest.mark.integration
 

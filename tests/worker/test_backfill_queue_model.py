@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared import registry
-from shared.serving_status import ServingState, StatusReporter
+from shared.model import registry
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.worker_process import WorkerProcess, worker_env
+from worker.serving_status import ServingState, StatusReporter
 
 pytestmark = pytest.mark.integration
 

@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared import registry
-from shared.results import DONE, FAILED, ResultRow, write_rows
+from cli.wait_for_rows import wait_for_rows
+from shared.database.results import DONE, FAILED, ResultRow, write_rows
+from shared.model import registry
 from shared.settings import Settings
+from shared.wire.producer import Producer
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.worker_process import WorkerProcess, worker_env
-from worker.client import Producer
-from worker.wait import wait_for_rows
 
 pytestmark = pytest.mark.integration
 

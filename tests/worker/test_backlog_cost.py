@@ -1,5 +1,5 @@
 """The backlog a scrape reads from Redis: every place a message waits is counted, and counting
-costs Redis counts, never copies of the messages, whatever their size (worker/backlog.py)."""
+costs Redis counts, never copies of the messages, whatever their size (shared/wire/backlog.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import redis
 
+from cli.status_view import build_view
+from shared.wire import backlog as backlog_module
+from shared.wire.backlog import Backlog, BacklogCollector, read_backlog
+from shared.wire.protocol import CLASSIFY_TASK, SENT_AT_HEADER
 from testkit.drills.services import PrivateRedis, ServiceUnavailable
 from testkit.wire import envelope
-from worker import backlog as backlog_module
-from worker.backlog import Backlog, BacklogCollector, read_backlog
-from worker.protocol import CLASSIFY_TASK, SENT_AT_HEADER
-from worker.status_view import build_view
 
 pytestmark = pytest.mark.integration
 

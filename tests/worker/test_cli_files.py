@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared import registry
+from shared.model import registry
 
 
 def topicq(*args: str) -> Result:

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared import registry
-from shared.results import DONE, ResultRow, write_rows
+from shared.database.results import DONE, ResultRow, write_rows
+from shared.model import registry
 
 EARLY = datetime(2026, 11, 30, 13, 0, tzinfo=UTC)
 LATE = datetime(2026, 11, 30, 14, 30, tzinfo=UTC)

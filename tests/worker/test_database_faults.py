@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url
 
-from shared.db import get_engine
-from shared.embedders.base import EmbedOutcome
-from shared.embedders.fake import FakeEmbedder
-from shared.results import query_results
+from cli.health import check_database, check_writes
+from shared.database.connection import get_engine
+from shared.database.results import query_results
+from shared.model.embedders.base import EmbedOutcome
+from shared.model.embedders.fake import FakeEmbedder
 from shared.settings import Settings
 from testkit.databases import admin_sql
 from testkit.factories import labelled_posts, register_fake_model
-from worker import heartbeat, metrics, runtime
-from worker.health import check_database, check_writes
+from worker import heartbeat, metrics, worker_state
 from worker.heartbeat import Heartbeat
 from worker.tasks import _run
 
@@ -37,7 +37,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                             max_retries=3, retry_base_s=0.01, retry_max_s=0.05, model_refresh_s=0,
                             redis_url="memory://", heartbeat_file=str(tmp_path / "beat.json"))
         register_fake_model(db_url, settings.models_path)
-        monkeypatch.setattr(runtime, "_runtime", runtime.build_runtime(settings, embedder or FakeEmbedder()))
+        monkeypatch.setattr(worker_state, "_state", worker_state.build_worker_state(settings, embedder or FakeEmbedder()))
         monkeypatch.setattr(heartbeat, "DATABASE_WRITES", heartbeat.WriteOutcome())
         return settings
 
@@ -117,9 +117,9 @@ def test_a_repeat_of_a_done_id_is_counted_apart_not_as_done(sqlite_url: str, ser
 
 
 def test_a_starting_worker_waits_for_its_database_and_says_why(tmp_path: Path, caplog) -> None:
+    from cli.health import check_worker
     from shared.errors import DatabaseUnavailableError
-    from worker.health import check_worker
-    from worker.runtime import wait_for_database
+    from worker.worker_state import wait_for_database
 
     path = tmp_path / "beat.json"
     outcomes: list[object] = [DatabaseUnavailableError("cannot use the database at x (refused)")] * 3 + ["ready"]
@@ -137,7 +137,7 @@ def test_a_starting_worker_waits_for_its_database_and_says_why(tmp_path: Path, c
         seen.append(check_worker(path, 60).line())
 
     beat = Heartbeat(path, worker="w", queue="q", embedder=lambda: None)
-    with caplog.at_level("INFO", logger="worker.runtime"):
+    with caplog.at_level("INFO", logger="worker.worker_state"):
         assert wait_for_database(load, heartbeat=beat, first_s=1, max_s=3, sleep=sleep) == "ready"
     assert slept == [1, 2, 3]
     assert all(line.startswith("FAIL") and "waiting for the database" in line and "refused" in line

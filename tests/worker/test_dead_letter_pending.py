@@ -14,13 +14,13 @@ import pytest
 import redis
 from sqlalchemy import create_engine, make_url, text
 
-from shared.db import get_engine
-from shared.embedders.fake import FakeEmbedder
-from shared.results import query_results
+from shared.database.connection import get_engine
+from shared.database.results import query_results
+from shared.model.embedders.fake import FakeEmbedder
 from shared.settings import Settings, get_settings
 from testkit.databases import ADMIN_URL
 from testkit.factories import register_fake_model
-from worker import dead_letters, runtime
+from worker import rejected_posts, worker_state
 
 
 def _read_only(url: str, on: bool) -> None:
@@ -44,7 +44,7 @@ def worker_settings(postgres_url: str, redis_url: str, tmp_path: Path,
     get_settings.cache_clear()
     settings = get_settings()
     register_fake_model(postgres_url, settings.models_path)
-    monkeypatch.setattr(runtime, "_runtime", runtime.build_runtime(settings, FakeEmbedder()))
+    monkeypatch.setattr(worker_state, "_state", worker_state.build_worker_state(settings, FakeEmbedder()))
     return settings
 
 
@@ -54,17 +54,17 @@ def test_rejected_rows_wait_in_redis_for_the_database_and_are_written_once_it_is
     client = redis.Redis.from_url(worker_settings.redis_url)
     _read_only(url, True)
     try:
-        dead_letters.record_rejected(["lost-1", "lost-2"], "unknown task 'topicq.nosuch'")  # never raises
-        pending = client.lrange(dead_letters.pending_key(queue), 0, -1)
+        rejected_posts.record_rejected(["lost-1", "lost-2"], "unknown task 'topicq.nosuch'")  # never raises
+        pending = client.lrange(rejected_posts.pending_key(queue), 0, -1)
         assert [json.loads(entry)["post_ids"] for entry in pending] == [["lost-1", "lost-2"]]
         # Still down: a retry writes nothing and keeps the entry.
-        assert dead_letters.flush_pending(client, queue) == 0
-        assert client.llen(dead_letters.pending_key(queue)) == 1
+        assert rejected_posts.flush_pending(client, queue) == 0
+        assert client.llen(rejected_posts.pending_key(queue)) == 1
     finally:
         _read_only(url, False)
     assert query_results(url) == []
-    assert dead_letters.flush_pending(client, queue) == 2
+    assert rejected_posts.flush_pending(client, queue) == 2
     rows = {r["post_id"]: r for r in query_results(url)}
     assert {pid: r["status"] for pid, r in rows.items()} == {"lost-1": "rejected", "lost-2": "rejected"}
     assert "topicq.nosuch" in rows["lost-1"]["error"]
-    assert client.llen(dead_letters.pending_key(queue)) == 0
+    assert client.llen(rejected_posts.pending_key(queue)) == 0

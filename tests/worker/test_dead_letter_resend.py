@@ -15,8 +15,8 @@ import redis
 from click.testing import CliRunner
 
 from cli.main import main
+from shared.wire import dead_letters
 from testkit import wire
-from worker import dead_letters
 
 
 def _dead_letter_back(client: redis.Redis, queue: str) -> int:

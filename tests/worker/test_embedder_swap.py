@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import registry
-from shared.embedders import make_embedder
-from shared.embedders.fake import FakeEmbedder
-from shared.embedders.onnx import OnnxEmbedder
-from shared.results import query_results
-from shared.serving_status import ServingState, worker_states
+from shared.database.results import query_results
+from shared.model import registry
+from shared.model.embedders import make_embedder
+from shared.model.embedders.fake import FakeEmbedder
+from shared.model.embedders.onnx import OnnxEmbedder
 from shared.settings import Settings
 from testkit.factories import labelled_posts, register_fake_model
-from worker.followers import make_followers
+from worker.after_batch import make_followers
 from worker.pipeline import process
-from worker.runtime import build_runtime, version_embedder
-from worker.serving import ModelServer
+from worker.served_model import ModelServer
+from worker.serving_status import ServingState, worker_states
+from worker.worker_state import build_worker_state, version_embedder
 
 WIDE, NARROW = "fake:bow:64", "fake:bow:32"  # two embedders: a model of one cannot read the other's vectors
 
@@ -53,7 +53,7 @@ def test_on_auto_the_next_batch_is_served_by_the_new_version_with_its_embedder(
     # Given a worker on EMBEDDER=auto serving version 1, trained with the 64-wide fake embedder
     settings = make_settings(sqlite_url, tmp_path, redis_url=redis_url)
     first = register_fake_model(sqlite_url, settings.models_path)
-    runtime = build_runtime(settings)
+    runtime = build_worker_state(settings)
     assert process(posts("a"), settings=settings, models=runtime.models).error is None
     assert {(r["model_version"], r["embedder_id"]) for r in rows_of(sqlite_url, "a")} == {(first, WIDE)}
 
@@ -77,11 +77,11 @@ def test_with_a_set_embedder_a_version_of_another_embedder_is_refused_as_before(
         sqlite_url: str, redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(sqlite_url, tmp_path, embedder="fake", redis_url=redis_url)
     first = register_fake_model(sqlite_url, settings.models_path)
-    runtime = build_runtime(settings)
+    runtime = build_worker_state(settings)
     assert process(posts("a"), settings=settings, models=runtime.models).error is None
 
     second = promote_narrow(settings)
-    with caplog.at_level(logging.ERROR, logger="worker.serving"):
+    with caplog.at_level(logging.ERROR, logger="worker.served_model"):
         assert process(posts("b"), settings=settings, models=runtime.models).error is None
 
     assert {(r["model_version"], r["embedder_id"]) for r in rows_of(sqlite_url, "b")} == {(first, WIDE)}
@@ -115,7 +115,7 @@ def test_a_version_whose_embedder_cannot_be_built_is_refused_and_the_old_pair_ke
     assert models.current().meta.version == first
 
     unservable = register_fake_model(sqlite_url, settings.models_path, seed=1, embedder=IdOnly(embedder_id))
-    with caplog.at_level(logging.ERROR, logger="worker.serving"):
+    with caplog.at_level(logging.ERROR, logger="worker.served_model"):
         for _ in range(2):
             served = models.snapshot()
             assert (served.model.meta.version, served.embedder.id) == (first, WIDE)

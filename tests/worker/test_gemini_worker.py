@@ -20,14 +20,14 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.embedders.gemini import GeminiEmbedder
-from shared.results import Result
+from shared.database.connection import session_scope
+from shared.database.results import Result
+from shared.model.embedders.gemini import GeminiEmbedder
 from shared.settings import Settings
+from shared.wire.producer import Producer
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.fake_gemini import FakeGemini, running_fake_gemini
 from testkit.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
-from worker.client import Producer
 
 pytestmark = pytest.mark.integration
 

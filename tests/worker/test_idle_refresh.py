@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from shared import registry
-from shared.serving_status import worker_states
+from shared.model import registry
 from shared.settings import Settings
+from shared.wire.producer import Producer
 from testkit.drills.services import free_port
 from testkit.factories import register_fake_model
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
 from tests.ops.scrape import scrape
-from worker.client import Producer
 from worker.heartbeat import read_heartbeat
+from worker.serving_status import worker_states
 
 pytestmark = pytest.mark.integration
 

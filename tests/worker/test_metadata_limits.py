@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from shared.embedders.fake import FakeEmbedder
+from shared.database.results import query_results
 from shared.errors import InvalidPostError
-from shared.results import query_results
+from shared.model.embedders.fake import FakeEmbedder
 from shared.settings import Settings
+from shared.wire.payload import parse_post, storable_metadata
+from shared.wire.producer import Producer
 from testkit.drills.fuzz_cases import BUILDERS, MAX_TEXT_CHARS
 from testkit.factories import register_fake_model
 from tests.worker.test_pipeline import make_settings, server_for
-from worker.client import Producer
-from worker.payload import parse_post, storable_metadata
 from worker.pipeline import process
 
 BIG = {"blob": "x" * 70_000}  # over the 64 KiB default

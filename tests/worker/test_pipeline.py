@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.embedders.base import Embedder, EmbedOutcome
-from shared.embedders.fake import FakeEmbedder
+from shared.database.results import query_results, stats
 from shared.errors import TransientError
-from shared.results import query_results, stats
+from shared.model.embedders.base import Embedder, EmbedOutcome
+from shared.model.embedders.fake import FakeEmbedder
 from shared.settings import Settings
 from testkit.factories import labelled_posts, register_fake_model
 from worker.pipeline import process
-from worker.serving import ModelServer
+from worker.served_model import ModelServer
 
 
 def make_settings(db_url: str, tmp_path: Path, **overrides: object) -> Settings:

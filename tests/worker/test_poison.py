@@ -19,15 +19,15 @@ from click.testing import CliRunner
 from kombu import Connection, Consumer, Queue
 
 from cli.main import main
+from shared.database.results import REJECTED, ResultRow, write_rows
 from shared.errors import InvalidPostError
-from shared.results import REJECTED, ResultRow, write_rows
+from shared.wire import dead_letters
+from shared.wire.envelope import PoisonMessage, inspect
+from shared.wire.payload import parse_post
+from shared.wire.protocol import ATTEMPT_HEADER
+from shared.wire.transport import Transport, TransportEvent, inflight_key
 from testkit import wire
 from testkit.drills.fuzz_cases import ENVELOPE_BUILDERS
-from worker import dead_letters
-from worker.envelope import PoisonMessage, inspect
-from worker.payload import parse_post
-from worker.protocol import ATTEMPT_HEADER
-from worker.transport import Transport, TransportEvent, inflight_key
 
 TASKS = frozenset({wire.CLASSIFY, wire.CLASSIFY_CHUNK})
 
@@ -68,7 +68,7 @@ def test_a_row_the_database_refuses_does_not_hold_back_its_neighbours(sqlite_url
     rows = [ResultRow(post_id="good", model_name="topics", model_version=1, status="done", label="x"),
             ResultRow(post_id="huge", model_name="topics", model_version=1, status="done", attempts=2**70)]
     write_rows(sqlite_url, rows)
-    from shared.results import query_results
+    from shared.database.results import query_results
 
     by_id = {r["post_id"]: r for r in query_results(sqlite_url)}
     assert by_id["good"]["status"] == "done"
@@ -171,18 +171,18 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, redis_url, t
                                                         caplog) -> None:
     """Celery's exit status reaches the shell, so a supervisor restarts a worker that stopped on an error;
     the stopped worker no longer shows in the list of running workers."""
-    from shared.serving_status import worker_states
     from shared.settings import get_settings
     from testkit.factories import register_fake_model
-    from worker import runtime
+    from worker import worker_state
     from worker.app import app
+    from worker.serving_status import worker_states
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("EMBEDDER", "fake")
     monkeypatch.setenv("REDIS_URL", redis_url)
     get_settings.cache_clear()  # importing the app read the settings before these
-    monkeypatch.setattr(runtime, "_runtime", None)  # a worker process builds its runtime once, afresh
+    monkeypatch.setattr(worker_state, "_state", None)  # a worker process builds its runtime once, afresh
     register_fake_model(sqlite_url, tmp_path / "models")
     started: list[list[str]] = []
 

@@ -19,10 +19,10 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Queue
 
+from shared.wire import dead_letters
+from shared.wire.envelope import inspect
+from shared.wire.transport import Transport, TransportEvent, delayed_key, inflight_key
 from testkit import wire
-from worker import dead_letters
-from worker.envelope import inspect
-from worker.transport import Transport, TransportEvent, delayed_key, inflight_key
 
 TASKS = frozenset({wire.CLASSIFY, wire.CLASSIFY_CHUNK})
 RECORDED: list[tuple[list[str], str]] = []

@@ -10,6 +10,6 @@ HEAVY = ("tensorflow", "torch", "keras", "sentence_transformers", "sklearn", "wo
 
 
 def test_importing_the_producer_loads_no_model_code() -> None:
-    probe = f"import json, sys, worker.client; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    probe = f"import json, sys, shared.wire.producer; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert json.loads(output) == []

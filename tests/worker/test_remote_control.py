@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
+from shared.wire.celery_config import celery_config
+from shared.wire.producer import Producer
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.worker_process import WorkerProcess, count_rows, worker_env
-from worker.celery_config import celery_config
-from worker.client import Producer
 
 pytestmark = pytest.mark.integration
 

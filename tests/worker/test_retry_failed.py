@@ -13,10 +13,10 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from cli.main import main
-from shared.db import session_scope
-from shared.results import DONE, FAILED, ResultRow, write_rows
-from shared.results import Result as Row
-from shared.serving_status import ServingState, StatusReporter
+from shared.database.connection import session_scope
+from shared.database.results import DONE, FAILED, ResultRow, write_rows
+from shared.database.results import Result as Row
+from worker.serving_status import ServingState, StatusReporter
 
 pytestmark = pytest.mark.integration
 FAILED_AT = datetime.now(UTC) - timedelta(minutes=5)

@@ -54,9 +54,9 @@ def test_no_countdown_outlasts_half_the_visibility_timeout() -> None:
 
 
 def test_a_database_down_before_the_first_model_load_spends_no_attempt(tmp_path: Path) -> None:
-    from shared.embedders.fake import FakeEmbedder
+    from shared.model.embedders.fake import FakeEmbedder
     from worker.pipeline import process
-    from worker.serving import ModelServer
+    from worker.served_model import ModelServer
 
     down = "postgresql+psycopg://postgres@127.0.0.1:9/nowhere"  # nothing listens on port 9
     settings = Settings(database_url=down, model_dir=tmp_path / "models", embedder="fake", max_retries=3,

@@ -22,16 +22,16 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from cli.main import main
-from shared import registry
-from shared.corrections import Correction
-from shared.db import session_scope
-from shared.preprocess import preprocess
-from shared.results import query_results
+from shared.database.connection import session_scope
+from shared.database.results import query_results
+from shared.improvement.corrections import Correction
+from shared.model import registry
+from shared.model.preprocess import preprocess
 from shared.settings import Settings
+from shared.wire.producer import Producer
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
-from trainer.seen import TRAINING_DIGESTS_FILE, text_digest
-from worker.client import Producer
+from trainer.training_digests import TRAINING_DIGESTS_FILE, text_digest
 
 pytestmark = pytest.mark.integration
 

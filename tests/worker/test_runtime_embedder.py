@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from shared import registry
-from shared.embedders.local import LocalEmbedder
-from shared.embedders.onnx import OnnxEmbedder
 from shared.errors import ConfigError
+from shared.model import registry
+from shared.model.embedders.local import LocalEmbedder
+from shared.model.embedders.onnx import OnnxEmbedder
 from shared.settings import Settings
-from worker.runtime import worker_embedder
+from worker.worker_state import worker_embedder
 
 TORCH_ID = "local:all-MiniLM-L6-v2:384:256"
 

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from shared.wire.envelope import inspect, valid_stamp
+from shared.wire.protocol import CLASSIFY_TASK, MAX_CLOCK_SKEW_S, MAX_STAMP_AGE_S, SENT_AT_HEADER, TASKS
 from testkit.drills.fuzz_cases import STAMPS, _stamped
 from testkit.wire import envelope
 from worker import metrics
-from worker.envelope import inspect, valid_stamp
-from worker.protocol import CLASSIFY_TASK, MAX_CLOCK_SKEW_S, MAX_STAMP_AGE_S, SENT_AT_HEADER, TASKS
 
 NOW = 1_796_000_000.0  # late 2026
 YEAR_5107 = 99_000_000_000.0

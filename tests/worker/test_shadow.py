@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from shared import registry
-from shared.drift_sums import window_sums
-from shared.embedders.fake import FakeEmbedder
-from shared.results import query_results, stats
+from shared.database.results import query_results, stats
+from shared.improvement.drift_sums import window_sums
+from shared.model import registry
+from shared.model.embedders.fake import FakeEmbedder
+from shared.model.store import MODEL_FILE
 from shared.settings import Settings
-from shared.store import MODEL_FILE
 from testkit.factories import labelled_posts, register_fake_model
-from worker.followers import make_followers
+from worker.after_batch import make_followers
 from worker.pipeline import process
-from worker.serving import ModelServer
+from worker.served_model import ModelServer
 
 
 def payloads(per_topic: int, seed: int) -> list[dict[str, object]]:

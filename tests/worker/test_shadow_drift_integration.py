@@ -19,15 +19,15 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from cli.main import main
-from shared import registry
-from shared.db import session_scope
-from shared.drift_sums import window_sums
-from shared.results import Result, stats
+from shared.database.connection import session_scope
+from shared.database.results import Result, stats
+from shared.improvement.drift_sums import window_sums
+from shared.model import registry
 from shared.settings import Settings
+from shared.wire.producer import Producer
 from testkit.factories import make_posts, register_fake_model
 from testkit.off_domain import off_domain_posts
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
-from worker.client import Producer
 
 pytestmark = pytest.mark.integration
 

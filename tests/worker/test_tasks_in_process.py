@@ -19,17 +19,17 @@ import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
-from shared.db import get_engine
-from shared.embedders.fake import FakeEmbedder
-from shared.migrate import upgrade
-from shared.results import query_results
+from shared.database.connection import get_engine
+from shared.database.migrate import upgrade
+from shared.database.results import query_results
+from shared.model.embedders.fake import FakeEmbedder
 from shared.settings import Settings
+from shared.wire.celery_config import celery_config
+from shared.wire.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.worker_process import wait_for_rows
 from tests.worker.test_pipeline import FlakyEmbedder
-from worker import runtime
-from worker.celery_config import celery_config
-from worker.protocol import ATTEMPT_HEADER, CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
+from worker import worker_state
 from worker.tasks import register_tasks
 
 
@@ -64,7 +64,7 @@ def run_worker(settings: Settings, monkeypatch: pytest.MonkeyPatch
             app = Celery("topicq-test", set_as_current=False)
             app.conf.update(celery_config(settings))
             register_tasks(app, settings)
-            monkeypatch.setattr(runtime, "_runtime", runtime.build_runtime(settings, embedder))
+            monkeypatch.setattr(worker_state, "_state", worker_state.build_worker_state(settings, embedder))
             workers.enter_context(start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10))
             return app
 
@@ -78,7 +78,7 @@ def rows_by_id(db_url: str) -> dict[str, dict[str, Any]]:
 def test_celery_config_keeps_our_redis_transport_off_other_brokers() -> None:
     assert celery_config(Settings(redis_url="memory://"))["broker_transport"] is None
     redis_settings = Settings(redis_url="redis://127.0.0.1:6379/0")
-    assert celery_config(redis_settings)["broker_transport"] == "worker.transport:Transport"
+    assert celery_config(redis_settings)["broker_transport"] == "shared.wire.transport:Transport"
 
 
 def test_single_posts_and_a_chunk_are_decoded_classified_and_written(

@@ -11,7 +11,7 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from worker.transport import Transport, inflight_key
+from shared.wire.transport import Transport, inflight_key
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from shared import registry
-from shared.embedders.fake import FakeEmbedder
-from shared.serving_status import StatusReporter
+from shared.model import registry
+from shared.model.embedders.fake import FakeEmbedder
 from testkit.factories import register_fake_model
-from worker.serving import ModelServer
+from worker.served_model import ModelServer
+from worker.serving_status import StatusReporter
 
 
 def topicq(*args: str) -> Result:
@@ -70,7 +70,7 @@ def test_a_worker_keeping_an_older_version_logs_an_error_and_models_and_stats_sh
     assert server.current().meta.version == served
 
     registry.promote(sqlite_url, name="topics", version=unservable)
-    with caplog.at_level(logging.ERROR, logger="worker.serving"):
+    with caplog.at_level(logging.ERROR, logger="worker.served_model"):
         assert server.current().meta.version == served
         assert server.current().meta.version == served
     [logged] = [r for r in caplog.records if r.levelno == logging.ERROR]  # once, not at every look

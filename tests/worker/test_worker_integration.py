@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from shared import registry
-from shared.db import session_scope
-from shared.results import Result
+from shared.database.connection import session_scope
+from shared.database.results import Result
+from shared.model import registry
 from shared.settings import Settings
+from shared.wire.producer import Producer
+from shared.wire.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.wire import raw_message
 from testkit.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
-from worker.client import Producer
-from worker.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def test_500_posts_become_500_rows_and_a_resent_post_stays_one_row(
     assert count_rows(settings.db_url) == 500
     assert count_rows(settings.db_url, status="done", model_version=model_version) == 500
     assert duplicates(settings.db_url) == 0
-    from shared.results import stats
+    from shared.database.results import stats
 
     assert stats(settings.db_url)["posts_per_embed_call"] >= 8  # batched, not one by one
 
@@ -198,7 +198,7 @@ def test_a_wait_longer_than_the_visibility_timeout_is_taken_in_steps_and_process
     attempt count of its header."""
     import redis
 
-    from worker.protocol import ATTEMPT_HEADER, DUE_HEADER
+    from shared.wire.protocol import ATTEMPT_HEADER, DUE_HEADER
 
     start_worker(env, workers, tmp_path)
     wait_s = 2 * settings.visibility_timeout_s

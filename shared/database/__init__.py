@@ -1,0 +1,1 @@
+"""The SQL database: connection and outage classification, tables, result rows, migrations."""

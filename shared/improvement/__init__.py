@@ -1,0 +1,1 @@
+"""Improving a model over time: the review queue, reviewers' corrections, comparing versions, drift."""

@@ -1,0 +1,113 @@
+"""Embeddings cached by (embedder id, sha256 of the preprocessed text).
+
+`CachedEmbedder` wraps any embedder and embeds only the texts the cache lacks,
+so re-training or re-classifying never pays for the same embedding twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from shared.database.connection import CachedEmbedding, Db, is_postgres, transaction
+from shared.errors import InvalidPostError
+from shared.model.embedders.base import Embedder, EmbedOutcome
+from shared.model.preprocess import text_digest
+
+_LOOKUP_CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+
+
+def lookup(db: Db, embedder_id: str, digests: list[str]) -> dict[str, np.ndarray]:
+    """Cached vectors by digest; an unreachable database is a DatabaseUnavailableError."""
+    found: dict[str, np.ndarray] = {}
+    unique = list(dict.fromkeys(digests))
+    with transaction(db) as session:
+        for start in range(0, len(unique), _LOOKUP_CHUNK):
+            chunk = unique[start : start + _LOOKUP_CHUNK]
+            rows = session.execute(
+                select(CachedEmbedding.text_sha256, CachedEmbedding.vector).where(
+                    CachedEmbedding.embedder_id == embedder_id,
+                    CachedEmbedding.text_sha256.in_(chunk),
+                )
+            )
+            for digest, blob in rows:
+                found[digest] = np.frombuffer(blob, dtype="<f4")
+    return found
+
+
+def store(db: Db, embedder_id: str, vectors: dict[str, np.ndarray]) -> None:
+    if not vectors:
+        return
+    rows = [
+        {"embedder_id": embedder_id, "text_sha256": d, "vector": v.astype("<f4").tobytes()}
+        for d, v in vectors.items()
+    ]
+    with transaction(db) as session:
+        insert = pg_insert if is_postgres(session) else sqlite_insert
+        session.execute(insert(CachedEmbedding).on_conflict_do_nothing(), rows)
+
+
+class CachedEmbedder(Embedder):
+    """`inner` behind the cache: a text embedded before is read from the database, not embedded again.
+
+    Misses are embedded in chunks of `chunk_size` and stored chunk by chunk (an interrupted run keeps
+    its work); `progress(n)` is told of every n texts done; `stats` counts hits and misses. Texts the
+    service refuses on their own (`embed_each`) are neither stored nor fatal.
+    """
+
+    def __init__(self, inner: Embedder, db: Db, *, chunk_size: int = 256,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.inner, self.db, self.chunk_size, self.progress = inner, db, chunk_size, progress
+        self.id, self.dim = inner.id, inner.dim
+        self.stats = CacheStats()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        outcome = self.embed_each(texts)
+        if outcome.rejected:
+            index, reason = next(iter(outcome.rejected.items()))
+            raise InvalidPostError(f"the embedder refused text {index + 1} of {len(texts)}: {reason}")
+        return outcome.vectors
+
+    def embed_each(self, texts: list[str]) -> EmbedOutcome:
+        digests = [text_digest(t) for t in texts]
+        known = lookup(self.db, self.id, digests)
+        missing = list({d: t for d, t in zip(digests, texts, strict=True) if d not in known}.items())
+        hits = len(texts) - len(missing)  # a text repeated in the batch is embedded once
+        self.stats.hits += hits
+        self.stats.misses += len(missing)
+        self._advance(hits)
+        refused: dict[str, str] = {}
+        for start in range(0, len(missing), self.chunk_size):
+            chunk = missing[start : start + self.chunk_size]
+            outcome = self.inner.embed_each([t for _, t in chunk])
+            refused.update({chunk[j][0]: reason for j, reason in outcome.rejected.items()})
+            fresh = {d: outcome.vectors[j] for j, (d, _) in enumerate(chunk) if j not in outcome.rejected}
+            store(self.db, self.id, fresh)
+            known.update(fresh)
+            self._advance(len(chunk))
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        rejected: dict[int, str] = {}
+        for i, digest in enumerate(digests):
+            if digest in refused:
+                rejected[i] = refused[digest]
+            else:
+                vectors[i] = known[digest]
+        return EmbedOutcome(vectors, rejected)
+
+    def _advance(self, done: int) -> None:
+        if self.progress and done:
+            self.progress(done)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,412 @@
+"""kombu's Redis transport without its crash window between pop and unacked record.
+
+kombu takes a message with BRPOP and then, in a second command, records it as
+unacknowledged. A broker that dies between the two (with the BRPOP already in
+its append-only file) loses the message: it is neither queued nor unacked.
+
+Here the pop is `BLMOVE queue -> queue<sep>inflight`, atomic and persisted
+like any write, and the unacked record removes the message from the in-flight
+list in the same MULTI. A message is therefore always in the queue, in the
+in-flight list or in the unacked hash. A message left in the in-flight list
+(its consumer or the broker died in between) goes back to the queue once it
+has sat there longer than the visibility timeout, like an unacked one.
+
+BLMOVE waits on one key only, so this path serves a channel consuming one
+queue with one priority step (`priority_steps=[0]`, topicq's setting); any
+other channel falls back to kombu's BRPOP.
+
+With the transport option `accepted_tasks` (topicq's Celery config sets it),
+every message on the queues named by `checked_queues` (all when None) is
+checked before kombu and Celery see it (shared/wire/envelope.py): one that is not a
+well-formed message for those tasks, or that Celery fails to take, is moved to
+the dead-letter list in the same MULTI that takes it out of flight
+(shared/wire/dead_letters.py), so one bad message can neither stop the worker nor
+come back.
+
+What a producer chose cannot reach the worker's bookkeeping: a checked message
+gets a delivery tag of its own (two messages sharing one would share one
+unacked record), is recorded as coming from the queue it was taken from
+(kombu restores an unacked message by its exchange and routing key, which may
+name no queue), and loses `expires` (Celery would discard it unanswered). A
+message due later (`eta`, `countdown`, DUE_HEADER) is not handed to Celery,
+which would hold it in a prefetch slot until due: it is parked in the sorted
+set `<queue><sep>delayed` and put back on the queue when due; one due more than
+`max_delay_s` ahead is a dead letter. The sweep also moves messages a stock
+Celery producer put on kombu's priority lists (`<queue><sep><n>`, for
+`priority=n`) onto the queue, where workers read.
+
+    app.conf.broker_transport = "shared.wire.transport:Transport"
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.imports import symbol_by_name
+from kombu.utils.json import loads
+from redis.exceptions import OutOfMemoryError
+
+from shared.redis_keys import delayed_key, inflight_key, priority_keys
+from shared.wire import dead_letters
+from shared.wire.envelope import PoisonMessage, inspect
+from shared.wire.protocol import DUE_HEADER
+
+log = logging.getLogger(__name__)
+
+# A message due within this many seconds is handed to Celery rather than parked.
+PARK_AFTER_S = 1.0
+# Entries moved per key and sweep: one sweep never holds Redis for long.
+SWEEP_LIMIT = 5000
+
+# KEYS: in-flight list, its sightings hash, the queue, the delayed set, then the priority lists.
+# ARGV: now, visibility timeout, limit.
+# A message is put back once first seen in the in-flight list more than the timeout ago; delayed
+# messages that are due go to the head of the queue (taken next); priority lists' messages to its tail.
+_SWEEP = """
+local now, timeout, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local due = redis.call('ZRANGE', KEYS[4], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+for _, item in ipairs(due) do
+  redis.call('RPUSH', KEYS[3], item)
+  redis.call('ZREM', KEYS[4], item)
+end
+for i = 5, #KEYS do
+  local moved = 0
+  while moved < limit and redis.call('LMOVE', KEYS[i], KEYS[3], 'RIGHT', 'LEFT') do
+    moved = moved + 1
+  end
+end
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local present, restored = {}, 0
+for _, item in ipairs(items) do
+  local digest = redis.sha1hex(item)
+  local seen = tonumber(redis.call('HGET', KEYS[2], digest))
+  if not seen then
+    redis.call('HSET', KEYS[2], digest, now)
+    present[digest] = true
+  elseif now - seen > timeout then
+    redis.call('LREM', KEYS[1], 1, item)
+    redis.call('RPUSH', KEYS[3], item)
+    redis.call('HDEL', KEYS[2], digest)
+    restored = restored + 1
+  else
+    present[digest] = true
+  end
+end
+for _, digest in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if not present[digest] then redis.call('HDEL', KEYS[2], digest) end
+end
+return restored
+"""
+
+
+class RedisFull:
+    """A full Redis (maxmemory, noeviction), said once per episode; the consumer waits a growing
+    while before each reconnect instead of spinning (Celery reconnects at once)."""
+
+    def __init__(self) -> None:
+        self.streak = 0
+
+    def seen(self) -> None:
+        if self.streak == 0:
+            log.error("Redis is full (maxmemory with noeviction): no message can be taken without its "
+                      "in-flight record, so this worker waits and retries; nothing is lost. Free memory "
+                      "(raise maxmemory, purge dead letters) to resume.")
+        self.streak += 1
+
+    def wait(self) -> None:
+        self.seen()
+        time.sleep(min(0.5 * 2 ** min(self.streak, 5), 10.0))
+
+    def over(self) -> None:
+        if self.streak:
+            log.warning("Redis takes writes again: taking messages")
+        self.streak = 0
+
+
+redis_full = RedisFull()
+
+
+# KEYS: the dead-letter list. ARGV: its byte bound. Drops the oldest entries while Redis's estimate
+# of the list's memory (sampled: O(1), not a scan of the entries) is above the bound; the newest stays.
+_TRIM_BYTES = """
+local limit, dropped = tonumber(ARGV[1]), 0
+while dropped < 1000 and redis.call('LLEN', KEYS[1]) > 1
+      and redis.call('MEMORY', 'USAGE', KEYS[1], 'SAMPLES', 5) > limit do
+  redis.call('RPOP', KEYS[1])
+  dropped = dropped + 1
+end
+return dropped
+"""
+
+
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        moved = self.channel.inflight.pop(delivery_tag, None)
+        if moved is None:
+            super().append(message, delivery_tag)
+            return
+        key, raw, queue = moved
+        # Restored to the queue it came from (the default exchange routes by queue name), whatever
+        # exchange and routing key the producer wrote.
+        record = kombu_redis.dumps([message._raw, "", queue])
+        with self.pipe_or_acquire() as pipe:  # MULTI: recorded and out of the in-flight list at once
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}) \
+                .hset(self.unacked_key, delivery_tag, record) \
+                .lrem(key, 1, raw) \
+                .execute()
+        kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        """At shutdown kombu puts back what this consumer holds; with the broker gone (a SIGTERM during a
+        reconnect) that cannot be done, and need not be: the unacked records bring them back after the
+        visibility timeout. Said once, never a crash at exit."""
+        try:
+            if self.channel.connection is None:  # closed during a reconnect: no client can be made
+                raise ConnectionError("the broker connection is closed")
+            super().restore_unacked(client)
+        except (*_OUTAGE_ERRORS, ConnectionError) as exc:
+            held: dict[str, Any] = self._delivered or {}
+            log.warning("could not put back %d held message(s) at shutdown (%s); Redis returns them after "
+                        "VISIBILITY_TIMEOUT_S", len(held), exc)
+            held.clear()
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        try:
+            self.renew_held()
+            super().restore_visible(start=start, num=num, interval=interval)
+            self.channel.restore_inflight()
+        except OutOfMemoryError:  # its lock and moves are writes; the next sweep tries again
+            redis_full.seen()
+
+    def renew_held(self) -> None:
+        """Re-stamp the messages this consumer holds, so the visibility timeout counts from its last
+        sign of life rather than from the delivery: a message waiting its turn in a live worker (a
+        prefetched chunk, a full buffer) is never given to a second worker. A dead worker's messages
+        stop being renewed and come back after the timeout. XX: an acknowledged one is not re-added."""
+        tags: list[str] = list(self._delivered or ())
+        if tags:
+            with self.channel.conn_or_acquire() as client:
+                client.zadd(self.unacked_index_key, dict.fromkeys(tags, time.time()), xx=True)
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+    _shared_client: Any = None  # class defaults: kombu's __init__ may talk to Redis before ours runs
+    _moving_from: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # delivery tag -> (in-flight list, raw message, queue) between BLMOVE and the unacked record
+        self.inflight: dict[str, tuple[str, bytes, str]] = {}
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        """kombu builds a new client object (about 0.1 ms of CPU) for every ack; one per pool will do:
+        a client takes a connection from its pool for each command, so threads can share it."""
+        if client:
+            yield client
+            return
+        if self._shared_client is None or self._shared_client.connection_pool is not self.pool:
+            self._shared_client = self._create_client()
+        yield self._shared_client
+
+    def _queue_bind(self, *args: Any) -> None:
+        try:
+            super()._queue_bind(*args)
+        except OutOfMemoryError:  # a write a consumer can do without: producers' sends bind it too
+            redis_full.seen()
+
+    def _size(self, queue: str) -> int:
+        """kombu's count in a MULTI, which a full Redis refuses even for reads: plain LLENs instead."""
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            for priority in self.priority_steps:
+                pipe.llen(self._q_for_pri(queue, priority))
+            return sum(size for size in pipe.execute() if isinstance(size, int))
+
+    def _single_key(self) -> str | None:
+        """The one key to wait on, or None when kombu's multi-key BRPOP is needed."""
+        queues = self.active_queues
+        if len(queues) != 1 or list(self.priority_steps) != [0] or self.global_keyprefix:
+            return None
+        return str(queues[0])
+
+    def _brpop_start(self, timeout: int | None = None) -> None:
+        queue = self._single_key()
+        self._moving_from = queue
+        if queue is None:
+            super()._brpop_start(timeout)
+            return
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = kombu_redis.monotonic()  # type: ignore[assignment]
+        wait = self.brpop_timeout if timeout is None else timeout
+        self.client.connection.send_command("BLMOVE", queue, inflight_key(queue, self.sep),
+                                            "RIGHT", "LEFT", wait or 0)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        queue = self._moving_from
+        if queue is None:
+            return bool(super()._brpop_read(**options))
+        try:
+            try:
+                raw = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except OutOfMemoryError:
+                redis_full.wait()  # then reconnect, as after a lost connection
+                raise
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next poll reconnects
+                raise
+            redis_full.over()
+            if raw is None:  # timed out; an empty string is a (broken) message like any other
+                raise kombu_redis.Empty()
+            self._deliver_moved(queue, raw)
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._flush_brpop_reauth()
+
+    def _deliver_moved(self, queue: str, raw: bytes) -> None:
+        key = inflight_key(queue, self.sep)
+        self._queue_cycle.rotate(queue)
+        accepted = self._option("accepted_tasks")
+        checked = self._option("checked_queues")
+        if checked is not None and queue not in checked:  # e.g. Celery's own reply lists
+            accepted = None
+        post_ids: list[str] = []
+        if accepted is None:
+            payload = loads(bytes_to_str(raw))
+        else:
+            try:
+                envelope = inspect(raw, tasks=frozenset(accepted))
+            except PoisonMessage as poison:
+                self._dead_letter(queue, raw, poison.reason, poison.post_ids, inflight=key)
+                return
+            payload, post_ids = envelope.message, envelope.post_ids
+            if envelope.bad_stamp:
+                self._report(TransportEvent("bad_stamp", queue))
+            _make_ours(payload, queue)
+            if envelope.due is not None and envelope.due > time.time() + PARK_AFTER_S:
+                self._park(queue, raw, payload, envelope.due, post_ids)
+                return
+        tag = payload["properties"]["delivery_tag"]
+        self.inflight[tag] = (key, raw, queue)
+        try:
+            self.connection._deliver(payload, queue)
+        except (*self.connection_errors, MemoryError):
+            self.inflight.pop(tag, None)  # stays in the in-flight list: the sweep puts it back
+            raise
+        except Exception as exc:
+            if accepted is None:
+                self.inflight.pop(tag, None)
+                raise
+            # Well-formed to our eyes, yet Celery could not take it: it must not stop the worker.
+            log.debug("the worker could not take a message", exc_info=True)
+            reason = f"the worker could not take it: {type(exc).__name__}: {str(exc)[:200]}"
+            held = self.inflight.pop(tag, None)
+            self._dead_letter(queue, raw, reason, post_ids, inflight=key if held else None,
+                              unacked_tag=None if held else tag)
+            return
+        if self.inflight.pop(tag, None) is not None:  # consumed without acks: nothing to keep
+            with self.conn_or_acquire() as client:
+                client.lrem(key, 1, raw)
+
+    def _option(self, name: str) -> Any:
+        return self.connection.client.transport_options.get(name)
+
+    def _park(self, queue: str, raw: bytes, payload: dict[str, Any], due: float, post_ids: list[str]) -> None:
+        """Keep a message due later in the delayed set (out of flight in the same MULTI), or refuse it
+        when it is due further ahead than `max_delay_s`."""
+        limit = float(self._option("max_delay_s") or 86_400)
+        wait = due - time.time()
+        if wait > limit:
+            reason = (f"due in {wait:,.0f} s (eta, countdown or {DUE_HEADER}), "
+                      f"more than MAX_DELAY_S ({limit:,.0f} s)")
+            self._dead_letter(queue, raw, reason, post_ids, inflight=inflight_key(queue, self.sep))
+            return
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.zadd(delayed_key(queue, self.sep), {kombu_redis.dumps(payload): due})
+            pipe.lrem(inflight_key(queue, self.sep), 1, raw)
+            pipe.execute()
+
+    def _dead_letter(self, queue: str, raw: bytes, reason: str, post_ids: list[str], *,
+                     inflight: str | None = None, unacked_tag: str | None = None) -> None:
+        """Move `raw` to the dead-letter list in one MULTI with taking it out of flight (or unacked)."""
+        key = dead_letters.dead_letter_key(queue)
+        record = dead_letters.make_record(raw, reason=reason, queue=queue, post_ids=post_ids)
+        keep = int(self._option("dead_letter_max") or 10_000)
+        keep_bytes = int(self._option("dead_letter_max_bytes") or 64 * 2**20)
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.lpush(key, record).ltrim(key, 0, keep - 1).eval(_TRIM_BYTES, 1, key, keep_bytes)
+            if inflight is not None:
+                pipe.lrem(inflight, 1, raw)
+            if unacked_tag is not None:
+                self.qos._remove_from_indices(unacked_tag, pipe)
+            pipe.execute()
+        if unacked_tag is not None:
+            kombu_redis.virtual.QoS.ack(self.qos, unacked_tag)  # forget it locally too
+        ids = f" (post ids: {', '.join(map(ascii, post_ids[:5]))}{', ...' if len(post_ids) > 5 else ''})" \
+            if post_ids else ""
+        log.error("moved a message from queue %r to %r: %s%s", queue, key, reason, ids)
+        self._report(TransportEvent("dead_letter", queue, reason, post_ids))
+
+    def _report(self, event: TransportEvent) -> None:
+        """Hand `event` to the `event_hook` option ("module:function"): the worker wires it to its
+        metrics and `rejected` rows, so the transport itself knows nothing of either."""
+        hook = self._option("event_hook")
+        if not hook:
+            return
+        try:
+            symbol_by_name(hook)(event)
+        except Exception as exc:  # noqa: BLE001 - what happened is logged above; the message is safe
+            log.error("the transport's event hook failed on %s: %s", event.kind, exc)
+
+    def restore_inflight(self) -> int:
+        """Put back messages stranded in the in-flight list longer than the visibility timeout."""
+        queue = self._single_key()
+        if queue is None:
+            return 0
+        key = inflight_key(queue, self.sep)
+        keys = [key, f"{key}{self.sep}seen", queue, delayed_key(queue, self.sep),
+                *priority_keys(queue, self.sep)]
+        with self.conn_or_acquire() as client:
+            return int(client.eval(_SWEEP, len(keys), *keys, time.time(), self.visibility_timeout,
+                                   SWEEP_LIMIT))
+
+
+@dataclass(frozen=True)
+class TransportEvent:
+    """What the transport did that a worker counts or records."""
+
+    kind: Literal["dead_letter", "bad_stamp"]
+    queue: str
+    reason: str = ""
+    post_ids: list[str] = field(default_factory=list)  # a dead letter's posts, for `rejected` rows
+
+
+def _make_ours(payload: dict[str, Any], queue: str) -> None:
+    """Take a checked message out of the producer's hands (see the module's docstring)."""
+    properties = payload["properties"]
+    properties["delivery_tag"] = str(uuid.uuid4())
+    properties["delivery_info"] = {**properties["delivery_info"], "exchange": "", "routing_key": queue}
+    properties.pop("priority", None)
+    payload["headers"].pop("expires", None)
+
+
+# A full Redis (maxmemory with noeviction) refuses BLMOVE and every write, so no message can be taken
+# without losing its in-flight record: an outage, like a lost connection. Celery then reconnects with
+# backoff and the worker stays alive; `topicq health` names the cause (cli/health.py).
+_OUTAGE_ERRORS = (*kombu_redis.Transport.connection_errors, OutOfMemoryError)
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+    connection_errors = _OUTAGE_ERRORS

@@ -1,0 +1,224 @@
+"""What a worker process holds: settings, the model server (a version and its embedder) and the followers.
+
+Built once per process, lazily, so importing the tasks module stays cheap.
+With EMBEDDER=auto the worker embeds with what its production model was
+trained with (a model trained on the torch encoder keeps its torch encoder
+after the default changed), and when the alias moves to a version of another
+embedder (e.g. another tuned encoder) it builds that one and swaps the pair
+between batches, without a restart. A set EMBEDDER is used as it is, and a
+model of another embedder is refused (worker/served_model.py). What names the
+embedder (metrics, heartbeat, status) asks the model server for the current one.
+
+A running worker re-reads its aliases (the served one and SHADOW_ALIAS) on a
+follower thread every MODEL_REFRESH_S, whether posts arrive or not: an idle
+worker's heartbeat, status and metrics name a promotion within MODEL_REFRESH_S
+plus the load, and the first post after it does not pay the load. Looks and
+loads run on that thread, never on Celery's event loop nor a batch's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from shared.errors import DatabaseUnavailableError, TopicqError
+from shared.model import registry
+from shared.model.embedders import Embedder, make_embedder, make_embedder_for
+from shared.model.embedders.onnx import available_cores
+from shared.model.threads import settle_classifier_threads
+from shared.settings import Settings
+from worker import metrics
+from worker.after_batch import BatchFollowers, make_followers
+from worker.heartbeat import Heartbeat
+from worker.served_model import EmbedderFor, ModelServer
+from worker.serving_status import ServingState, StatusReporter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class WorkerState:
+    settings: Settings
+    models: ModelServer  # the served version and its embedder, swapped together
+    followers: BatchFollowers | None = None  # shadow scoring and drift sums after each batch
+
+    follower: AliasFollower | None = None  # re-reads the aliases while the worker runs
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder served now (warm-up, reports); a batch takes its own snapshot of the pair."""
+        return self.models.embedder
+
+    def follow_aliases(self) -> AliasFollower:
+        """Start re-reading the aliases every MODEL_REFRESH_S on a thread of their own; from then on
+        batches take what is loaded and never look themselves."""
+        if self.follower is None:
+            looks = {f"the {self.models.alias!r} alias": self.models.refresh}
+            shadow = self.followers.shadow if self.followers is not None else None
+            if shadow is not None:
+                looks[f"the {shadow.alias!r} alias (shadow)"] = shadow.refresh
+                shadow.followed = True
+            self.models.followed = True
+            self.follower = AliasFollower(looks, self.settings.model_refresh_s).start()
+        return self.follower
+
+
+class AliasFollower:
+    """Runs each look (name -> callable) every `interval_s` on a daemon thread. A look that fails keeps
+    what was loaded; the failure is logged once (again only when it changes), its recovery too."""
+
+    MIN_INTERVAL_S = 0.2  # MODEL_REFRESH_S=0 (look at every batch) must not spin on the database
+
+    def __init__(self, looks: dict[str, Callable[[], None]], interval_s: float) -> None:
+        self.looks = looks
+        self.interval_s = max(interval_s, self.MIN_INTERVAL_S)
+        self._failing: dict[str, str] = {}  # look -> the error logged
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="topicq-alias-follower", daemon=True)
+
+    def start(self) -> AliasFollower:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """No look after this returns (unless one outlasts `timeout_s`): a stopped worker reports nothing."""
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:  # a first look at once: a challenger is loaded before the first batch
+            for name, look in self.looks.items():
+                if self._stopping.is_set():
+                    return
+                self._look(name, look)
+            if self._stopping.wait(self.interval_s):
+                return
+
+    def _look(self, name: str, look: Callable[[], None]) -> None:
+        try:
+            look()
+        except Exception as exc:  # noqa: BLE001 - the worker keeps serving what it loaded
+            error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if self._failing.get(name) != error:
+                self._failing[name] = error
+                log.warning("cannot re-read %s, keeping what is loaded: %s", name, error)
+            return
+        if self._failing.pop(name, None) is not None:
+            log.info("re-reading %s again", name)
+
+
+class ServingReport:
+    """Told what the worker serves after each look at the alias: records it in Redis (`topicq models`),
+    in topicq_model_info (with the embedder `embedder_id()` names), and keeps it for the heartbeat."""
+
+    def __init__(self, status: StatusReporter, embedder_id: Callable[[], str]) -> None:
+        self.status, self.embedder_id = status, embedder_id
+        self.serving: str | None = None
+
+    def __call__(self, state: ServingState) -> None:
+        self.status(state)
+        if state.serving:
+            name, _, version = state.serving.rpartition(":")
+            if version.isdigit():
+                metrics.serving(name, int(version), self.embedder_id())
+        self.serving = state.serving  # last: what the heartbeat names, Redis and the metrics name already
+
+    def clear(self) -> None:
+        self.status.clear()
+
+
+_state: WorkerState | None = None
+_lock = threading.Lock()
+
+
+def served_version(settings: Settings) -> registry.VersionInfo | None:
+    """The version MODEL_ALIAS names now; None without one (or a database)."""
+    try:
+        version = registry.resolve(settings.db_url, name=settings.model_name, alias=settings.model_alias)
+        if version is None:
+            return None
+        return registry.get_version(settings.db_url, name=settings.model_name, version=version)
+    except TopicqError:
+        return None  # the model server says why, batch by batch
+
+
+def worker_embedder(settings: Settings) -> Embedder:
+    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet); a
+    version with its own tuned encoder is served with the encoder in its directory."""
+    if settings.embedder == "auto":
+        served = served_version(settings)
+        if served is not None:
+            return make_embedder_for(served.embedder_id, settings, Path(served.path))
+    return make_embedder(settings=settings)
+
+
+def version_embedder(settings: Settings) -> EmbedderFor:
+    """Builds the embedder of a version the alias moved to (EMBEDDER=auto), timed like the first."""
+
+    def build(embedder_id: str, directory: Path) -> Embedder:
+        embedder = make_embedder_for(embedder_id, settings, directory)
+        metrics.time_rate_limits(embedder)
+        return embedder
+
+    return build
+
+
+def build_worker_state(settings: Settings, embedder: Embedder | None = None) -> WorkerState:
+    settle_classifier_threads(available_cores())
+    embedder = embedder or worker_embedder(settings)
+    # Late-bound: after each look at the alias the report asks the server below which embedder it serves.
+    report = ServingReport(StatusReporter(settings.redis_url, settings.queue), lambda: models.embedder_id)
+    models = ModelServer(settings.db_url, name=settings.model_name, alias=settings.model_alias,
+                         embedder=embedder, refresh_s=settings.model_refresh_s, report=report,
+                         embedder_for=version_embedder(settings) if settings.embedder == "auto" else None)
+    metrics.time_rate_limits(embedder)
+    return WorkerState(settings=settings, models=models, followers=make_followers(settings))
+
+
+def get_worker_state(settings: Settings) -> WorkerState:
+    global _state
+    with _lock:
+        if _state is None:
+            _state = build_worker_state(settings)
+        return _state
+
+
+def wait_for_database(load: Callable[[], T], *, heartbeat: Heartbeat | None = None, first_s: float = 1.0,
+                      max_s: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> T:
+    """`load()` once the database can be used: while it raises DatabaseUnavailableError, wait (backoff
+    from `first_s` doubling to `max_s`) and try again, as running workers hold their posts through an
+    outage. A starting worker under a supervisor thus fills its slot as soon as the database is back,
+    instead of exiting. The wait is logged once, with the reason, and the heartbeat says it (not
+    ready: `topicq health` FAILs with the reason)."""
+    wait, since = first_s, None
+    while True:
+        try:
+            result = load()
+        except DatabaseUnavailableError as exc:
+            if since is None:
+                since = time.monotonic()
+                log.warning("waiting for the database before serving: %s; trying again every %g-%g s",
+                            exc, first_s, max_s)
+            if heartbeat is not None:
+                heartbeat.waiting = f"for the database: {exc}"
+                heartbeat.beat()
+            sleep(wait)
+            wait = min(wait * 2, max_s)
+            continue
+        if since is not None:
+            log.info("the database answers after %.0f s of waiting; starting", time.monotonic() - since)
+            if heartbeat is not None:
+                heartbeat.remove()  # the running worker's own heartbeat takes over
+        return result
+
+
+def database_ready(settings: Settings) -> None:
+    """Raises DatabaseUnavailableError while the database cannot be read (a cheap probe before loading)."""
+    registry.resolve(settings.db_url, name=settings.model_name, alias=settings.model_alias)
