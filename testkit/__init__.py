@@ -4,6 +4,8 @@
     worker_process   `topicq worker` subprocesses, and counting their result rows
     databases        throw-away PostgreSQL databases
     factories        labelled posts and small registered models on the fake embedder
+    tables           labelled posts written as the CSV / JSON lines files `topicq train` reads
+    scrape           a worker's /metrics read the way Prometheus does
     wire             raw Celery messages built from the documented wire format alone
     drills           the fault drills (short in the test suite, long from bench/drills.py)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from shared.database.migrate import upgrade
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from testkit.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -71,6 +71,14 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings from the module's `env` fixture, which the test process shares with its workers."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
 
 
 @pytest.fixture

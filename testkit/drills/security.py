@@ -1,6 +1,6 @@
 """Drill 6: security checks that need real services.
 
-- a pickled message is refused (also in tests/worker/test_worker_integration.py), here on a
+- a pickled message is refused (also in tests/integration/test_end_to_end.py), here on a
   password-protected Redis;
 - Redis with a password works end to end and the password appears in no worker log line;
 - a model whose files changed after registration is refused at load, and a worker will not

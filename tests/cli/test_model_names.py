@@ -13,7 +13,7 @@ from shared.errors import ModelError
 from shared.model import registry
 from shared.settings import get_settings
 from testkit.factories import register_fake_model
-from tests.trainer.tables import post_rows, write_table
+from testkit.tables import post_rows, write_table
 
 BAD_NAMES = ["../../escaped", "..", ".", "/tmp/abs", "a/b", "", "x" * 101, "a\x1bb", "a b"]
 

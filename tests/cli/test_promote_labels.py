@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from tests.trainer.tables import post_rows, write_table
+from testkit.tables import post_rows, write_table
 
 FAST = ["--embedder", "fake", "--hidden", "32", "--epochs", "5"]
 

@@ -15,7 +15,7 @@ from cli.main import main
 from shared.database.results import DONE, ResultRow, write_rows
 from shared.improvement.corrections import CorrectionInput, store_corrections
 from testkit.factories import labelled_posts, register_fake_model
-from tests.trainer.tables import post_rows, write_table
+from testkit.tables import post_rows, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,9 +1,9 @@
 """Security drills on real services: a password-protected Redis (and a pickled message on it), model
 files changed after registration, injection attempts through `topicq results`.
 
-A pickled message on the plain Redis: tests/worker/test_worker_integration.py::
+A pickled message on the plain Redis: tests/integration/test_end_to_end.py::
 test_a_hand_built_json_message_is_classified_and_a_pickled_one_refused. The API key in DEBUG logs
-and rows: tests/drills/test_429_storm.py (and tests/worker/test_gemini_worker.py at INFO, in Redis).
+and rows: tests/drills/test_429_storm.py (and tests/integration/test_gemini_worker.py at INFO, in Redis).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import DatasetError
-from tests.trainer.tables import post_rows, write_table
+from testkit.tables import post_rows, write_table
 from trainer.datasets import (
     Dataset,
     load_newsgroups,

@@ -22,8 +22,8 @@ from shared.model.store import TopicModel
 from shared.settings import Settings
 from shared.wire.producer import Producer
 from testkit.factories import labelled_posts
+from testkit.tables import post_rows, write_table
 from testkit.worker_process import WorkerProcess, count_rows, wait_for_rows, worker_env
-from tests.trainer.tables import post_rows, write_table
 from trainer.finetune import FinetuneConfig, tune_encoder
 from trainer.train import TrainResult, run_evaluation, run_training
 from worker.worker_state import worker_embedder

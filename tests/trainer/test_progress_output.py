@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from testkit.tables import post_rows, write_table
 from testkit.worker_process import clean_environment
-from tests.trainer.tables import post_rows, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard")

@@ -16,8 +16,8 @@ from shared.settings import Settings
 from shared.wire.producer import Producer
 from testkit.drills.services import PrivateRedis, ServiceUnavailable, free_port
 from testkit.factories import labelled_posts, register_fake_model
+from testkit.scrape import scrape, total
 from testkit.worker_process import WorkerProcess, worker_env
-from tests.ops.scrape import scrape, total
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from shared.model.embedders.onnx import OnnxEmbedder
 from shared.model.embedders.onnx_export import PROBE_TEXTS, build, mean_cosine, reference_vectors
 from shared.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_token_budget_batches_cover_every_text_once_within_budget() -> None:

@@ -18,9 +18,9 @@ from shared.wire.producer import Producer
 from shared.wire.protocol import CLASSIFY_TASK, SENT_AT_HEADER
 from testkit.drills.services import free_port
 from testkit.factories import labelled_posts, register_fake_model
+from testkit.scrape import scrape, total
 from testkit.wire import envelope, raw_message
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
-from tests.ops.scrape import scrape, total
 
 pytestmark = pytest.mark.integration
 

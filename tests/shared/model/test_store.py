@@ -11,7 +11,7 @@ import pytest
 from shared.errors import ModelError
 from shared.model.classifier import TopicClassifier
 from shared.model.store import META_FILE, MODEL_FILE, ModelMeta, TopicModel, read_meta
-from tests.shared.test_classifier import clusters
+from tests.shared.model.test_classifier import clusters
 
 
 @pytest.fixture(scope="module")

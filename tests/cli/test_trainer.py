@@ -13,7 +13,7 @@ from cli.main import main
 from shared.database.migrate import upgrade
 from shared.settings import get_settings
 from testkit.factories import register_fake_model
-from tests.trainer.tables import post_rows, write_table
+from testkit.tables import post_rows, write_table
 
 FAST = ["--embedder", "fake", "--hidden", "64", "--epochs", "10"]
 

@@ -13,7 +13,7 @@ from shared.model import registry
 from shared.model.embedders.fake import FakeEmbedder
 from shared.model.store import META_FILE, MODEL_FILE, checksum
 from shared.settings import get_settings
-from tests.trainer.tables import post_rows, write_table
+from testkit.tables import post_rows, write_table
 from trainer.datasets import Dataset
 from trainer.evaluation import CARD_FILE, CONFUSION_PNG, CURVES_PNG
 from trainer.train import data_fingerprint, run_evaluation, run_training

@@ -15,9 +15,9 @@ from shared.model.classifier import TopicClassifier
 from shared.model.dense_forward import FORWARD_FILE, DenseForward
 from shared.model.store import TopicModel, checksum
 from testkit.factories import labelled_posts
-from tests.shared.test_store import meta_for
+from tests.shared.model.test_store import meta_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def posts(seed: int) -> tuple[np.ndarray, list[str], list[str]]:

@@ -18,9 +18,9 @@ from shared.settings import Settings
 from shared.wire.producer import Producer
 from testkit.drills.services import free_port
 from testkit.factories import labelled_posts
+from testkit.scrape import scrape, total
+from testkit.tables import post_rows, write_table
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
-from tests.ops.scrape import scrape, total
-from tests.trainer.tables import post_rows, write_table
 from trainer.train import run_training
 
 pytestmark = pytest.mark.integration

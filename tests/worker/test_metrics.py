@@ -19,7 +19,7 @@ from testkit.factories import labelled_posts
 from testkit.wire import envelope
 from testkit.worker_process import wait_for_rows
 from tests.worker.test_pipeline import FlakyEmbedder
-from tests.worker.test_tasks_in_process import run_worker, settings, trained  # noqa: F401 - fixtures
+from tests.worker.test_tasks import run_worker, settings, trained  # noqa: F401 - fixtures
 from worker import metrics
 
 

@@ -14,8 +14,8 @@ from shared.settings import Settings
 from shared.wire.producer import Producer
 from testkit.drills.services import free_port
 from testkit.factories import register_fake_model
+from testkit.scrape import scrape
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
-from tests.ops.scrape import scrape
 from worker.heartbeat import read_heartbeat
 from worker.serving_status import worker_states
 
