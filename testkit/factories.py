@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.improvement.drift_reference import compute_reference, save_reference
+from shared.improvement.drift_sums import BatchSums
 from shared.model import registry
 from shared.model.classifier import TopicClassifier
 from shared.model.embedders.base import Embedder
@@ -99,3 +100,30 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
                                           promote_to=registry.DEFAULT_ALIAS if promote else None,
                                           beside=drift_reference if reference else None)
     return version
+
+
+def clusters(per_class: int = 20, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Three well-separated blobs of vectors, labelled in non-alphabetical order."""
+    rng = np.random.default_rng(seed)
+    centers = np.eye(3, dim, dtype=np.float32) * 3
+    x = np.concatenate([c + rng.normal(0, 0.3, (per_class, dim)) for c in centers]).astype(np.float32)
+    return x, ["space"] * per_class + ["crypt"] * per_class + ["med"] * per_class
+
+
+def meta_for(clf: TopicClassifier) -> ModelMeta:
+    """Metadata for storing `clf` as version 3 of `topics` on an 8-dimensional fake embedder."""
+    return ModelMeta(name="topics", version=3, labels=[str(c) for c in clf.classes_],
+                     embedder_id="fake:bow:8", embedder_dim=8, preprocess_version=1,
+                     data_fingerprint="f" * 64, created_at="2026-01-01T00:00:00+00:00",
+                     hyperparameters=clf.get_params(), metrics={"accuracy": 1.0},
+                     dataset={"train": {"size": 60}})
+
+
+def sums_of(db_url: str, texts: list[str], version: int) -> BatchSums:
+    """The drift sums a worker would add for `texts` classified by `topics` version `version`."""
+    model = registry.load(db_url, name="topics", version=version)
+    vectors = FakeEmbedder().embed(texts)
+    probabilities = model.classifier.predict_proba(vectors, texts)
+    labels = [str(c) for c in model.classifier.classes_]
+    return BatchSums.of([labels[i] for i in probabilities.argmax(axis=1)],
+                        list(probabilities.max(axis=1)), vectors)

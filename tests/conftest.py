@@ -19,19 +19,12 @@ import pytest
 from shared.database.migrate import upgrade
 from shared.settings import Settings, get_settings
 from testkit.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
+from testkit.missing_services import service_missing
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 NEWSGROUPS_HOME = os.environ.get("SCIKIT_LEARN_DATA") or str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "20newsgroups"
 )
-
-
-def service_missing(what: str, error: Exception) -> None:
-    message = f"{what} is not reachable ({error.__class__.__name__}: {error})"
-    if IN_CI:
-        pytest.fail(f"{message}; CI must have it (.ci/run starts it)")
-    pytest.skip(message)
 
 
 SERVICE_FIXTURES = frozenset({"postgres_url", "redis_url"})

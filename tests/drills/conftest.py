@@ -10,7 +10,7 @@ import pytest
 
 from testkit.drills.harness import DrillResult
 from testkit.drills.services import ServiceUnavailable
-from tests.conftest import service_missing
+from testkit.missing_services import service_missing
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

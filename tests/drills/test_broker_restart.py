@@ -11,8 +11,8 @@ from testkit.drills import broker
 from testkit.drills.harness import base_env, prepare_database, settings_for, wait_for
 from testkit.drills.services import PrivateRedis, ServiceUnavailable, fresh_database
 from testkit.factories import make_posts
+from testkit.missing_services import service_missing
 from testkit.worker_process import WorkerProcess, count_rows
-from tests.conftest import service_missing
 
 
 def test_broker_crash_and_restart_loses_nothing(drill) -> None:

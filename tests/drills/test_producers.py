@@ -5,7 +5,7 @@ never parked where no worker reads, never held so long that others wait, never d
 from __future__ import annotations
 
 from testkit.drills import producer_faults, producers
-from tests.conftest import service_missing
+from testkit.missing_services import service_missing
 
 
 def test_every_producer_and_option_is_answered_under_the_posts_own_id(drill) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from testkit.drills import security
 from testkit.drills.services import ServiceUnavailable
-from tests.conftest import service_missing
+from testkit.missing_services import service_missing
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,8 @@ from shared.improvement.drift import compare
 from shared.improvement.drift_reference import load_reference
 from shared.improvement.drift_sums import add_sums, bucket_start, window_sums
 from shared.model.preprocess import preprocess
-from testkit.factories import make_posts, register_fake_model
+from testkit.factories import make_posts, register_fake_model, sums_of
 from testkit.off_domain import off_domain_posts
-from tests.shared.improvement.test_drift import sums_of
 from worker.drift_metrics import DriftCollector
 
 

@@ -16,10 +16,9 @@ from shared.settings import Settings
 from shared.wire.envelope import inspect
 from shared.wire.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, SENT_AT_HEADER, TASKS
 from testkit.factories import labelled_posts
+from testkit.failing_embedders import FlakyEmbedder
 from testkit.wire import envelope
 from testkit.worker_process import wait_for_rows
-from tests.worker.test_pipeline import FlakyEmbedder
-from tests.worker.test_tasks import run_worker, settings, trained  # noqa: F401 - fixtures
 from worker import metrics
 
 
@@ -29,7 +28,7 @@ def value(name: str, **labels: str) -> float:
 
 @pytest.mark.parametrize("task", [CLASSIFY_TASK, CLASSIFY_CHUNK_TASK])
 def test_a_retried_post_keeps_its_send_time_and_each_outcome_is_counted_once(
-        task: str, settings: Settings, run_worker: Callable[[FakeEmbedder], Celery],  # noqa: F811
+        task: str, settings: Settings, run_worker: Callable[[FakeEmbedder], Celery],
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics, "_enabled", True)
     before = {name: value(name) for name in ("topicq_end_to_end_seconds_count", "topicq_end_to_end_seconds_sum")}

@@ -9,37 +9,12 @@ import numpy as np
 import pytest
 
 from shared.database.results import query_results, stats
-from shared.errors import TransientError
-from shared.model.embedders.base import Embedder, EmbedOutcome
+from shared.model.embedders.base import EmbedOutcome
 from shared.model.embedders.fake import FakeEmbedder
-from shared.settings import Settings
 from testkit.factories import labelled_posts, register_fake_model
+from testkit.failing_embedders import FlakyEmbedder
+from testkit.in_process import make_settings, server_for
 from worker.pipeline import process
-from worker.served_model import ModelServer
-
-
-def make_settings(db_url: str, tmp_path: Path, **overrides: object) -> Settings:
-    return Settings(database_url=db_url, model_dir=tmp_path / "models", embedder="fake",
-                    max_retries=3, retry_base_s=0.01, retry_max_s=0.05, **overrides)
-
-
-def server_for(settings: Settings, embedder: Embedder) -> ModelServer:
-    return ModelServer(settings.db_url, name=settings.model_name, alias="production",
-                       embedder=embedder, refresh_s=0)
-
-
-class FlakyEmbedder(FakeEmbedder):
-    """Fails its first `failures` calls with a transient error, like an API having a bad minute."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-
-    def embed_each(self, texts: list[str]) -> EmbedOutcome:
-        if self.failures > 0:
-            self.failures -= 1
-            raise TransientError("503 UNAVAILABLE")
-        return super().embed_each(texts)
 
 
 class RefusingEmbedder(FakeEmbedder):

@@ -11,19 +11,9 @@ import pytest
 from shared.improvement.drift import compare, label_drift
 from shared.improvement.drift_reference import Reference, load_reference
 from shared.improvement.drift_sums import BatchSums, add_sums, window_sums
-from shared.model import registry
-from shared.model.embedders.fake import FakeEmbedder
 from shared.model.preprocess import preprocess
-from testkit.factories import make_posts, register_fake_model
+from testkit.factories import make_posts, register_fake_model, sums_of
 from testkit.off_domain import off_domain_posts
-
-
-def sums_of(db_url: str, texts: list[str], version: int) -> BatchSums:
-    model = registry.load(db_url, name="topics", version=version)
-    vectors = FakeEmbedder().embed(texts)
-    probabilities = model.classifier.predict_proba(vectors, texts)
-    labels = [str(c) for c in model.classifier.classes_]
-    return BatchSums.of([labels[i] for i in probabilities.argmax(axis=1)], list(probabilities.max(axis=1)), vectors)
 
 
 def test_in_domain_posts_cross_no_threshold_and_off_domain_posts_do(sqlite_url: str, tmp_path: Path) -> None:

@@ -6,14 +6,7 @@ import numpy as np
 import pytest
 
 from shared.model.classifier import TopicClassifier
-
-
-def clusters(per_class: int = 20, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]]:
-    """Three well-separated blobs labelled in non-alphabetical order."""
-    rng = np.random.default_rng(seed)
-    centers = np.eye(3, dim, dtype=np.float32) * 3
-    x = np.concatenate([c + rng.normal(0, 0.3, (per_class, dim)) for c in centers]).astype(np.float32)
-    return x, ["space"] * per_class + ["crypt"] * per_class + ["med"] * per_class
+from testkit.factories import clusters
 
 
 @pytest.fixture(scope="module")

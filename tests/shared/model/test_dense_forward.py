@@ -14,8 +14,7 @@ import pytest
 from shared.model.classifier import TopicClassifier
 from shared.model.dense_forward import FORWARD_FILE, DenseForward
 from shared.model.store import TopicModel, checksum
-from testkit.factories import labelled_posts
-from tests.shared.model.test_store import meta_for
+from testkit.factories import labelled_posts, meta_for
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -14,8 +14,7 @@ from shared.model.classifier import TopicClassifier
 from shared.model.embedders.fake import FakeEmbedder
 from shared.model.lexical import LEXICON_FILE, Lexicon
 from shared.model.store import META_FILE, TopicModel
-from testkit.factories import labelled_posts
-from tests.shared.model.test_store import meta_for
+from testkit.factories import labelled_posts, meta_for
 
 
 def posts(seed: int) -> tuple[np.ndarray, list[str], list[str]]:

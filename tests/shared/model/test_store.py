@@ -10,22 +10,14 @@ import pytest
 
 from shared.errors import ModelError
 from shared.model.classifier import TopicClassifier
-from shared.model.store import META_FILE, MODEL_FILE, ModelMeta, TopicModel, read_meta
-from tests.shared.model.test_classifier import clusters
+from shared.model.store import META_FILE, MODEL_FILE, TopicModel, read_meta
+from testkit.factories import clusters, meta_for
 
 
 @pytest.fixture(scope="module")
 def fitted() -> TopicClassifier:
     x, labels = clusters()
     return TopicClassifier(hidden=16, epochs=5, seed=0).fit(x, labels)
-
-
-def meta_for(clf: TopicClassifier) -> ModelMeta:
-    return ModelMeta(name="topics", version=3, labels=[str(c) for c in clf.classes_],
-                     embedder_id="fake:bow:8", embedder_dim=8, preprocess_version=1,
-                     data_fingerprint="f" * 64, created_at="2026-01-01T00:00:00+00:00",
-                     hyperparameters=clf.get_params(), metrics={"accuracy": 1.0},
-                     dataset={"train": {"size": 60}})
 
 
 def test_round_trip_gives_identical_predictions(fitted: TopicClassifier, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from shared.wire.payload import parse_post, storable_metadata
 from shared.wire.producer import Producer
 from testkit.drills.fuzz_cases import BUILDERS, MAX_TEXT_CHARS
 from testkit.factories import register_fake_model
-from tests.worker.test_pipeline import make_settings, server_for
+from testkit.in_process import make_settings, server_for
 from worker.pipeline import process
 
 BIG = {"blob": "x" * 70_000}  # over the 64 KiB default
