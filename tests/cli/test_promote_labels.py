@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
@@ -24,6 +25,7 @@ def train(tmp_path: Path, renamed: dict[str, str], *extra: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # trains three versions through the CLI
 def test_promote_refuses_other_labels_and_warns_of_some(tmp_path: Path) -> None:
     train(tmp_path, {}, "--promote")                                             # crypto, medicine, space
     train(tmp_path, {"crypto": "ciphers", "medicine": "health", "space": "astro"})  # none in common

@@ -56,6 +56,7 @@ def test_compare_writes_its_plot_under_topicq_home_and_says_where(two_versions: 
     assert png.is_file() and f"wrote {png}" in result.stderr
 
 
+@pytest.mark.slow  # a full `topicq train --with-corrections` run
 def test_train_with_corrections_prints_no_python_dict(two_versions: str, tmp_path: Path) -> None:
     """In a process of its own: the summary went out through logging, which CliRunner does not capture."""
     posts = labelled_posts(3, seed=5)

@@ -38,6 +38,7 @@ def train(posts: str, *extra: str) -> Result:
                   "--id-column", "post", *FAST, *extra)
 
 
+@pytest.mark.slow  # a full `topicq train` run; tests/trainer/test_train.py covers training in the fast set
 def test_train_reports_version_metrics_cache_and_files(posts_jsonl: str) -> None:
     first = train(posts_jsonl, "--promote")
     assert first.exit_code == 0, first.output
@@ -55,6 +56,7 @@ def test_train_reports_version_metrics_cache_and_files(posts_jsonl: str) -> None
     assert "embeddings: 90 from cache, 0 newly computed (all from cache)" in second.stdout
 
 
+@pytest.mark.slow  # trains two versions through the CLI
 def test_models_promote_rollback_and_evaluate(posts_jsonl: str) -> None:
     train(posts_jsonl, "--promote")
     train(posts_jsonl)
@@ -99,6 +101,7 @@ def test_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow  # a full `topicq train` run on 20 Newsgroups
 def test_newsgroups_groups_accept_commas_and_repeats(newsgroups_home: str) -> None:
     result = topicq("train", "--groups", "sci.med,space", "--groups", "crypt", "--per-class", "10",
                     "--test-per-class", "5", "--data-home", newsgroups_home, *FAST)
@@ -121,6 +124,7 @@ def test_an_empty_file_is_called_empty(tmp_path: Path) -> None:
     assert (result.exit_code, result.stderr) == (2, f"error: {empty} is empty\n")
 
 
+@pytest.mark.slow  # trains, then evaluates through the CLI
 def test_evaluate_on_the_training_file_warns_with_the_overlap(posts_jsonl: str) -> None:
     train(posts_jsonl)
 

@@ -97,7 +97,7 @@ def test_ctrl_c_while_waiting_says_every_post_was_sent(env: dict[str, str], tmp_
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     assert process.stdout.readline().startswith("4 posts: sent 4")  # sending is over: now it waits
-    time.sleep(0.5)
+    time.sleep(0.5)  # into the wait for rows: the interruption must come while it waits, not as it starts
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130

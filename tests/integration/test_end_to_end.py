@@ -130,7 +130,7 @@ def test_sigkill_mid_batch_loses_nothing(
     start_worker(env, workers, tmp_path, **slow)
     # Then after redelivery every post has exactly one row
     assert wait_for_rows(settings.db_url, 300, timeout=120) == 300, broker_state(settings)
-    time.sleep(1)
+    time.sleep(1)  # nothing more may come: a redelivered post would make a second row now
     assert count_rows(settings.db_url) == 300
     assert duplicates(settings.db_url) == 0
 
@@ -179,7 +179,7 @@ def test_a_hand_built_json_message_is_classified_and_a_pickled_one_refused(
     client.lpush(settings.queue, raw_message(CLASSIFY_TASK, {}, settings.queue,
                                              content_type="application/x-python-serialize", body=evil))
     assert wait_for_rows(settings.db_url, 1, timeout=60) == 1
-    time.sleep(2)
+    time.sleep(2)  # nothing more may come: the pickled message must never make a row
     with session_scope(settings.db_url) as session:
         assert list(session.scalars(select(Result.post_id))) == ["from-node"]
     # The pickled message waits in the dead-letter list, whole, with the reason.

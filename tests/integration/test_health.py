@@ -17,6 +17,7 @@ from shared.wire.producer import Producer
 from testkit.drills.services import PrivateRedis, ServiceUnavailable, free_port
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.scrape import scrape, total
+from testkit.waiting import wait_until
 from testkit.worker_process import WorkerProcess, worker_env
 
 pytestmark = pytest.mark.integration
@@ -45,16 +46,6 @@ def health(worker: WorkerProcess) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-def until(predicate: object, timeout: float) -> float:
-    """Seconds until `predicate()` held; raises after `timeout`."""
-    started = time.monotonic()
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout} s")
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
 def test_health_follows_redis_and_the_depth_counts_buffered_posts(
     settings: Settings, env: dict[str, str], broker: PrivateRedis, tmp_path: Path
 ) -> None:
@@ -66,8 +57,8 @@ def test_health_follows_redis_and_the_depth_counts_buffered_posts(
         assert code == 0, out
         assert "ok   worker" in out and f"{settings.model_name}:1" in out
         beat = json.loads(settings.heartbeat_path.read_text())["at"]
-        time.sleep(1.2)
-        assert json.loads(settings.heartbeat_path.read_text())["at"] > beat  # the loop refreshes it
+        wait_until(lambda: json.loads(settings.heartbeat_path.read_text())["at"] > beat, 5,
+                   "the heartbeat loop refreshing the file")
 
         # Posts taken into the worker's buffer leave the list empty, yet they are the backlog.
         producer = Producer(settings)
@@ -76,8 +67,8 @@ def test_health_follows_redis_and_the_depth_counts_buffered_posts(
             producer.send(producer.validate(post_id, text))
         producer.close()
         client = broker.client()
-        until(lambda: client.llen(settings.queue) == 0, 15)
-        time.sleep(1.0)
+        wait_until(lambda: client.llen(settings.queue) == 0, 15, "the worker taking the posts off the list")
+        time.sleep(1.0)  # the posts age in the buffer: the oldest message's age is checked below
         samples = scrape(int(env["METRICS_PORT"]))
         assert total(samples, "topicq_queue_depth", queue=settings.queue) == 9
         assert total(samples, "topicq_queue_messages", state="unacked") == 9
@@ -86,16 +77,16 @@ def test_health_follows_redis_and_the_depth_counts_buffered_posts(
 
         # Redis goes away: not ready within 10 s, with the reason on the redis line.
         broker.stop(hard=True)
-        assert until(lambda: health(worker)[0] == 1, 10) < 10
+        wait_until(lambda: health(worker)[0] == 1, 10, "health failing while Redis is down")
         code, out = health(worker)
         assert code == 1 and "FAIL redis" in out, out
         assert total(scrape(int(env["METRICS_PORT"])), "topicq_redis_up") == 0
         # Back: ready again, the worker reconnected and kept beating.
         broker.start()
-        until(lambda: health(worker)[0] == 0, 30)
+        wait_until(lambda: health(worker)[0] == 0, 30, "health passing once Redis is back")
         assert worker.alive()
         beat = json.loads(settings.heartbeat_path.read_text())["at"]
-        until(lambda: json.loads(settings.heartbeat_path.read_text())["at"] > beat, 5)  # beating again
+        wait_until(lambda: json.loads(settings.heartbeat_path.read_text())["at"] > beat, 5, "the heartbeat beating again")
         worker.stop()  # a worker that stops takes its heartbeat file with it
         code, out = health(worker)
         assert code == 1 and "FAIL worker" in out and "no heartbeat" in out, out

@@ -3,7 +3,6 @@ is loaded within MODEL_REFRESH_S, and the heartbeat, status and metrics name it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from shared.wire.producer import Producer
 from testkit.drills.services import free_port
 from testkit.factories import register_fake_model
 from testkit.scrape import scrape
+from testkit.waiting import wait_until
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
 from worker.heartbeat import read_heartbeat
 from worker.serving_status import worker_states
@@ -42,11 +42,11 @@ def worker(env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
     process.stop()
 
 
-def wait_until(condition: Callable[[], bool], worker: WorkerProcess, what: str) -> None:
-    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not after {FOLLOW_TIMEOUT_S} s\n{worker.log()[-3000:]}"
-        time.sleep(0.1)
+def followed(condition: Callable[[], object], worker: WorkerProcess, what: str) -> None:
+    try:
+        wait_until(condition, FOLLOW_TIMEOUT_S, what, interval=0.1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{worker.log()[-3000:]}") from None
 
 
 def served_versions(port: int) -> set[str]:
@@ -59,14 +59,14 @@ def test_an_idle_worker_follows_a_promotion_without_posts(settings: Settings, wo
     first = register_fake_model(settings.db_url, settings.model_dir)
     worker.start()
     heartbeat = settings.heartbeat_path
-    wait_until(lambda: (read_heartbeat(heartbeat) or {}).get("serving") == f"topics:{first}", worker,
+    followed(lambda: (read_heartbeat(heartbeat) or {}).get("serving") == f"topics:{first}", worker,
                "the heartbeat names the first version")
 
     # When topics:2 is promoted, and still no post is sent
     second = register_fake_model(settings.db_url, settings.model_dir, seed=1)
 
     # Then the worker loads it by itself: the heartbeat, the status and the metrics name it
-    wait_until(lambda: (read_heartbeat(heartbeat) or {}).get("serving") == f"topics:{second}", worker,
+    followed(lambda: (read_heartbeat(heartbeat) or {}).get("serving") == f"topics:{second}", worker,
                "the heartbeat names the promoted version")
     assert f"switching model topics:{first} -> topics:{second}" in worker.log()
     assert [s.serving for s in worker_states(settings.redis_url)] == [f"topics:{second}"]
@@ -93,5 +93,5 @@ def test_an_idle_worker_starts_scoring_a_new_challenger_without_posts(settings: 
     registry.promote(settings.db_url, name="topics", version=challenger, alias=settings.shadow_alias)
 
     # Then the worker loads it for shadow scoring by itself
-    wait_until(lambda: f"scoring topics:{challenger} in shadow ({settings.shadow_alias})" in worker.log(),
+    followed(lambda: f"scoring topics:{challenger} in shadow ({settings.shadow_alias})" in worker.log(),
                worker, "the challenger is loaded")

@@ -27,6 +27,7 @@ from shared.settings import Settings
 from shared.wire.producer import Producer
 from testkit.factories import make_posts, register_fake_model
 from testkit.off_domain import off_domain_posts
+from testkit.waiting import wait_until
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
 
 pytestmark = pytest.mark.integration
@@ -44,13 +45,9 @@ def send(settings: Settings, posts: list[dict[str, object]]) -> None:
 
 
 def wait_for_sums(settings: Settings, version: int, since: datetime, posts: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if sum(w.posts for w in window_sums(settings.db_url, model_name="topics", model_version=version,
-                                            since=since, window_s=86400)) >= posts:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"the drift sums of version {version} never reached {posts} posts")
+    wait_until(lambda: sum(w.posts for w in window_sums(settings.db_url, model_name="topics", model_version=version,
+                                                        since=since, window_s=86400)) >= posts,
+               30, f"the drift sums of version {version} reaching {posts} posts", interval=0.3)
 
 
 def batch_ids(db_url: str, version: int) -> list[str | None]:

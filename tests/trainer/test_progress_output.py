@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testkit.tables import post_rows, write_table
 from testkit.worker_process import clean_environment
 
@@ -16,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TF_NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard")
 
 
+@pytest.mark.slow  # `topicq train` in a process of its own: TensorFlow's start-up and a fit
 def test_train_prints_each_bar_once_and_no_tensorflow_noise(tmp_path: Path) -> None:
     posts = write_table(tmp_path / "posts.jsonl", post_rows(10))
     env = {k: v for k, v in clean_environment().items()

@@ -56,6 +56,7 @@ def test_training_saves_registers_and_promotes_a_version(posts_csv: Path) -> Non
     assert reference.mean_confidence > 0.5 and 0 < reference.spread < 1
 
 
+@pytest.mark.slow  # two training runs
 def test_training_again_embeds_nothing_new(posts_csv: Path) -> None:
     embedder = FakeEmbedder()
     first = run_training(dataset=str(posts_csv), embedder=embedder, **FAST)
@@ -90,6 +91,7 @@ def test_evaluation_counts_the_posts_the_version_was_trained_on(posts_csv: Path)
     assert (held_out.seen_in_training, held_out.unseen_accuracy) == (0, held_out.metrics["accuracy"])
 
 
+@pytest.mark.slow  # two training runs
 def test_self_training_posts_count_as_seen(posts_csv: Path) -> None:
     # A low threshold: a short first fit is unsure of most posts.
     trained = run_training(dataset=str(posts_csv), embedder="fake", per_class=10, self_training=0.4, **FAST)

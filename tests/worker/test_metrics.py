@@ -17,6 +17,7 @@ from shared.wire.envelope import inspect
 from shared.wire.protocol import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK, SENT_AT_HEADER, TASKS
 from testkit.factories import labelled_posts
 from testkit.failing_embedders import FlakyEmbedder
+from testkit.waiting import wait_until
 from testkit.wire import envelope
 from testkit.worker_process import wait_for_rows
 from worker import metrics
@@ -45,7 +46,8 @@ def test_a_retried_post_keeps_its_send_time_and_each_outcome_is_counted_once(
         app.send_task(task, kwargs={"posts": posts}, queue=settings.queue, headers={SENT_AT_HEADER: sent_at})
 
     assert wait_for_rows(settings.db_url, len(posts), timeout=60, status="done") == len(posts)
-    time.sleep(0.2)  # the counts follow the commit
+    wait_until(lambda: value("topicq_end_to_end_seconds_count") - before["topicq_end_to_end_seconds_count"] >= len(posts),
+               10, "the counts, which follow the commit")
     observed = value("topicq_end_to_end_seconds_count") - before["topicq_end_to_end_seconds_count"]
     latency = value("topicq_end_to_end_seconds_sum") - before["topicq_end_to_end_seconds_sum"]
     assert observed == len(posts)

@@ -53,6 +53,7 @@ def test_too_few_posts_for_a_stratified_validation_split() -> None:
         TopicClassifier(epochs=1).fit(x, labels)
 
 
+@pytest.mark.slow  # fits a two-branch (words) model: over a minute on a busy machine
 def test_class_weight_counts_in_a_two_branch_model() -> None:
     """Weighting posts by their class's rarity changes what a two-branch (embedding + words) fit learns."""
     rng = np.random.default_rng(3)

@@ -36,6 +36,7 @@ def assert_stopped_early(classifier: TopicClassifier) -> None:
     assert classifier.best_epoch_ == epochs_run - classifier.patience  # no gain worth the name since
 
 
+@pytest.mark.slow  # a fit to its early stop: over half a minute on a busy machine
 def test_an_embedding_only_fit_stops_well_before_the_epoch_cap() -> None:
     classifier, accuracy = fit_on_easy_posts()
 

@@ -40,6 +40,7 @@ def int8() -> OnnxEmbedder:
     return embedder
 
 
+@pytest.mark.slow  # loads torch and the MiniLM weights beside the onnx encoder
 def test_int8_vectors_are_faithful_to_torch(int8: OnnxEmbedder) -> None:
     """The shipped file against sentence-transformers' own vectors of the packaged model."""
     cosine = mean_cosine(int8.embed(PROBE_TEXTS), reference_vectors(PROBE_TEXTS, 256))
@@ -69,6 +70,7 @@ def test_the_check_refuses_an_export_of_other_weights(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow  # a process of its own loading the encoder
 def test_a_worker_process_on_onnx_imports_no_torch(int8: OnnxEmbedder, sqlite_url: str) -> None:
     """The worker's modules, its runtime on the default embedder and a classifier call: no torch."""
     script = (
