@@ -60,14 +60,14 @@ def test_an_idle_worker_follows_a_promotion_without_posts(settings: Settings, wo
     worker.start()
     heartbeat = settings.heartbeat_path
     followed(lambda: (read_heartbeat(heartbeat) or {}).get("serving") == f"topics:{first}", worker,
-               "the heartbeat names the first version")
+             "the heartbeat names the first version")
 
     # When topics:2 is promoted, and still no post is sent
     second = register_fake_model(settings.db_url, settings.model_dir, seed=1)
 
     # Then the worker loads it by itself: the heartbeat, the status and the metrics name it
     followed(lambda: (read_heartbeat(heartbeat) or {}).get("serving") == f"topics:{second}", worker,
-               "the heartbeat names the promoted version")
+             "the heartbeat names the promoted version")
     assert f"switching model topics:{first} -> topics:{second}" in worker.log()
     assert [s.serving for s in worker_states(settings.redis_url)] == [f"topics:{second}"]
     assert served_versions(port) == {str(second)}
@@ -94,4 +94,4 @@ def test_an_idle_worker_starts_scoring_a_new_challenger_without_posts(settings: 
 
     # Then the worker loads it for shadow scoring by itself
     followed(lambda: f"scoring topics:{challenger} in shadow ({settings.shadow_alias})" in worker.log(),
-               worker, "the challenger is loaded")
+             worker, "the challenger is loaded")

@@ -26,7 +26,7 @@ def posts(seed: int) -> tuple[np.ndarray, list[str], list[str]]:
 @pytest.fixture(scope="module")
 def reader() -> TopicClassifier:
     x, texts, labels = posts(0)
-    return TopicClassifier(hidden=16, epochs=60, learning_rate=0.01, lexical=1000, seed=0).fit(x, labels, texts=texts)
+    return TopicClassifier(hidden=16, epochs=20, learning_rate=0.01, lexical=1000, seed=0).fit(x, labels, texts=texts)
 
 
 def test_lexicon_round_trip_gives_the_same_matrix(tmp_path: Path) -> None:
