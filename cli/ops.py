@@ -67,7 +67,7 @@ def status(once: bool, fmt: str, interval: float) -> None:
     from shared.database.connection import safe_url
     from shared.errors import TransientError
     from shared.wire.backlog import read_backlog
-    from worker.live_stats import read_live
+    from worker.presence import worker_figures
 
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
@@ -76,7 +76,7 @@ def status(once: bool, fmt: str, interval: float) -> None:
         while True:
             try:
                 backlog = read_backlog(client, settings.queue)
-                live = read_live(client, settings.queue)
+                live = worker_figures(client, settings.queue)
             except redis.RedisError as exc:
                 if once or previous is None:
                     raise TransientError(f"cannot reach Redis at {safe_url(settings.redis_url)} ({exc}); "

@@ -237,9 +237,9 @@ def _echo_history(name: str, fmt: str) -> None:
 
 def _echo_workers(name: str | None) -> None:
     """What the workers serve: a version they refused is visible here, not only in their logs."""
-    from worker.serving_status import worker_states
+    from worker.presence import serving_workers
 
-    for state in worker_states(get_settings().redis_url, model_name=name):
+    for state in serving_workers(get_settings().redis_url, model_name=name):
         click.echo(printable(state.describe()))
 
 

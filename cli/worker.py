@@ -6,7 +6,7 @@ import logging
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -53,7 +53,7 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
 
         ensure_schema(settings.db_url)
         database_ready(settings)  # before the embedder is built: it may depend on the served version
-        loaded = get_worker_state(settings)
+        loaded = get_worker_state(settings, node=name)
         _load_before_ready(loaded, settings)
         return loaded
 
@@ -72,12 +72,10 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
         # Celery's own exit status: non-zero when the worker stopped on an error.
         status = app.start(argv) or 0
     finally:
-        follower.stop()  # before the status is cleared: no look may list the stopped worker again
+        follower.stop()  # before the presence is cleared: no look may list the stopped worker again
         pending.stop()
         watch.stop()
-        clear = getattr(runtime.models.report, "clear", None)
-        if clear is not None:
-            clear()  # `topicq models` / `stats` list running workers only
+        runtime.presence.clear()  # `topicq models` / `stats` / `status` list running workers only
     sys.exit(status)
 
 
@@ -97,32 +95,27 @@ def _load_before_ready(runtime: Any, settings: Any) -> None:
 @dataclass
 class _Watch:
     """What lets others watch a worker: the heartbeat, and with metrics on the exporter (metrics,
-    backlog, drift, /healthz) and the figures `topicq status` reads from Redis."""
+    backlog, drift, /healthz) and the figures its presence records for `topicq status`."""
 
     heartbeat: Any
     exporter: Any = None
-    publisher: Any = None
+    figures: Any = None
 
     @classmethod
     def start(cls, app: Any, runtime: Any, settings: Any, name: str) -> _Watch:
         from worker import metrics
         from worker.heartbeat import Heartbeat, consumer_step
 
-        def serving() -> str | None:
-            return getattr(runtime.models.report, "serving", None)
-
-        def embedder() -> str:  # the served pair's: EMBEDDER=auto swaps it with the version
-            return runtime.models.embedder_id
-
+        presence = runtime.presence  # the served pair: EMBEDDER=auto swaps the embedder with the version
         heartbeat = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue,
-                              embedder=embedder, serving=serving)
+                              embedder=lambda: presence.embedder, serving=lambda: presence.serving)
         app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
         if not settings.metrics_port:
             return cls(heartbeat)
         from shared.wire.backlog import BacklogCollector
         from worker.drift_metrics import DriftCollector
         from worker.exporter import start_exporter
-        from worker.live_stats import Publisher
+        from worker.presence import FiguresPublisher
 
         metrics.REGISTRY.register(BacklogCollector(settings.redis_url, settings.queue))
         metrics.REGISTRY.register(DriftCollector(
@@ -130,16 +123,14 @@ class _Watch:
             window_s=settings.drift_metrics_window_s, bucket_s=settings.drift_bucket_s))
         exporter = start_exporter(settings.metrics_host, settings.metrics_port, heartbeat=heartbeat,
                                   max_age_s=settings.heartbeat_max_age_s)
-        publisher = Publisher(settings.redis_url, settings.queue, name, about=lambda: {
-            "serving": serving(), "embedder": embedder()}).start()
-        return cls(heartbeat, exporter, publisher)
+        return cls(heartbeat, exporter, FiguresPublisher(presence).start())
 
     def stop(self) -> None:
         self.heartbeat.remove()
         if self.exporter is not None:
             self.exporter.stop()
-        if self.publisher is not None:
-            self.publisher.stop()
+        if self.figures is not None:
+            self.figures.stop()
 
 
 ALLOW_DUPLICATES = click.option(
@@ -486,7 +477,7 @@ def stats(model: str | None, fmt: str, shadow: bool) -> None:
       topicq stats --shadow                # the production and the challenger's rows side by side
     """
     from shared.database.results import stats as compute
-    from worker.serving_status import TTL_S, worker_states
+    from worker.presence import TTL_S, serving_workers
 
     db_url = get_settings().db_url
     _check_registered(db_url, model)
@@ -494,10 +485,10 @@ def stats(model: str | None, fmt: str, shadow: bool) -> None:
     # Each challenger apart: its rows are the same posts again, adding them would count posts twice.
     challengers = ({key: compute(db_url, model=key, in_shadow=True)
                     for key in compute(db_url, model=model, in_shadow=True)["by_model"]} if shadow else {})
-    workers = worker_states(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
+    workers = serving_workers(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
     if fmt == "json":
         extra = {"shadow": challengers} if shadow else {}
-        click.echo(json_line({**summary, **extra, "workers": [asdict(w) for w in workers]}, indent=2))
+        click.echo(json_line({**summary, **extra, "workers": [w.listed() for w in workers]}, indent=2))
         return
     if challengers:
         _print_stats_side_by_side(summary, challengers)
@@ -538,13 +529,13 @@ def _print_stats_side_by_side(summary: dict[str, Any], challengers: dict[str, di
 def _check_queue_serves(settings: Any, name: str) -> None:
     """Refuse to send `name`'s posts where the workers serve another model: their rows would be lost."""
     from shared.errors import ConfigError
-    from worker.serving_status import worker_states
+    from worker.presence import serving_workers
 
     if name != settings.model_name:
         raise ConfigError(f"this shell sends to queue {settings.queue!r}, served for MODEL_NAME="
                           f"{settings.model_name!r}, not {name!r}: run it again with MODEL_NAME={name} "
                           f"QUEUE=<the queue of {name}'s workers>")
-    others = [s for s in worker_states(settings.redis_url)
+    others = [s for s in serving_workers(settings.redis_url)
               if s.queue == settings.queue and (s.serving or "").partition(":")[0] != name]
     if others:
         raise ConfigError(f"queue {settings.queue!r} is served by workers of another model "

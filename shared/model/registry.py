@@ -224,7 +224,11 @@ def alias_history(db: Db, *, name: str, alias: str | None = None) -> list[AliasP
 
 def load(db: Db, *, name: str, version: int) -> TopicModel:
     """Load a registered version, checking its checksum."""
-    info = get_version(db, name=name, version=version)
+    return load_version(get_version(db, name=name, version=version))
+
+
+def load_version(info: VersionInfo) -> TopicModel:
+    """Load the version `info` was read from, checking its checksum."""
     return TopicModel.load(Path(info.path), info.sha256)
 
 
