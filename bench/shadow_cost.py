@@ -90,7 +90,7 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
     from shared.settings import Settings
     from worker.after_batch import make_followers
     from worker.pipeline import process
-    from worker.served_model import ModelServer
+    from worker.served_model import ServedModel
 
     with throwaway_database(args.pg_admin_url, "topicq_bench") as db:
         upgrade(db)
@@ -99,7 +99,7 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
         register_pair(db, models, kind, args.home)
         base = dict(database_url=db, model_dir=models, embedder=kind, model_refresh_s=60.0)
         embedder = make_embedder(kind, Settings(**base))  # type: ignore[arg-type]
-        server = ModelServer(db, name="topics", alias="production", embedder=embedder, refresh_s=60)
+        server = ServedModel(db, name="topics", alias="production", embedder=embedder, refresh_s=60)
         followers = {"plain": None,
                      "sums": make_followers(Settings(**base, shadow_alias="")),  # type: ignore[arg-type]
                      "shadow": make_followers(Settings(**base))}  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from shared.model.embedders.fake import FakeEmbedder
 from shared.settings import Settings
 from testkit.factories import labelled_posts, register_fake_model
 from worker.pipeline import process
-from worker.served_model import ModelServer
+from worker.served_model import ServedModel
 
 
 def make_settings(db_url: str, tmp_path: Path, **overrides: object) -> Settings:
@@ -23,8 +23,8 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: object) -> Settings:
                     max_retries=3, retry_base_s=0.01, retry_max_s=0.05, **overrides)
 
 
-def server_for(settings: Settings, embedder: Embedder) -> ModelServer:
-    return ModelServer(settings.db_url, name=settings.model_name, alias="production",
+def server_for(settings: Settings, embedder: Embedder) -> ServedModel:
+    return ServedModel(settings.db_url, name=settings.model_name, alias="production",
                        embedder=embedder, refresh_s=0)
 
 

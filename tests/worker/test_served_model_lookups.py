@@ -13,7 +13,7 @@ from shared.database.connection import get_engine
 from shared.model.embedders.fake import FakeEmbedder
 from shared.settings import Settings
 from testkit.factories import register_fake_model
-from worker.served_model import ModelServer
+from worker.served_model import ServedModel
 from worker.worker_state import build_worker_state
 
 
@@ -39,7 +39,7 @@ def queries(db_url: str) -> Iterator[Counter[str]]:
 def test_a_refresh_that_swaps_looks_up_the_alias_once_and_the_version_once(sqlite_url: str,
                                                                            tmp_path: Path) -> None:
     register_fake_model(sqlite_url, tmp_path / "models")
-    server = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(), refresh_s=0)
+    server = ServedModel(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(), refresh_s=0)
     server.snapshot()
     second = register_fake_model(sqlite_url, tmp_path / "models", seed=1)
 
@@ -55,7 +55,7 @@ def test_a_refresh_that_swaps_looks_up_the_alias_once_and_the_version_once(sqlit
 
 def test_a_swap_to_another_embedder_reads_the_version_once(sqlite_url: str, tmp_path: Path) -> None:
     register_fake_model(sqlite_url, tmp_path / "models")
-    server = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(), refresh_s=0,
+    server = ServedModel(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(), refresh_s=0,
                          embedder_for=lambda embedder_id, _directory: FakeEmbedder.for_id(embedder_id))
     server.snapshot()
     register_fake_model(sqlite_url, tmp_path / "models", seed=1, embedder=FakeEmbedder(dim=32))
