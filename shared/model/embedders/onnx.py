@@ -25,9 +25,9 @@ import numpy as np
 
 from shared.errors import ConfigError
 from shared.model.embedders.base import Embedder, l2_normalise
+from shared.model.embedders.embedder_id import LOCAL_DIM, LOCAL_MODEL, local_id
 
-MODEL_NAME = "all-MiniLM-L6-v2"
-DIM = 384
+MODEL_NAME, DIM = LOCAL_MODEL, LOCAL_DIM
 QUANTIZATIONS = ("int8", "fp32")
 
 
@@ -50,9 +50,8 @@ class OnnxEmbedder(Embedder):
         self.max_tokens = max_tokens
         self.threads = threads or available_cores()
         self.dim = DIM
-        self.id = f"local:{MODEL_NAME}:{DIM}:{max_tokens}:onnx-{quantization}"
-        if tuned:  # a version's own fine-tuned encoder (shared/model/embedders/tuned.py): other vectors
-            self.id += f":tuned-{tuned}"
+        # `tuned`: a version's own fine-tuned encoder (shared/model/embedders/tuned.py): other vectors
+        self.id = local_id(max_tokens, f"onnx-{quantization}", tuned or None)
         self._directory = directory
         self._path = path
         self._session: Any = None

@@ -17,7 +17,6 @@ from shared.model.embedders.encoder_files import sha256_of
 from shared.model.embedders.onnx import OnnxEmbedder
 
 ENCODER_FILE = "encoder.onnx"
-TAG_PREFIX = "tuned-"
 
 
 def file_tag(path: Path) -> str:
