@@ -18,7 +18,7 @@
     topicq:worker:<q>:<w>      hash        what worker <w> (host:pid) of queue <q> is and serves:
                                            worker, queue, node, serving, embedder, refused, reason,
                                            at; figures (JSON, its recent counters, metrics on).
-                                           TTL 10 min, 30 s while it publishes figures
+                                           TTL 10 min; figures older than 30 s not shown
     topicq:ratelimit:{<name>}:log, :totals, :pause   the Gemini rate limit shared by workers
 
 docs/architecture.md shows the same table.

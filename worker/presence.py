@@ -16,9 +16,8 @@ same record names the served pair in the heartbeat file (worker/heartbeat.py)
 and in topicq_model_info.
 
 A worker that stops deletes its hash; one that dies drops out by itself: the
-hash expires TTL_S after the last write, or FIGURES_TTL_S once the worker
-rewrites it every PUBLISH_S with its figures. Redis is best effort here: a
-hiccup costs a log line, never a batch.
+hash expires TTL_S after the last write, and readers skip figures older than
+FIGURES_TTL_S. Redis is best effort here: a hiccup costs a log line, never a batch.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from worker import metrics
 log = logging.getLogger(__name__)
 
 TTL_S = 600  # rewritten at every look at the alias; a dead worker vanishes after this
-FIGURES_TTL_S = 30  # rewritten every PUBLISH_S with figures: a dead worker's vanish sooner
+FIGURES_TTL_S = 30  # rewritten every PUBLISH_S: older figures are a dead worker's, and not shown
 PUBLISH_S = 3.0
 WINDOW_S = 30.0
 TIMEOUT_S = 1.0  # presence is worth a second, never a hung command or worker
@@ -86,7 +85,6 @@ class Presence:
         self.redis_url, self.queue, self.node = redis_url, queue, node
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.key = redis_keys.presence_key(queue, self.worker)
-        self.ttl_s = TTL_S
         self.serving: str | None = None  # what the heartbeat names: what Redis and the metrics name
         self.embedder: str | None = None
 
@@ -101,7 +99,6 @@ class Presence:
         self.serving, self.embedder = look.serving, look.embedder  # last: the others name it already
 
     def record_figures(self, figures: dict[str, Any]) -> None:
-        self.ttl_s = FIGURES_TTL_S
         self._write({"figures": json.dumps(figures)})
 
     def drop_figures(self) -> None:
@@ -116,7 +113,7 @@ class Presence:
 
         def write(client: Any) -> None:
             with client.pipeline(transaction=True) as pipe:
-                pipe.hset(self.key, mapping={**who, **fields}).expire(self.key, self.ttl_s).execute()
+                pipe.hset(self.key, mapping={**who, **fields}).expire(self.key, TTL_S).execute()
 
         self._command(write, "record the worker's presence")
 
@@ -226,9 +223,11 @@ def serving_workers(redis_url: str, *, model_name: str | None = None) -> list[Wo
             if model_name is None or (w.serving or w.refused or "").partition(":")[0] == model_name]
 
 
-def worker_figures(client: Any, queue: str | None = None) -> list[dict[str, Any]]:
-    """The figures of every worker that publishes them (of one queue, or all), each with who it is and
-    what it serves, for `topicq status`."""
-    return [{"worker": fields.get("node") or fields.get("worker"), "queue": fields.get("queue"),
-             "serving": fields.get("serving") or None, "embedder": fields.get("embedder") or None,
-             **json.loads(fields["figures"])} for fields in _read(client, queue) if "figures" in fields]
+def worker_figures(client: Any, queue: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
+    """The recent figures of every worker that publishes them (of one queue, or all), each with who it
+    is and what it serves, for `topicq status`. Figures older than FIGURES_TTL_S are a dead worker's."""
+    now = time.time() if now is None else now
+    found = [{"worker": fields.get("node") or fields.get("worker"), "queue": fields.get("queue"),
+              "serving": fields.get("serving") or None, "embedder": fields.get("embedder") or None,
+              **json.loads(fields["figures"])} for fields in _read(client, queue) if "figures" in fields]
+    return [figures for figures in found if now - float(figures.get("at", 0)) <= FIGURES_TTL_S]

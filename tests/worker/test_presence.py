@@ -25,12 +25,14 @@ def test_one_hash_holds_what_a_worker_serves_and_its_figures(redis_url: str) -> 
 
         figures = presence_module.FiguresPublisher(presence).figures(now=1000.0)
         presence.record_figures(figures)
-        # Rewritten every PUBLISH_S from now on: a dead worker's hash goes sooner.
-        assert 0 < client.ttl(presence.key) <= presence_module.FIGURES_TTL_S
-        [seen] = worker_figures(client, "q")
+        [seen] = worker_figures(client, "q", now=1000.0 + presence_module.FIGURES_TTL_S)
         assert (seen["worker"], seen["serving"], seen["embedder"], seen["at"]) == ("topicq@h", "topics:2",
                                                                                     "fake:bow:64", 1000.0)
-        assert worker_figures(client, "other") == []
+        assert worker_figures(client, "other", now=1000.0) == []
+        # A dead worker's figures are not shown once stale; what it served is listed until the hash expires.
+        assert worker_figures(client, "q", now=1001.0 + presence_module.FIGURES_TTL_S) == []
+        assert len(serving_workers(redis_url)) == 1
+        assert presence_module.FIGURES_TTL_S < client.ttl(presence.key) <= presence_module.TTL_S
 
         presence.drop_figures()  # figures stop first; what it serves stays until the worker is gone
         assert worker_figures(client, "q") == [] and len(serving_workers(redis_url)) == 1
