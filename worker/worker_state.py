@@ -150,13 +150,18 @@ def served_version(settings: Settings) -> registry.VersionInfo | None:
 
 
 def worker_embedder(settings: Settings) -> Embedder:
-    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet); a
-    version with its own tuned encoder is served with the encoder in its directory."""
+    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet). A
+    version's encoder is read from its directory when it keeps one (its tuned encoder, or its copy of
+    the packaged one): also with a set EMBEDDER that produces the version's vectors."""
+    served = served_version(settings)
     if settings.embedder == "auto":
-        served = served_version(settings)
         if served is not None:
             return make_embedder_for(served.embedder_id, settings, Path(served.path))
-    return make_embedder(settings=settings)
+        return make_embedder(settings=settings)
+    embedder = make_embedder(settings=settings)
+    if served is not None and served.embedder_id == embedder.id:
+        return make_embedder_for(served.embedder_id, settings, Path(served.path))
+    return embedder
 
 
 def version_embedder(settings: Settings) -> EmbedderFor:
