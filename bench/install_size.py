@@ -4,8 +4,9 @@ Side by side, in one run:
 - the disk size of each venv's site-packages (what `du -s` counts: allocated blocks);
 - a real `topicq worker` started from each venv's Python (this checkout's code on PYTHONPATH, so
   only the installed libraries differ), serving the same version with the default embedder
-  (EMBEDDER=auto) on the same posts: its peak resident memory (VmHWM of /proc/<pid>/status) after
-  the posts are done, and which of the train-only libraries its process loaded.
+  (EMBEDDER=auto) on the same posts, embedding cache off: its peak resident memory (VmHWM of
+  /proc/<pid>/status) after the posts are done, and which of the train-only libraries its process
+  loaded.
 
 The version must be served by the database and model directory given (train it first, e.g.
 `topicq train --dataset 20newsgroups --groups sci --per-class 100 --promote` from the full venv).
@@ -76,8 +77,10 @@ def run_worker(python: Path, args: argparse.Namespace, texts: list[str], label: 
     queue = f"topicq-bench-{uuid.uuid4().hex[:8]}"
     env = {**clean_environment(), "PYTHONPATH": str(ROOT), "DATABASE_URL": args.database_url,
            "REDIS_URL": args.redis_url, "MODEL_DIR": str(args.model_dir), "EMBEDDER": "auto",
-           "QUEUE": queue, "METRICS_PORT": "0", "TOPICQ_HOME": str(args.model_dir.parent / "home")}
-    log_path = RESULTS / f".install_size-{label}.log"
+           "QUEUE": queue, "METRICS_PORT": "0", "TOPICQ_HOME": str(args.model_dir.parent / "home"),
+           # Both embed every post: the second would otherwise read the first one's vectors.
+           "CACHE_EMBEDDINGS": "0"}
+    log_path = args.model_dir.parent / f"install_size-{label}.log"  # beside the store, not a result
     started = time.monotonic()
     with log_path.open("wb") as log:
         process = subprocess.Popen([str(python), "-m", "cli.main", "worker", "-c", "1", "-n", f"{label}@%h"],
