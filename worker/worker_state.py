@@ -90,15 +90,21 @@ def served_version(settings: Settings) -> registry.VersionInfo | None:
 
 
 def worker_embedder(settings: Settings) -> Embedder:
-    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet); a
-    version with its own tuned encoder is served with the encoder in its directory."""
-    return _embedder_of(settings, served_version(settings) if settings.embedder == "auto" else None)
+    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet). A
+    version's encoder is read from its directory when it keeps one (its tuned encoder, or its copy of
+    the packaged one): also with a set EMBEDDER that produces the version's vectors."""
+    return _embedder_of(settings, served_version(settings))
 
 
 def _embedder_of(settings: Settings, served: registry.VersionInfo | None) -> Embedder:
-    if served is not None:
+    if settings.embedder == "auto":
+        if served is not None:
+            return make_embedder_for(served.embedder_id, settings, Path(served.path))
+        return make_embedder(settings=settings)
+    embedder = make_embedder(settings=settings)
+    if served is not None and served.embedder_id == embedder.id:
         return make_embedder_for(served.embedder_id, settings, Path(served.path))
-    return make_embedder(settings=settings)
+    return embedder
 
 
 def version_embedder(settings: Settings) -> EmbedderFor:
@@ -117,9 +123,11 @@ def build_worker_state(settings: Settings, embedder: Embedder | None = None, *,
     """`node`: Celery's name for this worker, which its presence records beside host:pid."""
     settle_classifier_threads(available_cores())
     auto = settings.embedder == "auto"
-    # On EMBEDDER=auto the version the alias names picks the embedder and is the first one served.
-    first = served_version(settings) if auto and embedder is None else None
-    embedder = embedder or _embedder_of(settings, first)
+    # The version the alias names picks the embedder (EMBEDDER=auto) or its encoder file (a set EMBEDDER
+    # of the same id); on auto it is also the first one served, without a second lookup.
+    served = served_version(settings) if embedder is None else None
+    first = served if auto else None
+    embedder = embedder or _embedder_of(settings, served)
     presence = Presence(settings.redis_url, settings.queue, node=node)
     models = ServedModel(settings.db_url, name=settings.model_name, alias=settings.model_alias,
                          embedder=embedder, refresh_s=settings.model_refresh_s, report=presence.record,

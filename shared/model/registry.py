@@ -18,15 +18,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from shared.database.connection import (
-    AliasChange,
-    Db,
-    ModelAlias,
-    ModelVersion,
-    session_scope,
-    transaction,
-    utcnow,
-)
+from shared.database.connection import Db, session_scope, transaction, utcnow
+from shared.database.tables import AliasChange, ModelAlias, ModelVersion
 from shared.errors import ModelError
 from shared.model.store import TopicModel, read_meta
 from shared.settings import model_name_problem

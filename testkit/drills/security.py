@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from shared.database.connection import session_scope
-from shared.database.results import Result
+from shared.database.tables import Result
 from testkit.drills.harness import (
     DrillResult,
     base_env,

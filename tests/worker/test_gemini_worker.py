@@ -21,7 +21,7 @@ import redis
 from sqlalchemy import select
 
 from shared.database.connection import session_scope
-from shared.database.results import Result
+from shared.database.tables import Result
 from shared.model.embedders.gemini import GeminiEmbedder
 from shared.settings import Settings
 from shared.wire.producer import Producer

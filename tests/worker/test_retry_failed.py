@@ -15,7 +15,7 @@ from sqlalchemy import select
 from cli.main import main
 from shared.database.connection import session_scope
 from shared.database.results import DONE, FAILED, ResultRow, write_rows
-from shared.database.results import Result as Row
+from shared.database.tables import Result as Row
 from worker.presence import Presence, WorkerPresence
 
 pytestmark = pytest.mark.integration

@@ -3,8 +3,9 @@
 `make_embedder(kind)` builds one from settings; `kind_for_id(id)` names the
 kind that embeds like a model's recorded embedder id (a worker on EMBEDDER=auto
 serves its model with it); `local-onnx-tuned` is a version's own fine-tuned
-encoder, found in that version's directory (tuned.py). Third-party errors never escape this package (they
-become `shared.errors` types).
+encoder, found in that version's directory (tuned.py), and a version of the
+packaged encoder is served from the copy in its directory when it has one.
+Third-party errors never escape this package (they become `shared.errors` types).
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ def make_embedder_for(embedder_id: str, settings: Settings, model_dir: Path | No
             raise ConfigError(f"embedder {embedder_id!r} is a version's own encoder: name the version")
         return open_version_encoder(model_dir, embedder_id, max_tokens=max_tokens or 256,
                                     threads=settings.encoder_threads)
+    if kind in ("local-onnx", "local-onnx-fp32") and model_dir is not None:
+        from shared.model.embedders.tuned import open_packaged_copy
+
+        copy = open_packaged_copy(model_dir, "fp32" if kind == "local-onnx-fp32" else "int8",
+                                  max_tokens=max_tokens or 256, threads=settings.encoder_threads)
+        if copy is not None:
+            return copy
     if max_tokens is not None:
         settings = settings.model_copy(update={"local_model_max_tokens": max_tokens})
     return make_embedder(kind, settings)
