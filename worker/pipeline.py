@@ -34,7 +34,7 @@ from shared.model.store import TopicModel
 from shared.settings import Settings
 from shared.wire.payload import Post, parse_post, storable_metadata
 from worker import metrics
-from worker.after_batch import BatchFollowers
+from worker.after_batch import AfterBatch
 from worker.embedded_batch import EmbeddedBatch
 from worker.retry_policy import RetryPolicy
 from worker.served_model import ModelAndEmbedder, ServedModel
@@ -153,7 +153,7 @@ def _validate(payloads: list[Any], attempts: list[int] | None, settings: Setting
 
 
 def process(payloads: list[Any], *, settings: Settings, models: ServedModel, cache_embeddings: bool = True,
-            attempts: list[int] | None = None, followers: BatchFollowers | None = None) -> BatchReport:
+            attempts: list[int] | None = None, followers: AfterBatch | None = None) -> BatchReport:
     """Validate, classify and record a batch; returns what was written and what to retry.
 
     The batch is embedded and classified with one snapshot of `models` (a version and its

@@ -35,7 +35,7 @@ from shared.model.embedders.onnx import available_cores
 from shared.model.threads import settle_classifier_threads
 from shared.settings import Settings
 from worker import metrics
-from worker.after_batch import BatchFollowers, make_followers
+from worker.after_batch import AfterBatch, make_after_batch
 from worker.alias_follower import AliasFollower
 from worker.heartbeat import Heartbeat
 from worker.presence import Presence
@@ -50,7 +50,7 @@ class WorkerState:
     settings: Settings
     models: ServedModel  # the served version and its embedder, swapped together
     presence: Presence  # what the worker is and serves, in Redis, the heartbeat and the metrics
-    followers: BatchFollowers | None = None  # shadow scoring and drift sums after each batch
+    followers: AfterBatch | None = None  # shadow scoring and drift sums after each batch
 
     follower: AliasFollower | None = None  # re-reads the aliases while the worker runs
 
@@ -134,7 +134,7 @@ def build_worker_state(settings: Settings, embedder: Embedder | None = None, *,
                          embedder_for=version_embedder(settings) if auto else None, first=first)
     metrics.time_rate_limits(embedder)
     return WorkerState(settings=settings, models=models, presence=presence,
-                       followers=make_followers(settings))
+                       followers=make_after_batch(settings))
 
 
 def get_worker_state(settings: Settings, *, node: str = "") -> WorkerState:

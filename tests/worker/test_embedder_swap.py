@@ -17,7 +17,7 @@ from shared.model.embedders.fake import FakeEmbedder
 from shared.model.embedders.onnx import OnnxEmbedder
 from shared.settings import Settings
 from testkit.factories import labelled_posts, register_fake_model
-from worker.after_batch import make_followers
+from worker.after_batch import make_after_batch
 from worker.pipeline import process
 from worker.presence import WorkerPresence, serving_workers
 from worker.served_model import ServedModel
@@ -182,7 +182,7 @@ def test_the_challenger_is_scored_only_on_batches_of_its_own_embedder(
     registry.promote(sqlite_url, name="topics", version=challenger, alias="staging")
     models = ServedModel(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
                          embedder_for=version_embedder(settings), refresh_s=0)
-    followers = make_followers(settings)
+    followers = make_after_batch(settings)
 
     # When batches run before and after production moves to a version of the challenger's embedder
     with caplog.at_level(logging.ERROR, logger="worker.shadow"):
