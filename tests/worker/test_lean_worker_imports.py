@@ -26,7 +26,7 @@ TRAIN_ONLY = ("tensorflow", "keras", "torch", "setfit", "sentence_transformers",
 WORKER_PROCESS = """
 import json, sys
 import worker.app, worker.tasks, worker.pipeline, worker.worker_state
-import cli.main, cli.worker, cli.ops  # the verbs a worker's machine runs: worker, enqueue, health, status
+import cli.main, cli.operations, cli.queueing  # the verbs a worker's machine runs: worker, health, status, enqueue
 from shared.settings import Settings
 from worker.worker_state import build_worker_state
 
