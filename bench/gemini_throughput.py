@@ -157,7 +157,7 @@ def row_summary(db_url: str, started_wall: float) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from shared.database.connection import session_scope
-    from shared.database.results import Result
+    from shared.database.tables import Result
 
     with session_scope(db_url) as session:
         by_status = dict(session.execute(select(Result.status, func.count()).group_by(Result.status)).all())

@@ -63,7 +63,7 @@ def count_rows(db_url: str, prefix: str) -> int:
     from sqlalchemy import func, select
 
     from shared.database.connection import session_scope
-    from shared.database.results import Result
+    from shared.database.tables import Result
 
     with session_scope(db_url) as session:
         return int(session.scalar(select(func.count()).select_from(Result)

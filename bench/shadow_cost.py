@@ -88,9 +88,9 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
     from shared.database.migrate import upgrade
     from shared.model.embedders import make_embedder
     from shared.settings import Settings
-    from worker.after_batch import make_followers
+    from worker.after_batch import make_after_batch
     from worker.pipeline import process
-    from worker.served_model import ModelServer
+    from worker.served_model import ServedModel
 
     with throwaway_database(args.pg_admin_url, "topicq_bench") as db:
         upgrade(db)
@@ -99,10 +99,10 @@ def measure(kind: str, texts: list[str], args: argparse.Namespace, tmp: str) -> 
         register_pair(db, models, kind, args.home)
         base = dict(database_url=db, model_dir=models, embedder=kind, model_refresh_s=60.0)
         embedder = make_embedder(kind, Settings(**base))  # type: ignore[arg-type]
-        server = ModelServer(db, name="topics", alias="production", embedder=embedder, refresh_s=60)
+        server = ServedModel(db, name="topics", alias="production", embedder=embedder, refresh_s=60)
         followers = {"plain": None,
-                     "sums": make_followers(Settings(**base, shadow_alias="")),  # type: ignore[arg-type]
-                     "shadow": make_followers(Settings(**base))}  # type: ignore[arg-type]
+                     "sums": make_after_batch(Settings(**base, shadow_alias="")),  # type: ignore[arg-type]
+                     "shadow": make_after_batch(Settings(**base))}  # type: ignore[arg-type]
         settings = Settings(**base)  # type: ignore[arg-type]
         seconds = {mode: 0.0 for mode in MODES}
         cpu = {mode: 0.0 for mode in MODES}

@@ -139,7 +139,7 @@ def rows_since(db_url: str, prefix: str) -> list[tuple[str, str, datetime, dict[
     from sqlalchemy import select
 
     from shared.database.connection import session_scope
-    from shared.database.results import Result
+    from shared.database.tables import Result
 
     with session_scope(db_url) as session:
         return [tuple(r) for r in session.execute(  # type: ignore[misc]

@@ -5,7 +5,7 @@ messages still wait in the queue (shared/wire/queued_posts.py), are not sent aga
 so an interrupted backfill is simply run once more.
 
 The model is the one QUEUE's workers serve (their records in Redis,
-worker/serving_status.py), so `QUEUE=gq topicq backfill` waits for and skips gq's
+worker/presence.py), so `QUEUE=gq topicq backfill` waits for and skips gq's
 rows even when MODEL_NAME is left at its default; `--model` says it outright.
 """
 
@@ -41,11 +41,11 @@ def queue_model(settings: Settings, requested: str | None = None) -> tuple[str, 
     QUEUE's workers say what they serve; MODEL_NAME (or `requested`) that contradicts
     them is refused, as are workers of two models on one queue (their rows would be split).
     """
-    from worker.serving_status import worker_states
+    from worker.presence import serving_workers
 
     queue = settings.queue
     served = sorted({(s.serving or s.refused or "").partition(":")[0]
-                     for s in worker_states(settings.redis_url) if s.queue == queue} - {""})
+                     for s in serving_workers(settings.redis_url) if s.queue == queue} - {""})
     if len(served) > 1:
         raise ConfigError(f"queue {queue!r} is served by workers of {' and '.join(served)}: a backfill's "
                           f"posts would be split between them (MODEL_NAME={settings.model_name}, "

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cli.worker_process import WorkerProcess
 from shared.database.results import Status
 from shared.errors import ConfigError
 from shared.model import registry
 from shared.settings import Settings
-from testkit.worker_process import WorkerProcess
 
 if TYPE_CHECKING:
     from trainer.datasets import Dataset

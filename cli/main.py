@@ -1,8 +1,9 @@
 """The `topicq` command: one group, the composition root above trainer/ and worker/.
 
-Each verb lives in a module of this package (cli/trainer.py, cli/worker.py, ...)
-and is loaded lazily: that keeps `topicq --help` and light verbs fast: TensorFlow and
-torch are imported only by the verbs that need them.
+The verbs of one noun share a module of this package (cli/queueing.py, cli/results.py,
+cli/training.py, cli/models.py, cli/operations.py, ...; the table below), loaded lazily:
+that keeps `topicq --help` and light verbs fast: TensorFlow and torch are imported only
+by the verbs that need them.
 """
 
 from __future__ import annotations
@@ -20,28 +21,27 @@ import click
 from cli.errors import describe
 from cli.safe_output import printable
 
-# verb -> "module:attribute"
+# verb -> "module:attribute"; one module per noun
 COMMANDS = {
-    "migrate": "cli.admin:migrate",
-    "train": "cli.trainer:train",
-    "evaluate": "cli.trainer:evaluate",
-    "models": "cli.trainer:models",
-    "promote": "cli.trainer:promote",
-    "rollback": "cli.trainer:rollback",
-    "worker": "cli.worker:worker",
-    "enqueue": "cli.worker:enqueue",
-    "backfill": "cli.worker:backfill",
-    "results": "cli.worker:results",
-    "review": "cli.review:review",
-    "compare": "cli.compare:compare",
-    "stats": "cli.worker:stats",
-    "drift": "cli.drift:drift",
-    "retry-failed": "cli.worker:retry_failed",
+    "enqueue": "cli.queueing:enqueue",
+    "backfill": "cli.queueing:backfill",
+    "retry-failed": "cli.queueing:retry_failed",
     "dead-letters": "cli.dead_letters:dead_letters_command",
+    "results": "cli.results:results",
+    "stats": "cli.results:stats",
+    "train": "cli.training:train",
+    "evaluate": "cli.training:evaluate",
+    "models": "cli.models:models",
+    "compare": "cli.models:compare",
+    "promote": "cli.models:promote",
+    "rollback": "cli.models:rollback",
+    "drift": "cli.drift:drift",
+    "review": "cli.review:review",
+    "worker": "cli.operations:worker",
+    "health": "cli.operations:health",
+    "status": "cli.operations:status",
+    "migrate": "cli.operations:migrate",
     "demo": "cli.demo:demo",
-    "fake-gemini": "cli.fake_gemini:fake_gemini_command",
-    "health": "cli.ops:health",
-    "status": "cli.ops:status",
 }
 
 # Verbs that use the database: the group brings its schema up to date before they run. (`worker` does it

@@ -1,4 +1,4 @@
-"""Option parsers shared by the verbs of trainer/ and worker/, so one spelling works everywhere."""
+"""Option parsers shared by the verbs, so one spelling works everywhere."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ def model_name(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         problem = model_name_problem(name)
         if problem:
             raise ModelError(f"model name {name!r} cannot be used: it {problem}")
+    return value
+
+
+def model_ref(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """NAME or NAME:VERSION with a whole-number VERSION; anything else is a usage error."""
+    if value is not None:
+        _, colon, version = value.partition(":")
+        if colon and not version.isdigit():
+            raise click.BadParameter(f"expected NAME or NAME:VERSION (a whole number), got {value!r}")
     return value
 
 

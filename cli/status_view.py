@@ -4,7 +4,7 @@
                   as topicq_queue_depth), oldest message's age
     posts/s       out: rows written, by outcome; taken: posts workers took up; in: taken plus the
                   change of the backlog between two views (live mode only)
-    latency       p50 / p95 from send to row over the workers' last WINDOW_S (worker/live_stats.py)
+    latency       p50 / p95 from send to row over the workers' last WINDOW_S (worker/presence.py)
     errors        retries by reason, rejected, failed, dead letters over the window
     workers       each worker's model version, embedder and how fresh its figures are
 """

@@ -15,8 +15,10 @@
     <queue>.dead               list        dead letters: JSON records with the message whole
     <queue>.dead.pending       list        `rejected` rows of dead letters waiting for the database
     <queue>.dead.resent        hash        sha1 of a message -> times re-sent (topicq dead-letters)
-    topicq:serving:<q>:<w>     string      what worker <w> serves and refused (TTL 10 min)
-    topicq:live:<q>:<w>        string      worker <w>'s recent counters (TTL 30 s)
+    topicq:worker:<q>:<w>      hash        what worker <w> (host:pid) of queue <q> is and serves:
+                                           worker, queue, node, serving, embedder, refused, reason,
+                                           at; figures (JSON, its recent counters, metrics on).
+                                           TTL 10 min; figures older than 30 s not shown
     topicq:ratelimit:{<name>}:log, :totals, :pause   the Gemini rate limit shared by workers
 
 docs/architecture.md shows the same table.
@@ -31,8 +33,7 @@ DELAYED_SUFFIX = "delayed"
 UNACKED = "unacked"  # kombu's default `unacked_key`, which topicq keeps
 UNACKED_INDEX = "unacked_index"
 DEAD_SUFFIX = ".dead"
-SERVING_PREFIX = "topicq:serving:"
-LIVE_PREFIX = "topicq:live:"
+PRESENCE_PREFIX = "topicq:worker:"
 RATELIMIT_PREFIX = "topicq:ratelimit:"
 
 
@@ -63,6 +64,10 @@ def dead_letter_key(queue: str) -> str:
 
 def pending_rejections_key(queue: str) -> str:
     return f"{queue}{DEAD_SUFFIX}.pending"
+
+
+def presence_key(queue: str, worker: str) -> str:
+    return f"{PRESENCE_PREFIX}{queue}:{worker}"
 
 
 def resent_key(queue: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.model.embedders.base import Embedder
 from shared.settings import Settings
-from worker.served_model import ModelServer
+from worker.served_model import ServedModel
 
 
 def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
@@ -16,7 +16,7 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
                     max_retries=3, retry_base_s=0.01, retry_max_s=0.05, **overrides)
 
 
-def server_for(settings: Settings, embedder: Embedder) -> ModelServer:
+def server_for(settings: Settings, embedder: Embedder) -> ServedModel:
     """The production alias of the settings' model, re-read at every batch (refresh_s=0)."""
-    return ModelServer(settings.db_url, name=settings.model_name, alias="production",
+    return ServedModel(settings.db_url, name=settings.model_name, alias="production",
                        embedder=embedder, refresh_s=0)

@@ -1,20 +1,18 @@
-"""Run real `topicq worker` processes (tests, drills, benchmarks, the demo) and count their rows."""
+"""Run real `topicq worker` processes (tests, drills, benchmarks) and count their rows.
+
+The process itself is cli/worker_process.py's, the one the demo runs; here it gets a clean
+environment, a unique name and a new log at each (re)start."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from cli import worker_process as cli_worker_process
 from shared.database.results import count_rows
-
-# The topicq package's folder: the worker imports the same code as the process that starts it.
-CODE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def worker_env(db_url: str, redis_url: str, home: Path, **overrides: str) -> dict[str, str]:
@@ -41,7 +39,7 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-class WorkerProcess:
+class WorkerProcess(cli_worker_process.WorkerProcess):
     """A `topicq worker` subprocess with the settings in `env` (on top of a clean environment).
 
     Each start logs to a new file (`log_path`, then `<stem>-2.log`, ...), so a restart waits for
@@ -51,65 +49,26 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 1, *,
                  hostname: str | None = None, worker_args: tuple[str, ...] = (),
                  cli_args: tuple[str, ...] = ()) -> None:
-        pythonpath = os.pathsep.join(filter(None, [str(CODE_ROOT), os.environ.get("PYTHONPATH")]))
-        self.env = {**clean_environment(), "PYTHONPATH": pythonpath, **env}
+        super().__init__({**clean_environment(), "PYTHONPATH": cli_worker_process.code_path(), **env},
+                         log_path, concurrency, worker_args=worker_args, cli_args=cli_args)
         self.first_log = log_path
-        self.log_path = log_path
-        self.concurrency = concurrency
-        self.hostname = hostname
-        self.worker_args = worker_args
-        self.cli_args = cli_args
-        self.process: subprocess.Popen[bytes] | None = None
+        self.given_hostname = hostname
         self.logs: list[Path] = []
 
     def start(self, timeout: float = 120) -> WorkerProcess:
         starts = len(self.logs) + 1
         self.log_path = self.first_log.with_stem(self.first_log.stem + (f"-{starts}" if starts > 1 else ""))
         self.logs.append(self.log_path)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        hostname = self.hostname or f"{self.first_log.stem}{time.monotonic_ns()}@%h"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", *self.cli_args, "worker", "-c", str(self.concurrency),
-                 "-n", hostname, *self.worker_args],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.log()[-4000:]}")
-            if "ready." in self.log():
-                return self
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
+        self.hostname = self.given_hostname or f"{self.first_log.stem}{time.monotonic_ns()}@%h"
+        super().start(timeout)
+        return self
 
     @property
     def starts(self) -> int:
         return len(self.logs)
 
-    def log(self) -> str:
-        """The log of the latest start."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def all_logs(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in self.logs if path.exists())
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no warm shutdown, nothing acknowledged or restored by the worker itself."""
-        if self.process and self.alive():
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process and self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def wait_for_rows(db_url: str, expected: int, timeout: float, **filters: Any) -> int:

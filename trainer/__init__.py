@@ -1,1 +1,1 @@
-"""The trainer: datasets, training, evaluation and the model-registry commands."""
+"""The trainer: datasets, training, fine-tuning, evaluation, plots and model cards."""

@@ -304,14 +304,15 @@ def run_training(
         if finetune is not None:
             tuned = _tuned_encoder(settings, finetune, embedder, train, seed, progress, stack)
             embedder = tuned.embedder
+        encoder = stack.enter_context(_embedder(embedder or config.embedder, settings))
         # One pass, so the embedder is built once: training, test, then unlabeled posts.
         inputs, stats, embedder_id, embedder_dim = prepare_inputs(
-            settings, config, train.texts + test.texts + pool, progress, embedder=embedder)
+            settings, config, train.texts + test.texts + pool, progress, embedder=encoder)
         run = _fit_and_test(config, inputs, train, test, seed=seed, unlabeled=len(pool))
         version, directory, files, meta = _publish_run(
             settings, run, name=name, train=train, test=test, config=config, pool=len(pool),
             embedder=(embedder_id, embedder_dim), tuned=tuned, started=started,
-            promote_to=alias if promote else None)
+            promote_to=alias if promote else None, encoder_files=_encoder_files(encoder))
     return TrainResult(
         name=name, version=version, metrics=run.metrics, cache_hits=stats.hits, cache_misses=stats.misses,
         wall_seconds=time.perf_counter() - started, directory=directory, files=files,
@@ -335,9 +336,20 @@ def _tuned_encoder(settings: Settings, finetune: FinetuneConfig, embedder: str |
                         serving_tokens=settings.local_model_max_tokens, seed=seed, progress=progress)
 
 
+def _encoder_files(embedder: Embedder) -> tuple[Path, Path] | None:
+    """The ONNX encoder file and tokenizer the posts were embedded with, which the version keeps (so a
+    worker without torch or the packaged weights serves it); None for the other embedders."""
+    from shared.model.embedders.onnx import OnnxEmbedder
+
+    if not isinstance(embedder, OnnxEmbedder):
+        return None
+    return embedder.encoder_file(), embedder.tokenizer_file()
+
+
 def _publish_run(settings: Settings, run: _Run, *, name: str, train: Dataset, test: Dataset,
                  config: TrainConfig, pool: int, embedder: tuple[str, int], tuned: TunedEncoder | None,
-                 started: float, promote_to: str | None) -> tuple[int, Path, list[Path], ModelMeta]:
+                 started: float, promote_to: str | None, encoder_files: tuple[Path, Path] | None = None,
+                 ) -> tuple[int, Path, list[Path], ModelMeta]:
     """The run's model card data, then the version published (see _publish)."""
     training = _training_record(run.fitted, pool, run.fit_seconds, time.perf_counter() - started)
     if tuned is not None:
@@ -350,7 +362,7 @@ def _publish_run(settings: Settings, run: _Run, *, name: str, train: Dataset, te
         dataset={"train": train.description, "test": test.description}, training=training,
     )
     version, directory, files = _publish(settings, meta, run, train.labels, promote_to=promote_to,
-                                         encoder=tuned.path if tuned else None)
+                                         encoder_files=encoder_files)
     return version, directory, files, meta
 
 
@@ -398,7 +410,8 @@ def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test
 
 
 def _publish(settings: Settings, meta: ModelMeta, run: _Run, train_labels: list[str], *,
-             promote_to: str | None, encoder: Path | None = None) -> tuple[int, Path, list[Path]]:
+             promote_to: str | None, encoder_files: tuple[Path, Path] | None = None,
+             ) -> tuple[int, Path, list[Path]]:
     """Publish the version with what goes beside it: training digests, drift reference, model card."""
     # Out of domain: calibrated on the labelled training posts (shared/model/out_of_domain.py).
     domain = calibrate_domain(run.x_train.vectors, train_labels)
@@ -411,7 +424,8 @@ def _publish(settings: Settings, meta: ModelMeta, run: _Run, train_labels: list[
                                                  review))
         files.extend(write_report(directory, asdict(meta), [asdict(fit) for fit in run.fitted.fits]))
 
-    model = TopicModel(meta, run.classifier, domain=domain, encoder=encoder)
+    encoder, tokenizer = encoder_files or (None, None)
+    model = TopicModel(meta, run.classifier, domain=domain, encoder=encoder, tokenizer=tokenizer)
     version, directory = registry.publish_version(
         settings.db_url, settings.models_path, model,
         metrics={key: run.metrics[key] for key in SUMMARY_METRICS}, promote_to=promote_to,

@@ -30,7 +30,10 @@ def batch_sums(rows: list[ResultRow], vectors: np.ndarray) -> BatchSums:
                         vectors[done] if done else np.zeros((0, vectors.shape[1])), review, out_of_domain)
 
 
-class BatchFollowers:
+class AfterBatch:
+    """What follows a batch once its rows are written: the challenger's rows and both versions' drift
+    sums, from the batch's own embeddings; never at the production rows' cost."""
+
     def __init__(self, settings: Settings, shadow: ShadowScorer | None) -> None:
         self.settings = settings
         self.shadow = shadow
@@ -69,11 +72,11 @@ class BatchFollowers:
             log.error("could not add a batch to the drift sums (%d failures so far): %s", self.failures, exc)
 
 
-def make_followers(settings: Settings) -> BatchFollowers:
+def make_after_batch(settings: Settings) -> AfterBatch:
     """The followers `settings` ask for. The challenger is matched with each batch's embedder, which
     a worker on EMBEDDER=auto may swap."""
     shadow = None
     if settings.shadow_alias and settings.shadow_alias != settings.model_alias:
         shadow = ShadowScorer(settings.db_url, name=settings.model_name, alias=settings.shadow_alias,
                               refresh_s=settings.model_refresh_s, review=ReviewPolicy.from_settings(settings))
-    return BatchFollowers(settings, shadow)
+    return AfterBatch(settings, shadow)

@@ -34,10 +34,10 @@ from shared.model.store import TopicModel
 from shared.settings import Settings
 from shared.wire.payload import Post, parse_post, storable_metadata
 from worker import metrics
-from worker.after_batch import BatchFollowers
+from worker.after_batch import AfterBatch
 from worker.embedded_batch import EmbeddedBatch
 from worker.retry_policy import RetryPolicy
-from worker.served_model import ModelServer, Served
+from worker.served_model import ModelAndEmbedder, ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ def _with_attempt(post: Post) -> Post:
     return post.delivered(post.attempt + 1)
 
 
-def _serving(models: ModelServer,
-             settings: Settings) -> tuple[Served | None, str, int, TopicqError | None]:
+def _serving(models: ServedModel,
+             settings: Settings) -> tuple[ModelAndEmbedder | None, str, int, TopicqError | None]:
     """The (model, embedder) pair for this batch, the model's name and version, or why there is none.
 
     Without a usable model the posts go round again (RetryPolicy) and become `failed`
@@ -115,7 +115,7 @@ def _serving(models: ModelServer,
         return None, settings.model_name, 0, exc
 
 
-def reject_ids(post_ids: list[str], reason: str, *, settings: Settings, models: ModelServer) -> None:
+def reject_ids(post_ids: list[str], reason: str, *, settings: Settings, models: ServedModel) -> None:
     """Record posts `rejected` by id alone (their message could not be read); TransientError if the
     database is down."""
     _, name, version, _ = _serving(models, settings)
@@ -152,8 +152,8 @@ def _validate(payloads: list[Any], attempts: list[int] | None, settings: Setting
     return out
 
 
-def process(payloads: list[Any], *, settings: Settings, models: ModelServer, cache_embeddings: bool = True,
-            attempts: list[int] | None = None, followers: BatchFollowers | None = None) -> BatchReport:
+def process(payloads: list[Any], *, settings: Settings, models: ServedModel, cache_embeddings: bool = True,
+            attempts: list[int] | None = None, followers: AfterBatch | None = None) -> BatchReport:
     """Validate, classify and record a batch; returns what was written and what to retry.
 
     The batch is embedded and classified with one snapshot of `models` (a version and its

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, Task
@@ -63,15 +64,47 @@ def _sent_at(headers: dict[str, Any] | None) -> float | None:
 DUE_SLACK_S = 0.5
 
 
-def _send_again(task: Task, policy: RetryPolicy, kwargs: dict[str, Any], *, attempt: int, due_at: float,
-                task_id: str | None = None, sent_at: float | None = None) -> None:
-    headers: dict[str, Any] = {ATTEMPT_HEADER: attempt}
-    if sent_at is not None:  # a retried post keeps its first send time: latency counts every round
-        headers[SENT_AT_HEADER] = sent_at
-    countdown = policy.countdown(due_at)
-    if due_at - time.time() > countdown + DUE_SLACK_S:
-        headers[DUE_HEADER] = due_at  # longer than one step: passed on until due
-    task.apply_async(kwargs=kwargs, task_id=task_id, countdown=countdown, headers=headers)
+@dataclass(frozen=True)
+class Message:
+    """A message a task sends (again): its kwargs, the deliveries it carries, its task id (a post keeps
+    its own) and its first send time (latency counts every round)."""
+
+    kwargs: dict[str, Any]
+    attempt: int
+    task_id: str | None = None
+    sent_at: float | None = None
+
+
+class Resender:
+    """Sends one task's messages again: those that came before their due time, and those a batch hands
+    back, due `retry_delay_s` after it was taken up."""
+
+    def __init__(self, task: Task, policy: RetryPolicy) -> None:
+        self.task, self.policy = task, policy
+
+    def early(self, message: Message, headers: dict[str, Any] | None, now: float) -> bool:
+        """Pass `message` on unprocessed when it came before its due time (a long wait, taken in steps)."""
+        due = _due(headers)
+        if due <= now + DUE_SLACK_S:
+            return False
+        self.send(message, due_at=due)
+        return True
+
+    def send(self, message: Message, *, due_at: float) -> None:
+        headers: dict[str, Any] = {ATTEMPT_HEADER: message.attempt}
+        if message.sent_at is not None:
+            headers[SENT_AT_HEADER] = message.sent_at
+        countdown = self.policy.countdown(due_at)
+        if due_at - time.time() > countdown + DUE_SLACK_S:
+            headers[DUE_HEADER] = due_at  # longer than one step: passed on until due
+        self.task.apply_async(kwargs=message.kwargs, task_id=message.task_id, countdown=countdown,
+                              headers=headers)
+
+    def hand_back(self, messages: list[Message], report: BatchReport, taken_at: float) -> None:
+        """Send what the batch hands back (retries, resends) before it is acknowledged: a crash in
+        between can only duplicate them."""
+        for message in messages:
+            self.send(message, due_at=taken_at + report.retry_delay_s)
 
 
 def _run(payloads: list[Any], attempts: list[int], settings: Settings) -> BatchReport:
@@ -195,51 +228,43 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=CLASSIFY_TASK, base=ReconnectSafeBatches, bind=True, acks_late=True, shared=False,
               flush_every=settings.batch_size, flush_interval=settings.batch_wait_s)
     def classify(self: Task, requests: list[SimpleRequest]) -> None:
-        now = time.time()
+        now, resender = time.time(), Resender(self, policy)
         ready = []
-        for request in requests:
-            due = _due(request.request_dict)
-            if due > now + DUE_SLACK_S:  # a long wait, taken in steps: not yet
-                _send_again(self, policy, payload_from_call(request.args, request.kwargs),
-                            attempt=_attempt(request.request_dict), due_at=due, task_id=request.id,
-                            sent_at=_sent_at(request.request_dict))
-            else:
-                ready.append(request)
+        for r in requests:
+            message = Message(payload_from_call(r.args, r.kwargs), _attempt(r.request_dict), r.id,
+                              _sent_at(r.request_dict))
+            if not resender.early(message, r.request_dict, now):
+                ready.append(r)
         if not ready:
             return
         payloads = [payload_from_call(r.args, r.kwargs) for r in ready]
         metrics.taken_up(len(ready), len(payloads))
         report = _run(payloads, [_attempt(r.request_dict) for r in ready], settings)
-        due_at = now + report.retry_delay_s
         ids = {str(payload.get("id")): r.id for r, payload in zip(ready, payloads, strict=True)
                if isinstance(payload, dict)}
         stamps = {str(payload.get("id")): stamp for r, payload in zip(ready, payloads, strict=True)
                   if isinstance(payload, dict) and (stamp := _sent_at(r.request_dict)) is not None}
         metrics.batch_done(report, len(payloads), stamps)
-        for post in report.retry:
-            _send_again(self, policy, post.to_message(), attempt=post.attempt, due_at=due_at,
-                        task_id=ids.get(post.id), sent_at=stamps.get(post.id))
-        for raw in report.resend:
-            raw_id = str(raw.get("id"))
-            _send_again(self, policy, raw, attempt=0, due_at=due_at, task_id=ids.get(raw_id),
-                        sent_at=stamps.get(raw_id))
+        # Each post in a message of its own, under its task id; a resent one starts its count again.
+        back = [(post.to_message(), post.attempt, post.id) for post in report.retry]
+        back += [(raw, 0, str(raw.get("id"))) for raw in report.resend]
+        resender.hand_back([Message(kwargs, attempt, ids.get(post_id), stamps.get(post_id))
+                            for kwargs, attempt, post_id in back], report, now)
 
     @app.task(name=CLASSIFY_CHUNK_TASK, bind=True, acks_late=True, shared=False)
     def classify_chunk(self: Task, posts: list[Any]) -> None:
         if not isinstance(posts, list):
             log.error("classify_chunk expects a list of posts, got %s", type(posts).__name__)
             return
-        headers, now = self.request.__dict__, time.time()
+        headers, now, resender = self.request.__dict__, time.time(), Resender(self, policy)
         attempt, sent_at = _attempt(headers), _sent_at(headers)
-        if _due(headers) > now + DUE_SLACK_S:
-            _send_again(self, policy, {"posts": posts}, attempt=attempt, due_at=_due(headers),
-                        sent_at=sent_at)
+        if resender.early(Message({"posts": posts}, attempt, sent_at=sent_at), headers, now):
             return
         if len(posts) > settings.max_chunk_posts:  # the producer's choice; bounded before any work
             size = settings.max_chunk_posts
             for start in range(0, len(posts), size):
-                _send_again(self, policy, {"posts": posts[start:start + size]}, attempt=attempt, due_at=now,
-                            sent_at=sent_at)
+                resender.send(Message({"posts": posts[start:start + size]}, attempt, sent_at=sent_at),
+                              due_at=now)
             log.info("split a chunk of %d posts into chunks of at most %d (MAX_CHUNK_POSTS)",
                      len(posts), size)
             return
@@ -253,6 +278,5 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             by_attempt.setdefault(post.attempt, []).append(post.to_message())
         if report.resend:
             by_attempt.setdefault(attempt, []).extend(report.resend)
-        for count, chunk in sorted(by_attempt.items()):
-            _send_again(self, policy, {"posts": chunk}, attempt=count, due_at=now + report.retry_delay_s,
-                        sent_at=sent_at)
+        resender.hand_back([Message({"posts": chunk}, count, sent_at=sent_at)
+                            for count, chunk in sorted(by_attempt.items())], report, now)

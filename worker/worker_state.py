@@ -1,4 +1,5 @@
-"""What a worker process holds: settings, the model server (a version and its embedder) and the followers.
+"""What a worker process holds: settings, the served model (a version and its embedder), its presence
+(worker/presence.py) and what follows each batch.
 
 Built once per process, lazily, so importing the tasks module stays cheap.
 With EMBEDDER=auto the worker embeds with what its production model was
@@ -7,10 +8,11 @@ after the default changed), and when the alias moves to a version of another
 embedder (e.g. another tuned encoder) it builds that one and swaps the pair
 between batches, without a restart. A set EMBEDDER is used as it is, and a
 model of another embedder is refused (worker/served_model.py). What names the
-embedder (metrics, heartbeat, status) asks the model server for the current one.
+served pair (metrics, heartbeat, status) reads the worker's presence, which the
+served model tells after each look at the alias.
 
 A running worker re-reads its aliases (the served one and SHADOW_ALIAS) on a
-follower thread every MODEL_REFRESH_S, whether posts arrive or not: an idle
+follower thread (worker/alias_follower.py) every MODEL_REFRESH_S, whether posts arrive or not: an idle
 worker's heartbeat, status and metrics name a promotion within MODEL_REFRESH_S
 plus the load, and the first post after it does not pay the load. Looks and
 loads run on that thread, never on Celery's event loop nor a batch's thread.
@@ -33,10 +35,11 @@ from shared.model.embedders.onnx import available_cores
 from shared.model.threads import settle_classifier_threads
 from shared.settings import Settings
 from worker import metrics
-from worker.after_batch import BatchFollowers, make_followers
+from worker.after_batch import AfterBatch, make_after_batch
+from worker.alias_follower import AliasFollower
 from worker.heartbeat import Heartbeat
-from worker.served_model import EmbedderFor, ModelServer
-from worker.serving_status import ServingState, StatusReporter
+from worker.presence import Presence
+from worker.served_model import EmbedderFor, ServedModel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,8 +48,9 @@ T = TypeVar("T")
 @dataclass
 class WorkerState:
     settings: Settings
-    models: ModelServer  # the served version and its embedder, swapped together
-    followers: BatchFollowers | None = None  # shadow scoring and drift sums after each batch
+    models: ServedModel  # the served version and its embedder, swapped together
+    presence: Presence  # what the worker is and serves, in Redis, the heartbeat and the metrics
+    followers: AfterBatch | None = None  # shadow scoring and drift sums after each batch
 
     follower: AliasFollower | None = None  # re-reads the aliases while the worker runs
 
@@ -69,94 +73,38 @@ class WorkerState:
         return self.follower
 
 
-class AliasFollower:
-    """Runs each look (name -> callable) every `interval_s` on a daemon thread. A look that fails keeps
-    what was loaded; the failure is logged once (again only when it changes), its recovery too."""
-
-    MIN_INTERVAL_S = 0.2  # MODEL_REFRESH_S=0 (look at every batch) must not spin on the database
-
-    def __init__(self, looks: dict[str, Callable[[], None]], interval_s: float) -> None:
-        self.looks = looks
-        self.interval_s = max(interval_s, self.MIN_INTERVAL_S)
-        self._failing: dict[str, str] = {}  # look -> the error logged
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="topicq-alias-follower", daemon=True)
-
-    def start(self) -> AliasFollower:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """No look after this returns (unless one outlasts `timeout_s`): a stopped worker reports nothing."""
-        self._stopping.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        while True:  # a first look at once: a challenger is loaded before the first batch
-            for name, look in self.looks.items():
-                if self._stopping.is_set():
-                    return
-                self._look(name, look)
-            if self._stopping.wait(self.interval_s):
-                return
-
-    def _look(self, name: str, look: Callable[[], None]) -> None:
-        try:
-            look()
-        except Exception as exc:  # noqa: BLE001 - the worker keeps serving what it loaded
-            error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if self._failing.get(name) != error:
-                self._failing[name] = error
-                log.warning("cannot re-read %s, keeping what is loaded: %s", name, error)
-            return
-        if self._failing.pop(name, None) is not None:
-            log.info("re-reading %s again", name)
-
-
-class ServingReport:
-    """Told what the worker serves after each look at the alias: records it in Redis (`topicq models`),
-    in topicq_model_info (with the embedder `embedder_id()` names), and keeps it for the heartbeat."""
-
-    def __init__(self, status: StatusReporter, embedder_id: Callable[[], str]) -> None:
-        self.status, self.embedder_id = status, embedder_id
-        self.serving: str | None = None
-
-    def __call__(self, state: ServingState) -> None:
-        self.status(state)
-        if state.serving:
-            name, _, version = state.serving.rpartition(":")
-            if version.isdigit():
-                metrics.serving(name, int(version), self.embedder_id())
-        self.serving = state.serving  # last: what the heartbeat names, Redis and the metrics name already
-
-    def clear(self) -> None:
-        self.status.clear()
-
-
 _state: WorkerState | None = None
 _lock = threading.Lock()
 
 
 def served_version(settings: Settings) -> registry.VersionInfo | None:
-    """The version MODEL_ALIAS names now; None without one (or a database)."""
+    """The version MODEL_ALIAS names now (one lookup, one read of its row); None without one (or a
+    database)."""
     try:
         version = registry.resolve(settings.db_url, name=settings.model_name, alias=settings.model_alias)
         if version is None:
             return None
         return registry.get_version(settings.db_url, name=settings.model_name, version=version)
     except TopicqError:
-        return None  # the model server says why, batch by batch
+        return None  # the served model says why, batch by batch
 
 
 def worker_embedder(settings: Settings) -> Embedder:
-    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet); a
-    version with its own tuned encoder is served with the encoder in its directory."""
+    """EMBEDDER=auto: the served model's embedder (the default one when there is none yet). A
+    version's encoder is read from its directory when it keeps one (its tuned encoder, or its copy of
+    the packaged one): also with a set EMBEDDER that produces the version's vectors."""
+    return _embedder_of(settings, served_version(settings))
+
+
+def _embedder_of(settings: Settings, served: registry.VersionInfo | None) -> Embedder:
     if settings.embedder == "auto":
-        served = served_version(settings)
         if served is not None:
             return make_embedder_for(served.embedder_id, settings, Path(served.path))
-    return make_embedder(settings=settings)
+        return make_embedder(settings=settings)
+    embedder = make_embedder(settings=settings)
+    if served is not None and served.embedder_id == embedder.id:
+        return make_embedder_for(served.embedder_id, settings, Path(served.path))
+    return embedder
 
 
 def version_embedder(settings: Settings) -> EmbedderFor:
@@ -170,23 +118,30 @@ def version_embedder(settings: Settings) -> EmbedderFor:
     return build
 
 
-def build_worker_state(settings: Settings, embedder: Embedder | None = None) -> WorkerState:
+def build_worker_state(settings: Settings, embedder: Embedder | None = None, *,
+                       node: str = "") -> WorkerState:
+    """`node`: Celery's name for this worker, which its presence records beside host:pid."""
     settle_classifier_threads(available_cores())
-    embedder = embedder or worker_embedder(settings)
-    # Late-bound: after each look at the alias the report asks the server below which embedder it serves.
-    report = ServingReport(StatusReporter(settings.redis_url, settings.queue), lambda: models.embedder_id)
-    models = ModelServer(settings.db_url, name=settings.model_name, alias=settings.model_alias,
-                         embedder=embedder, refresh_s=settings.model_refresh_s, report=report,
-                         embedder_for=version_embedder(settings) if settings.embedder == "auto" else None)
+    auto = settings.embedder == "auto"
+    # The version the alias names picks the embedder (EMBEDDER=auto) or its encoder file (a set EMBEDDER
+    # of the same id); on auto it is also the first one served, without a second lookup.
+    served = served_version(settings) if embedder is None else None
+    first = served if auto else None
+    embedder = embedder or _embedder_of(settings, served)
+    presence = Presence(settings.redis_url, settings.queue, node=node)
+    models = ServedModel(settings.db_url, name=settings.model_name, alias=settings.model_alias,
+                         embedder=embedder, refresh_s=settings.model_refresh_s, report=presence.record,
+                         embedder_for=version_embedder(settings) if auto else None, first=first)
     metrics.time_rate_limits(embedder)
-    return WorkerState(settings=settings, models=models, followers=make_followers(settings))
+    return WorkerState(settings=settings, models=models, presence=presence,
+                       followers=make_after_batch(settings))
 
 
-def get_worker_state(settings: Settings) -> WorkerState:
+def get_worker_state(settings: Settings, *, node: str = "") -> WorkerState:
     global _state
     with _lock:
         if _state is None:
-            _state = build_worker_state(settings)
+            _state = build_worker_state(settings, node=node)
         return _state
 
 

@@ -4,12 +4,8 @@ Every query runs in `session_scope(url)` (or `transaction(db)`, which also takes
 caller's session), and nothing else turns driver exceptions into ours: connection
 trouble becomes DatabaseUnavailableError there, whatever the query.
 
-Tables (documented for plain-SQL users in the README):
-- model_versions, model_aliases, alias_changes: the model registry and each alias's history.
-- corrections: labels given by reviewers, in shared/improvement/corrections.py.
-- embedding_cache: vectors keyed by (embedder id, sha256 of preprocessed text).
-- results: one row per (post_id, model_name, model_version), in shared/database/results.py.
-The schema is created by Alembic (shared/database/migrate.py), never on import.
+The tables are declared in shared/database/tables.py; the schema is created by
+Alembic (shared/database/migrate.py), never on import.
 """
 
 from __future__ import annotations
@@ -21,15 +17,6 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    DateTime,
-    ForeignKeyConstraint,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    TypeDecorator,
     create_engine,
     event,
     make_url,
@@ -44,7 +31,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared.errors import ConfigError, DatabaseUnavailableError
 
@@ -54,70 +41,6 @@ Db = str | Session
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and read back with its zone, on SQLite too (which keeps no zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.astimezone(UTC) if value is not None and value.tzinfo is not None else value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime()}
-
-
-class ModelVersion(Base):
-    __tablename__ = "model_versions"
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str] = mapped_column(String(64))
-    embedder_id: Mapped[str] = mapped_column(String(200))
-    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(20), default="registered")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class ModelAlias(Base):
-    __tablename__ = "model_aliases"
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    alias: Mapped[str] = mapped_column(String(50), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
-    # Versions the alias pointed to before, newest last: what `rollback` returns to.
-    history: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    __table_args__ = (
-        ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
-    )
-
-
-class AliasChange(Base):
-    """One move of an alias: `topicq models --history` shows which version held it when."""
-
-    __tablename__ = "alias_changes"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100))
-    alias: Mapped[str] = mapped_column(String(50))
-    version: Mapped[int] = mapped_column(Integer)
-    previous_version: Mapped[int | None] = mapped_column(Integer)  # None: the alias was unset (or unknown)
-    action: Mapped[str] = mapped_column(String(20))  # promote, rollback, recorded (before history was kept)
-    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
-    __table_args__ = (Index("ix_alias_changes_name", "name", "alias", "changed_at"),)
-
-
-class CachedEmbedding(Base):
-    __tablename__ = "embedding_cache"
-    embedder_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    text_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def safe_url(url: str) -> str:

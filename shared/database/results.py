@@ -1,4 +1,4 @@
-"""Results: the table, the statuses, the idempotent upsert and the queries.
+"""Results: the statuses, the idempotent upsert and the queries (the table: shared/database/tables.py).
 
 One row per (post_id, model_name, model_version). A redelivered message
 overwrites its own row instead of adding one. One rule for an id that comes
@@ -18,27 +18,19 @@ from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Float,
-    Index,
-    Integer,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     delete,
     exists,
-    false,
     func,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
-from sqlalchemy.orm import Mapped, aliased, mapped_column
+from sqlalchemy.orm import aliased
 
-from shared.database.connection import Base, Db, is_postgres, session_scope, transaction, utcnow
+from shared.database.connection import Db, is_postgres, session_scope, transaction, utcnow
+from shared.database.tables import Result
 
 log = logging.getLogger(__name__)
 
@@ -53,42 +45,6 @@ class Status(StrEnum):
 
 # The members as module names too (as `re` exports its flags): `from shared.database.results import DONE`.
 DONE, REJECTED, FAILED = Status.DONE, Status.REJECTED, Status.FAILED
-
-
-class Result(Base):
-    __tablename__ = "results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    post_id: Mapped[str] = mapped_column(String(200))
-    model_name: Mapped[str] = mapped_column(String(100))
-    model_version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20))  # a Status
-    label: Mapped[str | None] = mapped_column(String(200))
-    score: Mapped[float | None] = mapped_column(Float)
-    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    embedder_id: Mapped[str | None] = mapped_column(String(200))
-    error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=1)
-    # One id per embed call: posts per call = count(*) / count(distinct batch_id).
-    batch_id: Mapped[str | None] = mapped_column(String(32))
-    post_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-    # Kept for `failed` rows (retry-failed) and, as KEEP_TEXT says, for rows that need review.
-    text: Mapped[str | None] = mapped_column(Text)
-    # The review flag (shared/improvement/review.py), set when the row is written.
-    needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    review_reason: Mapped[str | None] = mapped_column(String(60))  # comma-separated reasons
-    margin: Mapped[float | None] = mapped_column(Float)  # top probability minus the runner-up's
-    domain_score: Mapped[float | None] = mapped_column(Float)  # > 1: out of domain (model/out_of_domain.py)
-    received_at: Mapped[datetime | None] = mapped_column()
-    processed_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # Written by a challenger version scored in shadow (SHADOW_ALIAS), not by the one served.
-    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    __table_args__ = (
-        UniqueConstraint("post_id", "model_name", "model_version", name="uq_results_post_model"),
-        Index("ix_results_label", "label"),
-        Index("ix_results_status", "status"),
-        Index("ix_results_processed_at", "processed_at"),
-        Index("ix_results_needs_review", "needs_review", "model_name"),
-    )
 
 
 @dataclass

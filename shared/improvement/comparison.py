@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import select
 
 from shared.database.connection import Db, transaction
-from shared.database.results import Result, Status
-from shared.improvement.corrections import Correction
+from shared.database.results import Status
+from shared.database.tables import Correction, Result
 
 
 @dataclass(frozen=True)

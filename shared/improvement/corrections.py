@@ -13,27 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
-from shared.database.connection import Base, Db, transaction, utcnow
-from shared.database.results import Result, Status
+from shared.database.connection import Db, transaction, utcnow
+from shared.database.results import Status
+from shared.database.tables import Correction, Result
 
 _IDS_PER_QUERY = 500
 # The longest value each column stores (String(200) below); NUL is refused everywhere, as PostgreSQL does.
 _MAX_CHARS = {"post_id": 200, "label": 200, "reviewer": 200}
-
-
-class Correction(Base):
-    __tablename__ = "corrections"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    post_id: Mapped[str] = mapped_column(String(200))
-    model_name: Mapped[str] = mapped_column(String(100))  # the model whose classes the label is one of
-    label: Mapped[str] = mapped_column(String(200))
-    reviewer: Mapped[str | None] = mapped_column(String(200))
-    text: Mapped[str | None] = mapped_column(Text)  # None: no text was kept; cannot be trained on
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    __table_args__ = (UniqueConstraint("post_id", "model_name", name="uq_corrections_post_model"),)
 
 
 @dataclass(frozen=True)

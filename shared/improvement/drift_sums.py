@@ -15,30 +15,12 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
-from sqlalchemy import JSON, Float, Integer, String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
-from shared.database.connection import Base, Db, transaction, utcnow
-
-
-class DriftSums(Base):
-    __tablename__ = "drift_sums"
-    model_name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    model_version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
-    writer: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid of the worker
-    posts: Mapped[int] = mapped_column(Integer, default=0)
-    label_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    confidence_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    embedding_sum: Mapped[list[float]] = mapped_column(JSON, default=list)
-    embedding_sq_sum: Mapped[list[float]] = mapped_column(JSON, default=list)
-    # From the rows' review flags and domain scores (shared/improvement/review.py); None: not measured.
-    review_count: Mapped[int | None] = mapped_column(Integer)
-    out_of_domain_count: Mapped[int | None] = mapped_column(Integer)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+from shared.database.connection import Db, transaction, utcnow
+from shared.database.tables import DriftSums
 
 
 @dataclass

@@ -268,7 +268,12 @@ class TopicClassifier:
         else:
             from shared.model.quiet_tensorflow import import_keras
 
-            clf.model_ = import_keras().saving.load_model(path, safe_mode=True, compile=False)
+            try:
+                keras = import_keras()
+            except ImportError:
+                raise ImportError(f"{path.parent} was saved before forward.npz and is served by Keras, "
+                                  "which is not installed (install topicq[train], or retrain it)") from None
+            clf.model_ = keras.saving.load_model(path, safe_mode=True, compile=False)
         clf.classes_ = np.array(classes)
         if lexicon is not None:
             from shared.model.lexical import Lexicon

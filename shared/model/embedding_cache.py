@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from shared.database.connection import CachedEmbedding, Db, is_postgres, transaction
+from shared.database.connection import Db, is_postgres, transaction
+from shared.database.tables import CachedEmbedding
 from shared.errors import InvalidPostError
 from shared.model.embedders.base import Embedder, EmbedOutcome
 from shared.model.preprocess import text_digest

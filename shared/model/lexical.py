@@ -4,12 +4,15 @@ An embedding of a post's opening carries its gist; rare topical words (a
 drug's name, a cipher's) carry much of what tells 20 fine-grained groups
 apart. The vectorizer is fitted on the training posts only and saved with the
 model version as JSON (vocabulary, idf, settings) under a fixed name, covered
-by the version's checksum; save and load are mirror images.
+by the version's checksum; save and load are mirror images. Serving needs no
+scikit-learn: the transform is computed here.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,25 @@ LEXICON_FILE = "lexicon.json"
 FORMAT = 1
 
 
+# scikit-learn's default token pattern: words of two or more word characters, lower-cased first.
+TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+def terms(text: str, ngram_max: int = 1) -> list[str]:
+    """The text's words, then its runs of 2..ngram_max adjacent words, as TfidfVectorizer lists them."""
+    words = TOKEN.findall(text.lower())
+    found = list(words)
+    for n in range(2, min(ngram_max, len(words)) + 1):
+        found.extend(" ".join(words[i: i + n]) for i in range(len(words) - n + 1))
+    return found
+
+
 class Lexicon:
-    """TF-IDF (sublinear tf, l2 rows) over at most `max_features` words seen in >= `min_df` posts."""
+    """TF-IDF (sublinear tf, l2 rows) over at most `max_features` words seen in >= `min_df` posts.
+
+    Fitting takes scikit-learn (the trainer); transforming is done here in numpy, with
+    scikit-learn's arithmetic step for step (float32 counts, log + 1, idf, rows scaled by their
+    norm summed in float64), so a worker serves the words without scikit-learn."""
 
     def __init__(self, max_features: int = 50_000, min_df: int = 2, ngram_max: int = 1,
                  scale: float = 1.0) -> None:
@@ -28,36 +48,60 @@ class Lexicon:
         self.min_df = min_df
         self.ngram_max = ngram_max
         self.scale = scale  # rows have this length: how loudly the words speak to the network
-
-    def _vectorizer(self, vocabulary: dict[str, int] | None = None) -> Any:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        return TfidfVectorizer(sublinear_tf=True, min_df=self.min_df, max_features=self.max_features,
-                               ngram_range=(1, self.ngram_max), dtype=np.float32, vocabulary=vocabulary)
+        self.vocabulary_: dict[str, int] = {}
+        self.idf_ = np.zeros(0, dtype=np.float32)
 
     def fit(self, texts: list[str]) -> Lexicon:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         min_df = self.min_df if len(texts) >= 2 * self.min_df else 1  # tiny training sets keep every word
-        vectorizer = self._vectorizer()
-        vectorizer.set_params(min_df=min_df)
+        vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=min_df, max_features=self.max_features,
+                                     ngram_range=(1, self.ngram_max), dtype=np.float32)
         vectorizer.fit(texts)
         self.vectorizer_ = vectorizer
+        self.vocabulary_ = {term: int(index) for term, index in vectorizer.vocabulary_.items()}
+        self.idf_ = np.asarray(vectorizer.idf_, dtype=np.float32)
         return self
 
     @property
     def size(self) -> int:
-        return len(self.vectorizer_.vocabulary_)
+        return len(self.vocabulary_)
 
     def transform(self, texts: list[str]) -> Any:
         """A scipy CSR matrix, one row per text."""
-        matrix = self.vectorizer_.transform(texts)
+        from scipy.sparse import csr_matrix
+
+        indptr, indices, counts = [0], [], []
+        for text in texts:
+            counted: dict[int, int] = {}
+            for term in terms(text, self.ngram_max):
+                index = self.vocabulary_.get(term)
+                if index is not None:
+                    counted[index] = counted.get(index, 0) + 1
+            for index in sorted(counted):
+                indices.append(index)
+                counts.append(counted[index])
+            indptr.append(len(indices))
+        data = np.asarray(counts, dtype=np.float32)
+        np.log(data, out=data)  # sublinear tf: 1 + log(count)
+        data += 1.0
+        columns = np.asarray(indices, dtype=np.int32)
+        data *= self.idf_[columns]
+        for start, end in zip(indptr, indptr[1:], strict=False):  # l2 rows, summed as scikit-learn sums
+            if end > start:
+                squares = np.add.accumulate((data[start:end] * data[start:end]).astype(np.float64))[-1]
+                if squares > 0.0:
+                    data[start:end] = (data[start:end].astype(np.float64) / math.sqrt(squares)).astype(
+                        np.float32)
+        matrix = csr_matrix((data, columns, np.asarray(indptr, dtype=np.int32)),
+                            shape=(len(texts), len(self.vocabulary_)))
         return matrix * np.float32(self.scale) if self.scale != 1.0 else matrix
 
     def save(self, path: Path) -> None:
-        vocabulary = {term: int(index) for term, index in self.vectorizer_.vocabulary_.items()}
         path.write_text(json.dumps({
             "format": FORMAT, "max_features": self.max_features, "min_df": self.min_df,
-            "ngram_max": self.ngram_max, "scale": self.scale, "vocabulary": vocabulary,
-            "idf": [float(v) for v in self.vectorizer_.idf_],
+            "ngram_max": self.ngram_max, "scale": self.scale, "vocabulary": self.vocabulary_,
+            "idf": [float(v) for v in self.idf_],
         }, sort_keys=True))
 
     @classmethod
@@ -67,7 +111,6 @@ class Lexicon:
             raise ValueError(f"unknown lexicon format {data.get('format')!r}")
         lexicon = cls(max_features=data["max_features"], min_df=data["min_df"], ngram_max=data["ngram_max"],
                       scale=data.get("scale", 1.0))
-        vectorizer = lexicon._vectorizer(vocabulary=data["vocabulary"])
-        vectorizer.idf_ = np.asarray(data["idf"], dtype=np.float32)
-        lexicon.vectorizer_ = vectorizer
+        lexicon.vocabulary_ = {term: int(index) for term, index in data["vocabulary"].items()}
+        lexicon.idf_ = np.asarray(data["idf"], dtype=np.float32)
         return lexicon

@@ -18,15 +18,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from shared.database.connection import (
-    AliasChange,
-    Db,
-    ModelAlias,
-    ModelVersion,
-    session_scope,
-    transaction,
-    utcnow,
-)
+from shared.database.connection import Db, session_scope, transaction, utcnow
+from shared.database.tables import AliasChange, ModelAlias, ModelVersion
 from shared.errors import ModelError
 from shared.model.store import TopicModel, read_meta
 from shared.settings import model_name_problem
@@ -224,7 +217,11 @@ def alias_history(db: Db, *, name: str, alias: str | None = None) -> list[AliasP
 
 def load(db: Db, *, name: str, version: int) -> TopicModel:
     """Load a registered version, checking its checksum."""
-    info = get_version(db, name=name, version=version)
+    return load_version(get_version(db, name=name, version=version))
+
+
+def load_version(info: VersionInfo) -> TopicModel:
+    """Load the version `info` was read from, checking its checksum."""
     return TopicModel.load(Path(info.path), info.sha256)
 
 

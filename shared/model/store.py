@@ -5,14 +5,19 @@
     MODEL_DIR/<name>/<version>/model.json    labels, embedder, preprocessing, inputs, data, metrics
     MODEL_DIR/<name>/<version>/lexicon.json  only when the model reads words (inputs has "text")
     MODEL_DIR/<name>/<version>/domain.json   class centroids and radii: the out-of-domain reference
-    MODEL_DIR/<name>/<version>/encoder.onnx  only when the version has its own tuned encoder (--finetune)
+    MODEL_DIR/<name>/<version>/encoder.onnx  the ONNX encoder of its vectors: its own tuned one
+                                             (--finetune) or a copy of the packaged one
+    MODEL_DIR/<name>/<version>/tokenizer.json  that encoder's tokenizer
     MODEL_DIR/<name>/<version>/*.png, MODEL_CARD.md
 
-The checksum covers model.keras, model.json, lexicon.json, domain.json,
-encoder.onnx and forward.npz (each when present); the registry records it and
+With encoder.onnx and tokenizer.json a worker serves the version without torch
+or the packaged weights (shared/model/embedders/encoder_files.py). The checksum
+covers model.keras, model.json, lexicon.json, domain.json, encoder.onnx,
+forward.npz and tokenizer.json (each when present); the registry records it and
 `TopicModel.load` refuses a directory whose files changed since. Versions saved
 before a file existed keep their checksum: without domain.json they flag nothing
-out of domain, without forward.npz they are served by Keras.
+out of domain, without forward.npz they are served by Keras, without encoder.onnx
+by the encoder cache (a full install).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 from shared.errors import ModelError
 from shared.model.classifier import TopicClassifier
 from shared.model.dense_forward import FORWARD_FILE, save_forward
-from shared.model.embedders.tuned import ENCODER_FILE
+from shared.model.embedders.encoder_files import ENCODER_FILE, TOKENIZER_FILE
 from shared.model.lexical import LEXICON_FILE
 from shared.model.out_of_domain import DOMAIN_FILE, DomainReference, load_reference, save_reference
 
@@ -56,10 +61,10 @@ class ModelMeta:
 
 
 def checksum(directory: Path) -> str:
-    """sha256 over model.keras, model.json, then lexicon.json, domain.json, encoder.onnx, forward.npz
-    (each when there)."""
+    """sha256 over model.keras, model.json, then lexicon.json, domain.json, encoder.onnx, forward.npz,
+    tokenizer.json (each when there)."""
     digest = hashlib.sha256()
-    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE, ENCODER_FILE, FORWARD_FILE)
+    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE, ENCODER_FILE, FORWARD_FILE, TOKENIZER_FILE)
                      if (directory / name).exists())
     for name in (MODEL_FILE, META_FILE, *optional):
         path = directory / name
@@ -90,7 +95,8 @@ class TopicModel:
     classifier: TopicClassifier
     sha256: str = ""
     domain: DomainReference | None = None  # None: saved without one, no out-of-domain flag
-    encoder: Path | None = None  # the version's own tuned encoder file (copied in by save), if any
+    encoder: Path | None = None  # the version's encoder file (copied in by save), if any
+    tokenizer: Path | None = None  # that encoder's tokenizer.json (copied in by save), if any
 
     @property
     def key(self) -> str:
@@ -104,6 +110,9 @@ class TopicModel:
         if self.encoder is not None and self.encoder != directory / ENCODER_FILE:
             shutil.copyfile(self.encoder, directory / ENCODER_FILE)
             self.encoder = directory / ENCODER_FILE
+        if self.tokenizer is not None and self.tokenizer != directory / TOKENIZER_FILE:
+            shutil.copyfile(self.tokenizer, directory / TOKENIZER_FILE)
+            self.tokenizer = directory / TOKENIZER_FILE
         if self.domain is not None:
             save_reference(directory, self.domain)
         reads_text = self.classifier.save_lexicon(directory / LEXICON_FILE)
@@ -141,9 +150,10 @@ class TopicModel:
             domain = load_reference(directory)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"cannot read {directory / DOMAIN_FILE}: {exc}") from None
-        encoder = directory / ENCODER_FILE
+        encoder, tokenizer = directory / ENCODER_FILE, directory / TOKENIZER_FILE
         return cls(meta=meta, classifier=classifier, sha256=actual, domain=domain,
-                   encoder=encoder if encoder.is_file() else None)
+                   encoder=encoder if encoder.is_file() else None,
+                   tokenizer=tokenizer if tokenizer.is_file() else None)
 
     def check_embedder(self, embedder_id: str) -> None:
         """Refuse an embedder other than the one the version was trained with: its vectors mean

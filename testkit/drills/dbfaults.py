@@ -30,7 +30,7 @@ from pathlib import Path
 from sqlalchemy import func, make_url, select
 
 from shared.database.connection import get_engine, session_scope
-from shared.database.results import Result
+from shared.database.tables import Result
 from testkit import wire
 from testkit.databases import admin_sql
 from testkit.drills.harness import (

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from shared.database.connection import get_engine, session_scope
-from shared.database.results import Result
+from shared.database.tables import Result
 from shared.settings import Settings
 from testkit.worker_process import WorkerProcess, count_rows
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from shared.database.connection import session_scope
-from shared.database.results import Result
+from shared.database.tables import Result
 from testkit.drills.harness import (
     DrillResult,
     common_failures,

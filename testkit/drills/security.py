@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from shared.database.connection import session_scope
-from shared.database.results import Result
+from shared.database.tables import Result
 from testkit.drills.harness import (
     DrillResult,
     base_env,
@@ -104,14 +104,14 @@ def tampered_model(workdir: Path) -> dict[str, Any]:
     from shared.model.embedders.fake import FakeEmbedder
     from shared.model.store import META_FILE, MODEL_FILE
     from testkit.factories import register_fake_model
-    from worker.served_model import ModelServer
+    from worker.served_model import ServedModel
 
     found: dict[str, Any] = {}
     with fresh_database() as db_url:
         env = base_env(db_url=db_url, redis_url="redis://127.0.0.1:1/0", workdir=workdir)
         settings = settings_for(env)
         good = prepare_database(db_url, settings.models_path)
-        server = ModelServer(db_url, name="topics", alias="production", embedder=FakeEmbedder(), refresh_s=0)
+        server = ServedModel(db_url, name="topics", alias="production", embedder=FakeEmbedder(), refresh_s=0)
         assert server.current().meta.version == good
         # A second version whose weights change after registration, then promoted
         bad = register_fake_model(db_url, settings.models_path, seed=1, promote=False)
@@ -131,7 +131,7 @@ def tampered_model(workdir: Path) -> dict[str, Any]:
         meta.write_text(meta.read_text().replace('"crypto"', '"CRYPTO"'))
         registry.promote(db_url, name="topics", version=good)
         try:
-            ModelServer(db_url, name="topics", alias="production", embedder=FakeEmbedder()).current()
+            ServedModel(db_url, name="topics", alias="production", embedder=FakeEmbedder()).current()
             found["meta_refused"] = False
         except ModelError as exc:
             found["meta_refused"] = "changed since registration" in str(exc)

@@ -83,7 +83,7 @@ def run(size: StormSize, workdir: Path) -> DrillResult:
         book = ledger(db_url, [str(p["id"]) for p in posts])
         outcomes = fake.outcomes()
         from shared.database.connection import session_scope
-        from shared.database.results import Result
+        from shared.database.tables import Result
 
         with session_scope(db_url) as session:
             from sqlalchemy import select

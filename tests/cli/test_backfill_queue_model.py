@@ -12,7 +12,7 @@ from cli.main import main
 from shared.model import registry
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.worker_process import WorkerProcess, worker_env
-from worker.serving_status import ServingState, StatusReporter
+from worker.presence import Presence, WorkerPresence
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +67,10 @@ def queue(sqlite_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.M
     return env["QUEUE"]
 
 
-def serving(redis_url: str, queue: str, model: str, worker: str) -> StatusReporter:
-    reporter = StatusReporter(redis_url, queue, worker=worker)
-    reporter(ServingState(serving=model))
-    return reporter
+def serving(redis_url: str, queue: str, model: str, worker: str) -> Presence:
+    presence = Presence(redis_url, queue, worker=worker)
+    presence.record(WorkerPresence(serving=model))
+    return presence
 
 
 def test_workers_of_two_models_on_one_queue_are_refused_in_one_line(

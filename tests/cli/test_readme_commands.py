@@ -38,8 +38,7 @@ SKIPPED = {
     "topicq train --dataset 20newsgroups --groups sci --per-class 100 --finetune",
     # Needs a Gemini API key; tests/integration/test_gemini_worker.py trains on the fake Gemini server.
     "topicq train --dataset 20newsgroups --groups sci --per-class 100 --embedder gemini --promote",
-    # Run until stopped (a server, a worker, a live view); the workers' tests start them as processes.
-    "topicq fake-gemini --port 8765 --latency-ms 150 --rate-429 0.1 --retry-delay 2 &",
+    # Run until stopped (a worker, a live view); the workers' tests start them as processes.
     "topicq worker",
     "topicq status",
 }

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from cli.main import main
 from shared.database.connection import session_scope
 from shared.database.results import DONE, FAILED, ResultRow, write_rows
-from shared.database.results import Result as Row
-from worker.serving_status import ServingState, StatusReporter
+from shared.database.tables import Result as Row
+from worker.presence import Presence, WorkerPresence
 
 pytestmark = pytest.mark.integration
 FAILED_AT = datetime.now(UTC) - timedelta(minutes=5)
@@ -96,7 +96,7 @@ def test_a_queue_whose_workers_serve_another_model_is_refused(
     env: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MODEL_NAME", "gq")  # QUEUE left at its default, where a topics worker listens
-    StatusReporter(redis_url, "topicq", worker="w1")(ServingState(serving="topics:1"))
+    Presence(redis_url, "topicq", worker="w1").record(WorkerPresence(serving="topics:1"))
     fail(env, "p1")
     result = topicq("retry-failed")
     assert result.exit_code == 2

@@ -12,8 +12,8 @@ from cli.main import main
 from shared.model import registry
 from shared.model.embedders.fake import FakeEmbedder
 from testkit.factories import register_fake_model
-from worker.served_model import ModelServer
-from worker.serving_status import StatusReporter
+from worker.presence import Presence
+from worker.served_model import ServedModel
 
 
 def topicq(*args: str) -> Result:
@@ -65,8 +65,8 @@ def test_a_worker_keeping_an_older_version_logs_an_error_and_models_and_stats_sh
 ) -> None:
     served = register_fake_model(sqlite_url, tmp_path / "models")
     unservable = register_fake_model(sqlite_url, tmp_path / "models", promote=False, embedder=FakeEmbedder(dim=32))
-    server = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
-                         refresh_s=0, report=StatusReporter(redis_url, "topicq", worker="w1"))
+    server = ServedModel(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
+                         refresh_s=0, report=Presence(redis_url, "topicq", worker="w1").record)
     assert server.current().meta.version == served
 
     registry.promote(sqlite_url, name="topics", version=unservable)

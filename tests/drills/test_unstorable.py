@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from shared.database.connection import session_scope
-from shared.database.results import DONE, REJECTED, Result, ResultRow, write_rows
+from shared.database.results import DONE, REJECTED, ResultRow, write_rows
+from shared.database.tables import Result
 from shared.wire.payload import parse_post
 
 pytestmark = pytest.mark.integration

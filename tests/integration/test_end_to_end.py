@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.database.connection import session_scope
-from shared.database.results import Result
+from shared.database.tables import Result
 from shared.model import registry
 from shared.settings import Settings
 from shared.wire.producer import Producer

@@ -21,7 +21,7 @@ import redis
 from sqlalchemy import select
 
 from shared.database.connection import session_scope
-from shared.database.results import Result
+from shared.database.tables import Result
 from shared.model.embedders.gemini import GeminiEmbedder
 from shared.settings import Settings
 from shared.wire.producer import Producer
@@ -224,7 +224,7 @@ def test_a_key_revoked_mid_run_loses_no_post(
     fake.switches.api_key = KEY
     from click.testing import CliRunner
 
-    from cli.worker import retry_failed
+    from cli.queueing import retry_failed
 
     result = CliRunner().invoke(retry_failed, [])
     assert result.exit_code == 0, result.output
@@ -240,7 +240,7 @@ def test_backfill_through_the_gemini_batch_api_writes_rows_like_a_worker(
 
     from click.testing import CliRunner
 
-    from cli.worker import backfill
+    from cli.queueing import backfill
     from shared.settings import get_settings
 
     get_settings.cache_clear()

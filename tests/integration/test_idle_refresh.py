@@ -17,7 +17,7 @@ from testkit.scrape import scrape
 from testkit.waiting import wait_until
 from testkit.worker_process import WorkerProcess, wait_for_rows, worker_env
 from worker.heartbeat import read_heartbeat
-from worker.serving_status import worker_states
+from worker.presence import serving_workers
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ def test_an_idle_worker_follows_a_promotion_without_posts(settings: Settings, wo
     followed(lambda: (read_heartbeat(heartbeat) or {}).get("serving") == f"topics:{second}", worker,
              "the heartbeat names the promoted version")
     assert f"switching model topics:{first} -> topics:{second}" in worker.log()
-    assert [s.serving for s in worker_states(settings.redis_url)] == [f"topics:{second}"]
+    assert [s.serving for s in serving_workers(settings.redis_url)] == [f"topics:{second}"]
     assert served_versions(port) == {str(second)}
 
     # and the first post after the promotion is served by it

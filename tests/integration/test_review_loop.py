@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from cli.main import main
 from shared.database.connection import session_scope
 from shared.database.results import query_results
-from shared.improvement.corrections import Correction
+from shared.database.tables import Correction
 from shared.model import registry
 from shared.model.preprocess import preprocess
 from shared.settings import Settings

@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from cli.main import main
 from shared.database.connection import session_scope
-from shared.database.results import Result, stats
+from shared.database.results import stats
+from shared.database.tables import Result
 from shared.improvement.drift_sums import window_sums
 from shared.model import registry
 from shared.settings import Settings

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from testkit.fake_gemini import FakeGemini, running_fake_gemini
+from testkit.fake_gemini import FakeGemini, main, running_fake_gemini
 
 MODEL = "gemini-embedding-001"
 
@@ -161,15 +160,15 @@ def test_daily_limit_counts_texts() -> None:
 
 
 def test_cli_help_has_an_example() -> None:
-    result = CliRunner().invoke(main, ["fake-gemini", "--help"])
+    result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     assert "--rate-429" in result.output and "GEMINI_BASE_URL=http://127.0.0.1:8765" in result.output
 
 
 def test_cli_serves_until_stopped() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-c", "from cli.main import main; main()", "fake-gemini", "--port", "0",
-         "--script", "503"], stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "testkit.fake_gemini", "--port", "0", "--script", "503"],
+        stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline() if process.stdout else ""
         base_url = line.split(" on ")[1].split(";")[0]

@@ -17,10 +17,10 @@ from shared.model.embedders.fake import FakeEmbedder
 from shared.model.embedders.onnx import OnnxEmbedder
 from shared.settings import Settings
 from testkit.factories import labelled_posts, register_fake_model
-from worker.after_batch import make_followers
+from worker.after_batch import make_after_batch
 from worker.pipeline import process
-from worker.served_model import ModelServer
-from worker.serving_status import ServingState, worker_states
+from worker.presence import WorkerPresence, serving_workers
+from worker.served_model import ServedModel
 from worker.worker_state import build_worker_state, version_embedder
 
 WIDE, NARROW = "fake:bow:64", "fake:bow:32"  # two embedders: a model of one cannot read the other's vectors
@@ -68,8 +68,8 @@ def test_on_auto_the_next_batch_is_served_by_the_new_version_with_its_embedder(
     assert sum(r["label"] == r["metadata"]["truth"] for r in rows) >= 8  # type: ignore[index]
     # and what names the embedder follows the swap: the runtime, the metrics label, the status in Redis
     assert runtime.embedder.id == runtime.models.embedder_id == NARROW
-    assert runtime.models.report.embedder_id() == NARROW  # type: ignore[union-attr]
-    [state] = worker_states(redis_url)
+    assert runtime.presence.embedder == NARROW
+    [state] = serving_workers(redis_url)
     assert state.serving == f"topics:{second}" and state.refused is None
 
 
@@ -87,7 +87,7 @@ def test_with_a_set_embedder_a_version_of_another_embedder_is_refused_as_before(
     assert {(r["model_version"], r["embedder_id"]) for r in rows_of(sqlite_url, "b")} == {(first, WIDE)}
     assert runtime.models.embedder_id == WIDE
     assert f"cannot switch to topics:{second}" in caplog.text and NARROW in caplog.text
-    [state] = worker_states(redis_url)
+    [state] = serving_workers(redis_url)
     assert state.serving == f"topics:{first}" and state.refused == f"topics:{second}"
 
 
@@ -109,8 +109,8 @@ def test_a_version_whose_embedder_cannot_be_built_is_refused_and_the_old_pair_ke
         sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, embedder_id: str, why: str) -> None:
     settings = make_settings(sqlite_url, tmp_path)
     first = register_fake_model(sqlite_url, settings.models_path)
-    states: list[ServingState] = []
-    models = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
+    states: list[WorkerPresence] = []
+    models = ServedModel(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
                          embedder_for=version_embedder(settings), refresh_s=0, report=states.append)
     assert models.current().meta.version == first
 
@@ -148,7 +148,7 @@ def test_a_batch_that_took_its_pair_before_the_swap_is_finished_with_that_pair(
     settings = make_settings(sqlite_url, tmp_path)
     first = register_fake_model(sqlite_url, settings.models_path)
     embedder = GatedEmbedder()
-    models = ModelServer(sqlite_url, name="topics", alias="production", embedder=embedder,
+    models = ServedModel(sqlite_url, name="topics", alias="production", embedder=embedder,
                          embedder_for=version_embedder(settings), refresh_s=0)
     in_flight = threading.Thread(target=process, args=(posts("a"),),
                                  kwargs={"settings": settings, "models": models, "cache_embeddings": False})
@@ -180,9 +180,9 @@ def test_the_challenger_is_scored_only_on_batches_of_its_own_embedder(
     challenger = register_fake_model(sqlite_url, settings.models_path, seed=2, promote=False,
                                      embedder=FakeEmbedder(dim=32))
     registry.promote(sqlite_url, name="topics", version=challenger, alias="staging")
-    models = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
+    models = ServedModel(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
                          embedder_for=version_embedder(settings), refresh_s=0)
-    followers = make_followers(settings)
+    followers = make_after_batch(settings)
 
     # When batches run before and after production moves to a version of the challenger's embedder
     with caplog.at_level(logging.ERROR, logger="worker.shadow"):
@@ -204,7 +204,7 @@ def test_the_challenger_is_scored_only_on_batches_of_its_own_embedder(
 def test_on_auto_a_version_of_the_real_int8_encoder_is_served_with_it(sqlite_url: str, tmp_path: Path) -> None:
     settings = make_settings(sqlite_url, tmp_path)
     register_fake_model(sqlite_url, settings.models_path)
-    models = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
+    models = ServedModel(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
                          embedder_for=version_embedder(settings), refresh_s=0)
     assert models.embedder_id == WIDE and models.current()
 

@@ -56,12 +56,12 @@ def test_no_countdown_outlasts_half_the_visibility_timeout() -> None:
 def test_a_database_down_before_the_first_model_load_spends_no_attempt(tmp_path: Path) -> None:
     from shared.model.embedders.fake import FakeEmbedder
     from worker.pipeline import process
-    from worker.served_model import ModelServer
+    from worker.served_model import ServedModel
 
     down = "postgresql+psycopg://postgres@127.0.0.1:9/nowhere"  # nothing listens on port 9
     settings = Settings(database_url=down, model_dir=tmp_path / "models", embedder="fake", max_retries=3,
                         retry_base_s=0.01, retry_max_s=0.05)
     embedder = FakeEmbedder()
-    models = ModelServer(down, name="topics", alias="production", embedder=embedder, refresh_s=0)
+    models = ServedModel(down, name="topics", alias="production", embedder=embedder, refresh_s=0)
     report = process([{"id": "p1", "text": "rocket orbit"}], settings=settings, models=models)
     assert [(p.id, p.attempt) for p in report.retry] == [("p1", 0)]  # the post did not fail: no attempt spent

@@ -14,9 +14,9 @@ from shared.model.embedders.fake import FakeEmbedder
 from shared.model.store import MODEL_FILE
 from shared.settings import Settings
 from testkit.factories import labelled_posts, register_fake_model
-from worker.after_batch import make_followers
+from worker.after_batch import make_after_batch
 from worker.pipeline import process
-from worker.served_model import ModelServer
+from worker.served_model import ServedModel
 
 
 def payloads(per_topic: int, seed: int) -> list[dict[str, object]]:
@@ -25,10 +25,10 @@ def payloads(per_topic: int, seed: int) -> list[dict[str, object]]:
 
 
 def run(settings: Settings, embedder: FakeEmbedder, batch: list[dict[str, object]]) -> None:
-    models = ModelServer(settings.db_url, name=settings.model_name, alias="production",
+    models = ServedModel(settings.db_url, name=settings.model_name, alias="production",
                          embedder=embedder, refresh_s=0)
     report = process(batch, settings=settings, models=models, cache_embeddings=False,
-                     followers=make_followers(settings))
+                     followers=make_after_batch(settings))
     assert report.error is None and report.retry == []
 
 

@@ -12,17 +12,17 @@ from shared.errors import DatabaseUnavailableError
 from shared.model import registry
 from shared.model.embedders.fake import FakeEmbedder
 from testkit.factories import register_fake_model
-from worker.served_model import ModelServer
-from worker.serving_status import ServingState
+from worker.alias_follower import AliasFollower
+from worker.presence import WorkerPresence
+from worker.served_model import ServedModel
 from worker.shadow import ShadowScorer
-from worker.worker_state import AliasFollower
 
 
 def test_a_followed_server_switches_at_the_followers_look_not_at_a_batch(sqlite_url: str,
                                                                           tmp_path: Path) -> None:
     first = register_fake_model(sqlite_url, tmp_path / "models")
-    reported: list[ServingState] = []
-    server = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
+    reported: list[WorkerPresence] = []
+    server = ServedModel(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(),
                          refresh_s=0, report=reported.append)
     server.followed = True
     assert server.snapshot().model.meta.version == first  # the first load is the batch's (or the start's)
@@ -31,11 +31,11 @@ def test_a_followed_server_switches_at_the_followers_look_not_at_a_batch(sqlite_
     assert server.snapshot().model.meta.version == first  # a batch never looks: the follower does
     server.refresh()
     assert server.snapshot().model.meta.version == second
-    assert reported[-1] == ServingState(serving=f"topics:{second}")
+    assert reported[-1] == WorkerPresence(serving=f"topics:{second}", embedder="fake:bow:64")
 
 
 def test_refresh_before_the_first_load_does_nothing(sqlite_url: str) -> None:
-    server = ModelServer(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(), refresh_s=0)
+    server = ServedModel(sqlite_url, name="topics", alias="production", embedder=FakeEmbedder(), refresh_s=0)
     server.refresh()  # no version yet: the worker's start says so, not the follower
 
 
@@ -69,13 +69,13 @@ class Looks:
 
 def test_a_failing_look_is_logged_once_and_its_recovery_too(caplog: pytest.LogCaptureFixture) -> None:
     looks = Looks(failures=3, total=5)
-    with caplog.at_level(logging.INFO, logger="worker.worker_state"):
+    with caplog.at_level(logging.INFO, logger="worker.alias_follower"):
         follower = AliasFollower({"the 'production' alias": looks}, interval_s=0).start()
         try:
             assert looks.done.wait(timeout=30)
         finally:
             follower.stop()
-    messages = [r.getMessage() for r in caplog.records if r.name == "worker.worker_state"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "worker.alias_follower"]
     assert messages == [
         "cannot re-read the 'production' alias, keeping what is loaded: cannot use the database at "
         "db:5432: connection refused",

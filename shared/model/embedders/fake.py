@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from shared.model.embedders.base import Embedder, l2_normalise
+from shared.model.embedders.embedder_id import EmbedderId, fake_id
 
 _WORD = re.compile(r"\w+")
 
@@ -34,14 +35,16 @@ class FakeEmbedder(Embedder):
     def __init__(self, dim: int = 64, delay_s: float = 0.0) -> None:
         self.dim = dim
         self.delay_s = delay_s
-        self.id = f"fake:bow:{dim}"
+        self.id = fake_id(dim)
         self.calls: list[int] = []  # batch sizes seen, for tests and stats
 
     @classmethod
     def for_id(cls, embedder_id: str, delay_s: float = 0.0) -> FakeEmbedder:
         """The fake embedder whose id is `embedder_id` (`fake:bow:<dim>`); the default one otherwise."""
-        dim = embedder_id.removeprefix("fake:bow:")
-        return cls(dim=int(dim), delay_s=delay_s) if dim.isdigit() and int(dim) > 0 else cls(delay_s=delay_s)
+        parsed = EmbedderId.parse(embedder_id)
+        if parsed is not None and (parsed.family, parsed.model) == ("fake", "bow") and parsed.dim > 0:
+            return cls(dim=parsed.dim, delay_s=delay_s)
+        return cls(delay_s=delay_s)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         self.calls.append(len(texts))

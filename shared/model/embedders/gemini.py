@@ -29,6 +29,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.model.embedders.base import Embedder, EmbedOutcome, l2_normalise
+from shared.model.embedders.embedder_id import gemini_id
 from shared.model.embedders.gemini_errors import DailyQuotaError, mask, translate
 from shared.model.embedders.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, estimate_tokens
 from shared.settings import Settings
@@ -66,7 +67,7 @@ class GeminiEmbedder(Embedder):
             raise ConfigError(f"batch size must be 1..{MAX_BATCH} and max in flight at least 1")
         self.model = model
         self.dim = dim
-        self.id = f"gemini:{model}:{dim}:{TASK}"
+        self.id = gemini_id(model, dim, TASK)
         self.base_url = base_url or None  # None lets the SDK read GOOGLE_GEMINI_BASE_URL
         self.api_version = api_version
         self.timeout_s = timeout_s

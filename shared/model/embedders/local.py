@@ -16,9 +16,9 @@ import numpy as np
 from shared.errors import ConfigError
 from shared.model.embedders.base import Embedder, l2_normalise
 from shared.model.embedders.batching import token_budget_batches
+from shared.model.embedders.embedder_id import LOCAL_DIM, LOCAL_MODEL, local_id
 
-MODEL_NAME = "all-MiniLM-L6-v2"
-DIM = 384
+MODEL_NAME, DIM = LOCAL_MODEL, LOCAL_DIM
 
 
 class LocalEmbedder(Embedder):
@@ -27,7 +27,7 @@ class LocalEmbedder(Embedder):
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.dim = DIM
-        self.id = f"local:{MODEL_NAME}:{DIM}:{max_tokens}"
+        self.id = local_id(max_tokens)
         self._model: Any = None
 
     def _load(self) -> Any:

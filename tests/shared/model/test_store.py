@@ -27,7 +27,7 @@ def test_round_trip_gives_identical_predictions(fitted: TopicClassifier, tmp_pat
     loaded = TopicModel.load(tmp_path / "3", sha)
 
     x, _ = clusters(seed=5)
-    # Served in numpy (forward.npz), fitted in Keras: the same probabilities to float32 rounding.
+    # ModelAndEmbedder in numpy (forward.npz), fitted in Keras: the same probabilities to float32 rounding.
     np.testing.assert_allclose(loaded.classifier.predict_proba(x), fitted.predict_proba(x), atol=1e-6)
     assert list(loaded.classifier.predict(x)) == list(fitted.predict(x))
     assert loaded.meta == meta and loaded.sha256 == sha and loaded.key == "topics:3"

@@ -175,7 +175,7 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, redis_url, t
     from testkit.factories import register_fake_model
     from worker import worker_state
     from worker.app import app
-    from worker.serving_status import worker_states
+    from worker.presence import serving_workers
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
@@ -192,7 +192,7 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, redis_url, t
 
     def celery_stops_on_an_error(argv: list[str]) -> int:  # Celery's WorkController: EX_FAILURE
         started.append(argv)
-        listed.append([s.serving for s in worker_states(redis_url)])
+        listed.append([s.serving for s in serving_workers(redis_url)])
         loaded_before_start.append(any("loaded in" in r.getMessage() for r in caplog.records))
         return 1
 
@@ -203,4 +203,4 @@ def test_a_worker_that_stops_on_an_error_exits_non_zero(sqlite_url, redis_url, t
     assert loaded_before_start == [True]
     assert started and started[0][:1] == ["worker"] and "topicq@%h" in started[0], (result.output, result.exception)
     assert result.exit_code == 1, result.output
-    assert listed == [["topics:1"]] and worker_states(redis_url) == []
+    assert listed == [["topics:1"]] and serving_workers(redis_url) == []

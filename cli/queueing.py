@@ -1,146 +1,19 @@
-"""CLI verbs of the worker side: worker, enqueue, backfill, results, stats, retry-failed."""
+"""The verbs that put posts on the queue: `topicq enqueue` (a file), `backfill` (a whole dataset, in
+chunks, resumable) and `retry-failed` (the posts recorded `failed`). Dead letters: cli/dead_letters.py."""
 
 from __future__ import annotations
 
-import logging
-import socket
 import sys
-import time
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from cli.options import Timestamp, split_words
-from cli.safe_output import json_line, printable, write_csv
-from shared.database.results import Status
+from cli.options import model_ref, split_words
+from cli.safe_output import printable
 from shared.errors import DatasetError, InvalidPostError
 from shared.settings import get_settings
-
-
-@click.command()
-@click.option("-c", "--concurrency", default=1, show_default=True,
-              help="Batches processed at once (threads). 1 suits the local model on 2 cores.")
-@click.option("-l", "--loglevel", default="INFO", show_default=True)
-@click.option("-n", "--hostname", default="topicq@%h", show_default=True,
-              help="Worker name (%h = this host's name).")
-def worker(concurrency: int, loglevel: str, hostname: str) -> None:
-    """Run a worker: consume posts from the queue, classify them in batches, write rows.
-
-    \b
-    Serves the `production` alias of MODEL_NAME and follows promotions. The model
-    and the embedder are loaded before the worker says `ready.`; while the database
-    cannot be used it waits for it (logged, and `topicq health` says why). It exits
-    non-zero when it stops on an error.
-    Examples:
-      topicq worker
-      BATCH_SIZE=64 REDIS_URL=redis://queue:6379/0 topicq worker -c 2
-    """
-    from worker import metrics
-    from worker.heartbeat import Heartbeat
-    from worker.rejected_posts import PendingRejections
-    from worker.worker_state import database_ready, get_worker_state, wait_for_database
-
-    settings = get_settings()
-    if settings.metrics_port:  # before the model loads, so topicq_model_info is set by the first look
-        metrics.enable(low_confidence_score=settings.low_confidence_score)
-    name = hostname.replace("%h", socket.gethostname())
-
-    def load() -> Any:
-        from shared.database.migrate import ensure_schema
-
-        ensure_schema(settings.db_url)
-        database_ready(settings)  # before the embedder is built: it may depend on the served version
-        loaded = get_worker_state(settings)
-        _load_before_ready(loaded, settings)
-        return loaded
-
-    # A database that is down (or refusing) at start is waited for, as running workers do, not an exit.
-    waiting = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue, embedder=lambda: None)
-    runtime = wait_for_database(load, heartbeat=waiting)
-    follower = runtime.follow_aliases()  # an idle worker follows promotions too
-    from worker.app import app
-
-    watch = _Watch.start(app, runtime, settings, name)
-    # Dead letters' rejected rows the database could not take when they were made.
-    pending = PendingRejections(settings.redis_url, settings.queue, settings.heartbeat_interval_s).start()
-    argv = ["worker", "-Q", settings.queue, "-P", "threads", "-c", str(concurrency), "-l", loglevel,
-            "--without-gossip", "--without-mingle", "-n", hostname]
-    try:
-        # Celery's own exit status: non-zero when the worker stopped on an error.
-        status = app.start(argv) or 0
-    finally:
-        follower.stop()  # before the status is cleared: no look may list the stopped worker again
-        pending.stop()
-        watch.stop()
-        clear = getattr(runtime.models.report, "clear", None)
-        if clear is not None:
-            clear()  # `topicq models` / `stats` list running workers only
-    sys.exit(status)
-
-
-def _load_before_ready(runtime: Any, settings: Any) -> None:
-    """The model and the embedder's weights (or Gemini's key check) before the first message."""
-    started = time.monotonic()
-    from worker.served_model import warm_up
-
-    model = runtime.models.current()  # fail fast: no model, or a model of another embedder
-    warm_up(runtime.embedder)  # weights loaded now, not at the first batch; Gemini: a refused key here
-    logging.getLogger("worker").info(
-        "serving %s with %s (loaded in %.1fs); queue %r, batches of %d or every %ss", model.key,
-        runtime.embedder.id, time.monotonic() - started, settings.queue, settings.batch_size,
-        settings.batch_wait_s)
-
-
-@dataclass
-class _Watch:
-    """What lets others watch a worker: the heartbeat, and with metrics on the exporter (metrics,
-    backlog, drift, /healthz) and the figures `topicq status` reads from Redis."""
-
-    heartbeat: Any
-    exporter: Any = None
-    publisher: Any = None
-
-    @classmethod
-    def start(cls, app: Any, runtime: Any, settings: Any, name: str) -> _Watch:
-        from worker import metrics
-        from worker.heartbeat import Heartbeat, consumer_step
-
-        def serving() -> str | None:
-            return getattr(runtime.models.report, "serving", None)
-
-        def embedder() -> str:  # the served pair's: EMBEDDER=auto swaps it with the version
-            return runtime.models.embedder_id
-
-        heartbeat = Heartbeat(settings.heartbeat_path, worker=name, queue=settings.queue,
-                              embedder=embedder, serving=serving)
-        app.steps["consumer"].add(consumer_step(heartbeat, settings.heartbeat_interval_s))
-        if not settings.metrics_port:
-            return cls(heartbeat)
-        from shared.wire.backlog import BacklogCollector
-        from worker.drift_metrics import DriftCollector
-        from worker.exporter import start_exporter
-        from worker.live_stats import Publisher
-
-        metrics.REGISTRY.register(BacklogCollector(settings.redis_url, settings.queue))
-        metrics.REGISTRY.register(DriftCollector(
-            settings.db_url, name=settings.model_name, alias=settings.model_alias,
-            window_s=settings.drift_metrics_window_s, bucket_s=settings.drift_bucket_s))
-        exporter = start_exporter(settings.metrics_host, settings.metrics_port, heartbeat=heartbeat,
-                                  max_age_s=settings.heartbeat_max_age_s)
-        publisher = Publisher(settings.redis_url, settings.queue, name, about=lambda: {
-            "serving": serving(), "embedder": embedder()}).start()
-        return cls(heartbeat, exporter, publisher)
-
-    def stop(self) -> None:
-        self.heartbeat.remove()
-        if self.exporter is not None:
-            self.exporter.stop()
-        if self.publisher is not None:
-            self.publisher.stop()
-
 
 ALLOW_DUPLICATES = click.option(
     "--allow-duplicates", is_flag=True,
@@ -374,177 +247,16 @@ def _backfill_with_batch_api(posts: list[dict[str, Any]], settings: Any, *, chun
                f"{report.skipped_done} already done for {settings.model_name}:{report.model_version}, "
                f"{report.invalid} refused as invalid")
 
-
-def _iso(value: Any) -> Any:
-    """Times as ISO 8601 with their zone, so they can be read back (e.g. by --since)."""
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
-    if fmt == "jsonl":
-        for row in rows:
-            click.echo(json_line(row, default=lambda value: str(_iso(value))))
-        return
-    columns = ["post_id", "label", "score", "model_name", "model_version", "status", "review_reason", "error",
-               "processed_at"]
-    if fmt == "csv":
-        write_csv(sys.stdout, columns,
-                  ({c: _iso(row.get(c)) for c in columns} for row in rows))
-        return
-    table = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for r in table:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = printable(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _model_ref(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """NAME or NAME:VERSION with a whole-number VERSION; anything else is a usage error."""
-    if value is not None:
-        _, colon, version = value.partition(":")
-        if colon and not version.isdigit():
-            raise click.BadParameter(f"expected NAME or NAME:VERSION (a whole number), got {value!r}")
-    return value
-
-
-def _check_registered(db_url: str, model: str | None) -> None:
-    """A mistyped --model is an error, not an empty answer."""
-    from shared.errors import ModelError
-    from shared.model import registry
-
-    if model is None:
-        return
-    name, _, version = model.partition(":")
-    if version:
-        registry.get_version(db_url, name=name, version=int(version))
-    elif not registry.list_versions(db_url, name=name):
-        raise ModelError(f"model {name!r} is not registered (see `topicq models`)")
-
-
-@click.command()
-@click.option("--label", default=None)
-@click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
-@click.option("--min-score", type=click.FloatRange(0, 1), default=None, help="0 to 1.")
-@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
-@click.option("--since", type=Timestamp(), default=None,
-              help="Processed at or after: ISO 8601 time (no zone = UTC) or a date.")
-@click.option("--until", type=Timestamp(), default=None, help="Processed before; like --since.")
-@click.option("--needs-review", is_flag=True,
-              help="Only rows flagged for review (low score or margin, or out of domain).")
-@click.option("--limit", type=int, default=50, show_default=True, help="0 = no limit.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
-              show_default=True)
-@click.option("--shadow", is_flag=True,
-              help="Add the rows of challengers scored in shadow (SHADOW_ALIAS).")
-def results(label: str | None, model: str | None, min_score: float | None, status: str | None,
-            since: datetime | None, until: datetime | None, needs_review: bool, limit: int,
-            fmt: str, shadow: bool) -> None:
-    """Show classification results, newest first.
-
-    \b
-    Examples:
-      topicq results --label sci.space --min-score 0.9
-      topicq results --needs-review --model topics
-      topicq results --status rejected --format jsonl
-      topicq results --model topics:2 --since 2026-01-01 --limit 0 --format csv > out.csv
-      topicq results --since 2026-11-30T14:21:00Z
-      topicq results --model topics:3      # a challenger's rows, scored in shadow
-    """
-    from shared.database.results import query_results
-
-    db_url = get_settings().db_url
-    _check_registered(db_url, model)
-    rows = query_results(db_url, label=label, model=model, min_score=min_score, status=status,
-                         since=since, until=until, needs_review=True if needs_review else None,
-                         limit=limit or None, with_scores=fmt == "jsonl", shadow=shadow)
-    if not rows:
-        click.echo("no rows match", err=True)
-        return
-    _print_rows(rows, fmt)
-
-
-@click.command()
-@click.option("--model", default=None, callback=_model_ref, help="NAME or NAME:VERSION.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--shadow", is_flag=True,
-              help="Count the rows of each challenger scored in shadow too, beside production's.")
-def stats(model: str | None, fmt: str, shadow: bool) -> None:
-    """Counts of results by status, label and model version.
-
-    \b
-    Examples:
-      topicq stats --model topics
-      topicq stats --shadow                # the production and the challenger's rows side by side
-    """
-    from shared.database.results import stats as compute
-    from worker.serving_status import TTL_S, worker_states
-
-    db_url = get_settings().db_url
-    _check_registered(db_url, model)
-    summary = compute(db_url, model=model, in_shadow=False if shadow else None)
-    # Each challenger apart: its rows are the same posts again, adding them would count posts twice.
-    challengers = ({key: compute(db_url, model=key, in_shadow=True)
-                    for key in compute(db_url, model=model, in_shadow=True)["by_model"]} if shadow else {})
-    workers = worker_states(get_settings().redis_url, model_name=model.partition(":")[0] if model else None)
-    if fmt == "json":
-        extra = {"shadow": challengers} if shadow else {}
-        click.echo(json_line({**summary, **extra, "workers": [asdict(w) for w in workers]}, indent=2))
-        return
-    if challengers:
-        _print_stats_side_by_side(summary, challengers)
-    else:
-        per_call = summary["posts_per_embed_call"]
-        click.echo(f"total rows: {summary['total']}   posts per embed call: "
-                   f"{'-' if per_call is None else per_call}")
-        for title in ("by_status", "by_model", "by_label"):
-            click.echo(f"{title.removeprefix('by_')}:")
-            for key, count in summary[title].items():
-                click.echo(f"  {printable(key):<40} {count}")
-        if shadow:
-            click.echo("shadow: no rows scored in shadow")
-    click.echo("workers:" if workers else f"workers: none reported in the last {TTL_S // 60} minutes")
-    for state in workers:
-        click.echo(f"  {printable(state.describe())}")
-
-
-def _print_stats_side_by_side(summary: dict[str, Any], challengers: dict[str, dict[str, Any]]) -> None:
-    """One column for production's rows, one for each challenger's rows in shadow."""
-    columns = [summary, *challengers.values()]
-    width = max(12, *(len(key) + 9 for key in challengers))
-
-    def line(title: str, cells: list[object]) -> None:
-        click.echo(f"{printable(title):<42}" + "".join(
-            f"{'-' if cell is None else cell!s:<{width}}" for cell in cells).rstrip())
-
-    line("", ["production", *(f"{printable(key)} (shadow)" for key in challengers)])
-    line("total rows", [c["total"] for c in columns])
-    line("posts per embed call", [c["posts_per_embed_call"] for c in columns])
-    for title in ("by_status", "by_model", "by_label"):
-        click.echo(f"{title.removeprefix('by_')}:")
-        keys = sorted({key for c in columns for key in c[title]}, key=str)
-        for key in keys:
-            line(f"  {key}", [c[title].get(key) for c in columns])
-
-
 def _check_queue_serves(settings: Any, name: str) -> None:
     """Refuse to send `name`'s posts where the workers serve another model: their rows would be lost."""
     from shared.errors import ConfigError
-    from worker.serving_status import worker_states
+    from worker.presence import serving_workers
 
     if name != settings.model_name:
         raise ConfigError(f"this shell sends to queue {settings.queue!r}, served for MODEL_NAME="
                           f"{settings.model_name!r}, not {name!r}: run it again with MODEL_NAME={name} "
                           f"QUEUE=<the queue of {name}'s workers>")
-    others = [s for s in worker_states(settings.redis_url)
+    others = [s for s in serving_workers(settings.redis_url)
               if s.queue == settings.queue and (s.serving or "").partition(":")[0] != name]
     if others:
         raise ConfigError(f"queue {settings.queue!r} is served by workers of another model "
@@ -552,7 +264,7 @@ def _check_queue_serves(settings: Any, name: str) -> None:
 
 
 @click.command("retry-failed")
-@click.option("--model", default=None, callback=_model_ref,
+@click.option("--model", default=None, callback=model_ref,
               help="NAME or NAME:VERSION; NAME must be MODEL_NAME (the model QUEUE's workers serve), "
                    "which is the default.")
 @click.option("--limit", type=int, default=None)
