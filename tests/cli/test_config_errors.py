@@ -96,6 +96,7 @@ def model_with_a_row(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     return db_url
 
 
+@pytest.mark.slow  # trains a version through the CLI first
 def test_review_import_lists_rows_the_database_cannot_store(model_with_a_row: str, tmp_path: Path) -> None:
     labels = tmp_path / "labels.jsonl"
     labels.write_text(f'{{"post_id": "p0", "label": "space", "reviewer": "{"r" * 201}"}}\n'

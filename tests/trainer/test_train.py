@@ -70,6 +70,7 @@ def test_training_again_embeds_nothing_new(posts_csv: Path) -> None:
     assert registry.resolve(get_settings().db_url, name="topics") is None  # nothing promoted
 
 
+@pytest.mark.slow  # trains, then evaluates the whole test set
 def test_evaluation_reproduces_the_held_out_metrics(posts_csv: Path) -> None:
     trained = run_training(dataset=str(posts_csv), embedder="fake", name="news", **FAST)
 

@@ -172,6 +172,7 @@ def test_a_batch_that_took_its_pair_before_the_swap_is_finished_with_that_pair(
     assert {(r["model_version"], r["embedder_id"]) for r in rows_of(sqlite_url, "b")} == {(second, NARROW)}
 
 
+@pytest.mark.slow  # trains two versions and scores a challenger
 def test_the_challenger_is_scored_only_on_batches_of_its_own_embedder(
         sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Given production on the 64-wide embedder and a challenger on `staging` trained with the 32-wide one
@@ -201,6 +202,7 @@ def test_the_challenger_is_scored_only_on_batches_of_its_own_embedder(
     assert followers.failures == 0
 
 
+@pytest.mark.slow  # runs the real int8 encoder
 def test_on_auto_a_version_of_the_real_int8_encoder_is_served_with_it(sqlite_url: str, tmp_path: Path) -> None:
     settings = make_settings(sqlite_url, tmp_path)
     register_fake_model(sqlite_url, settings.models_path)

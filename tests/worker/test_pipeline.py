@@ -146,6 +146,7 @@ def test_promotion_switches_the_served_version(sqlite_url: str, tmp_path: Path) 
     assert versions == {"a": first, "b": second} and first != second
 
 
+@pytest.mark.slow  # fits a two-branch model
 def test_a_model_that_reads_words_gets_the_preprocessed_texts(sqlite_url: str, tmp_path: Path) -> None:
     # Given a promoted model with a lexical view (lexicon.json beside model.keras)
     settings = make_settings(sqlite_url, tmp_path)

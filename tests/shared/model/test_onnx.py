@@ -54,6 +54,7 @@ def test_a_text_gets_the_same_vector_alone_and_among_others(int8: OnnxEmbedder) 
     np.testing.assert_allclose(together, alone, atol=1e-6)
 
 
+@pytest.mark.slow  # exports and checks a whole encoder
 def test_the_check_refuses_an_export_of_other_weights(tmp_path: Path) -> None:
     """A file built from another model (same architecture, other weights) fails the check and
     is never written where the embedder would load it."""
