@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared import redis_keys
 from testkit import wire
 from testkit.drills import producer_clients as clients
 from testkit.drills.harness import DrillResult, Ledger, common_failures, ledger, start_stage, wait_for
@@ -150,7 +151,8 @@ def stray_keys(redis_url: str, queue: str) -> dict[str, str]:
         for key in client.scan_iter(count=1000):
             name = key.decode("utf-8", "backslashreplace")
             kind = client.type(key).decode()
-            if name == dead or name.startswith("_kombu.binding") or kind in ("string", "none"):
+            bookkeeping = name.startswith(("_kombu.binding", redis_keys.PRESENCE_PREFIX))  # no message
+            if name == dead or bookkeeping or kind in ("string", "none"):
                 continue
             length = {"list": client.llen, "hash": client.hlen, "zset": client.zcard, "set": client.scard}
             size = length[kind](key) if kind in length else "?"
