@@ -19,6 +19,7 @@ import pytest
 from shared.database.migrate import upgrade
 from shared.settings import Settings, get_settings
 from testkit.databases import ADMIN_URL, DatabaseUnreachable, throwaway_database
+from testkit.drills.services import PrivateRedis, ServiceUnavailable
 from testkit.missing_services import service_missing
 
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -119,3 +120,15 @@ def newsgroups_home() -> str:
     if not (Path(NEWSGROUPS_HOME) / "20news-bydate_py3.pkz").is_file():
         pytest.skip(f"20 Newsgroups cache not found at {NEWSGROUPS_HOME} (set SCIKIT_LEARN_DATA)")
     return NEWSGROUPS_HOME
+
+
+@pytest.fixture
+def broker() -> Iterator[PrivateRedis]:
+    """A private server: kombu's unacked hash is shared by every queue of a db, so the shared
+    instance's db 13 would mix in other tests' held messages."""
+    try:
+        server = PrivateRedis(aof=False)
+    except ServiceUnavailable as exc:
+        pytest.skip(str(exc))
+    with server:
+        yield server

@@ -7,30 +7,19 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.settings import Settings
 from shared.wire.producer import Producer
-from testkit.drills.services import PrivateRedis, ServiceUnavailable, free_port
+from testkit.drills.services import PrivateRedis, free_port
 from testkit.factories import labelled_posts, register_fake_model
 from testkit.scrape import scrape, total
 from testkit.waiting import wait_until
 from testkit.worker_process import WorkerProcess, worker_env
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def broker() -> Iterator[PrivateRedis]:
-    try:
-        server = PrivateRedis(aof=False)
-    except ServiceUnavailable as exc:
-        pytest.skip(str(exc))
-    with server:
-        yield server
 
 
 @pytest.fixture

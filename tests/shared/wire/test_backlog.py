@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,24 +15,12 @@ from cli.status_view import build_view
 from shared.wire import backlog as backlog_module
 from shared.wire.backlog import Backlog, BacklogCollector, read_backlog
 from shared.wire.protocol import CLASSIFY_TASK, SENT_AT_HEADER
-from testkit.drills.services import PrivateRedis, ServiceUnavailable
+from testkit.drills.services import PrivateRedis
 from testkit.wire import envelope
 
 pytestmark = pytest.mark.integration
 
 SEP = "\x06\x16"  # kombu's separator: a Celery producer with priority=5 pushes onto `<queue>\x06\x163`
-
-
-@pytest.fixture
-def broker() -> Iterator[PrivateRedis]:
-    """A private server: kombu's unacked hash is shared by every queue of a db, so the shared
-    instance's db 13 would mix in other tests' held messages."""
-    try:
-        server = PrivateRedis(aof=False)
-    except ServiceUnavailable as exc:
-        pytest.skip(str(exc))
-    with server:
-        yield server
 
 
 @pytest.fixture
