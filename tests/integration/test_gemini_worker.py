@@ -250,7 +250,7 @@ def test_backfill_through_the_gemini_batch_api_writes_rows_like_a_worker(
     lines.append({"id": "only-an-address", "text": "From: someone@example.com"})
     source = tmp_path / "posts.jsonl"
     source.write_text("\n".join(json.dumps(line) for line in lines))
-    fake.switches.batch_seconds = 0.6
+    fake.switches.batch_seconds = 2.0  # long enough that a loaded machine still polls a job before it ends
     # When they are backfilled with Gemini batch jobs, 20 posts a chunk
     args = [str(source), "--gemini-batch-api", "--poll-s", "0.1", "--chunk", "20"]
     result = CliRunner().invoke(backfill, args)
