@@ -53,14 +53,28 @@ def models(name: str | None, history_of: str | None, fmt: str) -> None:
     if not versions:
         click.echo("no models registered yet (see `topicq train --help`)")
         return
-    click.echo(f"{'NAME':<16} {'VERSION':>7}  {'ALIASES':<20} {'ACCURACY':>8} {'MACRO-F1':>8}  "
-               f"{'CREATED':<16}  EMBEDDER")
+    rate = get_settings().review_rate
+    # WORDS-ONLY: the TF-IDF + LinearSVC baseline on the same split; REVIEW: test posts flagged.
+    click.echo(f"{'NAME':<16} {'VERSION':>7}  {'ALIASES':<20} {'ACCURACY':>8} {'MACRO-F1':>8} "
+               f"{'WORDS-ONLY':>10}  {'REVIEW (test posts flagged)':<36}  {'CREATED':<16}  EMBEDDER")
     for v in versions:
         accuracy, macro_f1 = (v.metrics.get(key) for key in ("accuracy", "macro_f1"))
+        baseline = (v.metrics.get("baseline") or {}).get("accuracy")
         click.echo(f"{printable(v.name):<16} {v.version:>7}  {','.join(v.aliases) or '-':<20} "
-                   f"{_number(accuracy):>8} {_number(macro_f1):>8}  "
+                   f"{_number(accuracy):>8} {_number(macro_f1):>8} {_number(baseline):>10}  "
+                   f"{_review_cell(v.metrics.get('review'), rate):<36}  "
                    f"{v.created_at:%Y-%m-%d %H:%M}  {printable(v.embedder_id)}")
     _echo_workers(name)
+
+
+def _review_cell(rows: Any, rate: float) -> str:
+    """What the version's review flag does on its test posts at the REVIEW_RATE nearest to `rate`."""
+    if not isinstance(rows, list) or not rows:
+        return "- (fixed scores)"
+    row = min(rows, key=lambda r: abs(float(r.get("rate", 0)) - rate))
+    caught = row.get("mistakes_caught")
+    mistakes = "" if caught is None else f", {caught:.0%} of {row.get('mistakes')} mistakes"
+    return f"rate {row['rate']:g}: {row['flagged']:.1%}{mistakes}"
 
 
 def _echo_history(name: str, fmt: str) -> None:

@@ -104,7 +104,11 @@ class Settings(BaseSettings):
     dead_letter_max_bytes: int = Field(default=64 * 2**20, ge=2**16)
     cache_embeddings: bool = True  # workers reuse embeddings of texts seen before
 
-    # The review flag (shared/improvement/review.py): a post is flagged when its top probability is below
+    # The review flag (shared/improvement/review.py). A version trained with held-out review scores flags
+    # about REVIEW_RATE of in-domain posts, thresholds set on its held-out posts for that rate
+    # (shared/model/review_calibration.py; bench/review.py measures what each rate catches).
+    review_rate: float = 0.1
+    # Older versions: a post is flagged when its top probability is below
     # REVIEW_BELOW or its lead over the runner-up below REVIEW_MARGIN, or when it is out of domain.
     # Chosen on the sci benchmark (bench/review.py, bench/results/review.md; 4 classes): together they
     # flag 13.5% of the in-domain test posts and hold 87% of the model's mistakes (accuracy 0.994 on
@@ -144,6 +148,13 @@ class Settings(BaseSettings):
     def _probability(cls, value: float) -> float:
         if not 0.0 <= value <= 1.0:
             raise ValueError("must be between 0 and 1")
+        return value
+
+    @field_validator("review_rate")
+    @classmethod
+    def _rate(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError("must be at least 0 (flag nothing) and below 1")
         return value
 
     @field_validator("redis_url")

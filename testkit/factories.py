@@ -15,8 +15,8 @@ from shared.model import registry
 from shared.model.classifier import TopicClassifier
 from shared.model.embedders.base import Embedder
 from shared.model.embedders.fake import FakeEmbedder
-from shared.model.out_of_domain import calibrate
 from shared.model.preprocess import PREPROCESS_VERSION, preprocess
+from shared.model.review_calibration import calibrate_review
 from shared.model.store import ModelMeta, TopicModel
 
 # Each topic has its own vocabulary, so the fake (bag-of-words) embedder separates them.
@@ -87,14 +87,18 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
                      embedder_id=embedder.id, embedder_dim=embedder.dim,
                      preprocess_version=PREPROCESS_VERSION, data_fingerprint=f"test-{seed}",
                      created_at=datetime.now(UTC).isoformat())
-    model = TopicModel(meta, clf, domain=calibrate(vectors, [p[2] for p in posts]))
+    # Held-out posts of the same topics: what training calibrates the review flag and the drift
+    # reference on (its test split).
+    held_out = [preprocess(text) for _, text, _ in labelled_posts(10, seed=seed + 1000)]
+    held_vectors = embedder.embed(held_out)
+    held_probabilities = clf.predict_proba(held_vectors, held_out)
+    review = calibrate_review(vectors, [p[2] for p in posts], held_probabilities, held_vectors,
+                              held_out=f"{len(held_out)} posts")
+    model = TopicModel(meta, clf, review=review)
 
     def drift_reference(directory: Path) -> None:
-        # From held-out posts of the same topics, as training computes it on its test split.
-        held_out = [preprocess(text) for _, text, _ in labelled_posts(10, seed=seed + 1000)]
-        held_vectors = embedder.embed(held_out)
-        save_reference(directory, compute_reference(clf.predict_proba(held_vectors, held_out),
-                                                    [str(c) for c in clf.classes_], held_vectors))
+        save_reference(directory, compute_reference(held_probabilities, [str(c) for c in clf.classes_],
+                                                    held_vectors))
 
     version, _ = registry.publish_version(db_url, model_dir, model,
                                           promote_to=registry.DEFAULT_ALIAS if promote else None,

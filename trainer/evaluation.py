@@ -225,6 +225,13 @@ def _metrics_section(metrics: dict[str, Any]) -> list[str]:
              f"- Accuracy: **{metrics['accuracy']:.4f}** ({correct} of {n} posts; "
              f"95% confidence interval {low:.3f}–{high:.3f})",
              f"- Macro-F1: **{metrics['macro_f1']:.4f}**"]
+    baseline = metrics.get("baseline")
+    if baseline and baseline.get("accuracy") is not None:
+        gap = metrics["accuracy"] - baseline["accuracy"]
+        lines.append(f"- Baseline on the same split, {baseline['name']} on the words alone: "
+                     f"{baseline['accuracy']:.4f} ({gap:+.4f} for this version)"
+                     + ("; **the words alone do better here**: the embeddings do not help this data"
+                        if gap < 0 else ""))
     if n < FEW_TEST_POSTS:
         lines.append(f"- **Warning: only {n} test posts.** These figures can be far from the accuracy on new "
                      "posts (see the interval); evaluate on more posts with `topicq evaluate` before relying "
@@ -232,6 +239,21 @@ def _metrics_section(metrics: dict[str, Any]) -> list[str]:
     rows = [[label, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
             for label, r in metrics["per_class"].items()]
     return [*lines, "", *_table(["class", "precision", "recall", "F1", "support"], rows, "lrrrr")]
+
+
+def _review_section(metrics: dict[str, Any]) -> list[str]:
+    rows = metrics.get("review")
+    if not rows:
+        return []
+    table = [[f"{row['rate']:.2f}", f"{row['flagged']:.1%}",
+              "–" if row["mistakes_caught"] is None else f"{row['mistakes_caught']:.0%} of {row['mistakes']}"]
+             for row in rows]
+    return ["## Review queue", "",
+            "Workers flag a post for review when its top probability or its distance from the training "
+            "posts lies beyond thresholds set on the test posts for the chosen REVIEW_RATE (default 0.1). "
+            "On the test posts:", "",
+            *_table(["REVIEW_RATE", "test posts flagged", "the model's mistakes among them"], rows=table,
+                    align="lrr"), ""]
 
 
 def _confusion_section(metrics: dict[str, Any]) -> list[str]:
@@ -257,10 +279,10 @@ def _use_section(meta: dict[str, Any]) -> list[str]:
         "score: there is no \"none of these\" answer. (Measured on a model of the four 20 Newsgroups sci "
         "groups: 300 comp.graphics posts scored 0.73 on average, 71 of them ≥ 0.9.) Do not read a high "
         "score as \"on topic\"; if off-topic posts reach the queue, train with a class for them.",
-        "- Workers flag for review (`needs_review`) the posts this version is unsure of and those farther "
-        "from every class than nearly all of its training posts (out of domain, `domain.json`); on the sci "
-        "benchmark that catches about two thirds of comp.*/rec.* posts, not all of them "
-        "(bench/results/review.md).",
+        "- Workers flag for review (`needs_review`) about REVIEW_RATE of in-domain posts: those this "
+        "version is least sure of and those farthest from its training posts (see Review queue). Posts "
+        "on another subject are caught only in part: on the sci benchmark about 60% of comp.*/rec.* posts "
+        "at REVIEW_RATE 0.1 (bench/results/review.md).",
         "- The test figures hold for posts like the training posts (same source, period and style); "
         "measure on your own labelled posts with `topicq evaluate` before relying on them elsewhere.",
         "- Only the start of a post is embedded (the embedder's token limit; texts are cut at 5,000 "
@@ -281,6 +303,7 @@ def write_model_card(directory: Path, meta: dict[str, Any], plots: list[str]) ->
         *_data_section(meta), "",
         *_training_section(meta), "",
         *_metrics_section(meta["metrics"]), "",
+        *_review_section(meta["metrics"]),
         *_confusion_section(meta["metrics"]), "",
         "## Plots", "",
         *(f"![{Path(name).stem.replace('_', ' ')}]({name})" for name in plots),

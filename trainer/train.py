@@ -29,10 +29,11 @@ from shared.model import registry
 from shared.model.embedders import Embedder, make_embedder, make_embedder_for
 from shared.model.embedding_cache import CachedEmbedder, CacheStats
 from shared.model.out_of_domain import DomainReference
-from shared.model.out_of_domain import calibrate as calibrate_domain
 from shared.model.preprocess import PREPROCESS_VERSION, preprocess
+from shared.model.review_calibration import ReviewCalibration, calibrate_review
 from shared.model.store import ModelMeta, TopicModel
 from shared.settings import Settings, get_settings
+from trainer.baseline import words_baseline
 from trainer.datasets import NEWSGROUPS, Dataset
 from trainer.evaluation import compute_metrics, write_report
 from trainer.spec import DataSpec
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What the registry row keeps of the metrics (the full set is in model.json).
-SUMMARY_METRICS = ("accuracy", "macro_f1", "n")
+# What the registry row keeps of the metrics (the full set is in model.json): `topicq models` shows them.
+SUMMARY_METRICS = ("accuracy", "macro_f1", "n", "baseline", "review")
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,16 @@ class TrainConfig:
     hidden: int = 256
     dropout: float = 0.2
     epochs: int = 100
-    # The post's words beside its embedding (bench/accuracy.py, sci with 100 posts a class: 0.911 -> 0.922):
-    # TF-IDF of at most `lexical` words (0: embedding only), rows scaled to `lexical_scale`.
-    lexical: int = 50_000
+    # The post's words beside its embedding: TF-IDF of at most `lexical` terms, words and pairs of
+    # adjacent words (`lexical_ngrams` 2), read by a linear SVM and mixed with the embedding branch at a
+    # weight chosen on the validation split (lexical_join "mean"; shared/model/classifier.py).
+    # bench/accuracy.py has each lever's rows.
+    lexical: int = 300_000
     lexical_l2: float = 0.0
-    lexical_scale: float = 10.0
-    lexical_join: str = "mean"  # "mean": mean of the two branches' softmaxes; "sum": one joint softmax
-    lexical_ngrams: int = 1  # 2: pairs of adjacent words as well (they share the `lexical` budget)
+    lexical_scale: float = 10.0  # the "sum" join's row length: how loudly the words speak to the network
+    lexical_join: str = "mean"  # "mean": a words branch of its own; "sum": one joint softmax
+    lexical_ngrams: int = 2
+    lexical_weight: float | None = 0.5  # the words branch's share of the mean (None: chosen on validation)
     class_weight: bool = False
     # Self-training: when --per-class leaves training posts unlabeled, those the first model labels
     # with at least this probability join the labelled ones for a second fit (1.0: off). Never a
@@ -178,12 +182,14 @@ def fit_with_self_training(config: TrainConfig, inputs: ModelInputs, labels: lis
     posts it labels confidently (when `unlabeled` has any and self-training is on)."""
     from shared.model.classifier import TopicClassifier
 
-    def fit(x: ModelInputs, y: list[str], title: str) -> tuple[TopicClassifier, FitRecord]:
+    def fit(x: ModelInputs, y: list[str], title: str,
+            temperature: float | None = None) -> tuple[TopicClassifier, FitRecord]:
         classifier = TopicClassifier(hidden=config.hidden, dropout=config.dropout, epochs=config.epochs,
                                      lexical=config.lexical, lexical_l2=config.lexical_l2,
                                      lexical_scale=config.lexical_scale, lexical_join=config.lexical_join,
-                                     lexical_ngrams=config.lexical_ngrams, class_weight=config.class_weight,
-                                     seed=seed)
+                                     lexical_ngrams=config.lexical_ngrams,
+                                     lexical_weight=config.lexical_weight, lexical_temperature=temperature,
+                                     class_weight=config.class_weight, seed=seed)
         classifier.fit(x.vectors, y, texts=x.texts)
         return classifier, FitRecord(title, len(y), classifier.history_, classifier.best_epoch_)
 
@@ -197,7 +203,10 @@ def fit_with_self_training(config: TrainConfig, inputs: ModelInputs, labels: lis
              len(sure), len(unlabeled.vectors), config.self_training)
     taken = [unlabeled.texts[i] for i in sure]
     both = ModelInputs(np.concatenate([inputs.vectors, unlabeled.vectors[sure]]), inputs.texts + taken)
-    classifier, second = fit(both, list(labels) + pseudo, "self-training fit")
+    # The words' temperature stays the one calibrated on labelled posts: posts the first model found
+    # easy enough to label would calibrate it too sharp.
+    classifier, second = fit(both, list(labels) + pseudo, "self-training fit",
+                             temperature=getattr(classifier, "word_temperature_", None))
     return Fitted(classifier, [first, second], inputs.texts, taken)
 
 
@@ -253,12 +262,14 @@ def _with_corrections(settings: Settings, name: str, train: Dataset, test: Datas
 
 
 def test_reference(classifier: TopicClassifier, x_test: ModelInputs, probabilities: np.ndarray,
-                   domain: DomainReference | None, review: ReviewPolicy) -> Reference:
+                   domain: DomainReference | None, review: ReviewPolicy,
+                   calibration: ReviewCalibration | None = None) -> Reference:
     """What `topicq drift` compares live rows with: the version's predictions (`probabilities`) on its
     test split."""
     labels = [str(c) for c in classifier.classes_]
     return compute_reference(probabilities, labels, x_test.vectors,
-                             **flagged_shares(probabilities, x_test.vectors, labels, domain, review))
+                             **flagged_shares(probabilities, x_test.vectors, labels, domain, review,
+                                              calibration))
 
 
 def run_training(
@@ -361,7 +372,7 @@ def _publish_run(settings: Settings, run: _Run, *, name: str, train: Dataset, te
         hyperparameters={"self_training": config.self_training}, metrics=run.metrics,
         dataset={"train": train.description, "test": test.description}, training=training,
     )
-    version, directory, files = _publish(settings, meta, run, train.labels, promote_to=promote_to,
+    version, directory, files = _publish(settings, meta, run, promote_to=promote_to,
                                          encoder_files=encoder_files)
     return version, directory, files, meta
 
@@ -387,6 +398,7 @@ class _Run:
     test_probabilities: np.ndarray
     metrics: dict[str, Any]
     fit_seconds: float
+    review: ReviewCalibration
 
     @property
     def classifier(self) -> TopicClassifier:
@@ -406,29 +418,36 @@ def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test
     probabilities = fitted.classifier.predict_proba(x_test.vectors, x_test.texts)
     predicted = fitted.classifier.classes_[probabilities.argmax(axis=1)]
     metrics = compute_metrics(test.labels, predicted, list(fitted.classifier.classes_))
-    return _Run(fitted, x_train, x_test, probabilities, metrics, fit_seconds)
+    # The review thresholds: the distance fitted on the labelled training posts, both scores of the
+    # test posts (held out from every fit) kept, so any REVIEW_RATE maps to thresholds.
+    review = calibrate_review(x_train.vectors, train.labels, probabilities, x_test.vectors,
+                              held_out=f"the test split ({len(test)} posts)")
+    metrics["review"] = review.summary(test.labels, predicted)
+    metrics["baseline"] = words_baseline(x_train.texts, train.labels, x_test.texts, test.labels)
+    return _Run(fitted, x_train, x_test, probabilities, metrics, fit_seconds, review)
 
 
-def _publish(settings: Settings, meta: ModelMeta, run: _Run, train_labels: list[str], *,
+def _publish(settings: Settings, meta: ModelMeta, run: _Run, *,
              promote_to: str | None, encoder_files: tuple[Path, Path] | None = None,
              ) -> tuple[int, Path, list[Path]]:
-    """Publish the version with what goes beside it: training digests, drift reference, model card."""
-    # Out of domain: calibrated on the labelled training posts (shared/model/out_of_domain.py).
-    domain = calibrate_domain(run.x_train.vectors, train_labels)
+    """Publish the version with what goes beside it: training digests, drift reference, model card.
+    Its review calibration (run.review) replaces the centroid radius of domain.json, which it no
+    longer writes."""
     files: list[Path] = []
 
     def beside_the_model(directory: Path) -> None:
         write_training_digests(directory, run.fitted.trained_texts)
         review = ReviewPolicy.from_settings(settings)  # what `topicq drift` compares live rows with
-        save_reference(directory, test_reference(run.classifier, run.x_test, run.test_probabilities, domain,
-                                                 review))
+        save_reference(directory, test_reference(run.classifier, run.x_test, run.test_probabilities, None,
+                                                 review, run.review))
         files.extend(write_report(directory, asdict(meta), [asdict(fit) for fit in run.fitted.fits]))
 
     encoder, tokenizer = encoder_files or (None, None)
-    model = TopicModel(meta, run.classifier, domain=domain, encoder=encoder, tokenizer=tokenizer)
+    model = TopicModel(meta, run.classifier, encoder=encoder, tokenizer=tokenizer, review=run.review)
     version, directory = registry.publish_version(
         settings.db_url, settings.models_path, model,
-        metrics={key: run.metrics[key] for key in SUMMARY_METRICS}, promote_to=promote_to,
+        metrics={key: run.metrics[key] for key in SUMMARY_METRICS if key in run.metrics},
+        promote_to=promote_to,
         beside=beside_the_model)
     return version, directory, files
 

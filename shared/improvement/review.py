@@ -1,9 +1,12 @@
 """Which classified posts a person should look at: the review flag, decided when a row is written.
 
-A post needs review when the model is unsure (its top probability below
-REVIEW_BELOW, or its margin over the runner-up below REVIEW_MARGIN) or when
-the post is out of domain (shared/model/out_of_domain.py: farther from every class than
-nearly all training posts). The reasons are kept with the row.
+A version trained with held-out review scores (shared/model/review_calibration.py)
+flags about REVIEW_RATE of in-domain posts: those whose top probability or
+distance from the training posts lies beyond thresholds set on its held-out
+posts for that rate. An older version is flagged by fixed scores: its top
+probability below REVIEW_BELOW, its margin over the runner-up below
+REVIEW_MARGIN, or out of domain by its centroid radius
+(shared/model/out_of_domain.py). The reasons are kept with the row.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     from shared.database.results import ResultRow
     from shared.model.out_of_domain import DomainReference
+    from shared.model.review_calibration import ReviewCalibration
     from shared.model.store import TopicModel
     from shared.settings import Settings
 
@@ -25,13 +29,14 @@ KeepText = Literal["review", "all", "none"]
 
 @dataclass(frozen=True)
 class ReviewPolicy:
-    below: float  # REVIEW_BELOW
-    margin: float  # REVIEW_MARGIN
+    below: float  # REVIEW_BELOW (versions without held-out review scores)
+    margin: float  # REVIEW_MARGIN (idem)
     keep_text: KeepText = "review"  # KEEP_TEXT: whose text the row keeps
+    rate: float = 0.1  # REVIEW_RATE: the share of in-domain posts a calibrated version flags
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReviewPolicy:
-        return cls(settings.review_below, settings.review_margin, settings.keep_text)
+        return cls(settings.review_below, settings.review_margin, settings.keep_text, settings.review_rate)
 
     def keeps_text(self, needs_review: bool) -> bool:
         return self.keep_text == "all" or (self.keep_text == "review" and needs_review)
@@ -80,11 +85,28 @@ def assess(probabilities: np.ndarray, labels: list[str], domain_scores: np.ndarr
     return out
 
 
+def assess_calibrated(probabilities: np.ndarray, vectors: np.ndarray, labels: list[str],
+                      calibration: ReviewCalibration, policy: ReviewPolicy) -> list[Uncertainty]:
+    """One Uncertainty per post, flagged by the thresholds `calibration` sets for `policy.rate`."""
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    uncertain, scores, far = calibration.flags(probabilities, vectors, policy.rate)
+    gaps = margins(probabilities)
+    order = np.argsort(-probabilities, axis=1)
+    out = []
+    for i in range(len(probabilities)):
+        reasons = (LOW_SCORE,) * bool(uncertain[i]) + (OUT_OF_DOMAIN,) * bool(far[i])
+        runner_up = labels[int(order[i, 1])] if len(labels) > 1 else None
+        out.append(Uncertainty(float(gaps[i]), runner_up, float(scores[i]), reasons))
+    return out
+
+
 def review_flags(probabilities: np.ndarray, vectors: np.ndarray, labels: list[str], model: TopicModel,
                  policy: ReviewPolicy | None) -> list[Uncertainty] | None:
     """The batch's uncertainties under `policy` (None: no policy, nothing flagged)."""
     if policy is None or len(probabilities) == 0:
         return None
+    if model.review is not None:
+        return assess_calibrated(probabilities, vectors, labels, model.review, policy)
     domain = model.domain.scores(vectors) if model.domain is not None else None
     return assess(probabilities, labels, domain, policy)
 
@@ -108,11 +130,16 @@ def count_flags(rows: list[ResultRow]) -> tuple[int, int | None]:
 
 
 def flagged_shares(probabilities: np.ndarray, vectors: np.ndarray, labels: list[str],
-                   domain: DomainReference | None, policy: ReviewPolicy) -> dict[str, float | None]:
-    """The shares of posts flagged for review and out of domain (e.g. on a version's test split)."""
+                   domain: DomainReference | None, policy: ReviewPolicy,
+                   calibration: ReviewCalibration | None = None) -> dict[str, float | None]:
+    """The shares of posts flagged for review and out of domain (e.g. on a version's test split), as
+    review_flags decides them for a version with this `domain` reference and `calibration`."""
     if len(probabilities) == 0:
         return {"review_share": None, "out_of_domain_share": None}
-    scores = domain.scores(vectors) if domain is not None else None
-    flags = assess(probabilities, labels, scores, policy)
+    if calibration is not None:
+        flags = assess_calibrated(probabilities, vectors, labels, calibration, policy)
+    else:
+        flags = assess(probabilities, labels, domain.scores(vectors) if domain is not None else None, policy)
+    scores = [flag.domain_score for flag in flags if flag.domain_score is not None]
     return {"review_share": float(np.mean([flag.needs_review for flag in flags])),
-            "out_of_domain_share": None if scores is None else float(np.mean(scores > 1.0))}
+            "out_of_domain_share": float(np.mean(np.array(scores) > 1.0)) if scores else None}

@@ -10,12 +10,16 @@ With `lexical` > 0 the model also reads the post's words (wide and deep):
 a TF-IDF vector of at most `lexical` terms (shared.model.lexical, fitted on the
 training texts; words, and with `lexical_ngrams` 2 also pairs of adjacent
 words) feeds a linear layer, kept sparse at serving time. `lexical_join` says
-how the branches meet: "mean" (what `topicq train` builds) gives each
-branch its own softmax and serves the mean of their probabilities; "sum" adds
-the word scores to the embedding branch's before one softmax. Such a model needs the preprocessed
-texts beside the embeddings, at training and at serving time (`uses_text`).
-`class_weight` weights each post by the inverse frequency of its class, in
-either model.
+how the branches meet. "mean" (what `topicq train` builds): the embedding
+branch is the Keras model above; the words branch is a linear SVM (LinearSVC,
+hinge loss: a better learner of many sparse words than a Keras layer on this
+data, bench/results/accuracy.md), its scores times a temperature through a
+softmax; the model serves (1 - w) x the embedding branch's probabilities + w x
+the words', `w` = `lexical_weight` (0.5), the temperature calibrating the
+SVM's scores by cross-validation. "sum" adds Keras-trained word scores to the embedding branch's
+before one softmax. Such a model needs the preprocessed texts beside the
+embeddings, at training and at serving time (`uses_text`). `class_weight`
+weights each post by the inverse frequency of its class, in either model.
 """
 
 from __future__ import annotations
@@ -31,10 +35,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from shared.model.dense_forward import DenseForward  # noqa: E402
+from shared.model.dense_forward import DenseForward, mean_join, save_forward, softmax  # noqa: E402
 
 VALIDATION_SPLIT = 0.15  # share of the training posts held out to stop early
-SERVED_VAL_LOSS = "val_served_loss"  # what a two-branch fit's early stopping watches
+# What the words branch's temperature is chosen from, and its share of the mean (lexical_weight=None).
+TEMPERATURES = tuple(2 ** (k / 2) for k in range(13))  # 1 .. 64
+DEFAULT_TEMPERATURE = 8.0  # when too few posts to calibrate: what 20 Newsgroups' sci and all groups chose
+WORD_WEIGHTS = tuple(i / 20 for i in range(21))
 
 
 def _tensor(x: Any) -> Any:
@@ -48,23 +55,22 @@ def _tensor(x: Any) -> Any:
     return tf.sparse.reorder(tf.SparseTensor(indices, coo.data.astype(np.float32), coo.shape))
 
 
-def served_validation(x_val: Any, y_val: np.ndarray) -> Any:
-    """A Keras callback adding the served mean's validation loss and accuracy to each epoch's logs
-    (as val_served_loss and val_served_accuracy) for a model whose outputs are the branches'
-    probabilities."""
-    import keras
+def _log_loss(probabilities: np.ndarray, truth: np.ndarray) -> float:
+    return float(-np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0)).mean())
 
-    x_val = [_tensor(part) for part in x_val]  # once: a direct call costs far less than predict()
 
-    class ServedValidation(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            proba = np.mean([np.asarray(p) for p in self.model(x_val, training=False)], axis=0)
-            truth = np.clip(proba[np.arange(len(y_val)), y_val], 1e-7, 1.0)
-            if logs is not None:
-                logs[SERVED_VAL_LOSS] = float(-np.log(truth).mean())
-                logs["val_served_accuracy"] = float((proba.argmax(axis=1) == y_val).mean())
+def _two_columns(scores: np.ndarray) -> np.ndarray:
+    """A binary SVM's one score s as two classes' scores [-s/2, s/2]: their softmax is sigmoid(s)."""
+    return np.stack([-scores / 2, scores / 2], axis=1) if scores.ndim == 1 else scores
 
-    return ServedValidation()
+
+def _choose_weight(by_words: np.ndarray, by_embedding: np.ndarray, truth: np.ndarray) -> float:
+    """The words' share of the mean with the fewest mistakes on the validation rows (ties: log-loss)."""
+    def cost(weight: float) -> tuple[float, float]:
+        mixed = (1 - weight) * by_embedding + weight * by_words
+        return float((mixed.argmax(axis=1) != truth).mean()), _log_loss(mixed, truth)
+
+    return min(WORD_WEIGHTS, key=cost)
 
 
 class TopicClassifier:
@@ -86,6 +92,8 @@ class TopicClassifier:
         lexical_scale: float = 1.0,
         lexical_join: str = "sum",
         lexical_ngrams: int = 1,
+        lexical_weight: float | None = 0.5,
+        lexical_temperature: float | None = None,
         class_weight: bool = False,
     ) -> None:
         self.hidden = hidden
@@ -102,8 +110,11 @@ class TopicClassifier:
         self.lexical_scale = lexical_scale
         self.lexical_join = lexical_join
         self.lexical_ngrams = lexical_ngrams
+        self.lexical_weight = lexical_weight
+        self.lexical_temperature = lexical_temperature
         self.class_weight = class_weight
         self.lexicon_: Any = None
+        self.words_: dict[str, np.ndarray] | None = None  # the "mean" join's words branch, once fitted
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters, as scikit-learn's estimators report them (stored with each model)."""
@@ -116,40 +127,29 @@ class TopicClassifier:
         return self.lexicon_ is not None
 
     def _build(self, dim: int, n_classes: int, n_words: int = 0) -> Any:
+        """The Keras model: the embedding branch, with the words' scores added when joined by "sum"."""
         import keras
 
         keras.utils.set_random_seed(self.seed)
         embedding = keras.Input(shape=(dim,), name="embedding")
         hidden = keras.layers.Dense(self.hidden, activation="relu", name="hidden")(embedding)
         hidden = keras.layers.Dropout(self.dropout, name="dropout")(hidden)
-        loss: Any = keras.losses.SparseCategoricalCrossentropy()
-        metrics: list[Any] = ["accuracy"]
         if not n_words:
             outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
             model = keras.Model(embedding, outputs)
-        else:
+        else:  # "sum": one softmax over both branches' scores, trained jointly
             words = keras.Input(shape=(n_words,), sparse=True, name="words")
             regularizer = keras.regularizers.L2(self.lexical_l2) if self.lexical_l2 else None
             embedding_scores = keras.layers.Dense(n_classes, name="embedding_scores")(hidden)
             # From zero, as a linear model starts: random weights over a small vocabulary would
             # give confident random scores that the few epochs of a small run cannot undo.
-            word_scores = keras.layers.Dense(n_classes, use_bias=self.lexical_join == "mean",
-                                             kernel_initializer="zeros", kernel_regularizer=regularizer,
-                                             name="word_scores")(words)
-            if self.lexical_join == "sum":  # one softmax over both branches' scores, trained jointly
-                scores = keras.layers.Add(name="scores")([embedding_scores, word_scores])
-                outputs = keras.layers.Activation("softmax", name="probabilities")(scores)
-                model = keras.Model([embedding, words], outputs)
-            else:  # "mean": each branch trained on its own loss; the model serves their mean
-                by_embedding = keras.layers.Activation("softmax", name="embedding_probabilities")(
-                    embedding_scores)
-                by_words = keras.layers.Activation("softmax", name="word_probabilities")(word_scores)
-                self.serving_ = keras.Model([embedding, words], keras.layers.Average(name="probabilities")(
-                    [by_embedding, by_words]))
-                model = keras.Model([embedding, words], [by_embedding, by_words])
-                loss, metrics = [loss, loss], [["accuracy"], ["accuracy"]]
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate), loss=loss,
-                      metrics=metrics)
+            word_scores = keras.layers.Dense(n_classes, use_bias=False, kernel_initializer="zeros",
+                                             kernel_regularizer=regularizer, name="word_scores")(words)
+            scores = keras.layers.Add(name="scores")([embedding_scores, word_scores])
+            outputs = keras.layers.Activation("softmax", name="probabilities")(scores)
+            model = keras.Model([embedding, words], outputs)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=self.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
         return model
 
     def _inputs(self, x: np.ndarray, texts: list[str] | None) -> Any:
@@ -159,6 +159,11 @@ class TopicClassifier:
         if texts is None or len(texts) != len(x):
             raise ValueError("this classifier reads the posts' words: pass their preprocessed texts")
         return [x, self.lexicon_.transform(texts)]
+
+    @property
+    def _separate_words(self) -> bool:
+        """Whether the words are a branch of their own (the "mean" join), fitted beside Keras."""
+        return self.lexical_join == "mean"
 
     def fit(self, x: np.ndarray, labels: list[str] | np.ndarray, texts: list[str] | None = None,
             verbose: int = 0) -> TopicClassifier:
@@ -174,54 +179,91 @@ class TopicClassifier:
         rows_train, rows_val = train_test_split(
             np.arange(len(x)), test_size=self.validation_split, random_state=self.seed, stratify=y
         )
-        self.lexicon_ = None
+        self.lexicon_, self.words_ = None, None
         if self.lexical:
             from shared.model.lexical import Lexicon
 
             if texts is None:
                 raise ValueError("lexical > 0 needs the training texts")
+            # The SVM of the "mean" join reads unit rows: its C is set for them.
             self.lexicon_ = Lexicon(max_features=self.lexical, ngram_max=self.lexical_ngrams,
-                                    scale=self.lexical_scale).fit(
+                                    scale=1.0 if self._separate_words else self.lexical_scale).fit(
                 [texts[i] for i in rows_train])
         inputs = self._inputs(x, texts)
-        if self.lexicon_ is None:
-            x_train, x_val = inputs[rows_train], inputs[rows_val]
+        joint = self.lexicon_ is not None and not self._separate_words
+        if joint:
+            x_train, x_val = [part[rows_train] for part in inputs], [part[rows_val] for part in inputs]
         else:
-            x_train = [inputs[0][rows_train], inputs[1][rows_train]]
-            x_val = [inputs[0][rows_val], inputs[1][rows_val]]
-        self.model_ = self._build(x.shape[1], len(self.classes_),
-                                  self.lexicon_.size if self.lexicon_ is not None else 0)
+            x_train, x_val = x[rows_train], x[rows_val]
+        self.model_ = self._build(x.shape[1], len(self.classes_), self.lexicon_.size if joint else 0)
         weights = None
         if self.class_weight:
             counts = np.bincount(y[rows_train], minlength=len(self.classes_))
             weights = {i: float(len(rows_train) / (len(counts) * max(c, 1))) for i, c in enumerate(counts)}
-        y_train, y_val = y[rows_train], y[rows_val]
-        two_heads = isinstance(self.model_.output, list)
-        callbacks = [served_validation(x_val, y_val)] if two_heads else []
-        # A two-branch model serves the mean of its branches' probabilities: stop on that mean's
-        # validation loss, not on Keras' val_loss (the sum of the branch losses). Gains below
-        # min_delta do not count: the word branch's loss creeps down for hundreds of epochs
-        # without changing a prediction.
-        stop = keras.callbacks.EarlyStopping(
-            monitor=SERVED_VAL_LOSS if two_heads else "val_loss", mode="min", patience=self.patience,
-            min_delta=self.min_delta, restore_best_weights=True,
-        )
-        sample_weight = None
-        if two_heads:
-            y_train, y_val = (y_train, y_train), (y_val, y_val)
-            if weights is not None:  # Keras takes no class_weight for two outputs: the same, per sample
-                per_post = np.array([weights[int(label)] for label in y_train[0]], dtype=np.float32)
-                sample_weight = (per_post, per_post)
+        # Gains below min_delta do not count: the loss creeps down for many epochs without
+        # changing a prediction.
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=self.patience,
+                                             min_delta=self.min_delta, restore_best_weights=True)
         history = self.model_.fit(
-            x_train, y_train, validation_data=(x_val, y_val), epochs=self.epochs,
-            batch_size=self.batch_size, callbacks=[*callbacks, stop], verbose=verbose,
-            class_weight=None if two_heads else weights, sample_weight=sample_weight,
+            x_train, y[rows_train], validation_data=(x_val, y[rows_val]), epochs=self.epochs,
+            batch_size=self.batch_size, callbacks=[stop], verbose=verbose, class_weight=weights,
         )
-        if two_heads:
-            self.model_ = self.serving_  # the same layers, answering with the mean probability
         self.history_ = {key: [float(v) for v in values] for key, values in history.history.items()}
         self.best_epoch_ = stop.best_epoch + 1  # 1-based; its weights are the ones kept
+        if self.lexicon_ is not None and self._separate_words:
+            self.words_ = self._fit_words(inputs[1], y, rows_train, rows_val,
+                                          self._keras_proba(x[rows_val], None))
         return self
+
+    def _fit_words(self, words: Any, y: np.ndarray, rows_train: np.ndarray, rows_val: np.ndarray,
+                   by_embedding_val: np.ndarray) -> dict[str, np.ndarray]:
+        """The words branch of the "mean" join: a linear SVM on every labelled post, its scores times a
+        temperature (`lexical_temperature`, else calibrated), its share of the mean `lexical_weight`
+        (None: chosen on the validation rows; on 20 Newsgroups that did worse than 0.5,
+        bench/results/accuracy.md)."""
+        temperature = self.lexical_temperature or self._calibrated_temperature(words, y)
+        weight = self.lexical_weight
+        if weight is None:
+            kernel, bias = self._svm(words[rows_train], y[rows_train])
+            weight = _choose_weight(softmax(temperature * (np.asarray(words[rows_val] @ kernel) + bias)),
+                                    by_embedding_val, y[rows_val])
+        self.word_temperature_, self.word_weight_ = temperature, weight
+        kernel, bias = self._svm(words, y)
+        return {"kernel": kernel * np.float32(temperature), "bias": bias * np.float32(temperature),
+                "weight": np.array(weight, dtype=np.float32)}
+
+    def _calibrated_temperature(self, words: Any, y: np.ndarray) -> float:
+        """The temperature whose softmax of the SVM's scores has the lowest log-loss on posts it was not
+        fitted on (3-fold cross-validation): the words' probabilities calibrated on their own (Platt's
+        idea). A temperature chosen on the mixture over the validation split alone was worse on small
+        data: 60 posts picked 32 where 8 was 1.8 points more accurate (sci, 100 posts a class)."""
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+        folds = min(3, int(np.bincount(y).min()))
+        if folds < 2:
+            return DEFAULT_TEMPERATURE
+        split = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
+        scores = _two_columns(
+            cross_val_predict(self._new_svm(), words, y, cv=split, method="decision_function"))
+        return min(TEMPERATURES, key=lambda t: _log_loss(softmax(t * scores), y))
+
+    def _new_svm(self) -> Any:
+        from sklearn.svm import LinearSVC
+
+        balanced = "balanced" if self.class_weight else None
+        return LinearSVC(C=1.0, class_weight=balanced, random_state=self.seed)
+
+    def _svm(self, words: Any, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A linear SVM's kernel (terms x classes) and bias."""
+        svm = self._new_svm().fit(words, y)
+        kernel, bias = svm.coef_.T.astype(np.float32), svm.intercept_.astype(np.float32)
+        if kernel.shape[1] == 1:  # two classes: one score s, served as two (see _two_columns)
+            kernel, bias = np.hstack([-kernel / 2, kernel / 2]), np.concatenate([-bias / 2, bias / 2])
+        return kernel, bias
+
+    def _keras_proba(self, x: np.ndarray, words: Any) -> np.ndarray:
+        inputs = x if words is None else [_tensor(x), _tensor(words)]
+        return np.asarray(self.model_(inputs, training=False), dtype=np.float32)
 
     def predict_proba(self, x: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
@@ -230,9 +272,14 @@ class TopicClassifier:
         # Calling the model directly avoids predict()'s per-call overhead on small batches. The words
         # stay sparse: dense, 7,532 test posts of 50,000 words would take 1.5 GB.
         inputs = self._inputs(x, texts)
-        if isinstance(inputs, list) and not isinstance(self.model_, DenseForward):  # Keras' sparse input
-            inputs = [_tensor(part) for part in inputs]
-        return np.asarray(self.model_(inputs, training=False), dtype=np.float32)
+        if isinstance(self.model_, DenseForward):
+            return np.asarray(self.model_(inputs, training=False), dtype=np.float32)
+        if self.lexicon_ is None:
+            return self._keras_proba(x, None)
+        if self.words_ is None:  # "sum": the words are an input of the Keras model
+            return self._keras_proba(inputs[0], inputs[1])
+        return mean_join(self._keras_proba(x, None), np.asarray(inputs[1] @ self.words_["kernel"])
+                         + self.words_["bias"], float(self.words_["weight"]))
 
     def predict(self, x: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
         return self.classes_[self.predict_proba(x, texts).argmax(axis=1)]
@@ -242,6 +289,10 @@ class TopicClassifier:
             # Keras 3.15 under numpy 2.4 warns inside save() about its own np.array(copy=False) call.
             warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
             self.model_.save(path)
+
+    def save_forward(self, path: Path) -> None:
+        """The serving weights (shared/model/dense_forward.py): the Keras layers and the words branch."""
+        save_forward(self.model_, self.join, path, words=self.words_)
 
     def save_lexicon(self, path: Path) -> bool:
         """Write the lexicon beside the model, when this classifier reads words; True if written."""
@@ -274,6 +325,11 @@ class TopicClassifier:
                 raise ImportError(f"{path.parent} was saved before forward.npz and is served by Keras, "
                                   "which is not installed (install topicq[train], or retrain it)") from None
             clf.model_ = keras.saving.load_model(path, safe_mode=True, compile=False)
+            if lexicon is not None and len(clf.model_.inputs) == 1:
+                # A "mean" join keeps its words branch in forward.npz only: without it, serving the
+                # embedding branch alone would quietly answer with another model.
+                raise ValueError(f"{path.parent} reads the posts' words, but its words branch "
+                                 "(forward.npz) is missing")
         clf.classes_ = np.array(classes)
         if lexicon is not None:
             from shared.model.lexical import Lexicon

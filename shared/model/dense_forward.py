@@ -2,8 +2,12 @@
 
 The Keras model (shared/model/classifier.py) is a few dense layers: the embedding
 through `hidden` (relu), then either `probabilities` (softmax; embedding
-only) or `embedding_scores` beside the words' `word_scores`, joined by the mean
-of their softmaxes ("mean") or one softmax of their sum ("sum"). Serving it
+only) or `embedding_scores` beside the words' `word_scores`, joined by one
+softmax of their sum ("sum"). A "mean" join adds the words branch fitted beside
+Keras (`words/kernel`, `words/bias`, `words/weight`): the served probabilities are
+(1 - weight) x the embedding branch's + weight x softmax(words . kernel + bias).
+(Versions saved before it kept Keras-trained `embedding_scores` and `word_scores`
+and served the plain mean of their softmaxes.) Serving it
 needs only those weights: they are saved as FORWARD_FILE beside model.keras
 (part of the version's checksum), and a worker computes the same
 probabilities (to float32 rounding) without importing TensorFlow, which was
@@ -22,24 +26,33 @@ FORWARD_FILE = "forward.npz"
 JOINS = ("none", "mean", "sum")
 
 
-def _softmax(scores: np.ndarray) -> np.ndarray:
+def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def mean_join(by_embedding: np.ndarray, word_scores: np.ndarray, weight: float) -> np.ndarray:
+    """The "mean" join: the embedding branch's probabilities mixed with the softmax of the word scores."""
+    return np.asarray((1.0 - weight) * by_embedding + weight * softmax(word_scores), dtype=np.float32)
 
 
 def _layer(model: Any, name: str) -> list[np.ndarray]:
     return [np.asarray(w, dtype=np.float32) for w in model.get_layer(name).get_weights()]
 
 
-def save_forward(model: Any, join: str, path: Path) -> None:
-    """The weights the forward pass needs, from a fitted Keras model (see the module docstring)."""
-    names = ["hidden"] + (["probabilities"] if join == "none" else ["embedding_scores", "word_scores"])
+def save_forward(model: Any, join: str, path: Path, words: dict[str, np.ndarray] | None = None) -> None:
+    """The weights the forward pass needs, from a fitted Keras model and, for the "mean" join, its
+    words branch (`kernel`, `bias`, `weight`; see the module docstring)."""
+    separate = join in ("none", "mean")  # the words, if any, are not Keras layers
+    names = ["hidden"] + (["probabilities"] if separate else ["embedding_scores", "word_scores"])
     arrays: dict[str, np.ndarray] = {"join": np.array(join)}
     for name in names:
         weights = _layer(model, name)
         arrays[f"{name}/kernel"] = weights[0]
         if len(weights) > 1:
             arrays[f"{name}/bias"] = weights[1]
+    for name, value in (words or {}).items():
+        arrays[f"words/{name}"] = np.asarray(value, dtype=np.float32)
     with open(path, "wb") as file:
         np.savez(file, **arrays)  # type: ignore[arg-type]
 
@@ -67,10 +80,13 @@ class DenseForward:
         embedding, words = (inputs[0], inputs[1]) if isinstance(inputs, list | tuple) else (inputs, None)
         hidden = np.maximum(self._dense("hidden", np.asarray(embedding, dtype=np.float32)), 0.0)
         if self.join == "none":
-            return _softmax(self._dense("probabilities", hidden))
+            return softmax(self._dense("probabilities", hidden))
         if words is None:
             raise ValueError("this classifier reads the posts' words: pass their TF-IDF rows")
+        if "words/kernel" in self.weights:
+            return mean_join(softmax(self._dense("probabilities", hidden)), self._dense("words", words),
+                             float(self.weights["words/weight"]))
         by_embedding, by_words = self._dense("embedding_scores", hidden), self._dense("word_scores", words)
         if self.join == "sum":
-            return _softmax(by_embedding + by_words)
-        return (_softmax(by_embedding) + _softmax(by_words)) / 2
+            return softmax(by_embedding + by_words)
+        return (softmax(by_embedding) + softmax(by_words)) / 2

@@ -5,6 +5,7 @@
     MODEL_DIR/<name>/<version>/model.json    labels, embedder, preprocessing, inputs, data, metrics
     MODEL_DIR/<name>/<version>/lexicon.json  only when the model reads words (inputs has "text")
     MODEL_DIR/<name>/<version>/domain.json   class centroids and radii: the out-of-domain reference
+    MODEL_DIR/<name>/<version>/review.npz    the review thresholds' distance and held-out scores
     MODEL_DIR/<name>/<version>/encoder.onnx  the ONNX encoder of its vectors: its own tuned one
                                              (--finetune) or a copy of the packaged one
     MODEL_DIR/<name>/<version>/tokenizer.json  that encoder's tokenizer
@@ -13,11 +14,12 @@
 With encoder.onnx and tokenizer.json a worker serves the version without torch
 or the packaged weights (shared/model/embedders/encoder_files.py). The checksum
 covers model.keras, model.json, lexicon.json, domain.json, encoder.onnx,
-forward.npz and tokenizer.json (each when present); the registry records it and
+forward.npz, tokenizer.json and review.npz (each when present); the registry records it and
 `TopicModel.load` refuses a directory whose files changed since. Versions saved
 before a file existed keep their checksum: without domain.json they flag nothing
-out of domain, without forward.npz they are served by Keras, without encoder.onnx
-by the encoder cache (a full install).
+out of domain, without review.npz they are flagged by the fixed REVIEW_BELOW and
+REVIEW_MARGIN rules, without forward.npz they are served by Keras, without
+encoder.onnx by the encoder cache (a full install).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from typing import Any
 
 from shared.errors import ModelError
 from shared.model.classifier import TopicClassifier
-from shared.model.dense_forward import FORWARD_FILE, save_forward
+from shared.model.dense_forward import FORWARD_FILE
 from shared.model.embedders.encoder_files import ENCODER_FILE, TOKENIZER_FILE
 from shared.model.lexical import LEXICON_FILE
 from shared.model.out_of_domain import DOMAIN_FILE, DomainReference, load_reference, save_reference
+from shared.model.review_calibration import REVIEW_FILE, ReviewCalibration
 
 MODEL_FILE = "model.keras"
 META_FILE = "model.json"
@@ -62,9 +65,10 @@ class ModelMeta:
 
 def checksum(directory: Path) -> str:
     """sha256 over model.keras, model.json, then lexicon.json, domain.json, encoder.onnx, forward.npz,
-    tokenizer.json (each when there)."""
+    tokenizer.json, review.npz (each when there)."""
     digest = hashlib.sha256()
-    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE, ENCODER_FILE, FORWARD_FILE, TOKENIZER_FILE)
+    optional = tuple(name for name in (LEXICON_FILE, DOMAIN_FILE, ENCODER_FILE, FORWARD_FILE, TOKENIZER_FILE,
+                                       REVIEW_FILE)
                      if (directory / name).exists())
     for name in (MODEL_FILE, META_FILE, *optional):
         path = directory / name
@@ -97,6 +101,7 @@ class TopicModel:
     domain: DomainReference | None = None  # None: saved without one, no out-of-domain flag
     encoder: Path | None = None  # the version's encoder file (copied in by save), if any
     tokenizer: Path | None = None  # that encoder's tokenizer.json (copied in by save), if any
+    review: ReviewCalibration | None = None  # None: saved without one, flagged by fixed scores
 
     @property
     def key(self) -> str:
@@ -106,7 +111,7 @@ class TopicModel:
         """Write the version into `directory`; returns (and keeps) the checksum to register."""
         directory.mkdir(parents=True, exist_ok=True)
         self.classifier.save(directory / MODEL_FILE)
-        save_forward(self.classifier.model_, self.classifier.join, directory / FORWARD_FILE)
+        self.classifier.save_forward(directory / FORWARD_FILE)
         if self.encoder is not None and self.encoder != directory / ENCODER_FILE:
             shutil.copyfile(self.encoder, directory / ENCODER_FILE)
             self.encoder = directory / ENCODER_FILE
@@ -115,6 +120,8 @@ class TopicModel:
             self.tokenizer = directory / TOKENIZER_FILE
         if self.domain is not None:
             save_reference(directory, self.domain)
+        if self.review is not None:
+            self.review.save(directory / REVIEW_FILE)
         reads_text = self.classifier.save_lexicon(directory / LEXICON_FILE)
         self.meta.inputs = [EMBEDDING_INPUT, TEXT_INPUT] if reads_text else [EMBEDDING_INPUT]
         self.meta.labels = [str(label) for label in self.classifier.classes_]
@@ -150,8 +157,14 @@ class TopicModel:
             domain = load_reference(directory)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"cannot read {directory / DOMAIN_FILE}: {exc}") from None
+        review = None
+        if (directory / REVIEW_FILE).is_file():
+            try:
+                review = ReviewCalibration.load(directory / REVIEW_FILE)
+            except (OSError, ValueError, KeyError) as exc:
+                raise ModelError(f"cannot read {directory / REVIEW_FILE}: {exc}") from None
         encoder, tokenizer = directory / ENCODER_FILE, directory / TOKENIZER_FILE
-        return cls(meta=meta, classifier=classifier, sha256=actual, domain=domain,
+        return cls(meta=meta, classifier=classifier, sha256=actual, domain=domain, review=review,
                    encoder=encoder if encoder.is_file() else None,
                    tokenizer=tokenizer if tokenizer.is_file() else None)
 

@@ -46,8 +46,18 @@ def test_training_saves_registers_and_promotes_a_version(posts_csv: Path) -> Non
     assert len(meta["data_fingerprint"]) == 64
     info = registry.resolve_ref(settings.db_url, "topics")
     assert info.version == 1 and info.aliases == () and info.sha256 == checksum(result.directory)
-    assert info.metrics == {"accuracy": result.metrics["accuracy"],
-                            "macro_f1": result.metrics["macro_f1"], "n": 18}
+    assert {key: info.metrics[key] for key in ("accuracy", "macro_f1", "n")} == {
+        "accuracy": result.metrics["accuracy"], "macro_f1": result.metrics["macro_f1"], "n": 18}
+    # The words-only baseline on the same split, and the review queue's rates on the test posts.
+    assert info.metrics["baseline"]["name"] == "TF-IDF + LinearSVC"
+    assert 0 <= info.metrics["baseline"]["accuracy"] <= 1
+    assert [row["rate"] for row in info.metrics["review"]] == [0.05, 0.1, 0.2]
+    assert all(row["flagged"] <= row["rate"] for row in info.metrics["review"])
+    card = (result.directory / CARD_FILE).read_text()
+    assert "## Review queue" in card and "Baseline on the same split, TF-IDF + LinearSVC" in card
+    loaded = registry.load(settings.db_url, name="topics", version=1)
+    assert loaded.review is not None and loaded.review.size == 18
+    assert loaded.review.held_out == "the test split (18 posts)"
     assert registry.resolve(settings.db_url, name="topics") == 1
     # with its drift reference: the version's own predictions on the 18 test posts
     reference = load_reference(result.directory)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.errors import ModelError
 from shared.model.classifier import TopicClassifier
 from shared.model.dense_forward import FORWARD_FILE, DenseForward
 from shared.model.store import TopicModel, checksum
@@ -53,9 +54,28 @@ def test_the_numpy_forward_pass_gives_keras_probabilities(fitted: TopicClassifie
     np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-6)
 
 
+def test_two_classes_words_branch_is_served_the_same(tmp_path: Path) -> None:
+    x, texts, labels = posts(seed=0)
+    two = [i for i, label in enumerate(labels) if label != labels[0]]
+    kept_labels = [labels[i] for i in two]
+    assert len(set(kept_labels)) == 2
+    fitted = TopicClassifier(hidden=16, epochs=8, lexical=200, lexical_join="mean", seed=0).fit(
+        x[two], kept_labels, texts=[texts[i] for i in two])
+    sha = TopicModel(meta_for(fitted), fitted).save(tmp_path)
+    loaded = TopicModel.load(tmp_path, sha)
+    x3, texts3, _ = posts(seed=3)
+    np.testing.assert_allclose(loaded.classifier.predict_proba(x3, texts3), fitted.predict_proba(x3, texts3),
+                               atol=1e-6)
+    assert fitted.words_ is not None and fitted.words_["kernel"].shape[1] == 2
+
+
 def test_a_version_saved_before_forward_npz_is_served_by_keras(fitted: TopicClassifier, tmp_path: Path) -> None:
     TopicModel(meta_for(fitted), fitted).save(tmp_path)
     (tmp_path / FORWARD_FILE).unlink()  # as versions saved before the file existed
+    if fitted.words_ is not None:  # a words branch of its own lives in forward.npz alone
+        with pytest.raises(ModelError, match=r"words branch \(forward.npz\) is missing"):
+            TopicModel.load(tmp_path, checksum(tmp_path))
+        return
     loaded = TopicModel.load(tmp_path, checksum(tmp_path))
     assert not isinstance(loaded.classifier.model_, DenseForward)
     x, texts, _ = posts(seed=3)

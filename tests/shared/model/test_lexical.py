@@ -11,6 +11,7 @@ import pytest
 
 from shared.errors import ModelError
 from shared.model.classifier import TopicClassifier
+from shared.model.dense_forward import mean_join
 from shared.model.embedders.fake import FakeEmbedder
 from shared.model.lexical import LEXICON_FILE, Lexicon
 from shared.model.store import META_FILE, TopicModel
@@ -109,14 +110,20 @@ def test_a_bigram_reader_serves_the_same_after_save_and_load(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("join", ["mean", "sum"])
 def test_words_stay_sparse_and_probabilities_match_the_dense_answer(join: str) -> None:
-    """predict_proba hands the model the words as a sparse tensor (a dense test set of 50,000 words
-    takes gigabytes): the same probabilities as the dense matrix, a post without a known word included."""
+    """predict_proba keeps the words sparse (a dense test set of 50,000 words takes gigabytes): the
+    same probabilities as the dense matrix, a post without a known word included."""
     x, texts, labels = posts(7)
     clf = TopicClassifier(hidden=16, epochs=10, learning_rate=0.01, lexical=1000, lexical_join=join,
                           seed=0).fit(x, labels, texts=texts)
     x, texts, _ = posts(8)
     texts[0] = "zzzq unheardof"  # no word of the lexicon: an empty row
 
-    dense = np.asarray(clf.model_([x, clf.lexicon_.transform(texts).toarray()], training=False))
+    words = clf.lexicon_.transform(texts).toarray()
+    if join == "sum":  # the words are an input of the Keras model
+        dense = np.asarray(clf.model_([x, words], training=False))
+    else:  # the words branch of its own, beside the Keras model's probabilities
+        assert clf.words_ is not None
+        dense = mean_join(np.asarray(clf.model_(x, training=False)), words @ clf.words_["kernel"]
+                          + clf.words_["bias"], float(clf.words_["weight"]))
 
     np.testing.assert_allclose(clf.predict_proba(x, texts), dense, rtol=1e-5, atol=1e-6)

@@ -83,3 +83,24 @@ def test_the_domain_reference_is_saved_checked_and_optional(fitted: TopicClassif
     # A version saved without one loads, with no out-of-domain flag.
     plain = TopicModel(meta_for(fitted), fitted).save(tmp_path / "without")
     assert TopicModel.load(tmp_path / "without", plain).domain is None
+
+
+def test_the_review_calibration_is_saved_checked_and_gives_the_same_flags(fitted: TopicClassifier,
+                                                                          tmp_path: Path) -> None:
+    from shared.model.review_calibration import REVIEW_FILE, calibrate_review
+
+    x, labels = clusters()
+    probabilities = fitted.predict_proba(x)
+    review = calibrate_review(x, labels, probabilities, x, held_out="the clusters")
+    sha = TopicModel(meta_for(fitted), fitted, review=review).save(tmp_path / "with")
+    loaded = TopicModel.load(tmp_path / "with", sha)
+    assert loaded.review is not None
+    for rate in (0.05, 0.2):
+        saved_flags = [flags.tolist() for flags in loaded.review.flags(probabilities, x, rate)]
+        assert saved_flags == [flags.tolist() for flags in review.flags(probabilities, x, rate)]
+    with (tmp_path / "with" / REVIEW_FILE).open("ab") as handle:
+        handle.write(b" ")
+    with pytest.raises(ModelError, match="changed since registration"):
+        TopicModel.load(tmp_path / "with", sha)
+    plain = TopicModel(meta_for(fitted), fitted).save(tmp_path / "without")
+    assert TopicModel.load(tmp_path / "without", plain).review is None

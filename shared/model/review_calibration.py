@@ -1,0 +1,182 @@
+"""Review thresholds set from held-out posts to a rate the user chooses (REVIEW_RATE).
+
+Two scores say a post needs a person: its *uncertainty* (1 - the model's top
+probability) and its *distance* from the training posts in embedding space:
+the Mahalanobis distance to the nearest class mean under one covariance shared
+by the classes (of the unit vectors). bench/review.py measures it against the
+centroid radius of shared/model/out_of_domain.py and nearest-neighbour
+distances. (The relative form, minus the distance to all posts as one
+Gaussian, caught as many off-topic posts there but saturates for posts far
+from everything, which must be the first flagged.)
+
+Neither score has a threshold fixed in advance. The version keeps both scores
+of held-out posts (its test split, never fitted on) and a rate maps to
+thresholds there: a post is flagged when either score lies in its top `beta`
+share of the held-out posts, with `beta` the largest share whose union flags
+at most `rate` of them (split conformal: a quantile at rank ceil((n + 1)(1 - beta))).
+New in-domain posts are then flagged at about `rate`.
+
+Saved as REVIEW_FILE beside the model (part of its checksum): the distance's
+means and whitening matrices, and the held-out scores.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REVIEW_FILE = "review.npz"
+SHRINKAGE = 0.2  # covariance pulled toward its mean variance: 384 dimensions, a few hundred posts
+RATES_SHOWN = (0.05, 0.1, 0.2)  # the rates a model card tabulates
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def _whitening(residuals: np.ndarray) -> np.ndarray:
+    """W with W W^T = the inverse of the residuals' shrunk covariance, so ||r W||^2 is Mahalanobis."""
+    dim = residuals.shape[1]
+    cov = residuals.T.astype(np.float64) @ residuals / max(len(residuals), 1)
+    cov = (1 - SHRINKAGE) * cov + SHRINKAGE * (np.trace(cov) / dim or 1.0) * np.eye(dim)
+    return np.linalg.cholesky(np.linalg.inv(cov)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Mahalanobis:
+    means: np.ndarray  # (classes, dim) class means of the unit training vectors, already whitened
+    whiten: np.ndarray  # (dim, dim) for the shared class covariance
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, labels: list[str] | np.ndarray) -> Mahalanobis:
+        unit = _unit(vectors)
+        labels = np.asarray(labels, dtype=str)
+        classes = sorted(set(labels.tolist()))
+        means = np.stack([unit[labels == label].mean(axis=0) for label in classes])
+        whiten = _whitening(unit - means[np.searchsorted(classes, labels)])
+        return cls(means @ whiten, whiten)
+
+    def distances(self, vectors: np.ndarray) -> np.ndarray:
+        """Each post's squared distance to its nearest class."""
+        unit = _unit(vectors)
+        if len(unit) == 0:
+            return np.zeros(0, dtype=np.float32)
+        z = unit @ self.whiten
+        # ||z - m||^2 = ||z||^2 - 2 z.m + ||m||^2, without a (posts, classes, dim) array
+        by_class = (z * z).sum(axis=1, keepdims=True) - 2 * z @ self.means.T + (self.means ** 2).sum(axis=1)
+        return np.asarray(np.maximum(by_class.min(axis=1), 0.0), dtype=np.float32)
+
+
+def uncertainty(probabilities: np.ndarray) -> np.ndarray:
+    """1 - each post's top probability."""
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if len(probabilities) == 0:
+        return np.zeros(0, dtype=np.float32)
+    return np.asarray(1.0 - probabilities.max(axis=1), dtype=np.float32)
+
+
+def _upper_quantile(sorted_scores: np.ndarray, share: float) -> float:
+    """The score above which at most `share` of future posts lie (split conformal rank)."""
+    n = len(sorted_scores)
+    rank = math.ceil((n + 1) * (1.0 - share))
+    return math.inf if rank > n else float(sorted_scores[max(rank, 1) - 1])
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    rate: float
+    uncertainty: float  # flagged above (inf: never)
+    distance: float  # flagged above (inf: never)
+    typical_distance: float  # the held-out median: a domain score of 0
+
+    def domain_scores(self, distances: np.ndarray) -> np.ndarray:
+        """Distances in units where 0 is a typical held-out post and 1 the threshold (> 1: out of domain)."""
+        span = self.distance - self.typical_distance
+        if not math.isfinite(span) or span <= 0:
+            return np.zeros(len(distances), dtype=np.float32)
+        return np.asarray((distances - self.typical_distance) / span, dtype=np.float32)
+
+
+@dataclass
+class ReviewCalibration:
+    distance: Mahalanobis
+    held_uncertainty: np.ndarray  # (n,) of held-out posts, aligned with held_distance
+    held_distance: np.ndarray
+    held_out: str  # what the held-out posts were, for the model card
+    _limits: dict[float, Thresholds] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.held_uncertainty)
+
+    def thresholds(self, rate: float) -> Thresholds:
+        """The thresholds for `rate`, worked out once per rate (a worker asks per batch)."""
+        rate = float(rate)
+        if rate not in self._limits:
+            self._limits[rate] = _thresholds(self, rate)
+        return self._limits[rate]
+
+    def flags(self, probabilities: np.ndarray, vectors: np.ndarray, rate: float,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per post: uncertain?, its domain score, out of domain? (at `rate`)."""
+        limits = self.thresholds(rate)
+        scores = limits.domain_scores(self.distance.distances(vectors))
+        return uncertainty(probabilities) > limits.uncertainty, scores, scores > 1.0
+
+    def save(self, path: Path) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, means=self.distance.means, whiten=self.distance.whiten,
+                 held_uncertainty=self.held_uncertainty, held_distance=self.held_distance,
+                 held_out=np.array(self.held_out))
+        path.write_bytes(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> ReviewCalibration:
+        with np.load(path, allow_pickle=False) as data:
+            distance = Mahalanobis(data["means"], data["whiten"])
+            return cls(distance, np.asarray(data["held_uncertainty"], dtype=np.float32),
+                       np.asarray(data["held_distance"], dtype=np.float32), str(data["held_out"]))
+
+    def summary(self, truth: list[str] | None = None, predicted: np.ndarray | None = None,
+                rates: tuple[float, ...] = RATES_SHOWN) -> list[dict[str, float | None]]:
+        """Per rate: the share of held-out posts flagged, and of the model's mistakes among them."""
+        rows = []
+        wrong = None if truth is None or predicted is None else np.asarray(predicted) != np.asarray(truth)
+        for rate in rates:
+            limits = self.thresholds(rate)
+            flagged = (self.held_uncertainty > limits.uncertainty) | (self.held_distance > limits.distance)
+            caught = None if wrong is None or not wrong.any() else round(float(flagged[wrong].mean()), 4)
+            rows.append({"rate": rate, "flagged": round(float(flagged.mean()), 4), "mistakes_caught": caught,
+                         "mistakes": None if wrong is None else int(wrong.sum())})
+        return rows
+
+
+def _thresholds(calibration: ReviewCalibration, rate: float) -> Thresholds:
+    """The largest per-score share `beta` whose union flags at most `rate` of the held-out posts."""
+    held_u, held_d = calibration.held_uncertainty, calibration.held_distance
+    u_sorted, d_sorted = np.sort(held_u), np.sort(held_d)
+    typical = float(np.median(d_sorted)) if len(d_sorted) else 0.0
+    if not 0.0 < rate < 1.0 or len(u_sorted) == 0:
+        return Thresholds(rate, math.inf, math.inf, typical)
+    low, high = 0.0, rate
+    for _ in range(30):  # bisection on beta: the union's share grows with it
+        beta = (low + high) / 2
+        share = float(((held_u > _upper_quantile(u_sorted, beta))
+                       | (held_d > _upper_quantile(d_sorted, beta))).mean())
+        low, high = (beta, high) if share <= rate else (low, beta)
+    return Thresholds(rate, _upper_quantile(u_sorted, low), _upper_quantile(d_sorted, low), typical)
+
+
+def calibrate_review(train_vectors: np.ndarray, train_labels: list[str] | np.ndarray,
+                     held_probabilities: np.ndarray, held_vectors: np.ndarray, held_out: str,
+                     ) -> ReviewCalibration:
+    """The distance fitted on the training posts, and both scores of the held-out posts."""
+    distance = Mahalanobis.fit(train_vectors, train_labels)
+    return ReviewCalibration(distance, uncertainty(held_probabilities), distance.distances(held_vectors),
+                             held_out)

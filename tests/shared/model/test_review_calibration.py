@@ -1,0 +1,90 @@
+"""Review thresholds from held-out posts: the chosen rate is what new in-domain posts get."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.improvement.review import LOW_SCORE, OUT_OF_DOMAIN, ReviewPolicy, assess_calibrated
+from shared.model.review_calibration import ReviewCalibration, calibrate_review
+
+DIM, CLASSES = 24, 3
+
+
+def in_domain(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Posts of three classes (vectors around their centres) and a classifier's probabilities."""
+    labels = rng.integers(0, CLASSES, n)
+    vectors = np.eye(CLASSES, DIM)[labels] * 3 + rng.normal(0, 1, (n, DIM))
+    scores = rng.normal(0, 1, (n, CLASSES)) + 2.5 * np.eye(CLASSES)[labels]
+    probabilities = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    return vectors.astype(np.float32), [f"c{i}" for i in labels], probabilities.astype(np.float32)
+
+
+def calibration(seed: int = 0) -> ReviewCalibration:
+    rng = np.random.default_rng(seed)
+    train_x, train_y, _ = in_domain(rng, 600)
+    held_x, _, held_p = in_domain(rng, 2000)
+    return calibrate_review(train_x, train_y, held_p, held_x, held_out="2,000 posts")
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.1, 0.2])
+def test_new_in_domain_posts_are_flagged_at_the_chosen_rate(rate: float) -> None:
+    calibrated = calibration()
+    new_x, _, new_p = in_domain(np.random.default_rng(7), 4000)
+    uncertain, _, far = calibrated.flags(new_p, new_x, rate)
+    assert abs(float((uncertain | far).mean()) - rate) < 0.025
+    # Both scores take part: neither alone fills the rate.
+    assert 0 < uncertain.mean() < rate and 0 < far.mean() < rate
+
+
+def test_posts_from_elsewhere_are_out_of_domain_and_a_class_centre_scores_below_zero() -> None:
+    calibrated = calibration()
+    rng = np.random.default_rng(3)
+    elsewhere = (np.eye(DIM)[CLASSES + 2] * 8 + rng.normal(0, 1, (300, DIM))).astype(np.float32)
+    confident = np.tile(np.array([[0.98, 0.01, 0.01]], dtype=np.float32), (300, 1))
+    _, scores, far = calibrated.flags(confident, elsewhere, 0.1)
+    assert far.mean() > 0.9 and (scores > 1).mean() == far.mean()
+    typical = np.eye(CLASSES, DIM, dtype=np.float32)[:1] * 3
+    assert float(calibrated.flags(confident[:1], typical, 0.1)[1][0]) < 0.0  # closer than most held-out posts
+
+
+def test_a_rate_of_zero_flags_nothing_and_a_larger_rate_flags_more() -> None:
+    calibrated = calibration()
+    new_x, _, new_p = in_domain(np.random.default_rng(9), 1000)
+    flagged = [(lambda u, s, f: (u | f).sum())(*calibrated.flags(new_p, new_x, rate)) for rate in (0.0, 0.1, 0.3)]
+    assert flagged[0] == 0 and flagged[0] < flagged[1] < flagged[2]
+
+
+def test_saved_and_loaded_it_gives_the_same_flags(tmp_path: Path) -> None:
+    calibrated = calibration()
+    calibrated.save(tmp_path / "review.npz")
+    loaded = ReviewCalibration.load(tmp_path / "review.npz")
+    new_x, _, new_p = in_domain(np.random.default_rng(5), 500)
+    policy = ReviewPolicy(0.6, 0.4, rate=0.1)
+    labels = [f"c{i}" for i in range(CLASSES)]
+    assert assess_calibrated(new_p, new_x, labels, loaded, policy) == assess_calibrated(
+        new_p, new_x, labels, calibrated, policy)
+    assert loaded.held_out == "2,000 posts" and loaded.size == 2000
+
+
+def test_the_reasons_name_which_score_flagged_the_post() -> None:
+    calibrated = calibration()
+    labels = [f"c{i}" for i in range(CLASSES)]
+    unsure = np.array([[0.34, 0.33, 0.33]], dtype=np.float32)
+    sure = np.array([[0.98, 0.01, 0.01]], dtype=np.float32)
+    centre = np.eye(CLASSES, DIM, dtype=np.float32)[:1] * 3
+    far = (np.eye(DIM)[DIM - 1] * 12).astype(np.float32)[None]
+    policy = ReviewPolicy(0.6, 0.4, rate=0.1)
+    found = [assess_calibrated(p, x, labels, calibrated, policy)[0] for p, x in
+             ((unsure, centre), (sure, far), (sure, centre))]
+    assert [u.reasons for u in found] == [(LOW_SCORE,), (OUT_OF_DOMAIN,), ()]
+    assert found[1].domain_score is not None and found[1].domain_score > 1
+
+
+def test_summary_counts_the_mistakes_among_the_flagged_posts() -> None:
+    calibrated = calibration()
+    rows = calibrated.summary(["a"] * 1000 + ["b"] * 1000, np.array(["a"] * 2000))
+    assert [row["rate"] for row in rows] == [0.05, 0.1, 0.2] and rows[0]["mistakes"] == 1000
+    assert all(abs(row["flagged"] - row["rate"]) <= 0.01 for row in rows)
