@@ -2,11 +2,12 @@
 
 Trains what `topicq train --dataset 20newsgroups --groups sci --per-class 100`
 trains (the default TrainConfig, self-training included) on the default local
-embedder. The sci test posts are split in two halves: the model is calibrated
-on the first (as training calibrates on its test split) and measured on the
-second, so every figure is on posts no threshold was set on. Per detector, at
-each REVIEW_RATE: the share of in-domain posts flagged, of the model's
-mistakes among them, and of the comp.*/rec.* test posts caught.
+embedder. The sci test posts are split in two random halves: the model is
+calibrated on the first (as training calibrates on its test split) and measured
+on the second, so every figure is on posts no threshold was set on; the figures
+are means over `--splits` such splits. Per detector, at each REVIEW_RATE: the
+share of in-domain posts flagged, of the model's mistakes among them, and of
+the comp.*/rec.* test posts caught.
 
 Detectors (each joined to the uncertainty score the same way, by the union
 rule of shared/model/review_calibration.py, except the first):
@@ -14,8 +15,9 @@ rule of shared/model/review_calibration.py, except the first):
   fixed scores (before)      REVIEW_BELOW 0.6, REVIEW_MARGIN 0.4, centroid radius at quantile 0.95
   uncertainty alone          1 - top probability, calibrated
   + centroid distance        1 - cosine to the nearest class centroid
-  + Mahalanobis (default)    shared covariance, nearest class (what topicq trains)
-  + kNN distance             1 - cosine to the nearest training post (labelled and unlabeled)
+  + Mahalanobis              shared covariance (shrunk 20 %), nearest class mean
+  + kNN distance (default)   1 - cosine to the nearest training post, labelled or unlabeled (what
+                             topicq trains)
 
     .venv/bin/python -m bench.review                  # embeddings cached in TOPICQ_HOME (/tmp/bench-home)
 
@@ -44,7 +46,7 @@ if str(ROOT) not in sys.path:
 RESULTS = ROOT / "bench" / "results"
 RATES = (0.05, 0.1, 0.2)
 OFF_TOPIC = ("comp", "rec")
-DEFAULT_DETECTOR = "uncertainty + Mahalanobis (default)"
+DEFAULT_DETECTOR = "uncertainty + kNN distance (default)"
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -58,18 +60,55 @@ class Distance:
     distances: Callable[[np.ndarray], np.ndarray]
 
 
+SHRINKAGE = 0.2  # covariance pulled toward its mean variance: 384 dimensions, a few hundred posts
+
+
+def _whitening(residuals: np.ndarray) -> np.ndarray:
+    """W with W W^T = the inverse of the residuals' shrunk covariance, so ||r W||^2 is Mahalanobis."""
+    dim = residuals.shape[1]
+    cov = residuals.T.astype(np.float64) @ residuals / max(len(residuals), 1)
+    cov = (1 - SHRINKAGE) * cov + SHRINKAGE * (np.trace(cov) / dim or 1.0) * np.eye(dim)
+    return np.linalg.cholesky(np.linalg.inv(cov)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Mahalanobis:
+    """The distance to the nearest class mean under one covariance shared by the classes."""
+
+    means: np.ndarray  # (classes, dim) class means of the unit training vectors, already whitened
+    whiten: np.ndarray  # (dim, dim) for the shared class covariance
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, labels: list[str] | np.ndarray) -> Mahalanobis:
+        unit = _unit(vectors)
+        labels = np.asarray(labels, dtype=str)
+        classes = sorted(set(labels.tolist()))
+        means = np.stack([unit[labels == label].mean(axis=0) for label in classes])
+        whiten = _whitening(unit - means[np.searchsorted(classes, labels)])
+        return cls(means @ whiten, whiten)
+
+    def distances(self, vectors: np.ndarray) -> np.ndarray:
+        """Each post's squared distance to its nearest class."""
+        unit = _unit(vectors)
+        if len(unit) == 0:
+            return np.zeros(0, dtype=np.float32)
+        z = unit @ self.whiten
+        # ||z - m||^2 = ||z||^2 - 2 z.m + ||m||^2, without a (posts, classes, dim) array
+        by_class = (z * z).sum(axis=1, keepdims=True) - 2 * z @ self.means.T + (self.means ** 2).sum(axis=1)
+        return np.asarray(np.maximum(by_class.min(axis=1), 0.0), dtype=np.float32)
+
+
 def detectors(train_x: np.ndarray, train_y: list[str], reference_x: np.ndarray) -> dict[str, Any]:
     from shared.model.out_of_domain import calibrate
-    from shared.model.review_calibration import Mahalanobis
+    from shared.model.review_calibration import NearestNeighbour
 
     centroids = calibrate(train_x, train_y)
-    reference = _unit(reference_x)
     return {
         "uncertainty alone": Distance(lambda x: np.zeros(len(x), dtype=np.float32)),  # never beyond
         "uncertainty + centroid distance": Distance(
             lambda x: (1 - _unit(x) @ centroids.centroids.T).min(axis=1)),
-        DEFAULT_DETECTOR: Mahalanobis.fit(train_x, train_y),
-        "uncertainty + kNN distance": Distance(lambda x: 1 - (_unit(x) @ reference.T).max(axis=1)),
+        "uncertainty + Mahalanobis": Mahalanobis.fit(train_x, train_y),
+        DEFAULT_DETECTOR: NearestNeighbour.fit(reference_x),
     }
 
 
@@ -78,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--home", default=os.environ.get("TOPICQ_HOME", "/tmp/bench-home"),
                    help="TOPICQ_HOME holding the embedding cache")
     p.add_argument("--per-class", type=int, default=100)
+    p.add_argument("--splits", type=int, default=20, help="random halves to average over")
     args = p.parse_args(argv)
 
     from shared.database.migrate import upgrade
@@ -110,11 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     p_test = model.predict_proba(x_test.vectors, x_test.texts)
     p_off = model.predict_proba(x_off.vectors, x_off.texts)
     wrong = np.array(labels)[p_test.argmax(axis=1)] != np.array(test.labels)
-    halves = np.random.default_rng(0).permutation(len(test))
-    held, new = halves[: len(test) // 2], halves[len(test) // 2:]
-
-    rows = []
-    # Before: fixed scores and the centroid radius, no calibration (REVIEW_RATE does not apply).
     radius = calibrate(x_train.vectors, train.labels)
     policy = ReviewPolicy(0.6, 0.4)
 
@@ -123,24 +158,32 @@ def main(argv: list[str] | None = None) -> int:
         return np.array([u.needs_review for u in flags])
 
     fixed_in, fixed_off = fixed(p_test, x_test.vectors), fixed(p_off, x_off.vectors)
-    rows.append(_row("fixed scores (before)", None, fixed_in[new], wrong[new], fixed_off, off.labels))
-    for name, distance in detectors(x_train.vectors, train.labels,
-                                    np.concatenate([x_train.vectors, x_pool.vectors])).items():
-        for rate in RATES:
-            calibration = ReviewCalibration(distance, uncertainty(p_test[held]),
-                                            np.asarray(distance.distances(x_test.vectors[held])), "half")
-            u_in, _, far_in = calibration.flags(p_test[new], x_test.vectors[new], rate)
-            u_off, _, far_off = calibration.flags(p_off, x_off.vectors, rate)
-            flag_in, flag_off = u_in | far_in, u_off | far_off
-            rows.append(_row(name, rate, flag_in, wrong[new], flag_off, off.labels))
+    found = detectors(x_train.vectors, train.labels, np.concatenate([x_train.vectors, x_pool.vectors]))
+    runs: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
+    for split in range(args.splits):
+        halves = np.random.default_rng(split).permutation(len(test))
+        held, new = halves[: len(test) // 2], halves[len(test) // 2:]
+        # Before: fixed scores and the centroid radius, no calibration (REVIEW_RATE does not apply).
+        runs.setdefault(("fixed scores (before)", None), []).append(
+            _row(fixed_in[new], wrong[new], fixed_off, off.labels))
+        for name, distance in found.items():
+            held_distances = np.asarray(distance.distances(x_test.vectors[held]))
+            for rate in RATES:
+                calibration = ReviewCalibration(distance, uncertainty(p_test[held]), held_distances, "half")
+                u_in, _, far_in = calibration.flags(p_test[new], x_test.vectors[new], rate)
+                u_off, _, far_off = calibration.flags(p_off, x_off.vectors, rate)
+                runs.setdefault((name, rate), []).append(_row(u_in | far_in, wrong[new], u_off | far_off,
+                                                              off.labels))
+    rows = [{"detector": name, "rate": rate, **_mean(measured)} for (name, rate), measured in runs.items()]
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "embedder": embedder_id,
         "model": f"default TrainConfig, sci, {args.per_class} train posts a class + "
                  f"{len(fitted.self_trained)} self-training posts",
-        "held_out": f"{len(held)} sci test posts set the thresholds; {len(new)} others are measured",
-        "sci_accuracy_measured_half": round(float(1 - wrong[new].mean()), 4),
-        "mistakes_measured_half": int(wrong[new].sum()),
+        "held_out": f"half the {len(test)} sci test posts set the thresholds, the other half is measured; "
+                    f"means over {args.splits} random halvings",
+        "sci_accuracy": round(float(1 - wrong.mean()), 4),
+        "mistakes": int(wrong.sum()),
         "off_topic_posts": len(off),
         "rows": rows,
         "cache": {"hits": stats.hits, "misses": stats.misses},
@@ -153,23 +196,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _row(name: str, rate: float | None, flag_in: np.ndarray, wrong: np.ndarray, flag_off: np.ndarray,
+def _row(flag_in: np.ndarray, wrong: np.ndarray, flag_off: np.ndarray,
          off_labels: list[str]) -> dict[str, Any]:
     groups = np.array([label.split(".")[0] for label in off_labels])
-    return {"detector": name, "rate": rate,
-            "in_domain_flagged": round(float(flag_in.mean()), 4),
-            "mistakes_caught": round(float(flag_in[wrong].mean()), 4) if wrong.any() else None,
-            "off_topic_caught": round(float(flag_off.mean()), 4),
-            "by_group": {g: round(float(flag_off[groups == g].mean()), 4) for g in OFF_TOPIC}}
+    return {"in_domain_flagged": float(flag_in.mean()),
+            "mistakes_caught": float(flag_in[wrong].mean()) if wrong.any() else 0.0,
+            "off_topic_caught": float(flag_off.mean()),
+            "by_group": {g: float(flag_off[groups == g].mean()) for g in OFF_TOPIC}}
+
+
+def _mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def mean(values: list[float]) -> float:
+        return round(float(np.mean(values)), 4)
+
+    return {"in_domain_flagged": mean([r["in_domain_flagged"] for r in rows]),
+            "in_domain_flagged_sd": round(float(np.std([r["in_domain_flagged"] for r in rows])), 4),
+            "mistakes_caught": mean([r["mistakes_caught"] for r in rows]),
+            "off_topic_caught": mean([r["off_topic_caught"] for r in rows]),
+            "by_group": {g: mean([r["by_group"][g] for r in rows]) for g in OFF_TOPIC}}
 
 
 def markdown(r: dict[str, Any]) -> str:
     lines = [
         "# Review queue: sci model, sci test posts (in domain) and comp.*/rec.* posts (off topic)", "",
-        f"{r['when']}, embedder `{r['embedder']}`; {r['model']}. {r['held_out']} "
-        f"(accuracy there {r['sci_accuracy_measured_half']:.4f}, {r['mistakes_measured_half']} mistakes); "
+        f"{r['when']}, embedder `{r['embedder']}`; {r['model']}. Accuracy on the sci test posts "
+        f"{r['sci_accuracy']:.4f} ({r['mistakes']} mistakes); {r['held_out']}; "
         f"{r['off_topic_posts']} off-topic test posts.", "",
-        "| detector | REVIEW_RATE | in-domain flagged | mistakes caught | off-topic caught | comp.* "
+        "| detector | REVIEW_RATE | in-domain flagged (± sd) | mistakes caught | off-topic caught | comp.* "
         "| rec.* |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -177,6 +230,7 @@ def markdown(r: dict[str, Any]) -> str:
         rate = "–" if row["rate"] is None else f"{row['rate']:g}"
         bold = "**" if row["detector"] == DEFAULT_DETECTOR and row["rate"] == 0.1 else ""
         lines.append(f"| {bold}{row['detector']}{bold} | {rate} | {row['in_domain_flagged']:.1%} "
+                     f"± {row['in_domain_flagged_sd']:.1%} "
                      f"| {row['mistakes_caught']:.0%} | {row['off_topic_caught']:.0%} "
                      f"| {row['by_group']['comp']:.0%} | {row['by_group']['rec']:.0%} |")
     lines += ["", f"Cache: {r['cache']['hits']} hits, {r['cache']['misses']} embedded; {r['seconds']} s.", ""]

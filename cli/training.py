@@ -68,6 +68,16 @@ def _echo_metrics(metrics: dict[str, Any], hits: int, misses: int) -> None:
     for label, row in metrics["per_class"].items():
         click.echo(f"  {printable(label):<28} precision {row['precision']:.3f}  recall {row['recall']:.3f}"
                    f"  support {row['support']}")
+    baseline = metrics.get("baseline") or {}
+    if baseline.get("accuracy") is not None:
+        better = baseline["accuracy"] > metrics["accuracy"]
+        worse = "  (the words alone do better on this data)" if better else ""
+        click.echo(f"words-only baseline ({baseline['name']}): accuracy {baseline['accuracy']:.4f}{worse}")
+    for row in metrics.get("review") or []:
+        caught = "" if row["mistakes_caught"] is None else \
+            f", holding {row['mistakes_caught']:.0%} of the {row['mistakes']} mistakes"
+        click.echo(f"review at REVIEW_RATE {row['rate']:g}: {row['flagged']:.1%} of the test posts "
+                   f"flagged{caught}")
     note = " (all from cache)" if misses == 0 else ""
     click.echo(f"embeddings: {hits} from cache, {misses} newly computed{note}")
 

@@ -418,9 +418,10 @@ def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test
     probabilities = fitted.classifier.predict_proba(x_test.vectors, x_test.texts)
     predicted = fitted.classifier.classes_[probabilities.argmax(axis=1)]
     metrics = compute_metrics(test.labels, predicted, list(fitted.classifier.classes_))
-    # The review thresholds: the distance fitted on the labelled training posts, both scores of the
-    # test posts (held out from every fit) kept, so any REVIEW_RATE maps to thresholds.
-    review = calibrate_review(x_train.vectors, train.labels, probabilities, x_test.vectors,
+    # The review thresholds: distances from the training posts (the unlabeled ones included), and both
+    # scores of the test posts (held out from every fit) kept, so any REVIEW_RATE maps to thresholds.
+    seen_in_training = np.concatenate([x_train.vectors, inputs.vectors[seen:]])
+    review = calibrate_review(seen_in_training, probabilities, x_test.vectors,
                               held_out=f"the test split ({len(test)} posts)")
     metrics["review"] = review.summary(test.labels, predicted)
     metrics["baseline"] = words_baseline(x_train.texts, train.labels, x_test.texts, test.labels)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ def terms(text: str, ngram_max: int = 1) -> list[str]:
     """The text's words, then its runs of 2..ngram_max adjacent words, as TfidfVectorizer lists them."""
     words = TOKEN.findall(text.lower())
     found = list(words)
-    for n in range(2, min(ngram_max, len(words)) + 1):
+    if ngram_max >= 2:  # pairs, the common case, without a join per pair
+        found.extend(map(" ".join, zip(words, words[1:], strict=False)))
+    for n in range(3, min(ngram_max, len(words)) + 1):
         found.extend(" ".join(words[i: i + n]) for i in range(len(words) - n + 1))
     return found
 
@@ -72,15 +75,14 @@ class Lexicon:
         from scipy.sparse import csr_matrix
 
         indptr, indices, counts = [0], [], []
+        vocabulary = self.vocabulary_
         for text in texts:
-            counted: dict[int, int] = {}
-            for term in terms(text, self.ngram_max):
-                index = self.vocabulary_.get(term)
-                if index is not None:
-                    counted[index] = counted.get(index, 0) + 1
-            for index in sorted(counted):
-                indices.append(index)
-                counts.append(counted[index])
+            # Count every term once with Counter (C code), then look up each distinct term once.
+            counted = Counter(terms(text, self.ngram_max))
+            known = sorted((index, count) for term, count in counted.items()
+                           if (index := vocabulary.get(term)) is not None)
+            indices.extend(index for index, _ in known)
+            counts.extend(count for _, count in known)
             indptr.append(len(indices))
         data = np.asarray(counts, dtype=np.float32)
         np.log(data, out=data)  # sublinear tf: 1 + log(count)

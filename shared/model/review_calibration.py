@@ -2,12 +2,11 @@
 
 Two scores say a post needs a person: its *uncertainty* (1 - the model's top
 probability) and its *distance* from the training posts in embedding space:
-the Mahalanobis distance to the nearest class mean under one covariance shared
-by the classes (of the unit vectors). bench/review.py measures it against the
-centroid radius of shared/model/out_of_domain.py and nearest-neighbour
-distances. (The relative form, minus the distance to all posts as one
-Gaussian, caught as many off-topic posts there but saturates for posts far
-from everything, which must be the first flagged.)
+1 - cosine similarity to the nearest training post, the unlabeled ones of
+self-training included. bench/review.py measures it against the centroid
+radius of shared/model/out_of_domain.py and the Mahalanobis distance with a
+shared covariance: at each rate it catches more off-topic posts and more
+mistakes than either.
 
 Neither score has a threshold fixed in advance. The version keeps both scores
 of held-out posts (its test split, never fitted on) and a rate maps to
@@ -16,8 +15,9 @@ share of the held-out posts, with `beta` the largest share whose union flags
 at most `rate` of them (split conformal: a quantile at rank ceil((n + 1)(1 - beta))).
 New in-domain posts are then flagged at about `rate`.
 
-Saved as REVIEW_FILE beside the model (part of its checksum): the distance's
-means and whitening matrices, and the held-out scores.
+Saved as REVIEW_FILE beside the model (part of its checksum): the training
+posts' unit vectors (float16: half the size, distances to about 1e-3) and the
+held-out scores.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 REVIEW_FILE = "review.npz"
-SHRINKAGE = 0.2  # covariance pulled toward its mean variance: 384 dimensions, a few hundred posts
 RATES_SHOWN = (0.05, 0.1, 0.2)  # the rates a model card tabulates
 
 
@@ -40,37 +39,23 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def _whitening(residuals: np.ndarray) -> np.ndarray:
-    """W with W W^T = the inverse of the residuals' shrunk covariance, so ||r W||^2 is Mahalanobis."""
-    dim = residuals.shape[1]
-    cov = residuals.T.astype(np.float64) @ residuals / max(len(residuals), 1)
-    cov = (1 - SHRINKAGE) * cov + SHRINKAGE * (np.trace(cov) / dim or 1.0) * np.eye(dim)
-    return np.linalg.cholesky(np.linalg.inv(cov)).astype(np.float32)
-
-
 @dataclass(frozen=True)
-class Mahalanobis:
-    means: np.ndarray  # (classes, dim) class means of the unit training vectors, already whitened
-    whiten: np.ndarray  # (dim, dim) for the shared class covariance
+class NearestNeighbour:
+    """1 - cosine similarity to the nearest training post (labelled or not): what is far from every
+    post seen in training is unlike them, whichever class it would fall in."""
+
+    reference: np.ndarray  # (posts, dim) unit vectors, float32
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, labels: list[str] | np.ndarray) -> Mahalanobis:
-        unit = _unit(vectors)
-        labels = np.asarray(labels, dtype=str)
-        classes = sorted(set(labels.tolist()))
-        means = np.stack([unit[labels == label].mean(axis=0) for label in classes])
-        whiten = _whitening(unit - means[np.searchsorted(classes, labels)])
-        return cls(means @ whiten, whiten)
+    def fit(cls, vectors: np.ndarray) -> NearestNeighbour:
+        # Rounded as REVIEW_FILE keeps them (float16), so a loaded version scores as the trainer did.
+        return cls(_unit(vectors).astype(np.float16).astype(np.float32))
 
     def distances(self, vectors: np.ndarray) -> np.ndarray:
-        """Each post's squared distance to its nearest class."""
         unit = _unit(vectors)
-        if len(unit) == 0:
-            return np.zeros(0, dtype=np.float32)
-        z = unit @ self.whiten
-        # ||z - m||^2 = ||z||^2 - 2 z.m + ||m||^2, without a (posts, classes, dim) array
-        by_class = (z * z).sum(axis=1, keepdims=True) - 2 * z @ self.means.T + (self.means ** 2).sum(axis=1)
-        return np.asarray(np.maximum(by_class.min(axis=1), 0.0), dtype=np.float32)
+        if len(unit) == 0 or len(self.reference) == 0:
+            return np.zeros(len(unit), dtype=np.float32)
+        return np.asarray(1.0 - (unit @ self.reference.T).max(axis=1), dtype=np.float32)
 
 
 def uncertainty(probabilities: np.ndarray) -> np.ndarray:
@@ -105,7 +90,7 @@ class Thresholds:
 
 @dataclass
 class ReviewCalibration:
-    distance: Mahalanobis
+    distance: NearestNeighbour
     held_uncertainty: np.ndarray  # (n,) of held-out posts, aligned with held_distance
     held_distance: np.ndarray
     held_out: str  # what the held-out posts were, for the model card
@@ -131,7 +116,7 @@ class ReviewCalibration:
 
     def save(self, path: Path) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, means=self.distance.means, whiten=self.distance.whiten,
+        np.savez(buffer, reference=self.distance.reference.astype(np.float16),
                  held_uncertainty=self.held_uncertainty, held_distance=self.held_distance,
                  held_out=np.array(self.held_out))
         path.write_bytes(buffer.getvalue())
@@ -139,7 +124,7 @@ class ReviewCalibration:
     @classmethod
     def load(cls, path: Path) -> ReviewCalibration:
         with np.load(path, allow_pickle=False) as data:
-            distance = Mahalanobis(data["means"], data["whiten"])
+            distance = NearestNeighbour(np.asarray(data["reference"], dtype=np.float32))
             return cls(distance, np.asarray(data["held_uncertainty"], dtype=np.float32),
                        np.asarray(data["held_distance"], dtype=np.float32), str(data["held_out"]))
 
@@ -173,10 +158,9 @@ def _thresholds(calibration: ReviewCalibration, rate: float) -> Thresholds:
     return Thresholds(rate, _upper_quantile(u_sorted, low), _upper_quantile(d_sorted, low), typical)
 
 
-def calibrate_review(train_vectors: np.ndarray, train_labels: list[str] | np.ndarray,
-                     held_probabilities: np.ndarray, held_vectors: np.ndarray, held_out: str,
-                     ) -> ReviewCalibration:
-    """The distance fitted on the training posts, and both scores of the held-out posts."""
-    distance = Mahalanobis.fit(train_vectors, train_labels)
+def calibrate_review(train_vectors: np.ndarray, held_probabilities: np.ndarray, held_vectors: np.ndarray,
+                     held_out: str) -> ReviewCalibration:
+    """The distance from the training posts' vectors, and both scores of the held-out posts."""
+    distance = NearestNeighbour.fit(train_vectors)
     return ReviewCalibration(distance, uncertainty(held_probabilities), distance.distances(held_vectors),
                              held_out)
