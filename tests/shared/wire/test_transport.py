@@ -93,6 +93,50 @@ def test_a_message_stranded_between_pop_and_record_comes_back(connection, redis_
     assert drain(connection, queue, 1) == [{"n": 7}]
 
 
+def test_one_read_takes_what_waits_up_to_the_prefetch_credit(connection, redis_url, queue_name):
+    """One round trip takes several waiting messages, never more than the consumer may hold, and each is
+    recorded unacked and out of flight before the consumer sees it."""
+    queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
+    publish(connection, queue, [{"n": n} for n in range(30)])
+    client = redis.Redis.from_url(redis_url)
+    got: list[dict] = []
+    recorded_when_seen: list[bool] = []
+
+    def receive(body: dict, message) -> None:
+        got.append(body)
+        recorded_when_seen.append(client.hexists("unacked", message.delivery_tag))
+
+    with Consumer(connection, queues=[queue], callbacks=[receive], accept=["json"], prefetch_count=10):
+        connection.drain_events(timeout=2)  # one read
+
+    assert [b["n"] for b in got] == list(range(10))  # oldest first, as many as the credit allows
+    assert all(recorded_when_seen)
+    assert client.llen(inflight_key(queue_name)) == 0 and client.llen(queue_name) == 20
+    assert client.hlen("unacked") == 10
+
+
+def test_messages_taken_together_and_stranded_all_come_back(connection, redis_url, queue_name):
+    """A consumer killed after taking several messages in one round trip, before recording them:
+    every one of them goes back to the queue after the visibility timeout."""
+    from shared.wire.transport import _TAKE_MORE
+
+    queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
+    publish(connection, queue, [{"n": n} for n in range(5)])
+    client = redis.Redis.from_url(redis_url)
+    assert len(client.eval(_TAKE_MORE, 2, queue_name, inflight_key(queue_name), 5)) == 5
+    assert client.llen(queue_name) == 0
+
+    with connection.channel() as channel:
+        consumer = Consumer(channel, queues=[queue], accept=["json"])
+        consumer.consume()
+        assert channel.restore_inflight() == 0
+        time.sleep(1.2)
+        assert channel.restore_inflight() == 5
+        consumer.cancel()
+
+    assert sorted(b["n"] for b in drain(connection, queue, 5)) == list(range(5))
+
+
 def test_messages_in_flight_a_short_time_are_left_alone(connection, redis_url, queue_name):
     queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
     publish(connection, queue, [{"n": 1}])
