@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery_batches import Batches, SimpleRequest
+from celery_batches.trace import apply_batches_task
 from sqlalchemy.exc import DBAPIError
 
 from shared.database.results import ResultRow, Status, write_rows
@@ -218,6 +219,42 @@ class ReconnectSafeBatches(Batches):
     def Strategy(self, task: Task, app: Celery, consumer: Any) -> Any:  # noqa: N802 - Celery's name
         self._tref = None
         return super().Strategy(task, app, consumer)
+
+    def flush(self, requests: Any) -> Any:
+        """celery-batches' flush, with the late acks of a batch sent to Redis in one MULTI rather than
+        one each (the transport's `ack_many`); each request is then acknowledged as before."""
+        requests = list(requests)
+        late = [r for r in requests if r.task.acks_late]
+        early = [r for r in requests if not r.task.acks_late]
+        serializable = ([SimpleRequest.from_request(r) for r in requests],)
+
+        def on_accepted(pid: int, time_accepted: float) -> None:
+            for request in early:
+                request.acknowledge()
+
+        def on_return(result: Any) -> None:
+            _remove_unacked_records(late)
+            for request in late:
+                request.acknowledge()
+
+        return self._pool.apply_async(apply_batches_task, (self, serializable, 0, None),
+                                      accept_callback=on_accepted, callback=on_return)
+
+
+def _remove_unacked_records(requests: list[Any]) -> None:
+    """One MULTI for the unacked records of `requests`, on a transport that can (shared/wire/transport.py);
+    when it cannot, or Redis fails it, each request's own ack removes its record."""
+    pending = [r.message for r in requests if not r.acknowledged]
+    if not pending:
+        return
+    qos = getattr(pending[0].channel, "qos", None)
+    if not hasattr(qos, "ack_many") or any(m.channel is not pending[0].channel for m in pending):
+        return
+    try:
+        qos.ack_many([m.delivery_tag for m in pending])
+    except Exception as exc:  # noqa: BLE001 - the acks one by one follow, and say what fails
+        log.warning("could not acknowledge a batch of %d messages at once (%s); one by one instead",
+                    len(pending), exc)
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:

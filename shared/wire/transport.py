@@ -169,12 +169,37 @@ return dropped
 
 
 class QoS(kombu_redis.QoS):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Tags whose unacked record `ack_many` removed, awaiting their message's own ack.
+        self._removed: set[str] = set()
+
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self.channel.recorded:  # recorded when taken (Channel._record_held)
             self.channel.recorded.discard(delivery_tag)
             kombu_redis.virtual.QoS.append(self, message, delivery_tag)
             return
         super().append(message, delivery_tag)
+
+    def ack_many(self, tags: list[str]) -> None:
+        """Remove the unacked records of `tags` in one MULTI (a batch's messages, once its rows are
+        written). Each message's own ack then only forgets it locally: see `ack`."""
+        if not tags:
+            return
+        with self.channel.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
+        self._removed.update(tags)
+
+    def ack(self, delivery_tag: str) -> None:
+        if delivery_tag in self._removed:
+            self._removed.discard(delivery_tag)
+            kombu_redis.virtual.QoS.ack(self, delivery_tag)
+            return
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self._removed.discard(delivery_tag)
+        super().reject(delivery_tag, requeue=requeue)
 
     def restore_unacked(self, client: Any = None) -> None:
         """At shutdown kombu puts back what this consumer holds; with the broker gone (a SIGTERM during a

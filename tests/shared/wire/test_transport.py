@@ -137,6 +137,26 @@ def test_messages_taken_together_and_stranded_all_come_back(connection, redis_ur
     assert sorted(b["n"] for b in drain(connection, queue, 5)) == list(range(5))
 
 
+def test_a_batch_of_acks_removes_every_record_in_one_go(connection, redis_url, queue_name):
+    """`ack_many` removes the batch's unacked records; each message's own ack then only forgets it locally,
+    and a message left out of the batch keeps its record until acked."""
+    queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
+    publish(connection, queue, [{"n": n} for n in range(6)])
+    client = redis.Redis.from_url(redis_url)
+    held: list = []
+    drain(connection, queue, 6, ack=False, on_message=held)
+    assert client.hlen("unacked") == 6
+
+    held[0].channel.qos.ack_many([m.delivery_tag for m in held[:5]])
+
+    assert client.hkeys("unacked") == [held[5].delivery_tag.encode()]
+    assert client.zrange("unacked_index", 0, -1) == [held[5].delivery_tag.encode()]
+    for message in held:
+        message.ack()
+    qos = held[0].channel.qos
+    assert client.hlen("unacked") == 0 and len(qos._delivered) - len(qos._dirty) == 0  # none held
+
+
 def test_messages_in_flight_a_short_time_are_left_alone(connection, redis_url, queue_name):
     queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
     publish(connection, queue, [{"n": 1}])
