@@ -439,7 +439,10 @@ def main(argv: list[str] | None = None) -> int:
                 })
                 for path in paths:
                     print(f"pipeline, {path}: {args.posts} posts ...", flush=True)
-                    profile_dir = Path(tmp) if args.profile and path == "single" else None
+                    profile_dir = None
+                    if args.profile and path == "single":  # the raw samples are kept for a closer look
+                        profile_dir = Path(tempfile.mkdtemp(prefix="topicq-profile-"))
+                        print(f"  py-spy samples in {profile_dir}", flush=True)
                     run, _ = run_path(path, bench_posts(args.posts, path, 1, args.words), settings, fake,
                                       args.timeout, args.chunk, meter, profile_dir)
                     run["ratio_to_raw"] = round(run["posts_per_s"] / results["raw"]["texts_per_s"], 3)

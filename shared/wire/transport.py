@@ -14,7 +14,10 @@ has sat there longer than the visibility timeout, like an unacked one.
 The BLMOVE goes with a script, in the same round trip, that moves what else
 waits (up to the consumer's prefetch credit, TAKE_MAX at most) the same way;
 all the messages of one round trip are recorded unacked in one MULTI before
-Celery sees any of them.
+Celery sees any of them. After a round trip that drained the queue, the
+consumer waits `take_pause_s` before the next, so that messages arriving one
+by one are taken several at a time (a few ms of latency, against a batch
+that waits BATCH_WAIT_S anyway).
 
 BLMOVE waits on one key only, so this path serves a channel consuming one
 queue with one priority step (`priority_steps=[0]`, topicq's setting); any
@@ -317,6 +320,9 @@ class Channel(kombu_redis.Channel):
             if not taken:  # timed out; an empty string is a (broken) message like any other
                 raise kombu_redis.Empty()
             self._deliver_moved(queue, taken)
+            if len(taken) < TAKE_MAX:
+                # The queue is drained: let the next messages gather rather than wake once for each.
+                time.sleep(float(self._option("take_pause_s") or 0))
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
