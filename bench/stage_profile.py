@@ -1,7 +1,9 @@
 """Where a process's CPU goes, by stage of the message path, from py-spy samples.
 
 `StageProfile` samples running processes with py-spy (its raw, collapsed-stack
-output; idle threads are not sampled, so a sample is CPU spent) and sorts
+output), only the thread holding the interpreter lock (`--gil`: a thread
+waiting on a socket, a lock or a sleep releases it, so a sample is CPU spent
+running Python; system time in a send or receive is not seen), and sorts
 every sample into one stage: the innermost frame on its stack that names a
 stage decides (a Redis reply parsed inside an ack counts as the ack). Scaled
 by the CPU the processes spent per post, it gives CPU ms per post by stage.
@@ -35,8 +37,9 @@ def _files(*parts: str) -> str:
 WORKER_STAGES: list[tuple[str, str]] = [
     ("metrics (prometheus)", _files("worker/metrics", "prometheus_client/")),
     ("row writes (SQL upsert)", f"{_functions('write_rows')}|{_files('sqlalchemy/', 'psycopg')}"),
-    ("embed call (Gemini client, cache)", f"{_functions('embed_each')}|"
-                                          f"{_files('google/genai', 'httpx/', 'httpcore/', 'embedding_cache')}"),
+    ("embed call (Gemini client, its JSON, cache)",
+     _functions("embed_each") + "|" + _files("genai/", "httpx", "httpcore", "h11/", "shared/model/embedders/",
+                                              "embedding_cache")),
     ("payload validation", _functions("parse_post", "_validate", "model_validate", "payload_from_call")),
     ("pipeline (preprocess, classify, rows)", _files("worker/pipeline", "shared/model/", "shared/improvement/",
                                                      "worker/after_batch", "worker/shadow", "numpy/")),
@@ -80,7 +83,7 @@ class StageProfile:
         for pid, path in zip(self.pids, self.files, strict=True):
             self.procs.append(subprocess.Popen(
                 [spy, "record", "--pid", str(pid), "--rate", str(self.rate), "--format", "raw",
-                 "--nonblocking", "--output", str(path)],
+                 "--nonblocking", "--gil", "--output", str(path)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return self
 
