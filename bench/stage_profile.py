@@ -43,13 +43,13 @@ WORKER_STAGES: list[tuple[str, str]] = [
     ("payload validation", _functions("parse_post", "_validate", "model_validate", "payload_from_call")),
     ("pipeline (preprocess, classify, rows)", _files("worker/pipeline", "shared/model/", "shared/improvement/",
                                                      "worker/after_batch", "worker/shadow", "numpy/")),
-    ("acks (unacked record removed)", _functions("ack", "acknowledge", "on_return", "_remove_from_indices",
+    ("acks (unacked records removed)", _functions("ack", "acknowledge", "on_return", "_remove_from_indices",
                                                  "ack_many", "ack_log_error")),
     ("task body (tasks.py)", _files("worker/tasks")),
     ("celery-batches flush (pool hand-off)", _functions("_do_flush", "flush", "apply_async", "from_request")),
     ("Celery request building", f"{_functions('task_message_handler', 'on_task_received')}|"
                                 f"{_files('celery/worker/request', 'celery/app/trace', 'celery/utils/')}"),
-    ("unacked record written (QoS.append)", _functions("append", "record_held", "write_held")),
+    ("unacked records written (QoS.append, one MULTI a read)", _functions("append", "_record_held")),
     ("envelope check", _files("shared/wire/envelope")),
     ("kombu message decode", f"{_files('kombu/message', 'kombu/serialization', 'kombu/utils/json')}|"
                              f"{_functions('_callback')}"),
