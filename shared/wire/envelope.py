@@ -188,20 +188,26 @@ def _mark_typed(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_values(value: Any, where: str, max_depth: int) -> None:
-    """Refuse what kombu's decoder cannot take or would turn into objects, and deep nesting."""
+    """Refuse what kombu's decoder cannot take or would turn into objects, and deep nesting. Only
+    containers are walked (a message holds many more plain values than objects and arrays): a
+    container with children makes the depth one more than its own."""
+    if type(value) is _HugeInt:
+        raise PoisonMessage(f"{where} holds an integer of more than {MAX_INT_DIGITS:,} digits")
     deepest, stack = 0, [(value, 0)]
     while stack:
         item, level = stack.pop()
-        deepest = max(deepest, level)
-        if isinstance(item, _HugeInt):
-            raise PoisonMessage(f"{where} holds an integer of more than {MAX_INT_DIGITS:,} digits")
-        if isinstance(item, _Typed):
+        if type(item) is _Typed:
             raise PoisonMessage(f"{where} holds a typed value {{\"__type__\", \"__value__\"}}, "
                                 "which topicq does not accept")
-        if isinstance(item, dict):
-            stack.extend((child, level + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, level + 1) for child in item)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children and level >= deepest:
+            deepest = level + 1
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list or kind is _Typed:
+                stack.append((child, level + 1))
+            elif kind is _HugeInt:
+                raise PoisonMessage(f"{where} holds an integer of more than {MAX_INT_DIGITS:,} digits")
     if deepest > max_depth:
         raise PoisonMessage(f"{where} is JSON nested {deepest} levels deep, more than {max_depth}")
 
