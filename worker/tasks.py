@@ -266,21 +266,20 @@ def register_tasks(app: Celery, settings: Settings) -> None:
               flush_every=settings.batch_size, flush_interval=settings.batch_wait_s)
     def classify(self: Task, requests: list[SimpleRequest]) -> None:
         now, resender = time.time(), Resender(self, policy)
-        ready = []
+        ready = []  # each message's payload, read once
         for r in requests:
             message = Message(payload_from_call(r.args, r.kwargs), _attempt(r.request_dict), r.id,
                               _sent_at(r.request_dict))
             if not resender.early(message, r.request_dict, now):
-                ready.append(r)
+                ready.append(message)
         if not ready:
             return
-        payloads = [payload_from_call(r.args, r.kwargs) for r in ready]
+        payloads = [message.kwargs for message in ready]
         metrics.taken_up(len(ready), len(payloads))
-        report = _run(payloads, [_attempt(r.request_dict) for r in ready], settings)
-        ids = {str(payload.get("id")): r.id for r, payload in zip(ready, payloads, strict=True)
-               if isinstance(payload, dict)}
-        stamps = {str(payload.get("id")): stamp for r, payload in zip(ready, payloads, strict=True)
-                  if isinstance(payload, dict) and (stamp := _sent_at(r.request_dict)) is not None}
+        report = _run(payloads, [message.attempt for message in ready], settings)
+        ids = {str(m.kwargs.get("id")): m.task_id for m in ready if isinstance(m.kwargs, dict)}
+        stamps = {str(m.kwargs.get("id")): m.sent_at for m in ready
+                  if isinstance(m.kwargs, dict) and m.sent_at is not None}
         metrics.batch_done(report, len(payloads), stamps)
         # Each post in a message of its own, under its task id; a resent one starts its count again.
         back = [(post.to_message(), post.attempt, post.id) for post in report.retry]
