@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="sample the workers and the producer with py-spy during the single path: CPU ms per "
                         "post by stage, in gemini_message_profile.md (needs `pip install py-spy`)")
     p.add_argument("--compare", type=Path, default=None,
-                   help="an earlier run's gemini_throughput.json, shown side by side (label: --compare-label)")
+                   help="an earlier run's gemini_throughput.json, shown side by side (--compare-label)")
     p.add_argument("--compare-label", default="before")
     p.add_argument("--label", default="after", help="this run's label beside --compare's")
     return p.parse_args(argv)
@@ -374,7 +374,8 @@ def profile_table(results: dict[str, Any]) -> str:
         lines.append("| **total (measured)** | " + " | ".join(
             f"**{run['cpu_ms_per_post'][group]:.3f}**" for run in runs.values()) + " |")
         lines.append("")
-    lines.append("| posts/s (single) | " + " | ".join(f"{run['posts_per_s']}" for run in runs.values()) + " |")
+    rates = " | ".join(f"{run['posts_per_s']}" for run in runs.values())
+    lines.append(f"| posts/s (single) | {rates} |")
     return "\n".join(lines) + "\n"
 
 

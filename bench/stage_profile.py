@@ -41,7 +41,8 @@ WORKER_STAGES: list[tuple[str, str]] = [
      _functions("embed_each") + "|" + _files("genai/", "httpx", "httpcore", "h11/", "shared/model/embedders/",
                                               "embedding_cache")),
     ("payload validation", _functions("parse_post", "_validate", "model_validate", "payload_from_call")),
-    ("pipeline (preprocess, classify, rows)", _files("worker/pipeline", "shared/model/", "shared/improvement/",
+    ("pipeline (preprocess, classify, rows)", _files("worker/pipeline", "shared/model/",
+                                                     "shared/improvement/",
                                                      "worker/after_batch", "worker/shadow", "numpy/")),
     ("acks (unacked records removed)", _functions("ack", "acknowledge", "on_return", "_remove_from_indices",
                                                  "ack_many", "ack_log_error")),
@@ -53,7 +54,8 @@ WORKER_STAGES: list[tuple[str, str]] = [
     ("envelope check", _files("shared/wire/envelope")),
     ("kombu message decode", f"{_files('kombu/message', 'kombu/serialization', 'kombu/utils/json')}|"
                              f"{_functions('_callback')}"),
-    ("Redis read (BLMOVE) and hand-over", _functions("_brpop_read", "_brpop_start", "_deliver_moved", "_deliver",
+    ("Redis read (BLMOVE) and hand-over", _functions("_brpop_read", "_brpop_start", "_deliver_moved",
+                                                     "_deliver",
                                                      "_take_more")),
     ("sweep, heartbeat, presence, other threads",
      _files("worker/heartbeat", "worker/presence", "worker/alias_follower", "worker/rejected_posts") + "|"

@@ -247,11 +247,11 @@ def _remove_unacked_records(requests: list[Any]) -> None:
     pending = [r.message for r in requests if not r.acknowledged]
     if not pending:
         return
-    qos = getattr(pending[0].channel, "qos", None)
-    if not hasattr(qos, "ack_many") or any(m.channel is not pending[0].channel for m in pending):
+    ack_many = getattr(getattr(pending[0].channel, "qos", None), "ack_many", None)
+    if ack_many is None or any(m.channel is not pending[0].channel for m in pending):
         return
     try:
-        qos.ack_many([m.delivery_tag for m in pending])
+        ack_many([m.delivery_tag for m in pending])
     except Exception as exc:  # noqa: BLE001 - the acks one by one follow, and say what fails
         log.warning("could not acknowledge a batch of %d messages at once (%s); one by one instead",
                     len(pending), exc)

@@ -12,7 +12,6 @@ from urllib.parse import urlparse
 from shared.settings import Settings
 from shared.wire.protocol import TASKS
 
-
 # A few ms of latency per post, against BATCH_WAIT_S a batch waits anyway.
 TAKE_PAUSE_S = 0.02
 

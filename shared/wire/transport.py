@@ -155,6 +155,9 @@ class RedisFull:
 
 redis_full = RedisFull()
 
+# A message taken and checked, to deliver: as taken (its in-flight entry), decoded, its post ids.
+_Taken = tuple[bytes, dict[str, Any], list[str]]
+
 
 # KEYS: the dead-letter list. ARGV: its byte bound. Drops the oldest entries while Redis's estimate
 # of the list's memory (sampled: O(1), not a scan of the entries) is above the bound; the newest stays.
@@ -379,8 +382,7 @@ class Channel(kombu_redis.Channel):
             with self.conn_or_acquire() as client, client.pipeline() as pipe:
                 pipe.zrem(self.qos.unacked_index_key, *tags).hdel(self.qos.unacked_key, *tags).execute()
 
-    def _check(self, queue: str, key: str, raw: bytes,
-               accepted: Any) -> tuple[bytes, dict[str, Any], list[str]] | None:
+    def _check(self, queue: str, key: str, raw: bytes, accepted: Any) -> _Taken | None:
         """The message to deliver and its post ids; None when it was dead-lettered or parked instead."""
         if accepted is None:
             return raw, loads(bytes_to_str(raw)), []
@@ -398,7 +400,7 @@ class Channel(kombu_redis.Channel):
             return None
         return raw, payload, post_ids
 
-    def _record_held(self, queue: str, key: str, ready: list[tuple[bytes, dict[str, Any], list[str]]]) -> None:
+    def _record_held(self, queue: str, key: str, ready: list[_Taken]) -> None:
         """Record `ready` unacknowledged and take them out of the in-flight list, in one MULTI, before
         Celery sees any: a message is always in the queue, in flight or unacked. Restored to the queue
         it came from (the default exchange routes by queue name), whatever exchange and routing key
@@ -408,7 +410,8 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client, client.pipeline() as pipe:
             pipe.zadd(self.qos.unacked_index_key, dict.fromkeys(tags, now))
             pipe.hset(self.qos.unacked_key, mapping={
-                tag: kombu_redis.dumps([payload, "", queue]) for tag, (_, payload, _) in zip(tags, ready)})
+                tag: kombu_redis.dumps([payload, "", queue])
+                for tag, (_, payload, _) in zip(tags, ready, strict=True)})
             for raw, _, _ in ready:
                 pipe.lrem(key, 1, raw)
             pipe.execute()
