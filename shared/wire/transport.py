@@ -48,6 +48,7 @@ Celery producer put on kombu's priority lists (`<queue><sep><n>`, for
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -57,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport.virtual.base import Message as VirtualMessage
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.imports import symbol_by_name
 from kombu.utils.json import loads
@@ -159,6 +161,17 @@ redis_full = RedisFull()
 _Taken = tuple[bytes, dict[str, Any], list[str]]
 
 
+class Message(VirtualMessage):
+    """kombu's message, given the body the envelope check decoded (the same JSON, checked for the same
+    content type and encoding kombu accepts): Celery reads it without a second decode."""
+
+    def __init__(self, payload: dict[str, Any], channel: Any = None, **kwargs: Any) -> None:
+        super().__init__(payload, channel=channel, **kwargs)
+        body = getattr(channel, "decoded_bodies", {}).pop(self.delivery_tag, None)
+        if body is not None:
+            self._decoded_cache = body
+
+
 # KEYS: the dead-letter list. ARGV: its byte bound. Drops the oldest entries while Redis's estimate
 # of the list's memory (sampled: O(1), not a scan of the entries) is above the bound; the newest stays.
 _TRIM_BYTES = """
@@ -242,6 +255,7 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    Message = Message
     _shared_client: Any = None  # class defaults: kombu's __init__ may talk to Redis before ours runs
     _moving_from: str | None = None
     _taking_more = 0  # messages the script sent after the BLMOVE may take; its reply is pending
@@ -250,6 +264,10 @@ class Channel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         # Delivery tags recorded unacked when taken, not yet handed to kombu's QoS.
         self.recorded: set[str] = set()
+        # Delivery tag -> body decoded by the envelope check, until kombu builds its message.
+        self.decoded_bodies: dict[str, Any] = {}
+        # Delivery tags of our own: unique (a random prefix per channel), without a system call each.
+        self._tag_prefix, self._tag_count = uuid.uuid4().hex, itertools.count()
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -359,28 +377,38 @@ class Channel(kombu_redis.Channel):
         if not ready:
             return
         self._record_held(queue, key, ready)
-        for at, (raw, payload, post_ids) in enumerate(ready):
-            tag = payload["properties"]["delivery_tag"]
-            try:
-                self.connection._deliver(payload, queue)
-            except (*self.connection_errors, MemoryError):
-                # Recorded unacked, not delivered: back after the visibility timeout (not held here,
-                # so never renewed).
-                self.recorded.difference_update(p["properties"]["delivery_tag"] for _, p, _ in ready[at:])
-                raise
-            except Exception as exc:
-                self.recorded.discard(tag)
-                if accepted is None:
-                    self.recorded.difference_update(p["properties"]["delivery_tag"] for _, p, _ in ready[at:])
-                    raise
-                # Well-formed to our eyes, yet Celery could not take it: it must not stop the worker.
-                log.debug("the worker could not take a message", exc_info=True)
-                reason = f"the worker could not take it: {type(exc).__name__}: {str(exc)[:200]}"
-                self._dead_letter(queue, raw, reason, post_ids, unacked_tag=tag)
+        try:
+            for at, taken in enumerate(ready):
+                self._hand_over(queue, taken, ready[at + 1:], accepted)
+        finally:
+            for _, payload, _ in ready:  # a message kombu never built leaves no body behind
+                self.decoded_bodies.pop(_tag(payload), None)
         if self.recorded:  # consumed without acks (no QoS.append): nothing to keep
             tags, self.recorded = list(self.recorded), set()
             with self.conn_or_acquire() as client, client.pipeline() as pipe:
                 pipe.zrem(self.qos.unacked_index_key, *tags).hdel(self.qos.unacked_key, *tags).execute()
+
+    def _hand_over(self, queue: str, taken: _Taken, later: list[_Taken], accepted: Any) -> None:
+        """Deliver one recorded message to Celery; `later` are those taken with it, recorded, not yet
+        delivered."""
+        raw, payload, post_ids = taken
+        tag = _tag(payload)
+        try:
+            self.connection._deliver(payload, queue)
+        except (*self.connection_errors, MemoryError):
+            # Recorded unacked, not delivered (nor those after it): back after the visibility timeout
+            # (not held here, so never renewed).
+            self.recorded.difference_update([tag, *(_tag(p) for _, p, _ in later)])
+            raise
+        except Exception as exc:
+            self.recorded.discard(tag)
+            if accepted is None:
+                self.recorded.difference_update(_tag(p) for _, p, _ in later)
+                raise
+            # Well-formed to our eyes, yet Celery could not take it: it must not stop the worker.
+            log.debug("the worker could not take a message", exc_info=True)
+            reason = f"the worker could not take it: {type(exc).__name__}: {str(exc)[:200]}"
+            self._dead_letter(queue, raw, reason, post_ids, unacked_tag=tag)
 
     def _check(self, queue: str, key: str, raw: bytes, accepted: Any) -> _Taken | None:
         """The message to deliver and its post ids; None when it was dead-lettered or parked instead."""
@@ -394,10 +422,11 @@ class Channel(kombu_redis.Channel):
         payload, post_ids = envelope.message, envelope.post_ids
         if envelope.bad_stamp:
             self._report(TransportEvent("bad_stamp", queue))
-        _make_ours(payload, queue)
+        _make_ours(payload, queue, f"{self._tag_prefix}.{next(self._tag_count)}")
         if envelope.due is not None and envelope.due > time.time() + PARK_AFTER_S:
             self._park(queue, raw, payload, envelope.due, post_ids)
             return None
+        self.decoded_bodies[_tag(payload)] = envelope.body
         return raw, payload, post_ids
 
     def _record_held(self, queue: str, key: str, ready: list[_Taken]) -> None:
@@ -406,7 +435,7 @@ class Channel(kombu_redis.Channel):
         it came from (the default exchange routes by queue name), whatever exchange and routing key
         the producer wrote."""
         now = time.time()
-        tags = [payload["properties"]["delivery_tag"] for _, payload, _ in ready]
+        tags = [_tag(payload) for _, payload, _ in ready]
         with self.conn_or_acquire() as client, client.pipeline() as pipe:
             pipe.zadd(self.qos.unacked_index_key, dict.fromkeys(tags, now))
             pipe.hset(self.qos.unacked_key, mapping={
@@ -490,10 +519,14 @@ class TransportEvent:
     post_ids: list[str] = field(default_factory=list)  # a dead letter's posts, for `rejected` rows
 
 
-def _make_ours(payload: dict[str, Any], queue: str) -> None:
+def _tag(payload: dict[str, Any]) -> str:
+    return str(payload["properties"]["delivery_tag"])
+
+
+def _make_ours(payload: dict[str, Any], queue: str, tag: str) -> None:
     """Take a checked message out of the producer's hands (see the module's docstring)."""
     properties = payload["properties"]
-    properties["delivery_tag"] = str(uuid.uuid4())
+    properties["delivery_tag"] = tag
     properties["delivery_info"] = {**properties["delivery_info"], "exchange": "", "routing_key": queue}
     properties.pop("priority", None)
     payload["headers"].pop("expires", None)

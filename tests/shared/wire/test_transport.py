@@ -209,3 +209,26 @@ def test_restoring_at_exit_after_a_reconnect_closed_the_channel_does_not_crash(q
         channel.qos.restore_unacked_once()  # the exit hook: must not raise
         broker.start()
         assert broker.client().hlen("unacked") == 1  # still recorded: back after the timeout
+
+
+def test_a_checked_message_reaches_the_consumer_decoded_once(redis_url, queue_name):
+    """The envelope check decodes the body; the consumer gets that decoding (no second JSON decode),
+    equal to what kombu would decode, and no decoded body stays behind."""
+    from kombu.serialization import loads as kombu_loads
+
+    from testkit import wire
+
+    client = redis.Redis.from_url(redis_url)
+    client.lpush(queue_name, wire.raw_message(wire.CLASSIFY, {"id": "p-1", "text": "hello"}, queue_name))
+    queue = Queue(queue_name, Exchange(queue_name, "direct"), routing_key=queue_name)
+    options = {"priority_steps": [0], "visibility_timeout": 5, "accepted_tasks": [wire.CLASSIFY]}
+    with Connection(redis_url, transport=Transport, transport_options=options) as conn:
+        held: list = []  # on_message: kombu hands the message over without decoding it
+        with Consumer(conn, queues=[queue], on_message=held.append, accept=["json"]):
+            conn.drain_events(timeout=2)
+        message = held[0]
+        assert message._decoded_cache == [[], {"id": "p-1", "text": "hello"}, wire.NO_LINKS]
+        assert message._decoded_cache == kombu_loads(message.body, message.content_type,
+                                                     message.content_encoding)
+        assert message.channel.decoded_bodies == {}
+        message.ack()
