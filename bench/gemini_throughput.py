@@ -13,6 +13,11 @@ fresh PostgreSQL database; posts go through Redis, sent one message per post
 
     .venv/bin/python -m bench.gemini_throughput                 # 20,000 posts, both paths
     .venv/bin/python -m bench.gemini_throughput --posts 5000 --paths single --rate-429 0.5
+    .venv/bin/python -m bench.gemini_throughput --posts 10000 --profile \
+        --compare earlier/gemini_throughput.json         # side by side, CPU per post by stage
+
+With --profile (py-spy installed), the single path's workers and producer are
+sampled meanwhile (bench/stage_profile.py): gemini_message_profile.md.
 
 Writes bench/results/gemini_throughput.json and .md. Bounded: each phase
 has a deadline; workers, the fake, the database and the Redis keys are
