@@ -376,8 +376,8 @@ class Channel(kombu_redis.Channel):
         ready = [taken for raw in raws if (taken := self._check(queue, key, raw, accepted)) is not None]
         if not ready:
             return
-        self._record_held(queue, key, ready)
         try:
+            self._record_held(queue, key, ready)
             for at, taken in enumerate(ready):
                 self._hand_over(queue, taken, ready[at + 1:], accepted)
         finally:
