@@ -13,6 +13,11 @@ fresh PostgreSQL database; posts go through Redis, sent one message per post
 
     .venv/bin/python -m bench.gemini_throughput                 # 20,000 posts, both paths
     .venv/bin/python -m bench.gemini_throughput --posts 5000 --paths single --rate-429 0.5
+    .venv/bin/python -m bench.gemini_throughput --posts 10000 --profile \
+        --compare earlier/gemini_throughput.json         # side by side, CPU per post by stage
+
+With --profile (py-spy installed), the single path's workers and producer are
+sampled meanwhile (bench/stage_profile.py): gemini_message_profile.md.
 
 Writes bench/results/gemini_throughput.json and .md. Bounded: each phase
 has a deadline; workers, the fake, the database and the Redis keys are
@@ -31,6 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,13 @@ if str(ROOT) not in sys.path:  # `python bench/gemini_throughput.py` as well as 
     sys.path.insert(0, str(ROOT))
 
 from bench.common import CpuMeter, FakeGeminiProcess, pids_named  # noqa: E402
+from bench.stage_profile import (  # noqa: E402
+    PRODUCER_STAGES,
+    WORKER_STAGES,
+    StageProfile,
+    by_stage,
+    stage_table,
+)
 from testkit.databases import ADMIN_URL, throwaway_database  # noqa: E402
 
 KEY = "bench-key-not-a-secret"
@@ -68,6 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     p.add_argument("--pg-admin-url", default=ADMIN_URL)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--profile", action="store_true",
+                   help="sample the workers and the producer with py-spy during the single path: CPU ms per "
+                        "post by stage, in gemini_message_profile.md (needs `pip install py-spy`)")
+    p.add_argument("--compare", type=Path, default=None,
+                   help="an earlier run's gemini_throughput.json, shown side by side (--compare-label)")
+    p.add_argument("--compare-label", default="before")
+    p.add_argument("--label", default="after", help="this run's label beside --compare's")
     return p.parse_args(argv)
 
 
@@ -174,27 +194,37 @@ def row_summary(db_url: str, started_wall: float) -> dict[str, Any]:
 
 
 def run_path(path: str, posts: list[dict[str, Any]], settings: Any, fake: FakeGeminiProcess,
-             timeout: float, chunk: int, meter: CpuMeter) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Send `posts` by `path`, wait for every row; the figures, and the calls the fake saw."""
+             timeout: float, chunk: int, meter: CpuMeter,
+             profile_dir: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Send `posts` by `path`, wait for every row; the figures, and the calls the fake saw. With
+    `profile_dir`, the workers and this process are sampled by stage meanwhile (stage_profile.py)."""
     from cli.backfill import backfill
     from shared.wire.producer import Producer
 
     reset_tables(settings.db_url)
     fake.take_calls()
-    meter.start()
-    started_wall, started = time.time(), time.monotonic()
-    if path == "single":
-        producer = Producer(settings)
-        try:
-            for post in posts:
-                producer.send(producer.validate(post["id"], post["text"], post["metadata"]))
-        finally:
-            producer.close()
-    else:
-        backfill(posts, settings=settings, chunk_size=chunk)
-    sent_s = time.monotonic() - started
-    count = wait_for(settings.db_url, len(posts), started + timeout)
-    cpu = meter.stop()
+    spies: dict[str, StageProfile] = {}
+    if profile_dir is not None:
+        spies = {"workers": StageProfile(meter.groups["workers"], profile_dir, f"{path}-worker"),
+                 "producer (this process)": StageProfile([os.getpid()], profile_dir, f"{path}-producer")}
+    with ExitStack() as stack:
+        for spy in spies.values():
+            stack.enter_context(spy)
+        time.sleep(0.5 if spies else 0)  # py-spy attached before the first send
+        meter.start()
+        started_wall, started = time.time(), time.monotonic()
+        if path == "single":
+            producer = Producer(settings)
+            try:
+                for post in posts:
+                    producer.send(producer.validate(post["id"], post["text"], post["metadata"]))
+            finally:
+                producer.close()
+        else:
+            backfill(posts, settings=settings, chunk_size=chunk)
+        sent_s = time.monotonic() - started
+        count = wait_for(settings.db_url, len(posts), started + timeout)
+        cpu = meter.stop()
     result = {"path": path, "posts": len(posts), "send_seconds": round(sent_s, 2),
               "send_posts_per_s": round(len(posts) / sent_s, 1), "complete": count >= len(posts),
               **row_summary(settings.db_url, started_wall)}
@@ -210,6 +240,11 @@ def run_path(path: str, posts: list[dict[str, Any]], settings: Any, fake: FakeGe
     result["machine_busy_share"] = round(cpu["whole machine"] / (os.cpu_count() or 1)
                                          / max(result["seconds"], 1e-9), 2)
     result["complete"] = result["complete"] and result["by_status"].get("done", 0) == len(posts)
+    if spies:
+        result["profile"] = {
+            name: stage_table(by_stage(spy.stacks(), WORKER_STAGES if name == "workers" else PRODUCER_STAGES),
+                              per_post[name])
+            for name, spy in spies.items()}
     return result, calls
 
 
@@ -276,7 +311,7 @@ def table(results: dict[str, Any]) -> str:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     raw = results["raw"]["texts_per_s"]
-    for run in results["runs"]:
+    for run in _labelled_runs(results):
         lines.append(f"| {run['path']} | {run['posts']} | {run['complete']} | {run['posts_per_s']} | "
                      f"{run['send_posts_per_s']} | {run['posts_per_embed_call']} | "
                      f"{run['posts_per_s'] / raw:.2f} | {run['topicq_cpu_ms_per_post']} | "
@@ -287,7 +322,7 @@ def table(results: dict[str, Any]) -> str:
               "and PostgreSQL (the fake stands in for Google's servers; the Redis and PostgreSQL figures "
               "count every process of those servers, other users' too). CPU ceiling: the rate that CPU "
               "allows on this many dedicated cores.", ""]
-    for run in results["runs"]:
+    for run in _labelled_runs(results):
         lines.append(f"- {run['path']}: the machine was {run['machine_busy_share']:.0%} busy (other users "
                      f"included); CPU ms per post by process: {run['cpu_ms_per_post']}")
     if results.get("storm"):
@@ -303,6 +338,54 @@ def table(results: dict[str, Any]) -> str:
                   f"{st['min_gap_after_429_excluding_in_flight_s']} s after a 429 at the soonest "
                   f"(retryDelay {st['retry_delay_s']:g} s)."]
     return "\n".join(lines) + "\n"
+
+
+def _labelled_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """This run's paths, after those of the run it is compared with (each path named with its label)."""
+    compared = results.get("compare")
+    if not compared:
+        return list(results["runs"])
+    return [{**run, "path": f"{run['path']} ({label})"}
+            for label, runs in ((compared["label"], compared["runs"]), (results["label"], results["runs"]))
+            for run in runs]
+
+
+def profile_table(results: dict[str, Any]) -> str:
+    """CPU ms per post by stage of the single path, for the workers and the producer (and the compared
+    run's, side by side, when it was profiled)."""
+    runs = {results.get("label", "this run"): _single(results["runs"])}
+    compared = results.get("compare")
+    if compared and _single(compared["runs"]).get("profile"):
+        runs = {compared["label"]: _single(compared["runs"]), **runs}
+    labels = list(runs)
+    lines = ["# Single-message path: CPU per post by stage (py-spy samples, Gemini fake)", "",
+             f"{results['when']}; {results['settings']['posts']} posts, one message each "
+             f"(`Producer.send`), {results['settings']['workers']} workers x "
+             f"{results['settings']['concurrency']} threads. Each sample goes to the innermost frame on "
+             "its stack that names a stage (bench/stage_profile.py); a stage's CPU ms per post is its "
+             "share of the samples times the process group's measured CPU ms per post.", ""]
+    for group in ("workers", "producer (this process)"):
+        stages: list[str] = []
+        for run in runs.values():
+            stages += [row["stage"] for row in run["profile"][group] if row["stage"] not in stages]
+        lines += [f"## {group}", "", "| stage | " + " | ".join(f"{label} ms/post" for label in labels) + " |",
+                  "|---|" + "---:|" * len(labels)]
+        for stage in stages:
+            cells = []
+            for run in runs.values():
+                row = next((r for r in run["profile"][group] if r["stage"] == stage), None)
+                cells.append(f"{row['cpu_ms_per_post']:.3f}" if row else "-")
+            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+        lines.append("| **total (measured)** | " + " | ".join(
+            f"**{run['cpu_ms_per_post'][group]:.3f}**" for run in runs.values()) + " |")
+        lines.append("")
+    rates = " | ".join(f"{run['posts_per_s']}" for run in runs.values())
+    lines.append(f"| posts/s (single) | {rates} |")
+    return "\n".join(lines) + "\n"
+
+
+def _single(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next((run for run in runs if run["path"] == "single"), {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,7 +405,12 @@ def main(argv: list[str] | None = None) -> int:
                      "words": args.words, "cores": os.cpu_count(),
                      "load_avg_at_start": os.getloadavg()[0]},
         "runs": [],
+        "label": args.label,
     }
+    if args.compare:
+        earlier = json.loads(args.compare.read_text())
+        results["compare"] = {"label": args.compare_label, "when": earlier["when"], "runs": earlier["runs"],
+                              "settings": earlier["settings"]}
     with tempfile.TemporaryDirectory(prefix="topicq-bench-") as tmp, \
             FakeGeminiProcess(api_key=KEY, latency_ms=args.latency_ms) as fake, \
             throwaway_database(args.pg_admin_url, "topicq_bench") as db_url:
@@ -357,8 +445,12 @@ def main(argv: list[str] | None = None) -> int:
                 })
                 for path in paths:
                     print(f"pipeline, {path}: {args.posts} posts ...", flush=True)
+                    profile_dir = None
+                    if args.profile and path == "single":  # the raw samples are kept for a closer look
+                        profile_dir = Path(tempfile.mkdtemp(prefix="topicq-profile-"))
+                        print(f"  py-spy samples in {profile_dir}", flush=True)
                     run, _ = run_path(path, bench_posts(args.posts, path, 1, args.words), settings, fake,
-                                   args.timeout, args.chunk, meter)
+                                      args.timeout, args.chunk, meter, profile_dir)
                     run["ratio_to_raw"] = round(run["posts_per_s"] / results["raw"]["texts_per_s"], 3)
                     results["runs"].append(run)
                     print(f"  {run}", flush=True)
@@ -386,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "gemini_throughput.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (args.out / "gemini_throughput.md").write_text(table(results))
     print(table(results))
+    if _single(results["runs"]).get("profile"):
+        (args.out / "gemini_message_profile.md").write_text(profile_table(results))
+        print(profile_table(results))
     storm = results.get("storm", {})
     ok = (all(r["complete"] for r in results["runs"]) and storm.get("complete", True)
           and not storm.get("calls_sent_within_retry_delay"))

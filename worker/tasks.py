@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery_batches import Batches, SimpleRequest
+from celery_batches.trace import apply_batches_task
 from sqlalchemy.exc import DBAPIError
 
 from shared.database.results import ResultRow, Status, write_rows
@@ -219,6 +220,42 @@ class ReconnectSafeBatches(Batches):
         self._tref = None
         return super().Strategy(task, app, consumer)
 
+    def flush(self, requests: Any) -> Any:
+        """celery-batches' flush, with the late acks of a batch sent to Redis in one MULTI rather than
+        one each (the transport's `ack_many`); each request is then acknowledged as before."""
+        requests = list(requests)
+        late = [r for r in requests if r.task.acks_late]
+        early = [r for r in requests if not r.task.acks_late]
+        serializable = ([SimpleRequest.from_request(r) for r in requests],)
+
+        def on_accepted(pid: int, time_accepted: float) -> None:
+            for request in early:
+                request.acknowledge()
+
+        def on_return(result: Any) -> None:
+            _remove_unacked_records(late)
+            for request in late:
+                request.acknowledge()
+
+        return self._pool.apply_async(apply_batches_task, (self, serializable, 0, None),
+                                      accept_callback=on_accepted, callback=on_return)
+
+
+def _remove_unacked_records(requests: list[Any]) -> None:
+    """One MULTI for the unacked records of `requests`, on a transport that can (shared/wire/transport.py);
+    when it cannot, or Redis fails it, each request's own ack removes its record."""
+    pending = [r.message for r in requests if not r.acknowledged]
+    if not pending:
+        return
+    ack_many = getattr(getattr(pending[0].channel, "qos", None), "ack_many", None)
+    if ack_many is None or any(m.channel is not pending[0].channel for m in pending):
+        return
+    try:
+        ack_many([m.delivery_tag for m in pending])
+    except Exception as exc:  # noqa: BLE001 - the acks one by one follow, and say what fails
+        log.warning("could not acknowledge a batch of %d messages at once (%s); one by one instead",
+                    len(pending), exc)
+
 
 def register_tasks(app: Celery, settings: Settings) -> None:
     """The two tasks, bound to `settings`, on `app` only (not shared: Celery would otherwise add
@@ -229,21 +266,20 @@ def register_tasks(app: Celery, settings: Settings) -> None:
               flush_every=settings.batch_size, flush_interval=settings.batch_wait_s)
     def classify(self: Task, requests: list[SimpleRequest]) -> None:
         now, resender = time.time(), Resender(self, policy)
-        ready = []
+        ready = []  # each message's payload, read once
         for r in requests:
             message = Message(payload_from_call(r.args, r.kwargs), _attempt(r.request_dict), r.id,
                               _sent_at(r.request_dict))
             if not resender.early(message, r.request_dict, now):
-                ready.append(r)
+                ready.append(message)
         if not ready:
             return
-        payloads = [payload_from_call(r.args, r.kwargs) for r in ready]
+        payloads = [message.kwargs for message in ready]
         metrics.taken_up(len(ready), len(payloads))
-        report = _run(payloads, [_attempt(r.request_dict) for r in ready], settings)
-        ids = {str(payload.get("id")): r.id for r, payload in zip(ready, payloads, strict=True)
-               if isinstance(payload, dict)}
-        stamps = {str(payload.get("id")): stamp for r, payload in zip(ready, payloads, strict=True)
-                  if isinstance(payload, dict) and (stamp := _sent_at(r.request_dict)) is not None}
+        report = _run(payloads, [message.attempt for message in ready], settings)
+        ids = {str(m.kwargs.get("id")): m.task_id for m in ready if isinstance(m.kwargs, dict)}
+        stamps = {str(m.kwargs.get("id")): m.sent_at for m in ready
+                  if isinstance(m.kwargs, dict) and m.sent_at is not None}
         metrics.batch_done(report, len(payloads), stamps)
         # Each post in a message of its own, under its task id; a resent one starts its count again.
         back = [(post.to_message(), post.attempt, post.id) for post in report.retry]

@@ -68,6 +68,9 @@ class Envelope:
     bad_stamp: bool = False
     # When the message may run (epoch seconds): the later of its `eta` and DUE_HEADER; None = now.
     due: float | None = None
+    # The decoded body [args, kwargs, embed], as kombu's JSON decoder gives it: the worker need not
+    # decode it a second time.
+    body: Any = None
 
 
 def inspect(raw: bytes | str, *, tasks: frozenset[str] | set[str]) -> Envelope:
@@ -89,7 +92,7 @@ def inspect(raw: bytes | str, *, tasks: frozenset[str] | set[str]) -> Envelope:
     except PoisonMessage as exc:
         raise PoisonMessage(exc.reason, post_ids) from None
     return Envelope(message=message, task=task, post_ids=post_ids,
-                    bad_stamp=_drop_bad_stamp(message["headers"]), due=_due(message["headers"]))
+                    bad_stamp=_drop_bad_stamp(message["headers"]), due=_due(message["headers"]), body=body)
 
 
 def _is_protocol_1(message: dict[str, Any], body: Any) -> bool:
@@ -188,20 +191,26 @@ def _mark_typed(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_values(value: Any, where: str, max_depth: int) -> None:
-    """Refuse what kombu's decoder cannot take or would turn into objects, and deep nesting."""
+    """Refuse what kombu's decoder cannot take or would turn into objects, and deep nesting. Only
+    containers are walked (a message holds many more plain values than objects and arrays): a
+    container with children makes the depth one more than its own."""
+    if type(value) is _HugeInt:
+        raise PoisonMessage(f"{where} holds an integer of more than {MAX_INT_DIGITS:,} digits")
     deepest, stack = 0, [(value, 0)]
     while stack:
         item, level = stack.pop()
-        deepest = max(deepest, level)
-        if isinstance(item, _HugeInt):
-            raise PoisonMessage(f"{where} holds an integer of more than {MAX_INT_DIGITS:,} digits")
-        if isinstance(item, _Typed):
+        if type(item) is _Typed:
             raise PoisonMessage(f"{where} holds a typed value {{\"__type__\", \"__value__\"}}, "
                                 "which topicq does not accept")
-        if isinstance(item, dict):
-            stack.extend((child, level + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, level + 1) for child in item)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children and level >= deepest:
+            deepest = level + 1
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list or kind is _Typed:
+                stack.append((child, level + 1))
+            elif kind is _HugeInt:
+                raise PoisonMessage(f"{where} holds an integer of more than {MAX_INT_DIGITS:,} digits")
     if deepest > max_depth:
         raise PoisonMessage(f"{where} is JSON nested {deepest} levels deep, more than {max_depth}")
 

@@ -11,6 +11,14 @@ in-flight list or in the unacked hash. A message left in the in-flight list
 (its consumer or the broker died in between) goes back to the queue once it
 has sat there longer than the visibility timeout, like an unacked one.
 
+The BLMOVE goes with a script, in the same round trip, that moves what else
+waits (up to the consumer's prefetch credit, TAKE_MAX at most) the same way;
+all the messages of one round trip are recorded unacked in one MULTI before
+Celery sees any of them. After a round trip that drained the queue, the
+consumer waits `take_pause_s` before the next, so that messages arriving one
+by one are taken several at a time (a few ms of latency, against a batch
+that waits BATCH_WAIT_S anyway).
+
 BLMOVE waits on one key only, so this path serves a channel consuming one
 queue with one priority step (`priority_steps=[0]`, topicq's setting); any
 other channel falls back to kombu's BRPOP.
@@ -40,6 +48,7 @@ Celery producer put on kombu's priority lists (`<queue><sep><n>`, for
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -49,10 +58,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport.virtual.base import Message as VirtualMessage
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.imports import symbol_by_name
 from kombu.utils.json import loads
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from shared.redis_keys import delayed_key, inflight_key, priority_keys
 from shared.wire import dead_letters
@@ -65,6 +75,20 @@ log = logging.getLogger(__name__)
 PARK_AFTER_S = 1.0
 # Entries moved per key and sweep: one sweep never holds Redis for long.
 SWEEP_LIMIT = 5000
+# Messages taken in one round trip at most (a BLMOVE and a script taking what else waits).
+TAKE_MAX = 100
+
+# KEYS: the queue, its in-flight list. ARGV: how many at most. Moves what waits (oldest first) to
+# the in-flight list and returns it: taken atomically with its in-flight record, like a BLMOVE.
+_TAKE_MORE = """
+local taken = {}
+for i = 1, tonumber(ARGV[1]) do
+  local item = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not item then break end
+  taken[i] = item
+end
+return taken
+"""
 
 # KEYS: in-flight list, its sightings hash, the queue, the delayed set, then the priority lists.
 # ARGV: now, visibility timeout, limit.
@@ -133,6 +157,20 @@ class RedisFull:
 
 redis_full = RedisFull()
 
+# A message taken and checked, to deliver: as taken (its in-flight entry), decoded, its post ids.
+_Taken = tuple[bytes, dict[str, Any], list[str]]
+
+
+class Message(VirtualMessage):
+    """kombu's message, given the body the envelope check decoded (the same JSON, checked for the same
+    content type and encoding kombu accepts): Celery reads it without a second decode."""
+
+    def __init__(self, payload: dict[str, Any], channel: Any = None, **kwargs: Any) -> None:
+        super().__init__(payload, channel=channel, **kwargs)
+        body = getattr(channel, "decoded_bodies", {}).pop(self.delivery_tag, None)
+        if body is not None:
+            self._decoded_cache = body
+
 
 # KEYS: the dead-letter list. ARGV: its byte bound. Drops the oldest entries while Redis's estimate
 # of the list's memory (sampled: O(1), not a scan of the entries) is above the bound; the newest stays.
@@ -150,21 +188,37 @@ return dropped
 
 
 class QoS(kombu_redis.QoS):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Tags whose unacked record `ack_many` removed, awaiting their message's own ack.
+        self._removed: set[str] = set()
+
     def append(self, message: Any, delivery_tag: str) -> None:
-        moved = self.channel.inflight.pop(delivery_tag, None)
-        if moved is None:
-            super().append(message, delivery_tag)
+        if delivery_tag in self.channel.recorded:  # recorded when taken (Channel._record_held)
+            self.channel.recorded.discard(delivery_tag)
+            kombu_redis.virtual.QoS.append(self, message, delivery_tag)
             return
-        key, raw, queue = moved
-        # Restored to the queue it came from (the default exchange routes by queue name), whatever
-        # exchange and routing key the producer wrote.
-        record = kombu_redis.dumps([message._raw, "", queue])
-        with self.pipe_or_acquire() as pipe:  # MULTI: recorded and out of the in-flight list at once
-            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}) \
-                .hset(self.unacked_key, delivery_tag, record) \
-                .lrem(key, 1, raw) \
-                .execute()
-        kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+        super().append(message, delivery_tag)
+
+    def ack_many(self, tags: list[str]) -> None:
+        """Remove the unacked records of `tags` in one MULTI (a batch's messages, once its rows are
+        written). Each message's own ack then only forgets it locally: see `ack`."""
+        if not tags:
+            return
+        with self.channel.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
+        self._removed.update(tags)
+
+    def ack(self, delivery_tag: str) -> None:
+        if delivery_tag in self._removed:
+            self._removed.discard(delivery_tag)
+            kombu_redis.virtual.QoS.ack(self, delivery_tag)
+            return
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self._removed.discard(delivery_tag)
+        super().reject(delivery_tag, requeue=requeue)
 
     def restore_unacked(self, client: Any = None) -> None:
         """At shutdown kombu puts back what this consumer holds; with the broker gone (a SIGTERM during a
@@ -201,13 +255,19 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    Message = Message
     _shared_client: Any = None  # class defaults: kombu's __init__ may talk to Redis before ours runs
     _moving_from: str | None = None
+    _taking_more = 0  # messages the script sent after the BLMOVE may take; its reply is pending
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # delivery tag -> (in-flight list, raw message, queue) between BLMOVE and the unacked record
-        self.inflight: dict[str, tuple[str, bytes, str]] = {}
+        # Delivery tags recorded unacked when taken, not yet handed to kombu's QoS.
+        self.recorded: set[str] = set()
+        # Delivery tag -> body decoded by the envelope check, until kombu builds its message.
+        self.decoded_bodies: dict[str, Any] = {}
+        # Delivery tags of our own: unique (a random prefix per channel), without a system call each.
+        self._tag_prefix, self._tag_count = uuid.uuid4().hex, itertools.count()
 
     @contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -249,75 +309,142 @@ class Channel(kombu_redis.Channel):
         self._in_poll = self.client.connection
         self._brpop_sent_at = kombu_redis.monotonic()  # type: ignore[assignment]
         wait = self.brpop_timeout if timeout is None else timeout
-        self.client.connection.send_command("BLMOVE", queue, inflight_key(queue, self.sep),
-                                            "RIGHT", "LEFT", wait or 0)
+        inflight = inflight_key(queue, self.sep)
+        # Wait for one message, then take what else waits (up to the prefetch credit) in the same
+        # round trip: Redis runs the script as soon as the BLMOVE returns.
+        credit = self.qos.can_consume_max_estimate()
+        self._taking_more = max(0, min(TAKE_MAX, TAKE_MAX if credit is None else credit) - 1)
+        commands: list[tuple[Any, ...]] = [("BLMOVE", queue, inflight, "RIGHT", "LEFT", wait or 0)]
+        if self._taking_more:
+            commands.append(("EVAL", _TAKE_MORE, 2, queue, inflight, self._taking_more))
+        connection = self.client.connection
+        connection.send_packed_command(connection.pack_commands(commands))
 
     def _brpop_read(self, **options: Any) -> bool:
         queue = self._moving_from
         if queue is None:
             return bool(super()._brpop_read(**options))
+        connection = self.client.connection
         try:
             try:
-                raw = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+                raw = self.client.parse_response(connection, "BLMOVE", **options)
+                more = self._read_more(connection, options)
             except OutOfMemoryError:
+                connection.disconnect()  # the script's reply may still be on its way: start afresh
                 redis_full.wait()  # then reconnect, as after a lost connection
                 raise
             except self.connection_errors:
-                self.client.connection.disconnect()  # the next poll reconnects
+                connection.disconnect()  # the next poll reconnects
                 raise
             redis_full.over()
-            if raw is None:  # timed out; an empty string is a (broken) message like any other
+            taken = ([] if raw is None else [raw]) + more
+            if not taken:  # timed out; an empty string is a (broken) message like any other
                 raise kombu_redis.Empty()
-            self._deliver_moved(queue, raw)
+            self._deliver_moved(queue, taken)
+            if len(taken) < TAKE_MAX:
+                # The queue is drained: let the next messages gather rather than wake once for each.
+                time.sleep(float(self._option("take_pause_s") or 0))
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
 
-    def _deliver_moved(self, queue: str, raw: bytes) -> None:
+    def _read_more(self, connection: Any, options: dict[str, Any]) -> list[bytes]:
+        """The script's reply: the messages it moved to the in-flight list (none when Redis refused it,
+        e.g. full: they wait in the queue)."""
+        if not self._taking_more:
+            return []
+        self._taking_more = 0
+        try:
+            return list(self.client.parse_response(connection, "EVAL", **options) or [])
+        except OutOfMemoryError:
+            redis_full.seen()
+            return []
+        except ResponseError as exc:
+            log.warning("could not take more messages in one round trip: %s", exc)
+            return []
+
+    def _deliver_moved(self, queue: str, raws: list[bytes]) -> None:
+        """Check each message taken, record those to deliver unacknowledged (one MULTI that also takes
+        them out of flight), then hand them to Celery in the order taken."""
         key = inflight_key(queue, self.sep)
         self._queue_cycle.rotate(queue)
         accepted = self._option("accepted_tasks")
         checked = self._option("checked_queues")
         if checked is not None and queue not in checked:  # e.g. Celery's own reply lists
             accepted = None
-        post_ids: list[str] = []
-        if accepted is None:
-            payload = loads(bytes_to_str(raw))
-        else:
-            try:
-                envelope = inspect(raw, tasks=frozenset(accepted))
-            except PoisonMessage as poison:
-                self._dead_letter(queue, raw, poison.reason, poison.post_ids, inflight=key)
-                return
-            payload, post_ids = envelope.message, envelope.post_ids
-            if envelope.bad_stamp:
-                self._report(TransportEvent("bad_stamp", queue))
-            _make_ours(payload, queue)
-            if envelope.due is not None and envelope.due > time.time() + PARK_AFTER_S:
-                self._park(queue, raw, payload, envelope.due, post_ids)
-                return
-        tag = payload["properties"]["delivery_tag"]
-        self.inflight[tag] = (key, raw, queue)
+        ready = [taken for raw in raws if (taken := self._check(queue, key, raw, accepted)) is not None]
+        if not ready:
+            return
+        try:
+            self._record_held(queue, key, ready)
+            for at, taken in enumerate(ready):
+                self._hand_over(queue, taken, ready[at + 1:], accepted)
+        finally:
+            for _, payload, _ in ready:  # a message kombu never built leaves no body behind
+                self.decoded_bodies.pop(_tag(payload), None)
+        if self.recorded:  # consumed without acks (no QoS.append): nothing to keep
+            tags, self.recorded = list(self.recorded), set()
+            with self.conn_or_acquire() as client, client.pipeline() as pipe:
+                pipe.zrem(self.qos.unacked_index_key, *tags).hdel(self.qos.unacked_key, *tags).execute()
+
+    def _hand_over(self, queue: str, taken: _Taken, later: list[_Taken], accepted: Any) -> None:
+        """Deliver one recorded message to Celery; `later` are those taken with it, recorded, not yet
+        delivered."""
+        raw, payload, post_ids = taken
+        tag = _tag(payload)
         try:
             self.connection._deliver(payload, queue)
         except (*self.connection_errors, MemoryError):
-            self.inflight.pop(tag, None)  # stays in the in-flight list: the sweep puts it back
+            # Recorded unacked, not delivered (nor those after it): back after the visibility timeout
+            # (not held here, so never renewed).
+            self.recorded.difference_update([tag, *(_tag(p) for _, p, _ in later)])
             raise
         except Exception as exc:
+            self.recorded.discard(tag)
             if accepted is None:
-                self.inflight.pop(tag, None)
+                self.recorded.difference_update(_tag(p) for _, p, _ in later)
                 raise
             # Well-formed to our eyes, yet Celery could not take it: it must not stop the worker.
             log.debug("the worker could not take a message", exc_info=True)
             reason = f"the worker could not take it: {type(exc).__name__}: {str(exc)[:200]}"
-            held = self.inflight.pop(tag, None)
-            self._dead_letter(queue, raw, reason, post_ids, inflight=key if held else None,
-                              unacked_tag=None if held else tag)
-            return
-        if self.inflight.pop(tag, None) is not None:  # consumed without acks: nothing to keep
-            with self.conn_or_acquire() as client:
-                client.lrem(key, 1, raw)
+            self._dead_letter(queue, raw, reason, post_ids, unacked_tag=tag)
+
+    def _check(self, queue: str, key: str, raw: bytes, accepted: Any) -> _Taken | None:
+        """The message to deliver and its post ids; None when it was dead-lettered or parked instead."""
+        if accepted is None:
+            return raw, loads(bytes_to_str(raw)), []
+        try:
+            envelope = inspect(raw, tasks=frozenset(accepted))
+        except PoisonMessage as poison:
+            self._dead_letter(queue, raw, poison.reason, poison.post_ids, inflight=key)
+            return None
+        payload, post_ids = envelope.message, envelope.post_ids
+        if envelope.bad_stamp:
+            self._report(TransportEvent("bad_stamp", queue))
+        _make_ours(payload, queue, f"{self._tag_prefix}.{next(self._tag_count)}")
+        if envelope.due is not None and envelope.due > time.time() + PARK_AFTER_S:
+            self._park(queue, raw, payload, envelope.due, post_ids)
+            return None
+        self.decoded_bodies[_tag(payload)] = envelope.body
+        return raw, payload, post_ids
+
+    def _record_held(self, queue: str, key: str, ready: list[_Taken]) -> None:
+        """Record `ready` unacknowledged and take them out of the in-flight list, in one MULTI, before
+        Celery sees any: a message is always in the queue, in flight or unacked. Restored to the queue
+        it came from (the default exchange routes by queue name), whatever exchange and routing key
+        the producer wrote."""
+        now = time.time()
+        tags = [_tag(payload) for _, payload, _ in ready]
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.zadd(self.qos.unacked_index_key, dict.fromkeys(tags, now))
+            pipe.hset(self.qos.unacked_key, mapping={
+                tag: kombu_redis.dumps([payload, "", queue])
+                for tag, (_, payload, _) in zip(tags, ready, strict=True)})
+            for raw, _, _ in ready:
+                pipe.lrem(key, 1, raw)
+            pipe.execute()
+        self.recorded.update(tags)
 
     def _option(self, name: str) -> Any:
         return self.connection.client.transport_options.get(name)
@@ -392,10 +519,14 @@ class TransportEvent:
     post_ids: list[str] = field(default_factory=list)  # a dead letter's posts, for `rejected` rows
 
 
-def _make_ours(payload: dict[str, Any], queue: str) -> None:
+def _tag(payload: dict[str, Any]) -> str:
+    return str(payload["properties"]["delivery_tag"])
+
+
+def _make_ours(payload: dict[str, Any], queue: str, tag: str) -> None:
     """Take a checked message out of the producer's hands (see the module's docstring)."""
     properties = payload["properties"]
-    properties["delivery_tag"] = str(uuid.uuid4())
+    properties["delivery_tag"] = tag
     properties["delivery_info"] = {**properties["delivery_info"], "exchange": "", "routing_key": queue}
     properties.pop("priority", None)
     payload["headers"].pop("expires", None)
