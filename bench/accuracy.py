@@ -239,8 +239,8 @@ NOTES = {
                       "(first 256 tokens, int8 onnx encoder) through Dense(256) -> softmax, beside a "
                       "linear SVM on TF-IDF of words and pairs of adjacent words; the model serves the "
                       "mean of the two branches' probabilities (the SVM's scores through a softmax at a "
-                      "temperature calibrated by 3-fold cross-validation); self-training on the unlabeled rest "
-                      "of the train subset (a, b; none in c, d). Before this (Keras-trained word layer, "
+                      "temperature calibrated by 3-fold cross-validation); self-training on the unlabeled "
+                      "rest of the train subset (a, b; none in c, d). Before this (Keras-trained word layer, "
                       "words only): (b) 0.9436, (c) 0.8392 with 654 s of fitting",
     "tfidf+linearsvc": "scikit-learn TfidfVectorizer(sublinear_tf, min_df=2) + LinearSVC: the baseline every "
                        "model card now shows beside its own accuracy",
