@@ -1,6 +1,7 @@
-"""What follows a batch once its production rows are written: the challenger in shadow, the drift sums.
+"""What follows a batch once its production rows are written: its new embeddings stored in the
+embedding cache, the challenger in shadow, the drift sums.
 
-Both reuse the batch's embeddings. Neither may cost the production rows: they
+All reuse the batch's embeddings. Neither may cost the production rows: they
 run after those are committed, and their failures are logged and counted.
 A redelivered batch adds to the drift sums again: they are monitoring figures,
 not a ledger.
@@ -103,6 +104,7 @@ class AfterBatch:
 
     def _follow(self, batches: list[EmbeddedBatch]) -> None:
         for batch in batches:
+            batch.store_fresh()
             self._record(batch.rows, batch)
             if self.shadow is None:
                 continue

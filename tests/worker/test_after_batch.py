@@ -11,6 +11,8 @@ from shared.database.results import query_results
 from shared.improvement import drift_sums
 from shared.improvement.drift_sums import window_sums
 from shared.model.embedders.fake import FakeEmbedder
+from shared.model.embedding_cache import lookup as cache_lookup
+from shared.model.preprocess import preprocess, text_digest
 from shared.settings import Settings
 from testkit.factories import labelled_posts, register_fake_model
 from worker.after_batch import make_after_batch
@@ -62,3 +64,27 @@ def test_without_background_the_batch_follows_before_it_returns(sqlite_url: str,
     windows = window_sums(sqlite_url, model_name="topics", model_version=version, since=since,
                           window_s=3 * settings.drift_bucket_s)
     assert sum(w.posts for w in windows) == len(batch)
+
+
+def test_a_batchs_new_embeddings_are_cached_by_its_followers_after_it_returns(sqlite_url: str,
+                                                                              tmp_path: Path) -> None:
+    settings = Settings(database_url=sqlite_url, model_dir=tmp_path / "models", embedder="fake",
+                        model_refresh_s=0, shadow_alias="")
+    register_fake_model(sqlite_url, settings.models_path)
+    embedder = FakeEmbedder()
+    models = ServedModel(settings.db_url, name="topics", alias="production", embedder=embedder, refresh_s=0)
+    followers = make_after_batch(settings, background=True)
+    first = [{"id": f"a{pid}", "text": f"{text} first"} for pid, text, _ in labelled_posts(3, seed=1)]
+    second = [{"id": f"b{pid}", "text": f"{text} second"} for pid, text, _ in labelled_posts(3, seed=2)]
+
+    # Given the followers busy with a first batch (its drift sums held up)
+    with drift_sums._lock:
+        process(first, settings=settings, models=models, followers=followers)
+        # When a second batch is processed, it returns with its rows and without having cached its vectors
+        process(second, settings=settings, models=models, followers=followers)
+        assert len(query_results(sqlite_url)) == len(first) + len(second)
+        texts = [preprocess(str(p["text"])) for p in second]
+        assert cache_lookup(sqlite_url, embedder.id, [text_digest(t) for t in texts]) == {}
+    # Then its followers cache them once they get to it
+    assert followers.drain(timeout=30)
+    assert len(cache_lookup(sqlite_url, embedder.id, [text_digest(t) for t in texts])) == len(second)
