@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-wait", type=float, default=1.0, help="BATCH_WAIT_S")
     p.add_argument("--chunk", type=int, default=64, help="posts per backfill chunk (BACKFILL_CHUNK)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per phase, raw and pipeline in turn")
+    p.add_argument("--concurrency", type=int, default=1, help="the worker's threads (`topicq worker -c`)")
     p.add_argument("--torch", action="store_true", help="also the torch encoder's raw rate")
     p.add_argument("--embedder", default="local-onnx", help="EMBEDDER of the worker and the raw rate")
     p.add_argument("--cache", action="store_true", help="the worker's embedding cache on (default off)")
@@ -283,7 +284,8 @@ def table(results: dict[str, Any]) -> str:
         f"{results['when']} on {s['cores']} cores shared with other jobs (load average "
         f"{s['load_avg_at_start']:.1f} at start, {s.get('load_avg_at_end', 0):.1f} at end); "
         f"embedder `{results['raw_embedder_id']}`; model inputs {results['model']['inputs']} "
-        f"({results['model']['classes']} classes); one worker, default settings (BATCH_SIZE "
+        f"({results['model']['classes']} classes); one worker ({s['concurrency']} thread"
+        f"{'s' if s['concurrency'] > 1 else ''}), default settings (BATCH_SIZE "
         f"{s['batch_size']}, BATCH_WAIT_S {s['batch_wait_s']:g}, embedding cache "
         f"{'on' if s.get('cache') else 'off'}{''.join(', ' + item for item in s['worker_env'])}); "
         f"{s['posts']} 20 Newsgroups test posts per phase, backfill chunks of {s['chunk']}.", "",
@@ -379,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": {"posts": args.posts, "batch_size": args.batch_size, "batch_wait_s": args.batch_wait,
-                     "chunk": args.chunk, "rounds": args.rounds, "embedder": args.embedder,
+                     "chunk": args.chunk, "rounds": args.rounds, "concurrency": args.concurrency,
+                     "embedder": args.embedder,
                      "cache": args.cache,
                      "worker_env": args.worker_env, "groups": args.groups,
                      "loads": loads, "level_seconds": args.level_seconds, "cores": os.cpu_count(),
@@ -409,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {results['raw_torch']}", flush=True)
         os.environ.update({k: v for k, v in env.items() if k in ("REDIS_URL", "QUEUE")})
         producer = Producer(Settings(redis_url=args.redis_url, queue=queue))
-        worker = WorkerProcess(env, Path(tmp) / "worker.log")
+        worker = WorkerProcess(env, Path(tmp) / "worker.log", concurrency=args.concurrency)
         try:
             worker.start(timeout=180)
             pid = worker.process.pid if worker.process else 0
