@@ -339,6 +339,7 @@ def run_phase(phase: str, *, raw: RawEncoder, texts: list[str], producer: Any, p
         part, part_texts = posts[start:start + size], texts[start:start + size]
         raws.append(raw.measure(part_texts))
         prefix = f"{phase}{n}/"
+        print(f"  round {n + 1}: sending {len(part)} posts", flush=True)
         cpu_before, started_wall = cpu_seconds(pid), time.time()
         if phase == "single":
             sent_s += send(producer, part, prefix)
