@@ -1,14 +1,27 @@
-"""What follows a batch once its production rows are written: the challenger in shadow, the drift sums.
+"""What follows a batch once its production rows are written: its new embeddings stored in the
+embedding cache, the challenger in shadow, the drift sums.
 
-Both reuse the batch's embeddings. Neither may cost the production rows: they
+All reuse the batch's embeddings. Neither may cost the production rows: they
 run after those are committed, and their failures are logged and counted.
 A redelivered batch adds to the drift sums again: they are monitoring figures,
 not a ledger.
+
+In a worker they run on a thread of their own (`background`): a batch hands its
+embeddings over once its rows are committed and returns, so its messages are
+acknowledged and the next batch is embedding while the challenger's rows and
+the sums are written. At most `FOLLOW_BEHIND` batches wait for them (a batch
+that would be one more waits for room: a slow database slows the batches, it
+never piles up memory); a stopping worker finishes them (`drain`, at exit). A
+worker killed outright loses the sums and challenger rows of those batches
+only, never a production row.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
+from collections import deque
 
 import numpy as np
 
@@ -30,17 +43,68 @@ def batch_sums(rows: list[ResultRow], vectors: np.ndarray) -> BatchSums:
                         vectors[done] if done else np.zeros((0, vectors.shape[1])), review, out_of_domain)
 
 
+FOLLOW_BEHIND = 4  # batches that may wait for the followers' thread
+DRAIN_AT_EXIT_S = 30.0
+
+
 class AfterBatch:
     """What follows a batch once its rows are written: the challenger's rows and both versions' drift
-    sums, from the batch's own embeddings; never at the production rows' cost."""
+    sums, from the batch's own embeddings; never at the production rows' cost. `background`: on a
+    thread of its own, so the batch that hands them over does not wait for them."""
 
-    def __init__(self, settings: Settings, shadow: ShadowScorer | None) -> None:
+    def __init__(self, settings: Settings, shadow: ShadowScorer | None, *, background: bool = False) -> None:
         self.settings = settings
         self.shadow = shadow
+        self.background = background
         self.failures = 0  # drift sums or shadow rows not written, since the worker started
+        self._waiting: deque[list[EmbeddedBatch]] = deque()
+        self._busy = 0  # handed over and not finished (waiting or being followed)
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
 
     def after_write(self, batches: list[EmbeddedBatch]) -> None:
+        if not batches:
+            return
+        if not self.background:
+            self._follow(batches)
+            return
+        with self._changed:
+            self._start()
+            while self._busy >= FOLLOW_BEHIND:
+                self._changed.wait()
+            self._waiting.append(batches)
+            self._busy += 1
+            self._changed.notify_all()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every batch handed over is followed; False when `timeout` ran out first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._busy == 0, timeout)
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="topicq-after-batch", daemon=True)
+            self._thread.start()
+            atexit.register(self.drain, DRAIN_AT_EXIT_S)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._waiting))
+                batches = self._waiting.popleft()
+            try:
+                self._follow(batches)
+            except Exception:  # noqa: BLE001 - the thread must outlive any batch
+                self.failures += 1
+                log.exception("following a batch failed; its production rows are written")
+            finally:
+                with self._changed:
+                    self._busy -= 1
+                    self._changed.notify_all()
+
+    def _follow(self, batches: list[EmbeddedBatch]) -> None:
         for batch in batches:
+            batch.store_fresh()
             self._record(batch.rows, batch)
             if self.shadow is None:
                 continue
@@ -72,11 +136,11 @@ class AfterBatch:
             log.error("could not add a batch to the drift sums (%d failures so far): %s", self.failures, exc)
 
 
-def make_after_batch(settings: Settings) -> AfterBatch:
-    """The followers `settings` ask for. The challenger is matched with each batch's embedder, which
-    a worker on EMBEDDER=auto may swap."""
+def make_after_batch(settings: Settings, *, background: bool = False) -> AfterBatch:
+    """The followers `settings` ask for (`background`: on a thread of their own). The challenger is
+    matched with each batch's embedder, which a worker on EMBEDDER=auto may swap."""
     shadow = None
     if settings.shadow_alias and settings.shadow_alias != settings.model_alias:
         shadow = ShadowScorer(settings.db_url, name=settings.model_name, alias=settings.shadow_alias,
                               refresh_s=settings.model_refresh_s, review=ReviewPolicy.from_settings(settings))
-    return AfterBatch(settings, shadow)
+    return AfterBatch(settings, shadow, background=background)

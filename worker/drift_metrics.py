@@ -4,7 +4,9 @@ At a scrape, the served version's drift sums of the last DRIFT_METRICS_WINDOW_S 
 compared with its reference (shared/improvement/drift.py), exactly as `topicq drift` compares
 one window. The answer is kept for CACHE_S, so frequent scrapes of many workers cost
 the database one query each half minute per worker. Every worker of a model reports
-the same figures: aggregate with max().
+the same figures: aggregate with max(). The statistics (scipy.stats, about 65 MB
+resident) are imported at the first scrape that compares a window, not when the
+worker starts: a worker that is never scraped for drift does not hold them.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shared.database.connection import utcnow
-from shared.improvement.drift import Thresholds, WindowReport, compare
 from shared.improvement.drift_reference import load_reference
 from shared.improvement.drift_sums import bucket_start, window_sums
 from shared.model import registry
+
+if TYPE_CHECKING:
+    from shared.improvement.drift import WindowReport
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,8 @@ class DriftCollector(Collector):
                                   window_s=self.window_s + self.bucket_s)
             if not windows:
                 return None
+            from shared.improvement.drift import Thresholds, compare  # scipy.stats: only once needed
+
             report = compare(windows[0], reference, self.window_s, Thresholds())
             self._cached = (time.monotonic(), version, report)
             return version, report

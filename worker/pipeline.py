@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from shared.database.connection import utcnow
 from shared.database.results import ResultRow, Status, write_rows
 from shared.errors import (
@@ -27,9 +29,10 @@ from shared.errors import (
     TransientError,
 )
 from shared.improvement.review import ReviewPolicy, flag_row, review_flags
-from shared.model.embedders.base import Embedder
-from shared.model.embedding_cache import CachedEmbedder
-from shared.model.preprocess import preprocess
+from shared.model.embedders.base import Embedder, EmbedOutcome
+from shared.model.embedding_cache import lookup as cache_lookup
+from shared.model.embedding_cache import store as store_in_cache
+from shared.model.preprocess import preprocess, text_digest
 from shared.model.store import TopicModel
 from shared.settings import Settings
 from shared.wire.payload import Post, parse_post, storable_metadata
@@ -58,31 +61,33 @@ class BatchReport:
 
 def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
                    cache_url: str | None = None, review: ReviewPolicy | None = None,
-                   embedded: Callable[[EmbeddedBatch], None] | None = None) -> list[ResultRow]:
+                   embedded: Callable[[EmbeddedBatch], None] | None = None,
+                   defer_cache_store: bool = False) -> list[ResultRow]:
     """One embed call for the batch, then one row per post (done, or rejected by the embedder),
     flagged for review as `review` says. `embedded` is handed the batch's embeddings and rows, for
-    the followers to reuse."""
+    the followers to reuse. `defer_cache_store`: the vectors new to the cache are not stored here but
+    handed over in the EmbeddedBatch (`fresh`), for whoever writes the rows to store after them."""
     if not posts:
         return []
     batch_id = uuid.uuid4().hex
     texts = [preprocess(p.text) for p in posts]
-    cached = CachedEmbedder(embedder, cache_url) if cache_url else None
-    embedder = cached or embedder
     started = time.perf_counter()
-    outcome = embedder.embed_each(texts)
+    cached = embed_through_cache(embedder, texts, cache_url)
+    if cache_url and not defer_cache_store:
+        store_in_cache(cache_url, embedder.id, cached.fresh)
     embed_done = time.perf_counter()
-    metrics.observe_embed(embedder.id, embed_done - started, hits=cached.stats.hits if cached else 0,
-                          misses=cached.stats.misses if cached else 0)
-    vectors, rejected = outcome.vectors, outcome.rejected
+    metrics.observe_embed(embedder.id, embed_done - started, hits=cached.hits, misses=cached.misses)
+    vectors, rejected = cached.outcome.vectors, cached.outcome.rejected
     # The texts serve a model that reads words; rejected posts' rows are ignored.
     probabilities = model.classifier.predict_proba(vectors, texts)
     metrics.observe_classify(time.perf_counter() - embed_done)
     labels = [str(label) for label in model.classifier.classes_]
     flags = review_flags(probabilities, vectors, labels, model, review)
     rows = []
+    meta, embedder_id = model.meta, embedder.id
     for i, post in enumerate(posts):
-        row = ResultRow(post_id=post.id, model_name=model.meta.name, model_version=model.meta.version,
-                        status=Status.DONE, embedder_id=embedder.id, attempts=post.attempt + 1,
+        row = ResultRow(post_id=post.id, model_name=meta.name, model_version=meta.version,
+                        status=Status.DONE, embedder_id=embedder_id, attempts=post.attempt + 1,
                         metadata=post.metadata or None, batch_id=batch_id)
         if i in rejected:
             row.status, row.error = Status.REJECTED, f"embedder refused the text: {rejected[i]}"
@@ -93,9 +98,48 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
         rows.append(row)
     if embedded is not None:
         embedded(EmbeddedBatch(texts=texts, vectors=vectors, refused=rejected, model=model,
-                               embedder_id=embedder.id, rows=rows,
-                               posts_text=[post.text for post in posts]))
+                               embedder_id=embedder_id, rows=rows,
+                               posts_text=[post.text for post in posts],
+                               fresh=cached.fresh if defer_cache_store and cache_url else {},
+                               cache_url=cache_url if defer_cache_store else None))
     return rows
+
+
+@dataclass
+class _CachedOutcome:
+    outcome: EmbedOutcome
+    fresh: dict[str, np.ndarray]  # digest -> vector embedded now (not refused): what the cache lacks
+    hits: int = 0
+    misses: int = 0
+
+
+def embed_through_cache(embedder: Embedder, texts: list[str], cache_url: str | None) -> _CachedOutcome:
+    """The texts' vectors: those the cache holds read from it (one query), the rest embedded in one
+    call. The new vectors are handed back, not stored: the caller stores them (store_in_cache)."""
+    if not cache_url:
+        return _CachedOutcome(embedder.embed_each(texts), {})
+    digests = [text_digest(t) for t in texts]
+    known = cache_lookup(cache_url, embedder.id, digests)
+    missing = {d: t for d, t in zip(digests, texts, strict=True) if d not in known}
+    fresh: dict[str, np.ndarray] = {}
+    refused: dict[str, str] = {}
+    if missing:
+        outcome = embedder.embed_each(list(missing.values()))
+        for j, digest in enumerate(missing):
+            if j in outcome.rejected:
+                refused[digest] = outcome.rejected[j]
+            else:
+                fresh[digest] = outcome.vectors[j]
+    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    rejected: dict[int, str] = {}
+    for i, digest in enumerate(digests):
+        if digest in refused:
+            rejected[i] = refused[digest]
+        else:
+            vectors[i] = known[digest] if digest in known else fresh[digest]
+    # A text repeated in the batch is embedded once.
+    return _CachedOutcome(EmbedOutcome(vectors, rejected), fresh, hits=len(texts) - len(missing),
+                          misses=len(missing))
 
 
 def _with_attempt(post: Post) -> Post:
@@ -176,7 +220,8 @@ def process(payloads: list[Any], *, settings: Settings, models: ServedModel, cac
         started = time.perf_counter()
         rows += classify_batch(batch.valid, served.embedder, served.model,
                                cache_url=settings.db_url if cache_embeddings else None,
-                               review=ReviewPolicy.from_settings(settings), embedded=embedded.append)
+                               review=ReviewPolicy.from_settings(settings), embedded=embedded.append,
+                               defer_cache_store=True)
         report.classify_ms = (time.perf_counter() - started) * 1000
     except TopicqError as exc:
         if not policy.retries(exc):
@@ -194,8 +239,12 @@ def process(payloads: list[Any], *, settings: Settings, models: ServedModel, cac
     report.written = [row for row in rows if id(row) not in not_kept]
     metrics.repeated_ids(len(repeats))
     _log_batch(report, len(payloads), name, version)
+    # The new vectors go into the embedding cache after the rows (the followers' first step in a worker).
     if followers is not None:
         followers.after_write(embedded)
+    else:
+        for done in embedded:
+            done.store_fresh()
     return report
 
 

@@ -134,7 +134,7 @@ def build_worker_state(settings: Settings, embedder: Embedder | None = None, *,
                          embedder_for=version_embedder(settings) if auto else None, first=first)
     metrics.time_rate_limits(embedder)
     return WorkerState(settings=settings, models=models, presence=presence,
-                       followers=make_after_batch(settings))
+                       followers=make_after_batch(settings, background=True))
 
 
 def get_worker_state(settings: Settings, *, node: str = "") -> WorkerState:

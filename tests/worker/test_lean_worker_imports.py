@@ -66,3 +66,17 @@ def test_a_worker_serving_a_version_imports_nothing_of_the_train_extra(sqlite_ur
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"embedder": encoder.id, "rows": 2, "heavy": []}
+
+
+def test_the_drift_gauges_load_their_statistics_at_the_first_scrape_not_at_start() -> None:
+    """scipy.stats (about 65 MB resident) serves the drift figures only, computed when scraped."""
+    script = (
+        "import json, sys\n"
+        "import worker.app, worker.tasks, worker.pipeline, worker.worker_state, worker.exporter\n"
+        "from worker.drift_metrics import DriftCollector\n"
+        "DriftCollector('sqlite://', name='topics', alias='production', window_s=3600, bucket_s=300)\n"
+        "print(json.dumps(sorted(m for m in ('scipy.stats', 'scipy.optimize') if m in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

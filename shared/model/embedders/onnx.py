@@ -15,11 +15,17 @@ neighbours and their padding (cosine down to 0.95 to the same post alone);
 alone it is the same vector every time (the embedding cache relies on that),
 and on 2 cores it costs no more CPU per post than length-sorted batches (it
 measured 53 against 60 ms). The run's threads take the cores instead.
+
+So one batch embeds at a time: a worker running batches on several threads
+(`topicq worker -c N`) has the next batch wait for the encoder while the
+previous one is classified and written, rather than two batches' runs
+splitting the cores between twice as many threads.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +66,8 @@ class OnnxEmbedder(Embedder):
         self._tokenizer_file = tokenizer  # the model's tokenizer.json; None: the packaged model's
         self._session: Any = None
         self._tokenizer: Any = None
+        self._turn = threading.Lock()  # one batch's runs at a time: each run has every core
+        self._loading = threading.Lock()
 
     @classmethod
     def from_file(cls, path: Path, **options: Any) -> OnnxEmbedder:
@@ -79,6 +87,10 @@ class OnnxEmbedder(Embedder):
         return self._tokenizer_file or packaged_tokenizer()
 
     def _load(self) -> tuple[Any, Any]:
+        with self._loading:
+            return self._load_once()
+
+    def _load_once(self) -> tuple[Any, Any]:
         if self._session is None:
             import onnxruntime
             from tokenizers import Tokenizer
@@ -114,10 +126,16 @@ class OnnxEmbedder(Embedder):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         session, tokenizer = self._load()
+        encodings = tokenizer.encode_batch(texts)  # before the turn: the tokenizer needs no encoder
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, encoding in enumerate(tokenizer.encode_batch(texts)):
-            ids = np.asarray([encoding.ids], dtype=np.int64)
-            hidden = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
-                                        "token_type_ids": np.zeros_like(ids)})[0]
-            vectors[row] = hidden[0].mean(axis=0)  # mean pooling, as sentence-transformers does
+        # One mask and type array of the longest length, sliced per post: no new arrays per run.
+        longest = max(len(encoding.ids) for encoding in encodings)
+        ones, zeros = np.ones((1, longest), dtype=np.int64), np.zeros((1, longest), dtype=np.int64)
+        with self._turn:
+            for row, encoding in enumerate(encodings):
+                ids = np.asarray([encoding.ids], dtype=np.int64)
+                n = ids.shape[1]
+                hidden = session.run(None, {"input_ids": ids, "attention_mask": ones[:, :n],
+                                            "token_type_ids": zeros[:, :n]})[0]
+                hidden[0].mean(axis=0, out=vectors[row])  # mean pooling, as sentence-transformers does
         return l2_normalise(vectors)

@@ -109,3 +109,42 @@ def test_every_local_kind_is_found_again_from_its_id() -> None:
         embedder = make_embedder(kind, settings)  # nothing is loaded before the first embed
         assert kind_for_id(embedder.id) == (kind, None if kind == "fake" else 128)
     assert kind_for_id("local:all-MiniLM-L6-v2:384:256:onnx-int4") is None
+
+
+class RecordingSession:
+    """onnxruntime's session seen from outside: how many runs are under way at once."""
+
+    def __init__(self, inner: object) -> None:
+        import threading
+
+        self.inner, self.running, self.most = inner, 0, 0
+        self._lock = threading.Lock()
+
+    def run(self, outputs: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import time
+
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.002)  # long enough for another batch's thread to start a run if it may
+            return self.inner.run(outputs, feeds)  # type: ignore[attr-defined, no-any-return]
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_batches_embedded_from_several_threads_take_the_encoder_in_turn(int8: OnnxEmbedder) -> None:
+    """Each run already has every core: two batches at once would only fight over them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    embedder = OnnxEmbedder("int8")
+    embedder.embed(["warm-up"])
+    session = RecordingSession(embedder._session)
+    embedder._session = session
+    texts = [f"post {i} about the shuttle launch and its orbit" for i in range(12)]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(embedder.embed, [texts] * 3))
+    assert session.most == 1
+    for vectors in results:
+        assert np.allclose(vectors, int8.embed(texts), atol=1e-6)
