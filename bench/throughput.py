@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-wait", type=float, default=1.0, help="BATCH_WAIT_S")
     p.add_argument("--chunk", type=int, default=64, help="posts per backfill chunk (BACKFILL_CHUNK)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per phase, raw and pipeline in turn")
-    p.add_argument("--concurrency", type=int, default=1, help="the worker's threads (`topicq worker -c`)")
+    p.add_argument("--concurrency", type=int, default=2, help="the worker's threads (`topicq worker -c`)")
     p.add_argument("--torch", action="store_true", help="also the torch encoder's raw rate")
     p.add_argument("--embedder", default="local-onnx", help="EMBEDDER of the worker and the raw rate")
     p.add_argument("--cache", action="store_true", help="the worker's embedding cache on (default off)")

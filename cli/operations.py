@@ -17,8 +17,9 @@ from shared.settings import get_settings
 
 
 @click.command()
-@click.option("-c", "--concurrency", default=1, show_default=True,
-              help="Batches processed at once (threads). 1 suits the local model on 2 cores.")
+@click.option("-c", "--concurrency", default=2, show_default=True,
+              help="Batches processed at once (threads). With 2, the next batch embeds while the "
+                   "previous one is classified and written; the encoder takes one batch at a time.")
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
 @click.option("-n", "--hostname", default="topicq@%h", show_default=True,
               help="Worker name (%h = this host's name).")
@@ -32,7 +33,7 @@ def worker(concurrency: int, loglevel: str, hostname: str) -> None:
     non-zero when it stops on an error.
     Examples:
       topicq worker
-      BATCH_SIZE=64 REDIS_URL=redis://queue:6379/0 topicq worker -c 2
+      BATCH_SIZE=64 REDIS_URL=redis://queue:6379/0 topicq worker -c 4
     """
     from worker import metrics
     from worker.heartbeat import Heartbeat
