@@ -74,7 +74,9 @@ class Lexicon:
         """A scipy CSR matrix, one row per text."""
         from scipy.sparse import csr_matrix
 
-        indptr, indices, counts = [0], [], []
+        indptr: list[int] = [0]
+        indices: list[int] = []
+        counts: list[int] = []
         vocabulary = self.vocabulary_
         for text in texts:
             # Count every term once with Counter (C code), then look up each distinct term once.
