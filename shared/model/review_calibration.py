@@ -130,7 +130,10 @@ class ReviewCalibration:
 
     def summary(self, truth: list[str] | None = None, predicted: np.ndarray | None = None,
                 rates: tuple[float, ...] = RATES_SHOWN) -> list[dict[str, float | None]]:
-        """Per rate: the share of held-out posts flagged, and of the model's mistakes among them."""
+        """Per rate: the share of held-out posts flagged, and of the model's mistakes among them (none
+        without held-out posts)."""
+        if self.size == 0:
+            return []
         rows = []
         wrong = None if truth is None or predicted is None else np.asarray(predicted) != np.asarray(truth)
         for rate in rates:

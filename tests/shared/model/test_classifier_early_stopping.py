@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from shared.model.classifier import TopicClassifier
+from shared.model.classifier import TEMPERATURES, TopicClassifier
 from shared.model.embedders.fake import FakeEmbedder
 from shared.model.preprocess import preprocess
 from testkit.factories import labelled_posts
 
 CAP = 150
-WORDS = {"lexical": 1000, "lexical_scale": 10.0, "lexical_join": "mean"}  # the default two-branch model
+WORDS = {"lexical": 1000, "lexical_join": "mean"}  # the default: a words branch beside the Keras one
 
 
 def fit_on_easy_posts(**params: object) -> tuple[TopicClassifier, float]:
@@ -44,14 +44,14 @@ def test_an_embedding_only_fit_stops_well_before_the_epoch_cap() -> None:
     assert accuracy == 1.0
 
 
-@pytest.mark.slow  # sparse word inputs make each epoch slow on a busy machine: about a minute
-def test_a_two_branch_fit_stops_on_the_served_mean_well_before_the_epoch_cap() -> None:
+@pytest.mark.slow  # a fit to its early stop, then the words branch's SVMs
+def test_a_words_model_stops_its_keras_fit_on_the_validation_loss_well_before_the_epoch_cap() -> None:
     classifier, accuracy = fit_on_easy_posts(**WORDS)
 
     assert_stopped_early(classifier)
     assert accuracy == 1.0
-    served, best = classifier.history_["val_served_loss"], classifier.best_epoch_
-    assert len(served) == len(classifier.history_["loss"])
-    assert min(served[best:]) > served[best - 1] - classifier.min_delta  # what stopped it
-    assert {"val_served_accuracy", "embedding_probabilities_accuracy",
-            "val_word_probabilities_accuracy"} <= set(classifier.history_)
+    loss, best = classifier.history_["val_loss"], classifier.best_epoch_
+    assert min(loss[best:]) > loss[best - 1] - classifier.min_delta  # what stopped it
+    # The words branch beside it: an SVM whose scores were given a calibrated temperature.
+    assert classifier.words_ is not None and classifier.word_temperature_ in TEMPERATURES
+    assert classifier.words_["kernel"].shape == (classifier.lexicon_.size, len(classifier.classes_))

@@ -88,3 +88,12 @@ def test_summary_counts_the_mistakes_among_the_flagged_posts() -> None:
     rows = calibrated.summary(["a"] * 1000 + ["b"] * 1000, np.array(["a"] * 2000))
     assert [row["rate"] for row in rows] == [0.05, 0.1, 0.2] and rows[0]["mistakes"] == 1000
     assert all(abs(row["flagged"] - row["rate"]) <= 0.01 for row in rows)
+
+
+def test_without_held_out_posts_nothing_is_flagged_and_nothing_is_summarised() -> None:
+    train_x, _, _ = in_domain(np.random.default_rng(1), 50)
+    empty = calibrate_review(train_x, np.zeros((0, CLASSES), np.float32), np.zeros((0, DIM), np.float32),
+                             held_out="no posts")
+    new_x, _, new_p = in_domain(np.random.default_rng(2), 20)
+    uncertain, _, far = empty.flags(new_p, new_x, 0.1)
+    assert not uncertain.any() and not far.any() and empty.summary() == []
