@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from shared.database.connection import utcnow
 from shared.database.results import ResultRow, Status, write_rows
 from shared.errors import (
@@ -29,10 +27,9 @@ from shared.errors import (
     TransientError,
 )
 from shared.improvement.review import ReviewPolicy, flag_row, review_flags
-from shared.model.embedders.base import Embedder, EmbedOutcome
-from shared.model.embedding_cache import lookup as cache_lookup
-from shared.model.embedding_cache import store as store_in_cache
-from shared.model.preprocess import preprocess, text_digest
+from shared.model.embedders.base import Embedder
+from shared.model.embedding_cache import CachedEmbedder
+from shared.model.preprocess import preprocess
 from shared.model.store import TopicModel
 from shared.settings import Settings
 from shared.wire.payload import Post, parse_post, storable_metadata
@@ -71,13 +68,13 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
         return []
     batch_id = uuid.uuid4().hex
     texts = [preprocess(p.text) for p in posts]
+    cached = CachedEmbedder(embedder, cache_url, store_now=not defer_cache_store) if cache_url else None
     started = time.perf_counter()
-    cached = embed_through_cache(embedder, texts, cache_url)
-    if cache_url and not defer_cache_store:
-        store_in_cache(cache_url, embedder.id, cached.fresh)
+    outcome = (cached or embedder).embed_each(texts)
     embed_done = time.perf_counter()
-    metrics.observe_embed(embedder.id, embed_done - started, hits=cached.hits, misses=cached.misses)
-    vectors, rejected = cached.outcome.vectors, cached.outcome.rejected
+    metrics.observe_embed(embedder.id, embed_done - started, hits=cached.stats.hits if cached else 0,
+                          misses=cached.stats.misses if cached else 0)
+    vectors, rejected = outcome.vectors, outcome.rejected
     # The texts serve a model that reads words; rejected posts' rows are ignored.
     probabilities = model.classifier.predict_proba(vectors, texts)
     metrics.observe_classify(time.perf_counter() - embed_done)
@@ -100,46 +97,9 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
         embedded(EmbeddedBatch(texts=texts, vectors=vectors, refused=rejected, model=model,
                                embedder_id=embedder_id, rows=rows,
                                posts_text=[post.text for post in posts],
-                               fresh=cached.fresh if defer_cache_store and cache_url else {},
+                               fresh=cached.fresh if cached else {},
                                cache_url=cache_url if defer_cache_store else None))
     return rows
-
-
-@dataclass
-class _CachedOutcome:
-    outcome: EmbedOutcome
-    fresh: dict[str, np.ndarray]  # digest -> vector embedded now (not refused): what the cache lacks
-    hits: int = 0
-    misses: int = 0
-
-
-def embed_through_cache(embedder: Embedder, texts: list[str], cache_url: str | None) -> _CachedOutcome:
-    """The texts' vectors: those the cache holds read from it (one query), the rest embedded in one
-    call. The new vectors are handed back, not stored: the caller stores them (store_in_cache)."""
-    if not cache_url:
-        return _CachedOutcome(embedder.embed_each(texts), {})
-    digests = [text_digest(t) for t in texts]
-    known = cache_lookup(cache_url, embedder.id, digests)
-    missing = {d: t for d, t in zip(digests, texts, strict=True) if d not in known}
-    fresh: dict[str, np.ndarray] = {}
-    refused: dict[str, str] = {}
-    if missing:
-        outcome = embedder.embed_each(list(missing.values()))
-        for j, digest in enumerate(missing):
-            if j in outcome.rejected:
-                refused[digest] = outcome.rejected[j]
-            else:
-                fresh[digest] = outcome.vectors[j]
-    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    rejected: dict[int, str] = {}
-    for i, digest in enumerate(digests):
-        if digest in refused:
-            rejected[i] = refused[digest]
-        else:
-            vectors[i] = known[digest] if digest in known else fresh[digest]
-    # A text repeated in the batch is embedded once.
-    return _CachedOutcome(EmbedOutcome(vectors, rejected), fresh, hits=len(texts) - len(missing),
-                          misses=len(missing))
 
 
 def _with_attempt(post: Post) -> Post:

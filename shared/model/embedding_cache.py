@@ -63,15 +63,19 @@ class CachedEmbedder(Embedder):
     """`inner` behind the cache: a text embedded before is read from the database, not embedded again.
 
     Misses are embedded in chunks of `chunk_size` and stored chunk by chunk (an interrupted run keeps
-    its work); `progress(n)` is told of every n texts done; `stats` counts hits and misses. Texts the
-    service refuses on their own (`embed_each`) are neither stored nor fatal.
+    its work); with `store_now` False they are kept in `fresh` instead, for the caller to store
+    (a worker stores them after its rows are written). `progress(n)` is told of every n texts done;
+    `stats` counts hits and misses. Texts the service refuses on their own (`embed_each`) are neither
+    stored nor fatal.
     """
 
     def __init__(self, inner: Embedder, db: Db, *, chunk_size: int = 256,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, store_now: bool = True) -> None:
         self.inner, self.db, self.chunk_size, self.progress = inner, db, chunk_size, progress
         self.id, self.dim = inner.id, inner.dim
         self.stats = CacheStats()
+        self.store_now = store_now
+        self.fresh: dict[str, np.ndarray] = {}  # digest -> vector embedded but not stored (store_now False)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         outcome = self.embed_each(texts)
@@ -94,7 +98,10 @@ class CachedEmbedder(Embedder):
             outcome = self.inner.embed_each([t for _, t in chunk])
             refused.update({chunk[j][0]: reason for j, reason in outcome.rejected.items()})
             fresh = {d: outcome.vectors[j] for j, (d, _) in enumerate(chunk) if j not in outcome.rejected}
-            store(self.db, self.id, fresh)
+            if self.store_now:
+                store(self.db, self.id, fresh)
+            else:
+                self.fresh.update(fresh)
             known.update(fresh)
             self._advance(len(chunk))
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
