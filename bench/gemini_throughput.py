@@ -51,6 +51,7 @@ from bench.stage_profile import (  # noqa: E402
     WORKER_STAGES,
     StageProfile,
     by_stage,
+    py_spy,
     stage_table,
 )
 from testkit.databases import ADMIN_URL, throwaway_database  # noqa: E402
@@ -390,6 +391,8 @@ def _single(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.profile:
+        py_spy()  # missing: say so now, not after the database and workers are up
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-ups below
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from shared.settings import Settings

@@ -72,6 +72,15 @@ PRODUCER_STAGES: list[tuple[str, str]] = [
 ]
 
 
+def py_spy() -> str:
+    """The py-spy executable; SystemExit with the install command when it is missing."""
+    found = shutil.which("py-spy") or Path(sys.executable).with_name("py-spy")
+    if not Path(found).exists():
+        raise SystemExit("--profile samples with py-spy, which is not installed: "
+                         f"{Path(sys.executable).with_name('pip')} install py-spy")
+    return str(found)
+
+
 class StageProfile:
     """py-spy recording the processes `pids` while in the `with` block; `counts()` afterwards."""
 
@@ -81,7 +90,7 @@ class StageProfile:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> StageProfile:
-        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        spy = py_spy()
         for pid, path in zip(self.pids, self.files, strict=True):
             self.procs.append(subprocess.Popen(
                 [spy, "record", "--pid", str(pid), "--rate", str(self.rate), "--format", "raw",

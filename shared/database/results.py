@@ -24,11 +24,11 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import aliased
 
+from shared.database import bulk_upsert
 from shared.database.connection import Db, is_postgres, session_scope, transaction, utcnow
 from shared.database.tables import Result
 
@@ -166,10 +166,9 @@ _UPDATABLE = ("status", "label", "score", "scores", "embedder_id", "error", "att
               "review_reason", "margin", "domain_score", "shadow")
 
 
-def _upsert_statement(postgres: bool) -> Any:
-    insert = pg_insert if postgres else sqlite_insert
+def _sqlite_upsert() -> Any:
     # The table, not the ORM class: rows are keyed by column name (`metadata`).
-    statement = insert(cast(Table, Result.__table__))
+    statement = sqlite_insert(cast(Table, Result.__table__))
     return statement.on_conflict_do_update(
         index_elements=["post_id", "model_name", "model_version"],
         set_={name: statement.excluded[name] for name in _UPDATABLE},
@@ -177,18 +176,19 @@ def _upsert_statement(postgres: bool) -> Any:
     ).returning(statement.table.c.post_id, statement.table.c.model_name, statement.table.c.model_version)
 
 
-_STATEMENTS = {True: _upsert_statement(True), False: _upsert_statement(False)}
+_SQLITE_UPSERT = _sqlite_upsert()
 _FIELDS = [f.name for f in fields(ResultRow)]
 
 
 def _upsert(db_url: str, rows: list[ResultRow]) -> set[Key]:
     """The keys written (inserted, or updated over a row not `done`): a key missing had a done row."""
-    # One statement with the rows as parameters (executemany): compiled once and cached,
-    # where `.values(rows)` compiled a new statement of rows x columns parameters every batch.
     values = [{name: getattr(r, name) for name in _FIELDS} for r in rows]
     try:
         with session_scope(db_url) as session:
-            written = session.execute(_STATEMENTS[is_postgres(session)], values)
+            if is_postgres(session):  # one statement of column arrays (shared/database/bulk_upsert.py)
+                written = session.execute(bulk_upsert.STATEMENT, bulk_upsert.column_arrays(values))
+            else:  # the rows as parameters (executemany): one statement, compiled once
+                written = session.execute(_SQLITE_UPSERT, values)
             return {(post_id, name, int(version)) for post_id, name, version in written}
     except StatementError as exc:
         if not isinstance(exc, DBAPIError) and isinstance(exc.orig, _DATA_ERRORS):

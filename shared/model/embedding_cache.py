@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import ARRAY, Select, String, any_, bindparam, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from shared.database.connection import Db, is_postgres, transaction
+from shared.database.connection import Db, is_postgres, transaction, utcnow
 from shared.database.tables import CachedEmbedding
 from shared.errors import InvalidPostError
 from shared.model.embedders.base import Embedder, EmbedOutcome
@@ -29,20 +29,33 @@ class CacheStats:
     misses: int = 0
 
 
+# Statements built once. On PostgreSQL the digests travel as one array, so the statement's text is
+# the same for any number of them (parsed once, then prepared); SQLite expands IN (...) instead.
+_CACHE = CachedEmbedding.__table__.c
+_LOOKUP: dict[bool, Select[Any]] = {
+    True: select(_CACHE.text_sha256, _CACHE.vector).where(
+        _CACHE.embedder_id == bindparam("embedder_id"),
+        _CACHE.text_sha256 == any_(bindparam("digests", type_=ARRAY(String)))),
+    False: select(_CACHE.text_sha256, _CACHE.vector).where(
+        _CACHE.embedder_id == bindparam("embedder_id"),
+        _CACHE.text_sha256.in_(bindparam("digests", expanding=True))),
+}
+_STORE_POSTGRES = text("INSERT INTO embedding_cache (embedder_id, text_sha256, vector, created_at) "
+               "SELECT :embedder_id, u.digest, u.vector, :created_at "
+               "FROM unnest(CAST(:digests AS varchar[]), CAST(:vectors AS bytea[])) AS u(digest, vector) "
+               "ON CONFLICT DO NOTHING")
+_STORE_SQLITE = sqlite_insert(CachedEmbedding).on_conflict_do_nothing()
+
+
 def lookup(db: Db, embedder_id: str, digests: list[str]) -> dict[str, np.ndarray]:
     """Cached vectors by digest; an unreachable database is a DatabaseUnavailableError."""
     found: dict[str, np.ndarray] = {}
     unique = list(dict.fromkeys(digests))
     with transaction(db) as session:
+        statement = _LOOKUP[is_postgres(session)]
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
-            rows = session.execute(
-                select(CachedEmbedding.text_sha256, CachedEmbedding.vector).where(
-                    CachedEmbedding.embedder_id == embedder_id,
-                    CachedEmbedding.text_sha256.in_(chunk),
-                )
-            )
-            for digest, blob in rows:
+            for digest, blob in session.execute(statement, {"embedder_id": embedder_id, "digests": chunk}):
                 found[digest] = np.frombuffer(blob, dtype="<f4")
     return found
 
@@ -50,13 +63,16 @@ def lookup(db: Db, embedder_id: str, digests: list[str]) -> dict[str, np.ndarray
 def store(db: Db, embedder_id: str, vectors: dict[str, np.ndarray]) -> None:
     if not vectors:
         return
-    rows = [
-        {"embedder_id": embedder_id, "text_sha256": d, "vector": v.astype("<f4").tobytes()}
-        for d, v in vectors.items()
-    ]
+    blobs = [v.astype("<f4").tobytes() for v in vectors.values()]
     with transaction(db) as session:
-        insert = pg_insert if is_postgres(session) else sqlite_insert
-        session.execute(insert(CachedEmbedding).on_conflict_do_nothing(), rows)
+        if is_postgres(session):
+            session.execute(_STORE_POSTGRES, {"embedder_id": embedder_id, "created_at": utcnow(),
+                                           "digests": list(vectors), "vectors": blobs})
+        else:
+            created = utcnow()
+            session.execute(_STORE_SQLITE, [
+                {"embedder_id": embedder_id, "text_sha256": d, "vector": b, "created_at": created}
+                for d, b in zip(vectors, blobs, strict=True)])
 
 
 class CachedEmbedder(Embedder):
