@@ -80,8 +80,8 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
     the words), store it with its drift reference (unless not `reference`), register it (and promote it)."""
     embedder = embedder or FakeEmbedder()
     posts = labelled_posts(30, seed=seed)
-    texts = [preprocess(text) for _, text, _ in posts]
-    vectors = embedder.embed(texts)
+    texts = [text for _, text, _ in posts]  # as sent: the words branch reads them so
+    vectors = embedder.embed([preprocess(text) for text in texts])
     clf = _fit(vectors, [p[2] for p in posts], texts, seed=seed, lexical=lexical)
     meta = ModelMeta(name=name, version=0, labels=[str(c) for c in clf.classes_],
                      embedder_id=embedder.id, embedder_dim=embedder.dim,
@@ -89,8 +89,8 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
                      created_at=datetime.now(UTC).isoformat())
     # Held-out posts of the same topics: what training calibrates the review flag and the drift
     # reference on (its test split).
-    held_out = [preprocess(text) for _, text, _ in labelled_posts(10, seed=seed + 1000)]
-    held_vectors = embedder.embed(held_out)
+    held_out = [text for _, text, _ in labelled_posts(10, seed=seed + 1000)]
+    held_vectors = embedder.embed([preprocess(text) for text in held_out])
     held_probabilities = clf.predict_proba(held_vectors, held_out)
     review = calibrate_review(vectors, held_probabilities, held_vectors, held_out=f"{len(held_out)} posts")
     model = TopicModel(meta, clf, review=review)

@@ -1,6 +1,7 @@
 """The words-only baseline every version is measured against: TF-IDF + LinearSVC on the same split.
 
 Trained on the version's labelled training posts and scored on its test posts,
+each read as the words branch reads it (shared/model/preprocess.py `words_view`),
 so the model card shows when embeddings do not help a dataset (bench/accuracy.py
 has its figures on 20 Newsgroups).
 """
@@ -10,12 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from shared.model.preprocess import words_view
+
 BASELINE = "TF-IDF + LinearSVC"
 
 
 def words_baseline(train_texts: list[str], train_labels: list[str], test_texts: list[str],
                    test_labels: list[str]) -> dict[str, Any]:
-    """The baseline's accuracy on the test posts (None without test posts), and its fitting time."""
+    """The baseline's accuracy on the test posts as sent (None without test posts), and its fitting time."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
@@ -23,10 +26,10 @@ def words_baseline(train_texts: list[str], train_labels: list[str], test_texts: 
     started = time.perf_counter()
     min_df = 2 if len(train_texts) >= 4 else 1  # tiny training sets keep every word
     model = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=min_df), LinearSVC(random_state=0))
-    model.fit(train_texts, train_labels)
+    model.fit(list(map(words_view, train_texts)), train_labels)
     accuracy = None
     if test_texts:
-        predicted = model.predict(test_texts)
+        predicted = model.predict(list(map(words_view, test_texts)))
         accuracy = round(float(sum(p == t for p, t in zip(predicted, test_labels, strict=True))
                                / len(test_labels)), 4)
     return {"name": BASELINE, "accuracy": accuracy, "seconds": round(time.perf_counter() - started, 1)}

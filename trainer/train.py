@@ -62,15 +62,17 @@ class TrainConfig:
     dropout: float = 0.2
     epochs: int = 100
     # The post's words beside its embedding: TF-IDF of at most `lexical` terms, words and pairs of
-    # adjacent words (`lexical_ngrams` 2), read by a linear SVM and mixed with the embedding branch at a
-    # weight chosen on the validation split (lexical_join "mean"; shared/model/classifier.py).
+    # adjacent words (`lexical_ngrams` 2) of the post as sent (shared/model/lexical.py), read by a
+    # linear SVM whose probabilities multiply the embedding branch's, each at the power 1/2
+    # (lexical_join "product", lexical_weight 0.5; shared/model/classifier.py).
     # bench/accuracy.py has each lever's rows.
     lexical: int = 300_000
     lexical_l2: float = 0.0
     lexical_scale: float = 10.0  # the "sum" join's row length: how loudly the words speak to the network
-    lexical_join: str = "mean"  # "mean": a words branch of its own; "sum": one joint softmax
+    lexical_join: str = "product"  # "product"/"mean": a words branch of its own; "sum": one joint softmax
     lexical_ngrams: int = 2
-    lexical_weight: float | None = 0.5  # the words branch's share of the mean (None: chosen on validation)
+    lexical_view: str = "text"  # "preprocessed": the words the embedding reads (parentheses dropped)
+    lexical_weight: float | None = 0.5  # the words branch's share of the join (None: chosen on validation)
     class_weight: bool = False
     # Self-training: when --per-class leaves training posts unlabeled, those the first model labels
     # with at least this probability join the labelled ones for a second fit (1.0: off). Never a
@@ -80,7 +82,8 @@ class TrainConfig:
 
 @dataclass
 class ModelInputs:
-    """What the classifier sees of a list of posts: their embeddings (and preprocessed texts)."""
+    """What the classifier sees of a list of posts: their embeddings (of the preprocessed texts) and
+    their texts as sent (a words branch takes its own view of them)."""
 
     vectors: np.ndarray
     texts: list[str] = field(default_factory=list)
@@ -146,7 +149,7 @@ def prepare_inputs(settings: Settings, config: TrainConfig, texts: list[str],
     with _embedder(embedder or config.embedder, settings) as encoder:
         cleaned = [preprocess(text) for text in texts]
         vectors, stats = embed_posts(settings, encoder, cleaned, progress)
-        return ModelInputs(vectors, cleaned), stats, encoder.id, encoder.dim
+        return ModelInputs(vectors, list(texts)), stats, encoder.id, encoder.dim
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ def fit_with_self_training(config: TrainConfig, inputs: ModelInputs, labels: lis
         classifier = TopicClassifier(hidden=config.hidden, dropout=config.dropout, epochs=config.epochs,
                                      lexical=config.lexical, lexical_l2=config.lexical_l2,
                                      lexical_scale=config.lexical_scale, lexical_join=config.lexical_join,
-                                     lexical_ngrams=config.lexical_ngrams,
+                                     lexical_ngrams=config.lexical_ngrams, lexical_view=config.lexical_view,
                                      lexical_weight=config.lexical_weight, lexical_temperature=temperature,
                                      class_weight=config.class_weight, seed=seed)
         classifier.fit(x.vectors, y, texts=x.texts)
@@ -437,7 +440,7 @@ def _publish(settings: Settings, meta: ModelMeta, run: _Run, *,
     files: list[Path] = []
 
     def beside_the_model(directory: Path) -> None:
-        write_training_digests(directory, run.fitted.trained_texts)
+        write_training_digests(directory, [preprocess(text) for text in run.fitted.trained_texts])
         review = ReviewPolicy.from_settings(settings)  # what `topicq drift` compares live rows with
         save_reference(directory, test_reference(run.classifier, run.x_test, run.test_probabilities, None,
                                                  review, run.review))
@@ -491,7 +494,7 @@ def run_evaluation(
         loaded.check_embedder(encoder.id)
         texts = [preprocess(text) for text in data.texts]
         vectors, stats = embed_posts(settings, encoder, texts, progress)
-    predicted = loaded.classifier.predict(vectors, texts if loaded.classifier.uses_text else None)
+    predicted = loaded.classifier.predict(vectors, data.texts if loaded.classifier.uses_text else None)
     metrics = compute_metrics(data.labels, predicted, loaded.meta.labels)
     seen = seen_in_training(Path(info.path), texts)
     return EvalResult(name=info.name, version=info.version, metrics=metrics, cache_hits=stats.hits,

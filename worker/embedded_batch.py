@@ -16,13 +16,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EmbeddedBatch:
-    texts: list[str]  # preprocessed, as the model read them
+    texts: list[str]  # preprocessed, as the embedder read them
     vectors: np.ndarray  # one row per text (a refused text's row means nothing)
     refused: dict[int, str]  # index -> why the embedder refused the text
     model: TopicModel  # the version served
     embedder_id: str  # what embedded the batch: the served version's embedder
     rows: list[ResultRow]  # its rows, in the order of the texts
-    posts_text: list[str]  # the posts' texts as sent, which a row flagged for review keeps
+    posts_text: list[str]  # the posts' texts as sent: what a words branch reads, and a flagged row keeps
     # Vectors embedded for this batch that the embedding cache lacks (digest -> vector), stored once
     # the rows are written, in `cache_url`.
     fresh: dict[str, np.ndarray] = field(default_factory=dict)

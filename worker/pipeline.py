@@ -75,8 +75,9 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
     metrics.observe_embed(embedder.id, embed_done - started, hits=cached.stats.hits if cached else 0,
                           misses=cached.stats.misses if cached else 0)
     vectors, rejected = outcome.vectors, outcome.rejected
-    # The texts serve a model that reads words; rejected posts' rows are ignored.
-    probabilities = model.classifier.predict_proba(vectors, texts)
+    # A model that reads words reads the posts as sent; rejected posts' rows are ignored.
+    sent = [post.text for post in posts]
+    probabilities = model.classifier.predict_proba(vectors, sent)
     metrics.observe_classify(time.perf_counter() - embed_done)
     labels = [str(label) for label in model.classifier.classes_]
     flags = review_flags(probabilities, vectors, labels, model, review)
@@ -96,7 +97,7 @@ def classify_batch(posts: list[Post], embedder: Embedder, model: TopicModel, *,
     if embedded is not None:
         embedded(EmbeddedBatch(texts=texts, vectors=vectors, refused=rejected, model=model,
                                embedder_id=embedder_id, rows=rows,
-                               posts_text=[post.text for post in posts],
+                               posts_text=sent,
                                fresh=cached.fresh if cached else {},
                                cache_url=cache_url if defer_cache_store else None))
     return rows

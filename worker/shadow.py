@@ -94,7 +94,7 @@ class ShadowScorer:
             if model is None or model.key == batch.model.key or not self._reads(model, batch.embedder_id):
                 return []
             done = batch.done()
-            texts = [batch.texts[i] for i in done]
+            texts = [batch.posts_text[i] for i in done]
             probabilities = model.classifier.predict_proba(batch.vectors[done], texts)
             labels = [str(label) for label in model.classifier.classes_]
             flags = review_flags(probabilities, batch.vectors[done], labels, model, self.review)

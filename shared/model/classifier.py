@@ -10,15 +10,18 @@ With `lexical` > 0 the model also reads the post's words (wide and deep):
 a TF-IDF vector of at most `lexical` terms (shared.model.lexical, fitted on the
 training texts; words, and with `lexical_ngrams` 2 also pairs of adjacent
 words) feeds a linear layer, kept sparse at serving time. `lexical_join` says
-how the branches meet. "mean" (what `topicq train` builds): the embedding
-branch is the Keras model above; the words branch is a linear SVM (LinearSVC,
-hinge loss: a better learner of many sparse words than a Keras layer on this
-data, bench/results/accuracy.md), its scores times a temperature through a
-softmax; the model serves (1 - w) x the embedding branch's probabilities + w x
-the words', `w` = `lexical_weight` (0.5), the temperature calibrating the
-SVM's scores by cross-validation. "sum" adds Keras-trained word scores to the embedding branch's
-before one softmax. Such a model needs the preprocessed texts beside the
-embeddings, at training and at serving time (`uses_text`). `class_weight`
+how the branches meet. "product" (what `topicq train` builds) and "mean": the
+embedding branch is the Keras model above; the words branch is a linear SVM
+(LinearSVC, hinge loss: a better learner of many sparse words than a Keras
+layer on this data, bench/results/accuracy.md), its scores times a temperature
+through a softmax, the temperature calibrating the SVM's scores by
+cross-validation. "product" serves the branches' probabilities multiplied,
+the embedding's at the power 1 - w and the words' at w, renormalised; "mean"
+serves (1 - w) x the embedding branch's + w x the words'; `w` =
+`lexical_weight` (0.5). "sum" adds Keras-trained word scores to the embedding
+branch's before one softmax. Such a model needs the posts' texts as sent
+beside the embeddings, at training and at serving time (`uses_text`); the
+lexicon takes its own view of them. `class_weight`
 weights each post by the inverse frequency of its class, in either model.
 """
 
@@ -35,7 +38,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from shared.model.dense_forward import DenseForward, mean_join, save_forward, softmax  # noqa: E402
+from shared.model.dense_forward import (  # noqa: E402
+    JOINED,
+    SEPARATE_WORDS,
+    DenseForward,
+    save_forward,
+    softmax,
+)
 
 VALIDATION_SPLIT = 0.15  # share of the training posts held out to stop early
 # What the words branch's temperature is chosen from, and its share of the mean (lexical_weight=None).
@@ -64,10 +73,10 @@ def _two_columns(scores: np.ndarray) -> np.ndarray:
     return np.stack([-scores / 2, scores / 2], axis=1) if scores.ndim == 1 else scores
 
 
-def _choose_weight(by_words: np.ndarray, by_embedding: np.ndarray, truth: np.ndarray) -> float:
-    """The words' share of the mean with the fewest mistakes on the validation rows (ties: log-loss)."""
+def _choose_weight(join: str, by_embedding: np.ndarray, word_scores: np.ndarray, truth: np.ndarray) -> float:
+    """The words' share in `join` with the fewest mistakes on the validation rows (ties: log-loss)."""
     def cost(weight: float) -> tuple[float, float]:
-        mixed = (1 - weight) * by_embedding + weight * by_words
+        mixed = JOINED[join](by_embedding, word_scores, weight)
         return float((mixed.argmax(axis=1) != truth).mean()), _log_loss(mixed, truth)
 
     return min(WORD_WEIGHTS, key=cost)
@@ -92,6 +101,7 @@ class TopicClassifier:
         lexical_scale: float = 1.0,
         lexical_join: str = "sum",
         lexical_ngrams: int = 1,
+        lexical_view: str = "text",
         lexical_weight: float | None = 0.5,
         lexical_temperature: float | None = None,
         class_weight: bool = False,
@@ -110,11 +120,12 @@ class TopicClassifier:
         self.lexical_scale = lexical_scale
         self.lexical_join = lexical_join
         self.lexical_ngrams = lexical_ngrams
+        self.lexical_view = lexical_view  # what of a post the words branch reads (shared/model/lexical.py)
         self.lexical_weight = lexical_weight
         self.lexical_temperature = lexical_temperature
         self.class_weight = class_weight
         self.lexicon_: Any = None
-        self.words_: dict[str, np.ndarray] | None = None  # the "mean" join's words branch, once fitted
+        self.words_: dict[str, np.ndarray] | None = None  # the words branch beside Keras, once fitted
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters, as scikit-learn's estimators report them (stored with each model)."""
@@ -162,8 +173,8 @@ class TopicClassifier:
 
     @property
     def _separate_words(self) -> bool:
-        """Whether the words are a branch of their own (the "mean" join), fitted beside Keras."""
-        return self.lexical_join == "mean"
+        """Whether the words are a branch of their own ("product", "mean"), fitted beside Keras."""
+        return self.lexical_join in SEPARATE_WORDS
 
     def fit(self, x: np.ndarray, labels: list[str] | np.ndarray, texts: list[str] | None = None,
             verbose: int = 0) -> TopicClassifier:
@@ -185,9 +196,10 @@ class TopicClassifier:
 
             if texts is None:
                 raise ValueError("lexical > 0 needs the training texts")
-            # The SVM of the "mean" join reads unit rows: its C is set for them.
+            # The words branch's SVM reads unit rows: its C is set for them.
             self.lexicon_ = Lexicon(max_features=self.lexical, ngram_max=self.lexical_ngrams,
-                                    scale=1.0 if self._separate_words else self.lexical_scale).fit(
+                                    scale=1.0 if self._separate_words else self.lexical_scale,
+                                    view=self.lexical_view).fit(
                 [texts[i] for i in rows_train])
         inputs = self._inputs(x, texts)
         joint = self.lexicon_ is not None and not self._separate_words
@@ -217,16 +229,16 @@ class TopicClassifier:
 
     def _fit_words(self, words: Any, y: np.ndarray, rows_train: np.ndarray, rows_val: np.ndarray,
                    by_embedding_val: np.ndarray) -> dict[str, np.ndarray]:
-        """The words branch of the "mean" join: a linear SVM on every labelled post, its scores times a
-        temperature (`lexical_temperature`, else calibrated), its share of the mean `lexical_weight`
+        """The words branch fitted beside Keras: a linear SVM on every labelled post, its scores times a
+        temperature (`lexical_temperature`, else calibrated), its share of the join `lexical_weight`
         (None: chosen on the validation rows; on 20 Newsgroups that did worse than 0.5,
         bench/results/accuracy.md)."""
         temperature = self.lexical_temperature or self._calibrated_temperature(words, y)
         weight = self.lexical_weight
         if weight is None:
             kernel, bias = self._svm(words[rows_train], y[rows_train])
-            weight = _choose_weight(softmax(temperature * (np.asarray(words[rows_val] @ kernel) + bias)),
-                                    by_embedding_val, y[rows_val])
+            weight = _choose_weight(self.lexical_join, by_embedding_val,
+                                    temperature * (np.asarray(words[rows_val] @ kernel) + bias), y[rows_val])
         self.word_temperature_, self.word_weight_ = temperature, weight
         kernel, bias = self._svm(words, y)
         return {"kernel": kernel * np.float32(temperature), "bias": bias * np.float32(temperature),
@@ -278,8 +290,9 @@ class TopicClassifier:
             return self._keras_proba(x, None)
         if self.words_ is None:  # "sum": the words are an input of the Keras model
             return self._keras_proba(inputs[0], inputs[1])
-        return mean_join(self._keras_proba(x, None), np.asarray(inputs[1] @ self.words_["kernel"])
-                         + self.words_["bias"], float(self.words_["weight"]))
+        word_scores = np.asarray(inputs[1] @ self.words_["kernel"]) + self.words_["bias"]
+        weight = float(self.words_["weight"])
+        return JOINED[self.lexical_join](self._keras_proba(x, None), word_scores, weight)
 
     def predict(self, x: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
         return self.classes_[self.predict_proba(x, texts).argmax(axis=1)]
@@ -303,7 +316,7 @@ class TopicClassifier:
 
     @property
     def join(self) -> str:
-        """How the served model joins its branches (shared/model/dense_forward.py): none, mean or sum."""
+        """How the served model joins its branches (shared/model/dense_forward.py JOINS)."""
         return "none" if self.lexicon_ is None else self.lexical_join
 
     @classmethod
@@ -326,7 +339,7 @@ class TopicClassifier:
                                   "which is not installed (install topicq[train], or retrain it)") from None
             clf.model_ = keras.saving.load_model(path, safe_mode=True, compile=False)
             if lexicon is not None and len(clf.model_.inputs) == 1:
-                # A "mean" join keeps its words branch in forward.npz only: without it, serving the
+                # A words branch beside Keras is kept in forward.npz only: without it, serving the
                 # embedding branch alone would quietly answer with another model.
                 raise ValueError(f"{path.parent} reads the posts' words, but its words branch "
                                  "(forward.npz) is missing")
@@ -337,4 +350,5 @@ class TopicClassifier:
             clf.lexicon_ = Lexicon.load(lexicon)
             clf.lexical = clf.lexicon_.max_features
             clf.lexical_ngrams = clf.lexicon_.ngram_max
+            clf.lexical_view = clf.lexicon_.view
         return clf

@@ -3,9 +3,10 @@
 The Keras model (shared/model/classifier.py) is a few dense layers: the embedding
 through `hidden` (relu), then either `probabilities` (softmax; embedding
 only) or `embedding_scores` beside the words' `word_scores`, joined by one
-softmax of their sum ("sum"). A "mean" join adds the words branch fitted beside
-Keras (`words/kernel`, `words/bias`, `words/weight`): the served probabilities are
-(1 - weight) x the embedding branch's + weight x softmax(words . kernel + bias).
+softmax of their sum ("sum"). A "mean" or "product" join adds the words branch fitted beside
+Keras (`words/kernel`, `words/bias`, `words/weight`): "mean" serves
+(1 - weight) x the embedding branch's probabilities + weight x softmax(words . kernel + bias);
+"product" serves softmax((1 - weight) x log(the embedding branch's) + weight x (words . kernel + bias)).
 (Versions saved before it kept Keras-trained `embedding_scores` and `word_scores`
 and served the plain mean of their softmaxes.) Serving it
 needs only those weights: they are saved as FORWARD_FILE beside model.keras
@@ -23,7 +24,9 @@ from typing import Any
 import numpy as np
 
 FORWARD_FILE = "forward.npz"
-JOINS = ("none", "mean", "sum")
+JOINS = ("none", "mean", "product", "sum")
+SEPARATE_WORDS = ("mean", "product")  # joins whose words branch is fitted beside Keras, not in it
+_TINY = np.finfo(np.float32).tiny  # log(0) would make an underflowed probability veto its class
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -36,6 +39,17 @@ def mean_join(by_embedding: np.ndarray, word_scores: np.ndarray, weight: float) 
     return np.asarray((1.0 - weight) * by_embedding + weight * softmax(word_scores), dtype=np.float32)
 
 
+def product_join(by_embedding: np.ndarray, word_scores: np.ndarray, weight: float) -> np.ndarray:
+    """The "product" join: softmax of (1 - weight) x the log of the embedding branch's probabilities +
+    weight x the word scores, i.e. the branches' probabilities multiplied at those powers (a log-linear
+    pool). Where the branches disagree, the surer one decides, not the mean of their guesses."""
+    logs = np.log(np.maximum(by_embedding, _TINY))
+    return np.asarray(softmax((1.0 - weight) * logs + weight * word_scores), dtype=np.float32)
+
+
+JOINED = {"mean": mean_join, "product": product_join}
+
+
 def _layer(model: Any, name: str) -> list[np.ndarray]:
     return [np.asarray(w, dtype=np.float32) for w in model.get_layer(name).get_weights()]
 
@@ -43,7 +57,7 @@ def _layer(model: Any, name: str) -> list[np.ndarray]:
 def save_forward(model: Any, join: str, path: Path, words: dict[str, np.ndarray] | None = None) -> None:
     """The weights the forward pass needs, from a fitted Keras model and, for the "mean" join, its
     words branch (`kernel`, `bias`, `weight`; see the module docstring)."""
-    separate = join in ("none", "mean")  # the words, if any, are not Keras layers
+    separate = join == "none" or join in SEPARATE_WORDS  # the words, if any, are not Keras layers
     names = ["hidden"] + (["probabilities"] if separate else ["embedding_scores", "word_scores"])
     arrays: dict[str, np.ndarray] = {"join": np.array(join)}
     for name in names:
@@ -84,8 +98,8 @@ class DenseForward:
         if words is None:
             raise ValueError("this classifier reads the posts' words: pass their TF-IDF rows")
         if "words/kernel" in self.weights:
-            return mean_join(softmax(self._dense("probabilities", hidden)), self._dense("words", words),
-                             float(self.weights["words/weight"]))
+            return JOINED[self.join](softmax(self._dense("probabilities", hidden)),
+                                     self._dense("words", words), float(self.weights["words/weight"]))
         by_embedding, by_words = self._dense("embedding_scores", hidden), self._dense("word_scores", words)
         if self.join == "sum":
             return softmax(by_embedding + by_words)

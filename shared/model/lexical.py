@@ -6,6 +6,11 @@ apart. The vectorizer is fitted on the training posts only and saved with the
 model version as JSON (vocabulary, idf, settings) under a fixed name, covered
 by the version's checksum; save and load are mirror images. Serving needs no
 scikit-learn: the transform is computed here.
+
+A lexicon reads the posts as sent and takes its own view of them (`view`):
+"text" (`words_view`: e-mail addresses out, parenthesised text kept) since
+FORMAT 2; "preprocessed" (what the embedding reads) for FORMAT 1 files, as
+they were fitted.
 """
 
 from __future__ import annotations
@@ -14,13 +19,17 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared.model.preprocess import preprocess, words_view
+
 LEXICON_FILE = "lexicon.json"
-FORMAT = 1
+FORMAT = 2
+VIEWS: dict[str, Callable[[str], str]] = {"text": words_view, "preprocessed": preprocess}
 
 
 # scikit-learn's default token pattern: words of two or more word characters, lower-cased first.
@@ -46,7 +55,10 @@ class Lexicon:
     norm summed in float64), so a worker serves the words without scikit-learn."""
 
     def __init__(self, max_features: int = 50_000, min_df: int = 2, ngram_max: int = 1,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, view: str = "text") -> None:
+        if view not in VIEWS:
+            raise ValueError(f"unknown lexicon view {view!r}")
+        self.view = view
         self.max_features = max_features
         self.min_df = min_df
         self.ngram_max = ngram_max
@@ -55,8 +67,10 @@ class Lexicon:
         self.idf_ = np.zeros(0, dtype=np.float32)
 
     def fit(self, texts: list[str]) -> Lexicon:
+        """Fitted on the posts as sent (their `view` is taken here)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
+        texts = list(map(VIEWS[self.view], texts))
         min_df = self.min_df if len(texts) >= 2 * self.min_df else 1  # tiny training sets keep every word
         vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=min_df, max_features=self.max_features,
                                      ngram_range=(1, self.ngram_max), dtype=np.float32)
@@ -71,9 +85,10 @@ class Lexicon:
         return len(self.vocabulary_)
 
     def transform(self, texts: list[str]) -> Any:
-        """A scipy CSR matrix, one row per text."""
+        """A scipy CSR matrix, one row per post as sent."""
         from scipy.sparse import csr_matrix
 
+        texts = list(map(VIEWS[self.view], texts))
         indptr: list[int] = [0]
         indices: list[int] = []
         counts: list[int] = []
@@ -104,17 +119,19 @@ class Lexicon:
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({
             "format": FORMAT, "max_features": self.max_features, "min_df": self.min_df,
-            "ngram_max": self.ngram_max, "scale": self.scale, "vocabulary": self.vocabulary_,
+            "ngram_max": self.ngram_max, "scale": self.scale, "view": self.view,
+            "vocabulary": self.vocabulary_,
             "idf": [float(v) for v in self.idf_],
         }, sort_keys=True))
 
     @classmethod
     def load(cls, path: Path) -> Lexicon:
         data = json.loads(path.read_text())
-        if data.get("format") != FORMAT:
+        if data.get("format") not in (1, FORMAT):
             raise ValueError(f"unknown lexicon format {data.get('format')!r}")
+        view = data["view"] if data["format"] >= 2 else "preprocessed"  # format 1 was fitted on those
         lexicon = cls(max_features=data["max_features"], min_df=data["min_df"], ngram_max=data["ngram_max"],
-                      scale=data.get("scale", 1.0))
+                      scale=data.get("scale", 1.0), view=view)
         lexicon.vocabulary_ = {term: int(index) for term, index in data["vocabulary"].items()}
         lexicon.idf_ = np.asarray(data["idf"], dtype=np.float32)
         return lexicon

@@ -36,8 +36,8 @@ def fit(lexical: int, join: str) -> TopicClassifier:
         x, labels, texts=texts)
 
 
-@pytest.fixture(params=[(0, "mean"), (200, "mean"), (200, "sum")],
-                ids=["embedding only", "words, mean", "words, sum"])
+@pytest.fixture(params=[(0, "mean"), (200, "mean"), (200, "product"), (200, "sum")],
+                ids=["embedding only", "words, mean", "words, product", "words, sum"])
 def fitted(request: pytest.FixtureRequest) -> TopicClassifier:
     return fit(*request.param)
 

@@ -11,7 +11,7 @@ import pytest
 
 from shared.errors import ModelError
 from shared.model.classifier import TopicClassifier
-from shared.model.dense_forward import mean_join
+from shared.model.dense_forward import JOINED, product_join
 from shared.model.embedders.fake import FakeEmbedder
 from shared.model.lexical import LEXICON_FILE, Lexicon
 from shared.model.store import META_FILE, TopicModel
@@ -39,6 +39,41 @@ def test_lexicon_round_trip_gives_the_same_matrix(tmp_path: Path) -> None:
 
     assert (loaded.transform(texts) != lexicon.transform(texts)).nnz == 0
     assert loaded.size == lexicon.size <= 50
+
+
+def test_a_lexicon_reads_the_words_in_parentheses_but_no_e_mail_address() -> None:
+    """The post as sent minus its e-mail addresses: names and asides in parentheses are words too."""
+    texts = ["From: ada@example.org (Grace Hopper)\nSubject: engines (analytical)"] * 2
+    vocabulary = Lexicon(max_features=100).fit(texts).vocabulary_
+
+    assert {"hopper", "analytical"} <= set(vocabulary)
+    assert not {"ada", "example", "org"} & set(vocabulary)
+
+
+def test_a_lexicon_saved_before_views_keeps_reading_the_preprocessed_text(tmp_path: Path) -> None:
+    texts = ["space (orbit) launch", "orbit (space) launch"]
+    Lexicon(max_features=100).fit(texts).save(tmp_path / LEXICON_FILE)
+    saved = json.loads((tmp_path / LEXICON_FILE).read_text())
+    del saved["view"]
+    (tmp_path / LEXICON_FILE).write_text(json.dumps({**saved, "format": 1}))
+
+    old = Lexicon.load(tmp_path / LEXICON_FILE)
+
+    assert old.view == "preprocessed"
+    row = old.transform(["(orbit) launch"])
+    assert row[0, old.vocabulary_["launch"]] > 0 and row[0, old.vocabulary_["orbit"]] == 0
+
+
+def test_the_product_join_multiplies_the_branches_probabilities() -> None:
+    by_embedding = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
+    word_scores = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 0.0]], dtype=np.float32)
+    by_words = np.exp(word_scores) / np.exp(word_scores).sum(axis=1, keepdims=True)
+    expected = by_embedding ** 0.75 * by_words ** 0.25
+    expected /= expected.sum(axis=1, keepdims=True)
+
+    np.testing.assert_allclose(product_join(by_embedding, word_scores, 0.25), expected, rtol=1e-5)
+    # An underflowed probability is tiny, not zero: overwhelming words can still overturn it.
+    assert product_join(np.array([[1.0, 0.0]]), np.array([[0.0, 200.0]]), 0.5).argmax() == 1
 
 
 def test_a_word_reader_needs_the_texts(reader: TopicClassifier) -> None:
@@ -108,7 +143,7 @@ def test_a_bigram_reader_serves_the_same_after_save_and_load(tmp_path: Path) -> 
                                rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("join", ["mean", "sum"])
+@pytest.mark.parametrize("join", ["mean", "product", "sum"])
 def test_words_stay_sparse_and_probabilities_match_the_dense_answer(join: str) -> None:
     """predict_proba keeps the words sparse (a dense test set of 50,000 words takes gigabytes): the
     same probabilities as the dense matrix, a post without a known word included."""
@@ -123,7 +158,7 @@ def test_words_stay_sparse_and_probabilities_match_the_dense_answer(join: str) -
         dense = np.asarray(clf.model_([x, words], training=False))
     else:  # the words branch of its own, beside the Keras model's probabilities
         assert clf.words_ is not None
-        dense = mean_join(np.asarray(clf.model_(x, training=False)), words @ clf.words_["kernel"]
-                          + clf.words_["bias"], float(clf.words_["weight"]))
+        dense = JOINED[join](np.asarray(clf.model_(x, training=False)), words @ clf.words_["kernel"]
+                             + clf.words_["bias"], float(clf.words_["weight"]))
 
     np.testing.assert_allclose(clf.predict_proba(x, texts), dense, rtol=1e-5, atol=1e-6)
