@@ -177,3 +177,34 @@ def test_each_batch_logs_one_line_and_each_rejected_post_its_reason(sqlite_url: 
     assert any(line.startswith("batch of 2 posts: 1 done, 1 rejected, 0 failed, 0 to retry")
                and line.endswith(f"model topics:{version}") for line in lines), lines
     assert any(line.startswith("rejected post 'b': invalid post: text") for line in lines), lines
+
+
+def test_a_model_that_reads_words_reads_the_post_as_sent(db_url: str, tmp_path: Path) -> None:
+    """The embedding reads the preprocessed text, which drops parenthesised text; the words branch reads
+    the post as sent. Here the topic is only in parentheses, so only the words can tell it."""
+    from datetime import UTC, datetime
+
+    from shared.model import registry
+    from shared.model.classifier import TopicClassifier
+    from shared.model.preprocess import PREPROCESS_VERSION, preprocess
+    from shared.model.store import ModelMeta, TopicModel
+
+    settings = make_settings(db_url, tmp_path)
+    embedder = FakeEmbedder()
+    texts = [f"a note on the matter, number {i % 5} (orbit)" for i in range(20)] + [
+        f"a note on the matter, number {i % 5} (therapy)" for i in range(20)]
+    labels = ["space"] * 20 + ["med"] * 20
+    assert len({preprocess(t) for t in texts}) == 5  # the embedding branch cannot tell the classes
+    clf = TopicClassifier(hidden=8, epochs=5, lexical=100, lexical_join="product", seed=0).fit(
+        embedder.embed([preprocess(t) for t in texts]), labels, texts=texts)
+    meta = ModelMeta(name="topics", version=0, labels=[str(c) for c in clf.classes_], embedder_id=embedder.id,
+                     embedder_dim=embedder.dim, preprocess_version=PREPROCESS_VERSION,
+                     data_fingerprint="parentheses", created_at=datetime.now(UTC).isoformat())
+    registry.publish_version(db_url, settings.models_path, TopicModel(meta, clf),
+                             promote_to=registry.DEFAULT_ALIAS)
+
+    payloads = [{"id": "s", "text": "a note on the matter, number 9 (orbit)"},
+                {"id": "m", "text": "a note on the matter, number 9 (therapy)"}]
+    process(payloads, settings=settings, models=server_for(settings, embedder))
+
+    assert {r["post_id"]: r["label"] for r in query_results(db_url)} == {"s": "space", "m": "med"}
