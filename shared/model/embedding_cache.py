@@ -40,10 +40,11 @@ _LOOKUP: dict[bool, Select[Any]] = {
         _CACHE.embedder_id == bindparam("embedder_id"),
         _CACHE.text_sha256.in_(bindparam("digests", expanding=True))),
 }
-_STORE_POSTGRES = text("INSERT INTO embedding_cache (embedder_id, text_sha256, vector, created_at) "
-               "SELECT :embedder_id, u.digest, u.vector, :created_at "
-               "FROM unnest(CAST(:digests AS varchar[]), CAST(:vectors AS bytea[])) AS u(digest, vector) "
-               "ON CONFLICT DO NOTHING")
+_STORE_POSTGRES = text(
+    "INSERT INTO embedding_cache (embedder_id, text_sha256, vector, created_at) "
+    "SELECT :embedder_id, u.digest, u.vector, :created_at "
+    "FROM unnest(CAST(:digests AS varchar[]), CAST(:vectors AS bytea[])) AS u(digest, vector) "
+    "ON CONFLICT DO NOTHING")
 _STORE_SQLITE = sqlite_insert(CachedEmbedding).on_conflict_do_nothing()
 
 
@@ -64,12 +65,12 @@ def store(db: Db, embedder_id: str, vectors: dict[str, np.ndarray]) -> None:
     if not vectors:
         return
     blobs = [v.astype("<f4").tobytes() for v in vectors.values()]
+    created = utcnow()
     with transaction(db) as session:
         if is_postgres(session):
-            session.execute(_STORE_POSTGRES, {"embedder_id": embedder_id, "created_at": utcnow(),
-                                           "digests": list(vectors), "vectors": blobs})
+            session.execute(_STORE_POSTGRES, {"embedder_id": embedder_id, "created_at": created,
+                                              "digests": list(vectors), "vectors": blobs})
         else:
-            created = utcnow()
             session.execute(_STORE_SQLITE, [
                 {"embedder_id": embedder_id, "text_sha256": d, "vector": b, "created_at": created}
                 for d, b in zip(vectors, blobs, strict=True)])
