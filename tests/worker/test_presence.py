@@ -59,3 +59,29 @@ def test_without_redis_a_worker_serves_on_and_listings_are_empty() -> None:
     presence = Presence(down, "q", worker="h:1")
     presence.record(WorkerPresence(serving="topics:1", embedder="fake:bow:64"))
     assert presence.serving == "topics:1" and serving_workers(down) == []
+
+
+def test_a_snapshot_reads_the_counters_without_running_the_scrape_time_collectors() -> None:
+    """The figures are taken every few seconds: the drift gauges (database queries, scipy.stats) and the
+    backlog gauges (Redis) are computed for a scrape, never for a snapshot."""
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import Collector
+
+    from worker import metrics
+
+    class ScrapeOnly(Collector):
+        calls = 0
+
+        def collect(self):  # type: ignore[no-untyped-def]
+            ScrapeOnly.calls += 1
+            yield GaugeMetricFamily("topicq_test_scrape_only", "computed at a scrape")
+
+    collector = ScrapeOnly()
+    metrics.REGISTRY.register(collector)
+    try:
+        before = presence_module.snapshot().get("posts:done", 0.0)
+        metrics.POSTS.labels(status="done", model_name="topics", model_version="1").inc(2)
+        assert presence_module.snapshot()["posts:done"] == before + 2
+        assert ScrapeOnly.calls == 0
+    finally:
+        metrics.REGISTRY.unregister(collector)
