@@ -103,28 +103,24 @@ def scenario_splits(key: str, seeds: int, home: Path) -> list[Split]:
 Runner = Callable[[Split, int, Any], list[str]]
 
 
-def _tfidf_svc(split: Split, seed: int, view: Callable[[str], str]) -> list[str]:
+def tfidf_svc(split: Split, seed: int, settings: Any) -> list[str]:
+    """The classic baseline, on the preprocessed text (what the issue's anchors were measured on)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
-    model = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=2), LinearSVC(random_state=seed))
-    model.fit([view(t) for t in split.train.texts], split.train.labels)
-    return [str(p) for p in model.predict([view(t) for t in split.test.texts])]
-
-
-def tfidf_svc(split: Split, seed: int, settings: Any) -> list[str]:
-    """The classic baseline, on the preprocessed text (what the issue's anchors were measured on)."""
     from shared.model.preprocess import preprocess
 
-    return _tfidf_svc(split, seed, preprocess)
+    model = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=2), LinearSVC(random_state=seed))
+    model.fit([preprocess(t) for t in split.train.texts], split.train.labels)
+    return [str(p) for p in model.predict([preprocess(t) for t in split.test.texts])]
 
 
 def tfidf_svc_view(split: Split, seed: int, settings: Any) -> list[str]:
-    """The baseline as the model card fits it (trainer/baseline.py): the text the words branch reads."""
-    from shared.model.preprocess import words_view
+    """The baseline as the model card fits it: the text the words branch reads."""
+    from trainer.baseline import baseline_predictions
 
-    return _tfidf_svc(split, seed, words_view)
+    return baseline_predictions(split.train.texts, split.train.labels, split.test.texts, seed)
 
 
 def topicq_variant(default: bool = False, **changes: Any) -> Runner:
@@ -180,10 +176,10 @@ def run_cell(runner: Runner, splits: list[Split], settings: Any) -> dict[str, An
         seconds.append(time.perf_counter() - started)
         accuracies.append(float(accuracy_score(split.test.labels, predicted)))
         f1s.append(float(f1_score(split.test.labels, predicted, average="macro")))
-    cell = {"accuracy": round(statistics.mean(accuracies), 4),
-            "macro_f1": round(statistics.mean(f1s), 4),
-            "n_test": len(splits[0].test), "n_train": len(splits[0].train),
-            "seconds": round(statistics.mean(seconds), 1), "runs": len(splits)}
+    cell: dict[str, Any] = {"accuracy": round(statistics.mean(accuracies), 4),
+                            "macro_f1": round(statistics.mean(f1s), 4),
+                            "n_test": len(splits[0].test), "n_train": len(splits[0].train),
+                            "seconds": round(statistics.mean(seconds), 1), "runs": len(splits)}
     if len(splits) > 1:
         cell["accuracy_sd"] = round(statistics.stdev(accuracies), 4)
         cell["accuracies"] = [round(a, 4) for a in accuracies]

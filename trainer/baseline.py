@@ -16,20 +16,26 @@ from shared.model.preprocess import words_view
 BASELINE = "TF-IDF + LinearSVC"
 
 
-def words_baseline(train_texts: list[str], train_labels: list[str], test_texts: list[str],
-                   test_labels: list[str]) -> dict[str, Any]:
-    """The baseline's accuracy on the test posts as sent (None without test posts), and its fitting time."""
+def baseline_predictions(train_texts: list[str], train_labels: list[str], test_texts: list[str],
+                         seed: int = 0) -> list[str]:
+    """The baseline fitted on the training posts as sent, its labels for the test posts as sent."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
-    started = time.perf_counter()
     min_df = 2 if len(train_texts) >= 4 else 1  # tiny training sets keep every word
-    model = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=min_df), LinearSVC(random_state=0))
+    model = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=min_df), LinearSVC(random_state=seed))
     model.fit(list(map(words_view, train_texts)), train_labels)
+    return [str(p) for p in model.predict(list(map(words_view, test_texts)))] if test_texts else []
+
+
+def words_baseline(train_texts: list[str], train_labels: list[str], test_texts: list[str],
+                   test_labels: list[str]) -> dict[str, Any]:
+    """The baseline's accuracy on the test posts as sent (None without test posts), and its fitting time."""
+    started = time.perf_counter()
+    predicted = baseline_predictions(train_texts, train_labels, test_texts)
     accuracy = None
     if test_texts:
-        predicted = model.predict(list(map(words_view, test_texts)))
         accuracy = round(float(sum(p == t for p, t in zip(predicted, test_labels, strict=True))
                                / len(test_labels)), 4)
     return {"name": BASELINE, "accuracy": accuracy, "seconds": round(time.perf_counter() - started, 1)}

@@ -25,7 +25,6 @@ import numpy as np
 
 FORWARD_FILE = "forward.npz"
 JOINS = ("none", "mean", "product", "sum")
-SEPARATE_WORDS = ("mean", "product")  # joins whose words branch is fitted beside Keras, not in it
 _TINY = np.finfo(np.float32).tiny  # log(0) would make an underflowed probability veto its class
 
 
@@ -47,7 +46,9 @@ def product_join(by_embedding: np.ndarray, word_scores: np.ndarray, weight: floa
     return np.asarray(softmax((1.0 - weight) * logs + weight * word_scores), dtype=np.float32)
 
 
+# The joins whose words branch is fitted beside Keras, not in it, and how each serves.
 JOINED = {"mean": mean_join, "product": product_join}
+SEPARATE_WORDS = tuple(JOINED)
 
 
 def _layer(model: Any, name: str) -> list[np.ndarray]:
@@ -55,8 +56,8 @@ def _layer(model: Any, name: str) -> list[np.ndarray]:
 
 
 def save_forward(model: Any, join: str, path: Path, words: dict[str, np.ndarray] | None = None) -> None:
-    """The weights the forward pass needs, from a fitted Keras model and, for the "mean" join, its
-    words branch (`kernel`, `bias`, `weight`; see the module docstring)."""
+    """The weights the forward pass needs, from a fitted Keras model and, for a join in SEPARATE_WORDS,
+    its words branch (`kernel`, `bias`, `weight`; see the module docstring)."""
     separate = join == "none" or join in SEPARATE_WORDS  # the words, if any, are not Keras layers
     names = ["hidden"] + (["probabilities"] if separate else ["embedding_scores", "word_scores"])
     arrays: dict[str, np.ndarray] = {"join": np.array(join)}
