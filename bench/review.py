@@ -9,15 +9,19 @@ are means over `--splits` such splits. Per detector, at each REVIEW_RATE: the
 share of in-domain posts flagged, of the model's mistakes among them, and of
 the comp.*/rec.* test posts caught.
 
-Detectors (each joined to the uncertainty score the same way, by the union
-rule of shared/model/review_calibration.py, except the first):
+Detectors (each joined to the uncertainty score the same way, by Fisher's rule
+on their conformal p-values as shared/model/review_calibration.py joins them,
+except the first two):
 
   fixed scores (before)      REVIEW_BELOW 0.6, REVIEW_MARGIN 0.4, centroid radius at quantile 0.95
+  kNN distance, either       the kNN distance below, a post flagged when either score passes a
+    score (before)           threshold of its own (the largest equal share of each that fits the rate)
   uncertainty alone          1 - top probability, calibrated
   + centroid distance        1 - cosine to the nearest class centroid
   + Mahalanobis              shared covariance (shrunk 20 %), nearest class mean
-  + kNN distance (default)   1 - cosine to the nearest training post, labelled or unlabeled (what
-                             topicq trains)
+  + kNN distance             1 - cosine to the nearest training post, labelled or unlabeled
+  + centred kNN distance     the same, taken from the training posts' mean (what topicq trains)
+    (default)
 
     .venv/bin/python -m bench.review                  # embeddings cached in TOPICQ_HOME (/tmp/bench-home)
 
@@ -46,7 +50,9 @@ if str(ROOT) not in sys.path:
 RESULTS = ROOT / "bench" / "results"
 RATES = (0.05, 0.1, 0.2)
 OFF_TOPIC = ("comp", "rec")
-DEFAULT_DETECTOR = "uncertainty + kNN distance (default)"
+DEFAULT_DETECTOR = "uncertainty + centred kNN distance (default)"
+KNN = "uncertainty + kNN distance"
+EITHER = "kNN distance, either score (before)"
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -108,8 +114,32 @@ def detectors(train_x: np.ndarray, train_y: list[str], reference_x: np.ndarray) 
         "uncertainty + centroid distance": Distance(
             lambda x: (1 - _unit(x) @ centroids.centroids.T).min(axis=1)),
         "uncertainty + Mahalanobis": Mahalanobis.fit(train_x, train_y),
+        KNN: NearestNeighbour(_unit(reference_x), np.zeros(reference_x.shape[1], dtype=np.float32)),
         DEFAULT_DETECTOR: NearestNeighbour.fit(reference_x),
     }
+
+
+Flagger = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def either_score(held: tuple[np.ndarray, np.ndarray], rate: float) -> Flagger:
+    """The rule before Fisher's: flagged when either score lies in its own top share beta of the held-out
+    posts, beta the largest share whose union flags at most `rate` of them."""
+    from shared.model.review_calibration import _upper_quantile
+
+    u_sorted, d_sorted = np.sort(held[0]), np.sort(held[1])
+
+    def limits(beta: float) -> tuple[float, float]:
+        return _upper_quantile(u_sorted, beta), _upper_quantile(d_sorted, beta)
+
+    low, high = 0.0, rate
+    for _ in range(30):
+        beta = (low + high) / 2
+        u_max, d_max = limits(beta)
+        share = float(((held[0] > u_max) | (held[1] > d_max)).mean())
+        low, high = (beta, high) if share <= rate else (low, beta)
+    u_max, d_max = limits(low)
+    return lambda u, d: (u > u_max) | (d > d_max)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,13 +198,21 @@ def main(argv: list[str] | None = None) -> int:
             _row(fixed_in[new], wrong[new], fixed_off, off.labels))
         for name, distance in found.items():
             held_distances = np.asarray(distance.distances(x_test.vectors[held]))
+            calibration = ReviewCalibration(distance, uncertainty(p_test[held]), held_distances, "half")
             for rate in RATES:
-                calibration = ReviewCalibration(distance, uncertainty(p_test[held]), held_distances, "half")
                 u_in, _, far_in = calibration.flags(p_test[new], x_test.vectors[new], rate)
                 u_off, _, far_off = calibration.flags(p_off, x_off.vectors, rate)
                 runs.setdefault((name, rate), []).append(_row(u_in | far_in, wrong[new], u_off | far_off,
                                                               off.labels))
-    rows = [{"detector": name, "rate": rate, **_mean(measured)} for (name, rate), measured in runs.items()]
+                if name == KNN:
+                    flagged = either_score((uncertainty(p_test[held]), held_distances), rate)
+                    flag_in = flagged(uncertainty(p_test[new]), distance.distances(x_test.vectors[new]))
+                    flag_off = flagged(uncertainty(p_off), distance.distances(x_off.vectors))
+                    runs.setdefault((EITHER, rate), []).append(
+                        _row(flag_in, wrong[new], flag_off, off.labels))
+    order = ["fixed scores (before)", EITHER, *found]
+    rows = [{"detector": name, "rate": rate, **_mean(measured)}
+            for (name, rate), measured in sorted(runs.items(), key=lambda item: order.index(item[0][0]))]
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "embedder": embedder_id,

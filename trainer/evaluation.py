@@ -249,8 +249,9 @@ def _review_section(metrics: dict[str, Any]) -> list[str]:
               "–" if row["mistakes_caught"] is None else f"{row['mistakes_caught']:.0%} of {row['mistakes']}"]
              for row in rows]
     return ["## Review queue", "",
-            "Workers flag a post for review when its top probability or its distance from the training "
-            "posts lies beyond thresholds set on the test posts for the chosen REVIEW_RATE (default 0.1). "
+            "Workers flag a post for review when its uncertainty and its distance from the training posts, "
+            "weighed together against the test posts', are beyond all but the chosen REVIEW_RATE of them "
+            "(default 0.1). "
             "On the test posts:", "",
             *_table(["REVIEW_RATE", "test posts flagged", "the model's mistakes among them"], rows=table,
                     align="lrr"), ""]

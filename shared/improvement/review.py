@@ -1,9 +1,9 @@
 """Which classified posts a person should look at: the review flag, decided when a row is written.
 
 A version trained with held-out review scores (shared/model/review_calibration.py)
-flags about REVIEW_RATE of in-domain posts: those whose top probability or
-distance from the training posts lies beyond thresholds set on its held-out
-posts for that rate. An older version is flagged by fixed scores: its top
+flags about REVIEW_RATE of in-domain posts: those whose uncertainty and
+distance from the training posts, weighed together, lie beyond all but that
+share of its held-out posts'. An older version is flagged by fixed scores: its top
 probability below REVIEW_BELOW, its margin over the runner-up below
 REVIEW_MARGIN, or out of domain by its centroid radius
 (shared/model/out_of_domain.py). The reasons are kept with the row.

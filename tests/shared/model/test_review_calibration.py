@@ -97,3 +97,49 @@ def test_without_held_out_posts_nothing_is_flagged_and_nothing_is_summarised() -
     new_x, _, new_p = in_domain(np.random.default_rng(2), 20)
     uncertain, _, far = empty.flags(new_p, new_x, 0.1)
     assert not uncertain.any() and not far.any() and empty.summary() == []
+
+
+def test_a_post_somewhat_unsure_and_somewhat_far_is_flagged_though_neither_alone_would_be() -> None:
+    """Both scores are evidence (Fisher's rule on their p-values): a post in the top 10 % of both is
+    flagged at 0.1, one in the top 5 % of one score and typical in the other is not."""
+    calibrated = calibration()
+    u_sorted, d_sorted = np.sort(calibrated.held_uncertainty), np.sort(calibrated.held_distance)
+    top_10 = (float(np.quantile(u_sorted, 0.9)), float(np.quantile(d_sorted, 0.9)))
+    top_5 = (float(np.quantile(u_sorted, 0.95)), float(np.quantile(d_sorted, 0.95)))
+    limits = calibrated.thresholds(0.1)
+    assert top_5[0] < limits.uncertainty and top_5[1] < limits.distance  # neither alone
+    flagged = calibrated.flagged_by_scores(np.array([top_10[0], top_5[0], float(np.median(u_sorted))]),
+                                           np.array([top_10[1], float(np.median(d_sorted)), top_5[1]]), 0.1)
+    assert flagged.tolist() == [True, False, False]
+
+
+def test_distances_are_taken_from_the_training_posts_mean() -> None:
+    """Sentence embeddings share one large direction, which made every post, off-topic ones too, look near
+    some training post: the distance is 1 - cosine between the posts less the training posts' mean."""
+    rng = np.random.default_rng(4)
+    common = np.eye(DIM)[DIM - 1] * 4
+    train_x = in_domain(rng, 300)[0] + common
+    posts = (in_domain(rng, 50)[0] + common).astype(np.float32)
+    calibrated = calibrate_review(train_x, np.zeros((0, CLASSES), np.float32), np.zeros((0, DIM), np.float32),
+                                  held_out="none")
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    centre = unit(train_x).mean(axis=0)
+    expected = 1 - (unit(unit(posts) - centre) @ unit(unit(train_x) - centre).T).max(axis=1)
+    assert np.allclose(calibrated.distance.distances(posts), expected, atol=2e-3)  # float16 reference
+
+
+def test_a_calibration_saved_without_a_centre_scores_as_it_was_calibrated(tmp_path: Path) -> None:
+    """Versions trained before the centre was kept measured plain cosine distances: they still do."""
+    calibrated = calibration()
+    unit = calibrated.distance.reference  # any unit rows stand in for an older version's vectors
+    np.savez(tmp_path / "review.npz", reference=unit.astype(np.float16),
+             held_uncertainty=calibrated.held_uncertainty, held_distance=calibrated.held_distance,
+             held_out=np.array("older"))
+    loaded = ReviewCalibration.load(tmp_path / "review.npz")
+    posts = np.random.default_rng(6).normal(0, 1, (20, DIM)).astype(np.float32)
+    posts_unit = posts / np.linalg.norm(posts, axis=1, keepdims=True)
+    expected = 1 - (posts_unit @ unit.astype(np.float16).astype(np.float32).T).max(axis=1)
+    assert np.allclose(loaded.distance.distances(posts), expected, atol=1e-5)
