@@ -107,9 +107,11 @@ def embedding_cache_settings(home: str, kind: str) -> Any:
 
 def register_default_model(db_url: str, models: Path, home: str, groups: tuple[str, ...],
                            kind: str) -> dict[str, Any]:
-    """The default model (all 20 groups), fitted from cached embeddings, registered and promoted."""
+    """The default model (all 20 groups), fitted from cached embeddings, with a review calibration,
+    registered and promoted."""
     from shared.model import registry
     from shared.model.preprocess import PREPROCESS_VERSION
+    from shared.model.review_calibration import calibrate_review
     from shared.model.store import ModelMeta, TopicModel
     from trainer.datasets import load_newsgroups
     from trainer.train import TrainConfig, data_fingerprint, fit_classifier, prepare_inputs
@@ -123,7 +125,13 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
                      embedder_id=embedder_id, embedder_dim=dim, preprocess_version=PREPROCESS_VERSION,
                      data_fingerprint=data_fingerprint(train),
                      created_at=datetime.now(UTC).isoformat(), hyperparameters=classifier.get_params())
-    registry.publish_version(db_url, models, TopicModel(meta, classifier), promote_to=registry.DEFAULT_ALIAS)
+    # A review calibration as `topicq train` saves one, so the worker computes the review distances too
+    # (held out here: training posts, which only the flags' cost needs).
+    held = inputs.take(slice(0, min(500, len(train))))
+    held_probabilities = classifier.predict_proba(held.vectors, held.texts)
+    review = calibrate_review(inputs.vectors, held_probabilities, held.vectors, held_out="training posts")
+    registry.publish_version(db_url, models, TopicModel(meta, classifier, review=review),
+                             promote_to=registry.DEFAULT_ALIAS)
     # What the classifier alone costs per post at serving time (one batch of 32, repeated).
     batch = inputs.take(slice(0, 32))
     classifier.predict_proba(batch.vectors, batch.texts)

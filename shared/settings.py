@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     # <= this. Sorted batches pay almost no padding; 4,096 bounds the attention buffers (memory).
     # The onnx encoders run each post alone (shared/model/embedders/onnx.py says why).
     embed_batch_tokens: int = 4096
-    # Threads of the onnx encoder; 0 = every core this process may use. The classifier (TensorFlow)
-    # runs after the encoder in the same thread, so the two never compete (shared/model/threads.py).
+    # Threads of the onnx encoder, each running one post at a time; 0 = every core this process may
+    # use. The classifier runs after the encoder on the batch's thread (shared/model/threads.py).
     encoder_threads: int = 0
     # Where the onnx encoder files are built and kept; default $XDG_CACHE_HOME (~/.cache)/topicq/encoders.
     encoder_dir: Path | None = None

@@ -14,18 +14,23 @@ activations per run, so in a batch a post's vector would depend on its
 neighbours and their padding (cosine down to 0.95 to the same post alone);
 alone it is the same vector every time (the embedding cache relies on that),
 and on 2 cores it costs no more CPU per post than length-sorted batches (it
-measured 53 against 60 ms). The run's threads take the cores instead.
+measured 53 against 60 ms).
 
-So one batch embeds at a time: a worker running batches on several threads
-(`topicq worker -c N`) has the next batch wait for the encoder while the
-previous one is classified and written, rather than two batches' runs
-splitting the cores between twice as many threads.
+A run of one short post parallelises poorly over cores, so posts run side by
+side instead, each on one core: `threads` lanes (ENCODER_THREADS, default
+every core), each running one post at a time. On 2 cores that embeds about a
+third more posts a second than one post at a time on both
+(bench/results/encoder_lanes.md). Every batch of the process shares the
+lanes: a worker running batches on several threads (`topicq worker -c N`)
+never runs more posts at once than it has lanes, and its next batch queues for
+them while the previous one is classified and written.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +55,7 @@ def available_cores() -> int:
 class OnnxEmbedder(Embedder):
     def __init__(self, quantization: str = "int8", max_tokens: int = 256, threads: int = 0,
                  directory: Path | None = None, path: Path | None = None, tuned: str | None = None,
-                 tokenizer: Path | None = None) -> None:
+                 tokenizer: Path | None = None, lanes: int = 0) -> None:
         if quantization not in QUANTIZATIONS:
             raise ConfigError(f"unknown ONNX quantisation {quantization!r}: choose int8 or fp32")
         if not 8 <= max_tokens <= 512:
@@ -58,6 +63,8 @@ class OnnxEmbedder(Embedder):
         self.quantization = quantization
         self.max_tokens = max_tokens
         self.threads = threads or available_cores()
+        # Posts run at once (0: one per thread); each run gets threads // lanes of the threads.
+        self.lanes = min(lanes or self.threads, self.threads)
         self.dim = DIM
         # `tuned`: a version's own fine-tuned encoder (shared/model/embedders/tuned.py): other vectors
         self.id = local_id(max_tokens, f"onnx-{quantization}", tuned or None)
@@ -66,7 +73,7 @@ class OnnxEmbedder(Embedder):
         self._tokenizer_file = tokenizer  # the model's tokenizer.json; None: the packaged model's
         self._session: Any = None
         self._tokenizer: Any = None
-        self._turn = threading.Lock()  # one batch's runs at a time: each run has every core
+        self._pool: ThreadPoolExecutor | None = None  # the lanes, shared by every batch
         self._loading = threading.Lock()
 
     @classmethod
@@ -100,7 +107,7 @@ class OnnxEmbedder(Embedder):
             tokenizer.enable_truncation(max_length=self.max_tokens)
             tokenizer.no_padding()
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self.threads
+            options.intra_op_num_threads = max(1, self.threads // self.lanes)
             options.inter_op_num_threads = 1
             options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
             # Threads that spin between runs would take the cores from TensorFlow (the
@@ -115,6 +122,8 @@ class OnnxEmbedder(Embedder):
 
                 raise ModelError(f"cannot load the ONNX encoder {path}: {exc}") from None
             self._tokenizer = tokenizer
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="encoder")
         return self._session, self._tokenizer
 
     def token_lengths(self, texts: list[str]) -> list[int]:
@@ -126,16 +135,29 @@ class OnnxEmbedder(Embedder):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         session, tokenizer = self._load()
-        encodings = tokenizer.encode_batch(texts)  # before the turn: the tokenizer needs no encoder
+        encodings = tokenizer.encode_batch(texts)
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         # One mask and type array of the longest length, sliced per post: no new arrays per run.
         longest = max(len(encoding.ids) for encoding in encodings)
         ones, zeros = np.ones((1, longest), dtype=np.int64), np.zeros((1, longest), dtype=np.int64)
-        with self._turn:
-            for row, encoding in enumerate(encodings):
-                ids = np.asarray([encoding.ids], dtype=np.int64)
-                n = ids.shape[1]
-                hidden = session.run(None, {"input_ids": ids, "attention_mask": ones[:, :n],
-                                            "token_type_ids": zeros[:, :n]})[0]
-                hidden[0].mean(axis=0, out=vectors[row])  # mean pooling, as sentence-transformers does
+
+        def run(row: int) -> None:
+            ids = np.asarray([encodings[row].ids], dtype=np.int64)
+            n = ids.shape[1]
+            hidden = session.run(None, {"input_ids": ids, "attention_mask": ones[:, :n],
+                                        "token_type_ids": zeros[:, :n]})[0]
+            hidden[0].mean(axis=0, out=vectors[row])  # mean pooling, as sentence-transformers does
+
+        # Longest first, so the lanes finish the batch together.
+        order = sorted(range(len(texts)), key=lambda row: -len(encodings[row].ids))
+        pool = self._pool
+        assert pool is not None
+        list(pool.map(run, order))
         return l2_normalise(vectors)
+
+    def close(self) -> None:
+        """Let the lanes' threads go (a later embed starts new ones)."""
+        with self._loading:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)

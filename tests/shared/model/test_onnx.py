@@ -134,17 +134,21 @@ class RecordingSession:
                 self.running -= 1
 
 
-def test_batches_embedded_from_several_threads_take_the_encoder_in_turn(int8: OnnxEmbedder) -> None:
-    """Each run already has every core: two batches at once would only fight over them."""
+def test_posts_run_side_by_side_one_core_each_never_more_runs_than_threads(int8: OnnxEmbedder) -> None:
+    """A run of one post parallelises poorly over cores: two posts at once, one core each, go faster than
+    one post at a time on both (bench/results/encoder_lanes.md). Batches embedded from several threads
+    share those lanes: never more runs at once than ENCODER_THREADS."""
     from concurrent.futures import ThreadPoolExecutor
 
-    embedder = OnnxEmbedder("int8")
+    embedder = OnnxEmbedder("int8", threads=2)
     embedder.embed(["warm-up"])
     session = RecordingSession(embedder._session)
     embedder._session = session
     texts = [f"post {i} about the shuttle launch and its orbit" for i in range(12)]
+    alone = embedder.embed(texts)
+    assert session.most == 2  # one batch already takes both lanes
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(embedder.embed, [texts] * 3))
-    assert session.most == 1
-    for vectors in results:
+    assert session.most == 2
+    for vectors in [alone, *results]:
         assert np.allclose(vectors, int8.embed(texts), atol=1e-6)
