@@ -86,30 +86,10 @@ def plot_confusion(metrics: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _branch(key: str, metric: str) -> str:
-    """'embedding_probabilities_loss' -> 'embedding branch'."""
-    return key[: -len(metric) - 1].replace("_probabilities", "") + " branch"
-
-
 def curve_lines(history: dict[str, list[float]], metric: str) -> list[tuple[str, str, list[float]]]:
-    """(label, line style, values) of one metric: training solid, validation dashed.
-
-    A two-branch model records each branch's own metric, and the served mean's
-    validation metric ("val_served_*"), which early stopping watches.
-    """
-    branches = sorted(key for key in history
-                      if key.endswith(f"_{metric}") and not key.startswith(("val_", "served_")))
-    if not branches:
-        return [(f"{name}", style, history[key]) for name, style, key in
-                (("training", "-", metric), ("validation", "--", f"val_{metric}")) if key in history]
-    curves = []
-    for key in branches:
-        curves.append((f"{_branch(key, metric)}: training", "-", history[key]))
-        if f"val_{key}" in history:
-            curves.append((f"{_branch(key, metric)}: validation", "--", history[f"val_{key}"]))
-    if f"val_served_{metric}" in history:
-        curves.append(("served mean: validation", "k--", history[f"val_served_{metric}"]))
-    return curves
+    """(label, line style, values) of one metric: training solid, validation dashed."""
+    return [(name, style, history[key]) for name, style, key in
+            (("training", "-", metric), ("validation", "--", f"val_{metric}")) if key in history]
 
 
 def learning_curves_figure(fits: list[dict[str, Any]]) -> Any:

@@ -36,14 +36,8 @@ def test_metrics_of_known_predictions() -> None:
     assert metrics["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
 
 
-TWO_BRANCH_HISTORY = {  # the keys a two-branch fit records, with the served mean's validation metrics
-    "loss": [2.0, 1.0, 0.8], "val_loss": [2.1, 1.2, 1.1],
-    "embedding_probabilities_loss": [1.0, 0.5, 0.4], "val_embedding_probabilities_loss": [1.0, 0.6, 0.6],
-    "word_probabilities_loss": [1.0, 0.5, 0.4], "val_word_probabilities_loss": [1.1, 0.6, 0.5],
-    "embedding_probabilities_accuracy": [0.5, 0.8, 0.9], "val_embedding_probabilities_accuracy": [0.5, 0.7, 0.8],
-    "word_probabilities_accuracy": [0.4, 0.8, 0.9], "val_word_probabilities_accuracy": [0.4, 0.7, 0.7],
-    "val_served_loss": [1.0, 0.55, 0.56], "val_served_accuracy": [0.5, 0.8, 0.8],
-}
+HISTORY = {"loss": [2.0, 1.0, 0.8], "val_loss": [2.1, 1.2, 1.1],
+           "accuracy": [0.5, 0.8, 0.9], "val_accuracy": [0.5, 0.7, 0.8]}
 
 
 def card_meta(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -63,8 +57,8 @@ def card_meta(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def fits() -> list[dict[str, Any]]:
-    return [{"title": "first fit", "posts": 30, "history": TWO_BRANCH_HISTORY, "best_epoch": 2},
-            {"title": "self-training fit", "posts": 42, "history": TWO_BRANCH_HISTORY, "best_epoch": 2}]
+    return [{"title": "first fit", "posts": 30, "history": HISTORY, "best_epoch": 2},
+            {"title": "self-training fit", "posts": 42, "history": HISTORY, "best_epoch": 2}]
 
 
 def test_report_writes_plots_and_a_card_listing_them(tmp_path: Path) -> None:
@@ -125,15 +119,11 @@ def test_wilson_interval(correct: int, n: int, low: float, high: float) -> None:
     assert wilson_interval(correct, n) == pytest.approx((low, high), abs=0.001)
 
 
-def test_learning_curves_show_each_branch_and_the_served_mean() -> None:
-    loss = [(label, style) for label, style, _ in curve_lines(TWO_BRANCH_HISTORY, "loss")]
-    assert loss == [("embedding branch: training", "-"), ("embedding branch: validation", "--"),
-                    ("word branch: training", "-"), ("word branch: validation", "--"),
-                    ("served mean: validation", "k--")]
-    accuracy = [label for label, _, _ in curve_lines(TWO_BRANCH_HISTORY, "accuracy")]
-    assert accuracy[-1] == "served mean: validation" and len(accuracy) == 5
-    one_head = {"loss": [1.0], "val_loss": [1.1], "accuracy": [0.5], "val_accuracy": [0.4]}
-    assert [label for label, _, _ in curve_lines(one_head, "accuracy")] == ["training", "validation"]
+def test_learning_curves_show_training_solid_and_validation_dashed() -> None:
+    assert [(label, style) for label, style, _ in curve_lines(HISTORY, "loss")] == [
+        ("training", "-"), ("validation", "--")]
+    assert [values for _, _, values in curve_lines(HISTORY, "accuracy")] == [[0.5, 0.8, 0.9], [0.5, 0.7, 0.8]]
+    assert [label for label, _, _ in curve_lines({"loss": [1.0]}, "loss")] == ["training"]
 
 
 def test_learning_curves_have_a_row_per_fit(tmp_path: Path) -> None:
