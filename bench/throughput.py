@@ -16,7 +16,9 @@ In one run, on the same 20 Newsgroups test posts (real lengths):
   first send to the last row, and its ratio to the raw rate;
 - pipeline, backfill chunks: the same posts again (other ids), sent as
   `topicq.classify_chunk` messages of BACKFILL_CHUNK posts, as `topicq backfill` sends them;
-- the worker's peak RSS (VmHWM in /proc), its CPU per post in each phase, and
+- the CPU per post in each phase of the worker, of PostgreSQL and Redis (on
+  the same cores, so the pipeline's too) and of this process (the producer);
+- the worker's peak RSS (VmHWM in /proc), and
   whether torch was ever mapped into it;
 - optionally (--loads), latency from send to row at a few offered loads below
   capacity: p50/p95/p99; and (--torch) the torch encoder's raw rate.
@@ -49,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_seconds  # noqa: E402
+from bench.common import cpu_seconds, pids_named  # noqa: E402
 from testkit.databases import ADMIN_URL, throwaway_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -302,8 +304,8 @@ def table(results: dict[str, Any]) -> str:
         f"the slice's texts before each round and after the last; rates are posts over seconds summed "
         f"over the rounds.", "",
         "| messages | pipeline (posts/s) | raw (posts/s; each turn) | pipeline / raw | "
-        "CPU ms/post worker / raw |",
-        "|---|---:|---:|---:|---:|",
+        "CPU ms/post worker / raw | CPU ms/post PostgreSQL + Redis / producer |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for phase, what in PHASES.items():
         pipe = results["pipeline"].get(phase)
@@ -311,7 +313,9 @@ def table(results: dict[str, Any]) -> str:
             continue
         lines.append(f"| {what} | {pipe['posts_per_s']} | {pipe['raw_posts_per_s']} "
                      f"({' / '.join(map(str, pipe['raw_rounds']))}) | **{pipe['ratio']:.2f}** | "
-                     f"{pipe['worker_cpu_ms_per_post']} / {pipe['raw_cpu_ms_per_post']} |")
+                     f"{pipe['worker_cpu_ms_per_post']} / {pipe['raw_cpu_ms_per_post']} | "
+                     f"{pipe.get('services_cpu_ms_per_post', '–')} / "
+                     f"{pipe.get('producer_cpu_ms_per_post', '–')} |")
     lines += [
         "",
         "| measure | value |", "|---|---:|",
@@ -342,6 +346,8 @@ def run_phase(phase: str, *, raw: RawEncoder, texts: list[str], producer: Any, p
     same slice's texts before each round and after the last: a neighbour's load on the shared machine
     then weighs on both sides alike."""
     raws, sent_s, seconds, cpu, rows = [], 0.0, 0.0, 0.0, []
+    services = pids_named("postgres", "redis-server")  # on the same cores: their CPU is the pipeline's too
+    services_cpu, own_cpu = 0.0, 0.0
     size = -(-len(posts) // args.rounds)
     for n, start in enumerate(range(0, len(posts), size)):
         part, part_texts = posts[start:start + size], texts[start:start + size]
@@ -349,12 +355,15 @@ def run_phase(phase: str, *, raw: RawEncoder, texts: list[str], producer: Any, p
         prefix = f"{phase}{n}/"
         print(f"  round {n + 1}: sending {len(part)} posts", flush=True)
         cpu_before, started_wall = cpu_seconds(pid), time.time()
+        services_before, own_before = sum(map(cpu_seconds, services)), time.process_time()
         if phase == "single":
             sent_s += send(producer, part, prefix)
         else:
             sent_s += send_chunks(producer, part, prefix, args.chunk)
         part_rows = wait_rows(db, prefix, len(part), time.monotonic() + args.timeout)
         cpu += cpu_seconds(pid) - cpu_before
+        services_cpu += sum(map(cpu_seconds, services)) - services_before
+        own_cpu += time.process_time() - own_before
         part_s = (max(r[2] for r in part_rows).replace(tzinfo=UTC).timestamp() - started_wall if part_rows
                   else float("nan"))
         seconds += part_s
@@ -368,6 +377,8 @@ def run_phase(phase: str, *, raw: RawEncoder, texts: list[str], producer: Any, p
             "seconds": round(seconds, 2), "posts_per_s": round(len(rows) / seconds, 2),
             "send_seconds": round(sent_s, 2),
             "worker_cpu_ms_per_post": round(1000 * cpu / max(1, len(rows)), 1),
+            "services_cpu_ms_per_post": round(1000 * services_cpu / max(1, len(rows)), 2),
+            "producer_cpu_ms_per_post": round(1000 * own_cpu / max(1, len(rows)), 2),
             "raw_posts_per_s": round(raw_rate, 2), "raw_rounds": [r["texts_per_s"] for r in raws],
             "raw_cpu_ms_per_post": round(sum(r["cpu_ms_per_post"] * r["texts"] for r in raws)
                                          / sum(r["texts"] for r in raws), 1),
