@@ -105,15 +105,10 @@ Runner = Callable[[Split, int, Any], list[str]]
 
 def tfidf_svc(split: Split, seed: int, settings: Any) -> list[str]:
     """The classic baseline, on the preprocessed text (what the issue's anchors were measured on)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.svm import LinearSVC
-
     from shared.model.preprocess import preprocess
+    from trainer.baseline import baseline_predictions
 
-    model = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=2), LinearSVC(random_state=seed))
-    model.fit([preprocess(t) for t in split.train.texts], split.train.labels)
-    return [str(p) for p in model.predict([preprocess(t) for t in split.test.texts])]
+    return baseline_predictions(split.train.texts, split.train.labels, split.test.texts, seed, preprocess)
 
 
 def tfidf_svc_view(split: Split, seed: int, settings: Any) -> list[str]:

@@ -9,6 +9,7 @@ has its figures on 20 Newsgroups).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from shared.model.preprocess import words_view
@@ -17,21 +18,23 @@ BASELINE = "TF-IDF + LinearSVC"
 
 
 def baseline_predictions(train_texts: list[str], train_labels: list[str], test_texts: list[str],
-                         seed: int = 0) -> list[str]:
-    """The baseline fitted on the training posts as sent, its labels for the test posts as sent."""
+                         seed: int = 0, view: Callable[[str], str] = words_view) -> list[str]:
+    """The baseline fitted on the training posts as sent, its labels for the test posts as sent; it reads
+    `view` of each (what the words branch reads, unless told)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
     min_df = 2 if len(train_texts) >= 4 else 1  # tiny training sets keep every word
     model = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=min_df), LinearSVC(random_state=seed))
-    model.fit(list(map(words_view, train_texts)), train_labels)
-    return [str(p) for p in model.predict(list(map(words_view, test_texts)))] if test_texts else []
+    model.fit(list(map(view, train_texts)), train_labels)
+    return [str(p) for p in model.predict(list(map(view, test_texts)))] if test_texts else []
 
 
 def words_baseline(train_texts: list[str], train_labels: list[str], test_texts: list[str],
                    test_labels: list[str]) -> dict[str, Any]:
-    """The baseline's accuracy on the test posts as sent (None without test posts), and its fitting time."""
+    """The baseline's accuracy on the test posts as sent (None without test posts), and its time to fit and
+    predict."""
     started = time.perf_counter()
     predicted = baseline_predictions(train_texts, train_labels, test_texts)
     accuracy = None

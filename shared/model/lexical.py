@@ -100,9 +100,9 @@ class Lexicon:
         all_counts = np.fromiter(chain.from_iterable(c.values() for c in counted), dtype=np.float32,
                                  count=total)
         known = all_columns >= 0
-        rows = np.repeat(np.arange(len(texts)), sizes)[known]
-        order = np.lexsort((all_columns[known], rows))  # by post, then by column, as scikit-learn sorts
-        columns, data = all_columns[known][order].astype(np.int32), all_counts[known][order]
+        rows, known_columns = np.repeat(np.arange(len(texts)), sizes)[known], all_columns[known]
+        order = np.lexsort((known_columns, rows))  # by post, then by column, as scikit-learn sorts
+        columns, data = known_columns[order].astype(np.int32), all_counts[known][order]
         indptr = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=len(texts)), out=indptr[1:])
         np.log(data, out=data)  # sublinear tf: 1 + log(count)
