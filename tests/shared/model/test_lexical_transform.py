@@ -11,6 +11,7 @@ from testkit.factories import labelled_posts
 ODD_TEXTS = [
     "", "a", "I I I I", "Ünïcode wörds and ÉCOLE école", "tabs\tand\nnewlines, punctuation!!! x-ray 3d",
     "the the the orbit orbit launch", "words unseen in training: zyzzyva quokka", "42 1234 a1 b_2 __init__",
+    "cafe\u0301s na\u00efve x y z ab-cd e.g. i.e. o'clock _ __ 9", "\u00b2\u00b3 \u0660\u0661 \u4e2d\u6587 \u0915\u093f\u0924\u093e\u092c",
 ]
 
 
