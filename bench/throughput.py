@@ -12,8 +12,11 @@ In one run, on the same 20 Newsgroups test posts (real lengths):
   default settings otherwise, embedding cache off) serving the default model
   (trainer.train.TrainConfig, fitted from the embedding cache in --home), the
   posts sent one message each through Redis (private queue) until every row is
-  in a fresh PostgreSQL database (created here, dropped after); posts/s from the
-  first send to the last row, and its ratio to the raw rate;
+  in a fresh PostgreSQL database (created here, dropped after). Each round's
+  posts are queued while the worker is paused (SIGSTOP), a backlog as the
+  services that send posts would leave from their own hosts; posts/s from its
+  resumption to the last row, and its ratio to the raw rate (the producer's CPU,
+  a column of its own, then does not take the worker's cores);
 - pipeline, backfill chunks: the same posts again (other ids), sent as
   `topicq.classify_chunk` messages of BACKFILL_CHUNK posts, as `topicq backfill` sends them;
 - the CPU per post in each phase of the worker, of PostgreSQL and Redis (on
@@ -302,7 +305,9 @@ def table(results: dict[str, Any]) -> str:
         f"Raw: the same encoder on the same preprocessed texts in the benchmark's process, all in one "
         f"call. Each phase runs in {s['rounds']} rounds (a slice of the posts each), the raw encoder on "
         f"the slice's texts before each round and after the last; rates are posts over seconds summed "
-        f"over the rounds.", "",
+        f"over the rounds. A round's posts are queued while the worker is paused, and its time runs from "
+        f"the worker's resumption to the last row: the producer (its CPU in the last column) does not "
+        f"share the worker's cores, as it would not from the hosts of the services that send posts.", "",
         "| messages | pipeline (posts/s) | raw (posts/s; each turn) | pipeline / raw | "
         "CPU ms/post worker / raw | CPU ms/post PostgreSQL + Redis / producer |",
         "|---|---:|---:|---:|---:|---:|",
@@ -354,12 +359,17 @@ def run_phase(phase: str, *, raw: RawEncoder, texts: list[str], producer: Any, p
         raws.append(raw.measure(part_texts))
         prefix = f"{phase}{n}/"
         print(f"  round {n + 1}: sending {len(part)} posts", flush=True)
-        cpu_before, started_wall = cpu_seconds(pid), time.time()
+        cpu_before = cpu_seconds(pid)
         services_before, own_before = sum(map(cpu_seconds, services)), time.process_time()
-        if phase == "single":
-            sent_s += send(producer, part, prefix)
-        else:
-            sent_s += send_chunks(producer, part, prefix, args.chunk)
+        os.kill(pid, signal.SIGSTOP)  # the round's posts wait in Redis: a backlog, sent from elsewhere
+        try:
+            if phase == "single":
+                sent_s += send(producer, part, prefix)
+            else:
+                sent_s += send_chunks(producer, part, prefix, args.chunk)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        started_wall = time.time()
         part_rows = wait_rows(db, prefix, len(part), time.monotonic() + args.timeout)
         cpu += cpu_seconds(pid) - cpu_before
         services_cpu += sum(map(cpu_seconds, services)) - services_before
