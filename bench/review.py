@@ -20,8 +20,10 @@ except the first two):
   + centroid distance        1 - cosine to the nearest class centroid
   + Mahalanobis              shared covariance (shrunk 20 %), nearest class mean
   + kNN distance             1 - cosine to the nearest training post, labelled or unlabeled
-  + centred kNN distance     the same, taken from the training posts' mean (what topicq trains)
-    (default)
+  + centred kNN distance     the same, taken from the training posts' mean
+    (before)
+  + centred kNN of the       the same, from the training posts of the class the model gave the post
+    post's class (default)   (an unlabeled one under the class the model gives it): what topicq trains
 
     .venv/bin/python -m bench.review                  # embeddings cached in TOPICQ_HOME (/tmp/bench-home)
 
@@ -50,7 +52,7 @@ if str(ROOT) not in sys.path:
 RESULTS = ROOT / "bench" / "results"
 RATES = (0.05, 0.1, 0.2)
 OFF_TOPIC = ("comp", "rec")
-DEFAULT_DETECTOR = "uncertainty + centred kNN distance (default)"
+DEFAULT_DETECTOR = "uncertainty + centred kNN of the post's class (default)"
 KNN = "uncertainty + kNN distance"
 EITHER = "kNN distance, either score (before)"
 
@@ -61,9 +63,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Distance:
-    """Any distance from the training posts, in the shape ReviewCalibration reads."""
+    """Any distance from the training posts, in the shape ReviewCalibration reads (the predicted classes
+    unused)."""
 
-    distances: Callable[[np.ndarray], np.ndarray]
+    measure: Callable[[np.ndarray], np.ndarray]
+
+    def distances(self, vectors: np.ndarray, predicted: np.ndarray | None = None) -> np.ndarray:
+        return self.measure(vectors)
 
 
 SHRINKAGE = 0.2  # covariance pulled toward its mean variance: 384 dimensions, a few hundred posts
@@ -93,7 +99,7 @@ class Mahalanobis:
         whiten = _whitening(unit - means[np.searchsorted(classes, labels)])
         return cls(means @ whiten, whiten)
 
-    def distances(self, vectors: np.ndarray) -> np.ndarray:
+    def distances(self, vectors: np.ndarray, predicted: np.ndarray | None = None) -> np.ndarray:
         """Each post's squared distance to its nearest class."""
         unit = _unit(vectors)
         if len(unit) == 0:
@@ -104,7 +110,8 @@ class Mahalanobis:
         return np.asarray(np.maximum(by_class.min(axis=1), 0.0), dtype=np.float32)
 
 
-def detectors(train_x: np.ndarray, train_y: list[str], reference_x: np.ndarray) -> dict[str, Any]:
+def detectors(train_x: np.ndarray, train_y: list[str], reference_x: np.ndarray,
+              reference_classes: np.ndarray) -> dict[str, Any]:
     from shared.model.out_of_domain import calibrate
     from shared.model.review_calibration import NearestNeighbour
 
@@ -115,7 +122,8 @@ def detectors(train_x: np.ndarray, train_y: list[str], reference_x: np.ndarray) 
             lambda x: (1 - _unit(x) @ centroids.centroids.T).min(axis=1)),
         "uncertainty + Mahalanobis": Mahalanobis.fit(train_x, train_y),
         KNN: NearestNeighbour(_unit(reference_x), np.zeros(reference_x.shape[1], dtype=np.float32)),
-        DEFAULT_DETECTOR: NearestNeighbour.fit(reference_x),
+        "uncertainty + centred kNN distance (before)": NearestNeighbour.fit(reference_x),
+        DEFAULT_DETECTOR: NearestNeighbour.fit(reference_x, reference_classes),
     }
 
 
@@ -188,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         return np.array([u.needs_review for u in flags])
 
     fixed_in, fixed_off = fixed(p_test, x_test.vectors), fixed(p_off, x_off.vectors)
-    found = detectors(x_train.vectors, train.labels, np.concatenate([x_train.vectors, x_pool.vectors]))
+    # The reference posts' classes as training keeps them: the labelled posts' own, the model's for the pool.
+    reference_classes = np.concatenate([[labels.index(label) for label in train.labels],
+                                        model.predict_proba(x_pool.vectors, x_pool.texts).argmax(axis=1)])
+    found = detectors(x_train.vectors, train.labels, np.concatenate([x_train.vectors, x_pool.vectors]),
+                      reference_classes)
     runs: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
     for split in range(args.splits):
         halves = np.random.default_rng(split).permutation(len(test))
@@ -197,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.setdefault(("fixed scores (before)", None), []).append(
             _row(fixed_in[new], wrong[new], fixed_off, off.labels))
         for name, distance in found.items():
-            held_distances = np.asarray(distance.distances(x_test.vectors[held]))
+            held_distances = np.asarray(distance.distances(x_test.vectors[held], p_test[held].argmax(axis=1)))
             calibration = ReviewCalibration(distance, uncertainty(p_test[held]), held_distances, "half")
             for rate in RATES:
                 u_in, _, far_in = calibration.flags(p_test[new], x_test.vectors[new], rate)

@@ -114,6 +114,8 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
                            kind: str) -> dict[str, Any]:
     """The default model (all 20 groups), fitted from cached embeddings, with a review calibration,
     registered and promoted."""
+    import numpy as np
+
     from shared.model import registry
     from shared.model.preprocess import PREPROCESS_VERSION
     from shared.model.review_calibration import calibrate_review
@@ -134,7 +136,10 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
     # (held out here: training posts, which only the flags' cost needs).
     held = inputs.take(slice(0, min(500, len(train))))
     held_probabilities = classifier.predict_proba(held.vectors, held.texts)
-    review = calibrate_review(inputs.vectors, held_probabilities, held.vectors, held_out="training posts")
+    index = {str(label): i for i, label in enumerate(classifier.classes_)}
+    classes = np.array([index[str(label)] for label in train.labels])
+    review = calibrate_review(inputs.vectors, held_probabilities, held.vectors, held_out="training posts",
+                              train_classes=classes)
     registry.publish_version(db_url, models, TopicModel(meta, classifier, review=review),
                              promote_to=registry.DEFAULT_ALIAS)
     # What the classifier alone costs per post at serving time (one batch of 32, repeated).

@@ -92,7 +92,9 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
     held_out = [text for _, text, _ in labelled_posts(10, seed=seed + 1000)]
     held_vectors = embedder.embed([preprocess(text) for text in held_out])
     held_probabilities = clf.predict_proba(held_vectors, held_out)
-    review = calibrate_review(vectors, held_probabilities, held_vectors, held_out=f"{len(held_out)} posts")
+    classes = [list(clf.classes_).index(p[2]) for p in posts]
+    review = calibrate_review(vectors, held_probabilities, held_vectors, held_out=f"{len(held_out)} posts",
+                              train_classes=np.asarray(classes))
     model = TopicModel(meta, clf, review=review)
 
     def drift_reference(directory: Path) -> None:

@@ -229,7 +229,8 @@ def _review_section(metrics: dict[str, Any]) -> list[str]:
               "–" if row["mistakes_caught"] is None else f"{row['mistakes_caught']:.0%} of {row['mistakes']}"]
              for row in rows]
     return ["## Review queue", "",
-            "Workers flag a post for review when its uncertainty and its distance from the training posts, "
+            "Workers flag a post for review when its uncertainty and its distance from the training posts "
+            "of the class it was given, "
             "weighed together against the test posts', are beyond all but the chosen REVIEW_RATE of them "
             "(default 0.1). "
             "On the test posts:", "",

@@ -408,6 +408,17 @@ class _Run:
         return self.fitted.classifier
 
 
+def _review_reference(classifier: TopicClassifier, x_train: ModelInputs, labels: list[str],
+                      unlabeled: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
+    """The training posts' vectors and class indices (the model's classes' order): the labelled posts'
+    own, the class the model gives each unlabeled one."""
+    index = {str(label): i for i, label in enumerate(classifier.classes_)}
+    classes = [index[str(label)] for label in labels]
+    if len(unlabeled.vectors):
+        classes += classifier.predict_proba(unlabeled.vectors, unlabeled.texts).argmax(axis=1).tolist()
+    return np.concatenate([x_train.vectors, unlabeled.vectors]), np.asarray(classes, dtype=np.int32)
+
+
 def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test: Dataset, *, seed: int,
                   unlabeled: int) -> _Run:
     """Fit on the training inputs (then self-train on the last `unlabeled` ones) and score the test ones."""
@@ -421,11 +432,13 @@ def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test
     probabilities = fitted.classifier.predict_proba(x_test.vectors, x_test.texts)
     predicted = fitted.classifier.classes_[probabilities.argmax(axis=1)]
     metrics = compute_metrics(test.labels, predicted, list(fitted.classifier.classes_))
-    # The review thresholds: distances from the training posts (the unlabeled ones included), and both
-    # scores of the test posts (held out from every fit) kept, so any REVIEW_RATE maps to thresholds.
-    seen_in_training = np.concatenate([x_train.vectors, inputs.vectors[seen:]])
-    review = calibrate_review(seen_in_training, probabilities, x_test.vectors,
-                              held_out=f"the test split ({len(test)} posts)")
+    # The review thresholds: distances from the training posts of a post's class (the unlabeled ones
+    # included, under the class the model gives them), and both scores of the test posts (held out from
+    # every fit) kept, so any REVIEW_RATE maps to thresholds.
+    reference, classes = _review_reference(fitted.classifier, x_train, train.labels,
+                                           inputs.take(slice(seen, None)))
+    review = calibrate_review(reference, probabilities, x_test.vectors,
+                              held_out=f"the test split ({len(test)} posts)", train_classes=classes)
     metrics["review"] = review.summary(test.labels, predicted)
     metrics["baseline"] = words_baseline(x_train.texts, train.labels, x_test.texts, test.labels)
     return _Run(fitted, x_train, x_test, probabilities, metrics, fit_seconds, review)

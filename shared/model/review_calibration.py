@@ -2,13 +2,16 @@
 
 Two scores say a post needs a person: its *uncertainty* (1 - the model's top
 probability) and its *distance* from the training posts in embedding space:
-1 - cosine similarity to the nearest training post, the unlabeled ones of
-self-training included, both taken from the training posts' mean vector
-(sentence embeddings share one large direction, which made every post look near
-some training post). bench/review.py measures it against the centroid radius of
+1 - cosine similarity to the nearest training post of the class the model gave
+it (the unlabeled posts of self-training included, under the class the model
+gives them), both taken from the training posts' mean vector (sentence
+embeddings share one large direction, which made every post look near some
+training post). A post near the posts of another class than its own is likely
+a mistake; one far from all of them, off topic. bench/review.py measures it
+against the nearest post of any class, the centroid radius of
 shared/model/out_of_domain.py and the Mahalanobis distance with a shared
-covariance: at each rate it catches more off-topic posts and more mistakes
-than either.
+covariance: at each rate it catches more mistakes than any, and as many
+off-topic posts as the nearest post of any class.
 
 Neither score has a threshold fixed in advance. The version keeps both scores
 of held-out posts (its test split, never fitted on). Each score of a new post
@@ -23,8 +26,9 @@ flagging a post when either score passes a threshold of its own.
 
 Saved as REVIEW_FILE beside the model (part of its checksum): the training
 posts' centred unit vectors (float16: half the size, distances to about 1e-3),
-their centre and the held-out scores. A file without a centre (versions trained
-before it was kept) measures plain cosine distances, as it was calibrated.
+their classes, their centre and the held-out scores. A file without classes or
+a centre (versions trained before they were kept) measures from every training
+post, or plain cosine distances, as it was calibrated.
 """
 
 from __future__ import annotations
@@ -49,24 +53,34 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NearestNeighbour:
-    """1 - cosine similarity to the nearest training post (labelled or not), both taken from `centre`:
-    what is far from every post seen in training is unlike them, whichever class it would fall in."""
+    """1 - cosine similarity to the nearest training post (labelled or not) of the class a post was given,
+    both taken from `centre`: what is far from every post of its class is unlike them, a mistake or off
+    topic."""
 
     reference: np.ndarray  # (posts, dim) unit vectors of the centred training posts, float32
     centre: np.ndarray  # (dim,) the training posts' mean unit vector (zeros: plain cosine)
+    classes: np.ndarray | None = None  # (posts,) each one's class index (None: measured from every post)
 
     @classmethod
-    def fit(cls, vectors: np.ndarray) -> NearestNeighbour:
+    def fit(cls, vectors: np.ndarray, classes: np.ndarray | None = None) -> NearestNeighbour:
         unit = _unit(vectors)
         centre = unit.mean(axis=0) if len(unit) else np.zeros(unit.shape[1], dtype=np.float32)
         # Rounded as REVIEW_FILE keeps them (float16), so a loaded version scores as the trainer did.
-        return cls(_unit(unit - centre).astype(np.float16).astype(np.float32), centre.astype(np.float32))
+        return cls(_unit(unit - centre).astype(np.float16).astype(np.float32), centre.astype(np.float32),
+                   None if classes is None else np.asarray(classes, dtype=np.int32))
 
-    def distances(self, vectors: np.ndarray) -> np.ndarray:
+    def distances(self, vectors: np.ndarray, predicted: np.ndarray | None = None) -> np.ndarray:
+        """Each post's distance, from the posts of its `predicted` class index when given and known."""
         unit = _unit(vectors)
         if len(unit) == 0 or len(self.reference) == 0:
             return np.zeros(len(unit), dtype=np.float32)
-        return np.asarray(1.0 - (_unit(unit - self.centre) @ self.reference.T).max(axis=1), dtype=np.float32)
+        similar = _unit(unit - self.centre) @ self.reference.T
+        nearest = similar.max(axis=1)
+        if self.classes is not None and predicted is not None:
+            same_class = self.classes[None, :] == np.asarray(predicted)[:, None]
+            own = np.where(same_class, similar, -np.inf).max(axis=1)
+            nearest = np.where(np.isfinite(own), own, nearest)  # a class without training posts: any
+        return np.asarray(1.0 - nearest, dtype=np.float32)
 
 
 def uncertainty(probabilities: np.ndarray) -> np.ndarray:
@@ -153,7 +167,7 @@ class ReviewCalibration:
         """Per post: flagged for its uncertainty?, its domain score, flagged for its distance? A flagged
         post names each score in the top `rate` share of the held-out posts' own, and the stronger one."""
         limits = self.thresholds(rate)
-        u, d = uncertainty(probabilities), self.distance.distances(vectors)
+        u, d = uncertainty(probabilities), self.distance.distances(vectors, _predicted(probabilities))
         log_u, log_d = self.evidence(u, d)
         flagged = log_u + log_d < limits.evidence
         notable = math.log(rate) if rate > 0 else -math.inf
@@ -163,9 +177,12 @@ class ReviewCalibration:
 
     def save(self, path: Path) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, reference=self.distance.reference.astype(np.float16), centre=self.distance.centre,
-                 held_uncertainty=self.held_uncertainty, held_distance=self.held_distance,
-                 held_out=np.array(self.held_out))
+        arrays = {"reference": self.distance.reference.astype(np.float16), "centre": self.distance.centre,
+                  "held_uncertainty": self.held_uncertainty, "held_distance": self.held_distance,
+                  "held_out": np.array(self.held_out)}
+        if self.distance.classes is not None:
+            arrays["classes"] = self.distance.classes
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
         path.write_bytes(buffer.getvalue())
 
     @classmethod
@@ -174,9 +191,10 @@ class ReviewCalibration:
             reference = np.asarray(data["reference"], dtype=np.float32)
             centre = (np.asarray(data["centre"], dtype=np.float32) if "centre" in data.files
                       else np.zeros(reference.shape[1], dtype=np.float32))
+            classes = np.asarray(data["classes"], dtype=np.int32) if "classes" in data.files else None
             held_u, held_d = (np.asarray(data[key], dtype=np.float32)
                               for key in ("held_uncertainty", "held_distance"))
-            return cls(NearestNeighbour(reference, centre), held_u, held_d, str(data["held_out"]))
+            return cls(NearestNeighbour(reference, centre, classes), held_u, held_d, str(data["held_out"]))
 
     def summary(self, truth: list[str] | None = None, predicted: np.ndarray | None = None,
                 rates: tuple[float, ...] = RATES_SHOWN) -> list[dict[str, float | None]]:
@@ -218,9 +236,17 @@ def _alone(sorted_held: np.ndarray, p_value: float) -> float:
     return -math.inf if allowed >= n else float(sorted_held[n - allowed - 1])
 
 
+def _predicted(probabilities: np.ndarray) -> np.ndarray:
+    probabilities = np.asarray(probabilities)
+    if probabilities.size == 0:
+        return np.zeros(len(probabilities), dtype=np.int64)
+    return probabilities.argmax(axis=1)
+
+
 def calibrate_review(train_vectors: np.ndarray, held_probabilities: np.ndarray, held_vectors: np.ndarray,
-                     held_out: str) -> ReviewCalibration:
-    """The distance from the training posts' vectors, and both scores of the held-out posts."""
-    distance = NearestNeighbour.fit(train_vectors)
-    return ReviewCalibration(distance, uncertainty(held_probabilities), distance.distances(held_vectors),
-                             held_out)
+                     held_out: str, train_classes: np.ndarray | None = None) -> ReviewCalibration:
+    """The distance from the training posts' vectors (and their class indices, in the order of the model's
+    classes), and both scores of the held-out posts."""
+    distance = NearestNeighbour.fit(train_vectors, train_classes)
+    return ReviewCalibration(distance, uncertainty(held_probabilities),
+                             distance.distances(held_vectors, _predicted(held_probabilities)), held_out)

@@ -91,7 +91,8 @@ def test_the_review_calibration_is_saved_checked_and_gives_the_same_flags(fitted
 
     x, labels = clusters()
     probabilities = fitted.predict_proba(x)
-    review = calibrate_review(x, probabilities, x, held_out="the clusters")
+    classes = [list(fitted.classes_).index(label) for label in labels]
+    review = calibrate_review(x, probabilities, x, held_out="the clusters", train_classes=np.array(classes))
     sha = TopicModel(meta_for(fitted), fitted, review=review).save(tmp_path / "with")
     loaded = TopicModel.load(tmp_path / "with", sha)
     assert loaded.review is not None
