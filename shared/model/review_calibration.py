@@ -69,18 +69,36 @@ class NearestNeighbour:
         return cls(_unit(unit - centre).astype(np.float16).astype(np.float32), centre.astype(np.float32),
                    None if classes is None else np.asarray(classes, dtype=np.int32))
 
+    @cached_property
+    def _by_class(self) -> dict[int, np.ndarray]:
+        """The reference rows of each class, apart: a post is compared with its class's only."""
+        if self.classes is None:
+            return {}
+        return {int(c): np.ascontiguousarray(self.reference[self.classes == c])
+                for c in np.unique(self.classes)}
+
     def distances(self, vectors: np.ndarray, predicted: np.ndarray | None = None) -> np.ndarray:
         """Each post's distance, from the posts of its `predicted` class index when given and known."""
         unit = _unit(vectors)
         if len(unit) == 0 or len(self.reference) == 0:
             return np.zeros(len(unit), dtype=np.float32)
-        similar = _unit(unit - self.centre) @ self.reference.T
-        nearest = similar.max(axis=1)
-        if self.classes is not None and predicted is not None:
-            same_class = self.classes[None, :] == np.asarray(predicted)[:, None]
-            own = np.where(same_class, similar, -np.inf).max(axis=1)
-            nearest = np.where(np.isfinite(own), own, nearest)  # a class without training posts: any
-        return np.asarray(1.0 - nearest, dtype=np.float32)
+        centred = _unit(unit - self.centre)
+        if self.classes is None or predicted is None:
+            return 1.0 - _most_similar(centred, self.reference)
+        predicted = np.asarray(predicted)
+        nearest = np.empty(len(unit), dtype=np.float32)
+        for c in np.unique(predicted):
+            rows = np.flatnonzero(predicted == c)
+            own = self._by_class.get(int(c))  # a class without training posts: any post
+            nearest[rows] = _most_similar(centred[rows], own if own is not None else self.reference)
+        return 1.0 - nearest
+
+
+def _most_similar(posts: np.ndarray, reference: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Each post's largest dot product with a reference row, `chunk` posts at a time: a trainer's test
+    split against its training posts would otherwise take posts x reference floats at once."""
+    parts = [(posts[i:i + chunk] @ reference.T).max(axis=1) for i in range(0, len(posts), chunk)]
+    return np.concatenate(parts).astype(np.float32)
 
 
 def uncertainty(probabilities: np.ndarray) -> np.ndarray:

@@ -186,3 +186,11 @@ def test_the_classes_are_saved_and_a_file_without_them_measures_against_every_tr
     older = ReviewCalibration.load(tmp_path / "older.npz")
     assert np.array_equal(older.distance.distances(posts, predicted), calibrated.distance.distances(posts))
     assert (older.distance.distances(posts, predicted) <= calibrated.distance.distances(posts, predicted)).all()
+
+
+def test_posts_are_compared_a_chunk_at_a_time_with_the_same_answer() -> None:
+    from shared.model.review_calibration import _most_similar
+
+    rng = np.random.default_rng(8)
+    posts, reference = rng.normal(0, 1, (50, DIM)).astype(np.float32), rng.normal(0, 1, (30, DIM)).astype(np.float32)
+    np.testing.assert_allclose(_most_similar(posts, reference, chunk=7), (posts @ reference.T).max(axis=1), rtol=1e-6)
