@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared.database.migrate import upgrade
     from shared.improvement.review import ReviewPolicy, assess
     from shared.model.out_of_domain import calibrate
-    from shared.model.review_calibration import ReviewCalibration, uncertainty
+    from shared.model.review_calibration import ReviewCalibration, class_indices, uncertainty
     from shared.settings import Settings
     from trainer.datasets import load_newsgroups, sample_per_class
     from trainer.train import TrainConfig, fit_with_self_training, prepare_inputs
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fixed_in, fixed_off = fixed(p_test, x_test.vectors), fixed(p_off, x_off.vectors)
     # The reference posts' classes as training keeps them: the labelled posts' own, the model's for the pool.
-    reference_classes = np.concatenate([[labels.index(label) for label in train.labels],
+    reference_classes = np.concatenate([class_indices(labels, train.labels),
                                         model.predict_proba(x_pool.vectors, x_pool.texts).argmax(axis=1)])
     found = detectors(x_train.vectors, train.labels, np.concatenate([x_train.vectors, x_pool.vectors]),
                       reference_classes)

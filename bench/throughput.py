@@ -114,11 +114,9 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
                            kind: str) -> dict[str, Any]:
     """The default model (all 20 groups), fitted from cached embeddings, with a review calibration,
     registered and promoted."""
-    import numpy as np
-
     from shared.model import registry
     from shared.model.preprocess import PREPROCESS_VERSION
-    from shared.model.review_calibration import calibrate_review
+    from shared.model.review_calibration import calibrate_review, class_indices
     from shared.model.store import ModelMeta, TopicModel
     from trainer.datasets import load_newsgroups
     from trainer.train import TrainConfig, data_fingerprint, fit_classifier, prepare_inputs
@@ -136,10 +134,8 @@ def register_default_model(db_url: str, models: Path, home: str, groups: tuple[s
     # (held out here: training posts, which only the flags' cost needs).
     held = inputs.take(slice(0, min(500, len(train))))
     held_probabilities = classifier.predict_proba(held.vectors, held.texts)
-    index = {str(label): i for i, label in enumerate(classifier.classes_)}
-    classes = np.array([index[str(label)] for label in train.labels])
     review = calibrate_review(inputs.vectors, held_probabilities, held.vectors, held_out="training posts",
-                              train_classes=classes)
+                              train_classes=class_indices(classifier.classes_, train.labels))
     registry.publish_version(db_url, models, TopicModel(meta, classifier, review=review),
                              promote_to=registry.DEFAULT_ALIAS)
     # What the classifier alone costs per post at serving time (one batch of 32, repeated).

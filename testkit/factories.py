@@ -16,7 +16,7 @@ from shared.model.classifier import TopicClassifier
 from shared.model.embedders.base import Embedder
 from shared.model.embedders.fake import FakeEmbedder
 from shared.model.preprocess import PREPROCESS_VERSION, preprocess
-from shared.model.review_calibration import calibrate_review
+from shared.model.review_calibration import calibrate_review, class_indices
 from shared.model.store import ModelMeta, TopicModel
 
 # Each topic has its own vocabulary, so the fake (bag-of-words) embedder separates them.
@@ -92,9 +92,8 @@ def register_fake_model(db_url: str, model_dir: Path, *, name: str = "topics", p
     held_out = [text for _, text, _ in labelled_posts(10, seed=seed + 1000)]
     held_vectors = embedder.embed([preprocess(text) for text in held_out])
     held_probabilities = clf.predict_proba(held_vectors, held_out)
-    classes = [list(clf.classes_).index(p[2]) for p in posts]
     review = calibrate_review(vectors, held_probabilities, held_vectors, held_out=f"{len(held_out)} posts",
-                              train_classes=np.asarray(classes))
+                              train_classes=class_indices(clf.classes_, [p[2] for p in posts]))
     model = TopicModel(meta, clf, review=review)
 
     def drift_reference(directory: Path) -> None:

@@ -30,7 +30,7 @@ from shared.model.embedders import Embedder, make_embedder, make_embedder_for
 from shared.model.embedding_cache import CachedEmbedder, CacheStats
 from shared.model.out_of_domain import DomainReference
 from shared.model.preprocess import PREPROCESS_VERSION, preprocess
-from shared.model.review_calibration import ReviewCalibration, calibrate_review
+from shared.model.review_calibration import ReviewCalibration, calibrate_review, class_indices
 from shared.model.store import ModelMeta, TopicModel
 from shared.settings import Settings, get_settings
 from trainer.baseline import words_baseline
@@ -412,11 +412,11 @@ def _review_reference(classifier: TopicClassifier, x_train: ModelInputs, labels:
                       unlabeled: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
     """The training posts' vectors and class indices (the model's classes' order): the labelled posts'
     own, the class the model gives each unlabeled one."""
-    index = {str(label): i for i, label in enumerate(classifier.classes_)}
-    classes = [index[str(label)] for label in labels]
+    classes = class_indices(classifier.classes_, labels)
     if len(unlabeled.vectors):
-        classes += classifier.predict_proba(unlabeled.vectors, unlabeled.texts).argmax(axis=1).tolist()
-    return np.concatenate([x_train.vectors, unlabeled.vectors]), np.asarray(classes, dtype=np.int32)
+        guessed = classifier.predict_proba(unlabeled.vectors, unlabeled.texts).argmax(axis=1)
+        classes = np.concatenate([classes, guessed.astype(np.int32)])
+    return np.concatenate([x_train.vectors, unlabeled.vectors]), classes
 
 
 def _fit_and_test(config: TrainConfig, inputs: ModelInputs, train: Dataset, test: Dataset, *, seed: int,

@@ -10,7 +10,7 @@ training post). A post near the posts of another class than its own is likely
 a mistake; one far from all of them, off topic. bench/review.py measures it
 against the nearest post of any class, the centroid radius of
 shared/model/out_of_domain.py and the Mahalanobis distance with a shared
-covariance: at each rate it catches more mistakes than any, and as many
+covariance: at each rate it catches more mistakes than any, and about as many
 off-topic posts as the nearest post of any class.
 
 Neither score has a threshold fixed in advance. The version keeps both scores
@@ -252,6 +252,12 @@ def _alone(sorted_held: np.ndarray, p_value: float) -> float:
     if allowed < 0:
         return math.inf
     return -math.inf if allowed >= n else float(sorted_held[n - allowed - 1])
+
+
+def class_indices(classes: np.ndarray | list[str], labels: list[str]) -> np.ndarray:
+    """Each label's index among the model's `classes` (their order: the probabilities' columns)."""
+    index = {str(label): i for i, label in enumerate(classes)}
+    return np.array([index[str(label)] for label in labels], dtype=np.int32)
 
 
 def _predicted(probabilities: np.ndarray) -> np.ndarray:

@@ -87,12 +87,12 @@ def test_the_domain_reference_is_saved_checked_and_optional(fitted: TopicClassif
 
 def test_the_review_calibration_is_saved_checked_and_gives_the_same_flags(fitted: TopicClassifier,
                                                                           tmp_path: Path) -> None:
-    from shared.model.review_calibration import REVIEW_FILE, calibrate_review
+    from shared.model.review_calibration import REVIEW_FILE, calibrate_review, class_indices
 
     x, labels = clusters()
     probabilities = fitted.predict_proba(x)
-    classes = [list(fitted.classes_).index(label) for label in labels]
-    review = calibrate_review(x, probabilities, x, held_out="the clusters", train_classes=np.array(classes))
+    review = calibrate_review(x, probabilities, x, held_out="the clusters",
+                              train_classes=class_indices(fitted.classes_, labels))
     sha = TopicModel(meta_for(fitted), fitted, review=review).save(tmp_path / "with")
     loaded = TopicModel.load(tmp_path / "with", sha)
     assert loaded.review is not None
