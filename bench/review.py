@@ -208,20 +208,22 @@ def main(argv: list[str] | None = None) -> int:
         # Before: fixed scores and the centroid radius, no calibration (REVIEW_RATE does not apply).
         runs.setdefault(("fixed scores (before)", None), []).append(
             _row(fixed_in[new], wrong[new], fixed_off, off.labels))
+        held_uncertainty = uncertainty(p_test[held])
         for name, distance in found.items():
             held_distances = np.asarray(distance.distances(x_test.vectors[held], p_test[held].argmax(axis=1)))
-            calibration = ReviewCalibration(distance, uncertainty(p_test[held]), held_distances, "half")
+            calibration = ReviewCalibration(distance, held_uncertainty, held_distances, "half")
             for rate in RATES:
                 u_in, _, far_in = calibration.flags(p_test[new], x_test.vectors[new], rate)
                 u_off, _, far_off = calibration.flags(p_off, x_off.vectors, rate)
                 runs.setdefault((name, rate), []).append(_row(u_in | far_in, wrong[new], u_off | far_off,
                                                               off.labels))
-                if name == KNN:
-                    flagged = either_score((uncertainty(p_test[held]), held_distances), rate)
-                    flag_in = flagged(uncertainty(p_test[new]), distance.distances(x_test.vectors[new]))
-                    flag_off = flagged(uncertainty(p_off), distance.distances(x_off.vectors))
+            if name == KNN:  # the same scores, by the rule before Fisher's
+                scores_in = uncertainty(p_test[new]), distance.distances(x_test.vectors[new])
+                scores_off = uncertainty(p_off), distance.distances(x_off.vectors)
+                for rate in RATES:
+                    flagged = either_score((held_uncertainty, held_distances), rate)
                     runs.setdefault((EITHER, rate), []).append(
-                        _row(flag_in, wrong[new], flag_off, off.labels))
+                        _row(flagged(*scores_in), wrong[new], flagged(*scores_off), off.labels))
     order = ["fixed scores (before)", EITHER, *found]
     rows = [{"detector": name, "rate": rate, **_mean(measured)}
             for (name, rate), measured in sorted(runs.items(), key=lambda item: order.index(item[0][0]))]
